@@ -1,0 +1,164 @@
+//! The lossless tar → eStargz converter.
+//!
+//! Layout follows `design.md`: [`plan`] scans the tar and decides member
+//! boundaries, [`compress`] turns each member into an independent gzip
+//! member, [`pipeline`] runs compression in parallel and assembles the
+//! members, TOC and footer in order.
+
+pub mod compress;
+mod pipeline;
+pub mod plan;
+
+use crate::blob_info::{layer_annotations, BlobInfo};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::tar::{NamePolicy, ScanLimits, Scanner};
+use std::collections::BTreeMap;
+use std::io::{BufReader, Cursor, Read, Write};
+
+/// Default chunk size: 4 MiB, as the reference.
+pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
+/// Default gzip level: 9, as the reference.
+pub const DEFAULT_LEVEL: u32 = 9;
+/// Largest accepted chunk size: members are built in memory.
+pub const MAX_CHUNK_SIZE: u64 = 1 << 30;
+
+/// Conversion options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvertOptions {
+    /// gzip level, 0 (stored) to 9 (smallest).
+    pub level: u32,
+    /// Largest chunk of a file's data per member; 0 means the default.
+    pub chunk_size: u64,
+    /// Compression threads; `None` uses every core. Never changes the output.
+    pub threads: Option<usize>,
+    /// What to do with names that are not UTF-8.
+    pub names: NamePolicy,
+    /// Caps on extension headers.
+    pub scan_limits: ScanLimits,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            level: DEFAULT_LEVEL,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            threads: None,
+            names: NamePolicy::default(),
+            scan_limits: ScanLimits::default(),
+        }
+    }
+}
+
+impl ConvertOptions {
+    fn validated(&self) -> Result<ConvertOptions> {
+        let mut o = self.clone();
+        if o.level > compress::MAX_LEVEL {
+            return Err(Error::InvalidOption(format!(
+                "compression level {} is not in 0..=9",
+                o.level
+            )));
+        }
+        if o.chunk_size == 0 {
+            o.chunk_size = DEFAULT_CHUNK_SIZE;
+        }
+        if o.chunk_size > MAX_CHUNK_SIZE {
+            return Err(Error::InvalidOption(format!(
+                "chunk size {} is larger than {MAX_CHUNK_SIZE}",
+                o.chunk_size
+            )));
+        }
+        if o.threads == Some(0) {
+            o.threads = None;
+        }
+        Ok(o)
+    }
+}
+
+/// What a conversion produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvertReport {
+    /// Digest, size, diffID and uncompressed size of the blob written.
+    pub blob: BlobInfo,
+    /// SHA-256 of the TOC JSON.
+    pub toc_digest: Digest,
+    /// Offset of the TOC member.
+    pub toc_offset: u64,
+    /// Entries in the TOC (chunks included).
+    pub toc_entries: usize,
+    /// Regular files.
+    pub files: usize,
+    /// Data chunks (members holding file data).
+    pub chunks: usize,
+    /// Payload members (TOC and footer not counted).
+    pub members: usize,
+    /// Length of the input tar (decompressed, when the input was gzip).
+    pub tar_size: u64,
+    /// Non-fatal findings, such as non-UTF-8 names replaced in the TOC.
+    pub warnings: Vec<String>,
+}
+
+impl ConvertReport {
+    /// The layer annotations: TOC digest and uncompressed size.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        layer_annotations(&self.toc_digest, self.blob.uncompressed_size)
+    }
+}
+
+/// Converts a tar (plain or gzip-compressed, detected from its first bytes)
+/// read from `input` into a lossless eStargz blob written to `output`.
+///
+/// Decompressing the blob up to its TOC gives back the input tar byte for
+/// byte. The same input and options always give the same bytes.
+///
+/// ```
+/// use estargz_core::{convert, ConvertOptions, Digest};
+///
+/// let mut tar = tar::Builder::new(Vec::new());
+/// let mut header = tar::Header::new_ustar();
+/// header.set_size(5);
+/// header.set_mode(0o644);
+/// header.set_cksum();
+/// tar.append_data(&mut header, "hello.txt", &b"hello"[..]).unwrap();
+/// let tar = tar.into_inner().unwrap();
+///
+/// let mut blob = Vec::new();
+/// let report = convert(&tar[..], &mut blob, &ConvertOptions::default()).unwrap();
+/// assert_eq!(report.blob.digest, Digest::of(&blob));
+/// assert_eq!(report.blob.size, blob.len() as u64);
+/// assert_eq!(report.files, 1);
+/// ```
+pub fn convert<R: Read + Send, W: Write>(
+    input: R,
+    output: W,
+    options: &ConvertOptions,
+) -> Result<ConvertReport> {
+    let options = options.validated()?;
+    let mut input = input;
+    let mut magic = Vec::with_capacity(3);
+    (&mut input)
+        .take(3)
+        .read_to_end(&mut magic)
+        .map_err(|source| Error::Read { offset: 0, source })?;
+    if magic.is_empty() {
+        return Err(Error::EmptyInput);
+    }
+    let is_gzip = magic == [0x1f, 0x8b, 0x08];
+    let input = Cursor::new(magic).chain(input);
+    if is_gzip {
+        let decoder = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
+        run(BufReader::with_capacity(1 << 20, decoder), output, &options)
+    } else {
+        run(BufReader::with_capacity(1 << 20, input), output, &options)
+    }
+}
+
+fn run<R: Read + Send, W: Write>(
+    tar: R,
+    output: W,
+    options: &ConvertOptions,
+) -> Result<ConvertReport> {
+    let scanner = Scanner::new(tar, options.names, options.scan_limits);
+    let planner = plan::Planner::new(scanner, options.chunk_size);
+    pipeline::run(planner, options, output)
+}

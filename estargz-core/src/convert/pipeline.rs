@@ -1,0 +1,206 @@
+//! Parallel compression and ordered assembly.
+//!
+//! Members are planned in batches; while the pool compresses one batch (and
+//! hashes its chunks in the same pass over the bytes), the planner reads the
+//! next. Assembly is sequential and in plan order, so offsets, digests and
+//! bytes are the same whatever the thread count.
+
+use super::compress::gzip_member;
+use super::plan::{Member, Planner};
+use super::{ConvertOptions, ConvertReport};
+use crate::blob_info::BlobInfo;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::footer;
+use crate::toc::{self, Toc};
+use rayon::prelude::*;
+use sha2::{Digest as _, Sha256};
+use std::io::{Read, Write};
+
+/// Members per batch at most: bounds the bookkeeping for layers of tiny files.
+const MAX_BATCH_MEMBERS: usize = 4096;
+/// Largest TOC JSON a ustar size field can describe (11 octal digits).
+const MAX_TOC_JSON: usize = 0o77777777777;
+
+/// A compressed member and the digests of the chunks in it.
+struct Compressed {
+    bytes: Vec<u8>,
+    chunk_digests: Vec<Digest>,
+}
+
+/// Counts and hashes what goes to the output.
+struct Output<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Output<W> {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.inner.write_all(bytes).map_err(Error::Write)?;
+        self.hasher.update(bytes);
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Runs the whole conversion: plan, compress, assemble, finish.
+pub fn run<R: Read + Send, W: Write>(
+    mut planner: Planner<R>,
+    opts: &ConvertOptions,
+    out: W,
+) -> Result<ConvertReport> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = opts.threads {
+        builder = builder.num_threads(n);
+    }
+    let pool = builder
+        .build()
+        .map_err(|e| Error::InvalidOption(format!("thread pool: {e}")))?;
+    let batch_bytes = (pool.current_num_threads() as u64 * 2 * opts.chunk_size).max(8 << 20);
+
+    let mut asm = Assembler {
+        out: Output {
+            inner: out,
+            hasher: Sha256::new(),
+            written: 0,
+        },
+        diff: Sha256::new(),
+        uncompressed: 0,
+        file_hasher: None,
+        members: 0,
+        chunks: 0,
+    };
+    let mut next = read_batch(&mut planner, batch_bytes)?;
+    while !next.is_empty() {
+        let batch = next;
+        let (compressed, following) = std::thread::scope(|s| {
+            let worker = s.spawn(|| pool.install(|| compress_batch(&batch, opts.level)));
+            let following = read_batch(&mut planner, batch_bytes);
+            let compressed = worker
+                .join()
+                .unwrap_or_else(|_| Err(Error::Compress("compression worker panicked".into())));
+            (compressed, following)
+        });
+        for (member, comp) in batch.iter().zip(compressed?) {
+            asm.member(member, comp, &mut planner.entries)?;
+        }
+        next = following?;
+    }
+
+    let toc = Toc {
+        version: 1,
+        entries: std::mem::take(&mut planner.entries),
+    };
+    let json = toc.to_json();
+    if json.len() > MAX_TOC_JSON {
+        return Err(Error::InvalidOption(format!(
+            "TOC JSON of {} bytes is too large for a tar entry",
+            json.len()
+        )));
+    }
+    let toc_tar = toc::tar_bytes(&json);
+    let mut toc_member = Vec::with_capacity(json.len() / 4 + 1024);
+    gzip_member(opts.level, &toc_tar, &mut toc_member)?;
+    let toc_offset = asm.out.written;
+    asm.out.write(&toc_member)?;
+    asm.diff.update(&toc_tar);
+    asm.uncompressed += toc_tar.len() as u64;
+    asm.out.write(&footer::encode(toc_offset))?;
+    asm.out.inner.flush().map_err(Error::Write)?;
+
+    Ok(ConvertReport {
+        blob: BlobInfo {
+            digest: Digest::from_hasher(asm.out.hasher),
+            size: asm.out.written,
+            diff_id: Digest::from_hasher(asm.diff),
+            uncompressed_size: asm.uncompressed,
+        },
+        toc_digest: Digest::of(&json),
+        toc_offset,
+        toc_entries: toc.entries.len(),
+        files: planner.files,
+        chunks: asm.chunks,
+        members: asm.members,
+        tar_size: asm.uncompressed - toc_tar.len() as u64,
+        warnings: std::mem::take(&mut planner.warnings),
+    })
+}
+
+/// Plans members until the batch holds `max_bytes` or the input ends.
+fn read_batch<R: Read>(planner: &mut Planner<R>, max_bytes: u64) -> Result<Vec<Member>> {
+    let mut batch = Vec::new();
+    let mut bytes = 0u64;
+    while bytes < max_bytes && batch.len() < MAX_BATCH_MEMBERS {
+        match planner.next_member()? {
+            Some(m) => {
+                bytes += m.data.len() as u64;
+                batch.push(m);
+            }
+            None => break,
+        }
+    }
+    Ok(batch)
+}
+
+fn compress_batch(batch: &[Member], level: u32) -> Result<Vec<Compressed>> {
+    batch
+        .par_iter()
+        .map(|m| {
+            let mut bytes = Vec::with_capacity(m.data.len() / 2 + 64);
+            gzip_member(level, &m.data, &mut bytes)?;
+            let chunk_digests = m
+                .chunks
+                .iter()
+                .map(|c| Digest::of(&m.data[c.range.clone()]))
+                .collect();
+            Ok(Compressed {
+                bytes,
+                chunk_digests,
+            })
+        })
+        .collect()
+}
+
+/// The in-order stage: offsets, digests, diffID, output.
+struct Assembler<W> {
+    out: Output<W>,
+    diff: Sha256,
+    uncompressed: u64,
+    /// Running digest of the multi-chunk file being assembled.
+    file_hasher: Option<Sha256>,
+    members: usize,
+    chunks: usize,
+}
+
+impl<W: Write> Assembler<W> {
+    fn member(
+        &mut self,
+        m: &Member,
+        comp: Compressed,
+        entries: &mut [toc::TocEntry],
+    ) -> Result<()> {
+        let offset = self.out.written as i64;
+        for (chunk, digest) in m.chunks.iter().zip(comp.chunk_digests) {
+            let digest_text = digest.to_string();
+            entries[chunk.entry].offset = offset;
+            if chunk.multi {
+                let hasher = self.file_hasher.get_or_insert_with(Sha256::new);
+                hasher.update(&m.data[chunk.range.clone()]);
+                if chunk.last {
+                    let whole = self.file_hasher.take().map(Digest::from_hasher);
+                    entries[chunk.file].digest = whole.map(|d| d.to_string()).unwrap_or_default();
+                }
+            } else {
+                entries[chunk.file].digest = digest_text.clone();
+            }
+            entries[chunk.entry].chunk_digest = digest_text;
+            self.chunks += 1;
+        }
+        self.diff.update(&m.data);
+        self.uncompressed += m.data.len() as u64;
+        self.out.write(&comp.bytes)?;
+        self.members += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! The plan: where the gzip members start, and the TOC entries they carry.
+//!
+//! A member starts at every chunk of every non-empty regular file (spec §2.1);
+//! headers, padding and non-file entries go into whatever member is open.
+//! The plan is a function of the input bytes and the options only, never of
+//! threads or timing: that is what makes the output deterministic.
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::name;
+use crate::tar::{Entry, EntryKind, Item, Scanner};
+use crate::toc::{format_modtime, EntryType, TocEntry, TOC_NAME};
+use std::collections::HashMap;
+use std::io::Read;
+use std::ops::Range;
+
+/// A planned member: its uncompressed bytes and the chunks inside them.
+#[derive(Debug, Default)]
+pub struct Member {
+    /// Uncompressed bytes (a contiguous range of the input).
+    pub data: Vec<u8>,
+    /// File chunks that start in this member (at most one with MinChunkSize 0).
+    pub chunks: Vec<PlannedChunk>,
+}
+
+/// A chunk of a regular file's data inside a [`Member`].
+#[derive(Debug, Clone)]
+pub struct PlannedChunk {
+    /// Index of the chunk's TOC entry (`reg` for the first chunk, else `chunk`).
+    pub entry: usize,
+    /// Index of the file's `reg` entry.
+    pub file: usize,
+    /// Byte range inside [`Member::data`].
+    pub range: Range<usize>,
+    /// The file has more than one chunk (its `digest` needs its own hash).
+    pub multi: bool,
+    /// This is the file's last chunk.
+    pub last: bool,
+}
+
+/// A regular file whose chunks are still being planned.
+struct FileCursor {
+    reg: usize,
+    name: String,
+    size: u64,
+    at: u64,
+}
+
+/// Turns a tar stream into members and TOC entries, one member at a time.
+pub struct Planner<R> {
+    scanner: Scanner<R>,
+    chunk_size: u64,
+    /// TOC entries so far; offsets and digests are filled in at assembly.
+    pub entries: Vec<TocEntry>,
+    open: Member,
+    ready: Option<Member>,
+    file: Option<FileCursor>,
+    user_names: HashMap<i64, String>,
+    group_names: HashMap<i64, String>,
+    done: bool,
+    /// Non-fatal findings, in input order.
+    pub warnings: Vec<String>,
+    /// Regular files seen.
+    pub files: usize,
+}
+
+impl<R: Read> Planner<R> {
+    /// A planner reading tar bytes from `scanner`.
+    pub fn new(scanner: Scanner<R>, chunk_size: u64) -> Self {
+        Planner {
+            scanner,
+            chunk_size,
+            entries: Vec::new(),
+            open: Member::default(),
+            ready: None,
+            file: None,
+            user_names: HashMap::new(),
+            group_names: HashMap::new(),
+            done: false,
+            warnings: Vec::new(),
+            files: 0,
+        }
+    }
+
+    /// The next complete member, in order; `None` after the last.
+    pub fn next_member(&mut self) -> Result<Option<Member>> {
+        while self.ready.is_none() && !self.done {
+            self.step()?;
+        }
+        Ok(self.ready.take())
+    }
+
+    /// Closes the open member (if it holds anything) and starts a new one.
+    fn cut(&mut self) {
+        if !self.open.data.is_empty() {
+            debug_assert!(self.ready.is_none());
+            self.ready = Some(std::mem::take(&mut self.open));
+        }
+    }
+
+    fn step(&mut self) -> Result<()> {
+        if let Some(file) = self.file.take() {
+            return self.next_chunk(file);
+        }
+        match self.scanner.next_item()? {
+            None => self.done = true,
+            Some(Item::End { raw, offset }) => {
+                if offset == 0 && raw.is_empty() {
+                    return Err(Error::EmptyInput);
+                }
+                self.open.data.extend_from_slice(&raw);
+                self.cut();
+                self.done = true;
+            }
+            Some(Item::Entry(entry)) => self.entry(*entry)?,
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, e: Entry) -> Result<()> {
+        if name::clean(&e.name) == TOC_NAME {
+            return Err(Error::ExistingToc {
+                entry: e.name,
+                offset: e.header_offset,
+            });
+        }
+        self.warnings.extend(e.warnings.iter().cloned());
+        let toc_entry = self.toc_entry(&e);
+        self.open.data.extend_from_slice(&e.raw);
+        let index = self.entries.len();
+        self.entries.push(toc_entry);
+        if e.kind != EntryKind::Regular {
+            // Only a GNU dumpdir carries data here; it stays in the open member.
+            self.scanner.read_data(&mut self.open.data, e.size)?;
+            return Ok(());
+        }
+        self.files += 1;
+        if e.size == 0 {
+            self.entries[index].digest = Digest::of(b"").to_string();
+            return Ok(());
+        }
+        self.file = Some(FileCursor {
+            reg: index,
+            name: e.name,
+            size: e.size,
+            at: 0,
+        });
+        Ok(())
+    }
+
+    /// Starts a member at the next chunk of the current file and reads it.
+    fn next_chunk(&mut self, mut f: FileCursor) -> Result<()> {
+        let len = self.chunk_size.min(f.size - f.at);
+        let entry = if f.at == 0 {
+            f.reg
+        } else {
+            let mut c = TocEntry::new(f.name.clone(), EntryType::Chunk);
+            c.chunk_offset = f.at as i64;
+            self.entries.push(c);
+            self.entries.len() - 1
+        };
+        // The reference writes chunkSize whenever a full chunk size remains (spec §3.5).
+        if f.size - f.at >= self.chunk_size {
+            self.entries[entry].chunk_size = self.chunk_size as i64;
+        }
+        self.cut();
+        let start = self.open.data.len();
+        self.scanner.read_data(&mut self.open.data, len)?;
+        self.open.chunks.push(PlannedChunk {
+            entry,
+            file: f.reg,
+            range: start..self.open.data.len(),
+            multi: f.size > self.chunk_size,
+            last: f.at + len == f.size,
+        });
+        f.at += len;
+        if f.at < f.size {
+            self.file = Some(f);
+        }
+        Ok(())
+    }
+
+    fn toc_entry(&mut self, e: &Entry) -> TocEntry {
+        let kind = match e.kind {
+            EntryKind::Regular => EntryType::Reg,
+            EntryKind::Directory => EntryType::Dir,
+            EntryKind::Symlink => EntryType::Symlink,
+            EntryKind::Hardlink => EntryType::Hardlink,
+            EntryKind::CharDevice => EntryType::Char,
+            EntryKind::BlockDevice => EntryType::Block,
+            EntryKind::Fifo => EntryType::Fifo,
+        };
+        let mut t = TocEntry::new(e.name.clone(), kind);
+        match e.kind {
+            EntryKind::Regular => t.size = e.size as i64,
+            EntryKind::Symlink | EntryKind::Hardlink => t.link_name = e.link_name.clone(),
+            EntryKind::CharDevice | EntryKind::BlockDevice => {
+                t.dev_major = e.dev_major;
+                t.dev_minor = e.dev_minor;
+            }
+            EntryKind::Directory | EntryKind::Fifo => {}
+        }
+        t.modtime = format_modtime(e.mtime.0, e.mtime.1);
+        t.mode = e.mode;
+        t.uid = e.uid;
+        t.gid = e.gid;
+        t.user_name = name_if_changed(&mut self.user_names, e.uid, &e.user_name);
+        t.group_name = name_if_changed(&mut self.group_names, e.gid, &e.group_name);
+        t.xattrs = e.xattrs.clone();
+        t
+    }
+}
+
+/// The reference's de-duplication (spec §3.7): a name is written only when it
+/// is non-empty and differs from the last one written for the same id.
+fn name_if_changed(seen: &mut HashMap<i64, String>, id: i64, name: &str) -> String {
+    if name.is_empty() || seen.get(&id).is_some_and(|n| n == name) {
+        return String::new();
+    }
+    seen.insert(id, name.to_string());
+    name.to_string()
+}

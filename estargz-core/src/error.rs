@@ -1,0 +1,155 @@
+//! The library's one error type.
+//!
+//! Every variant carries what a user needs to act on it: the entry name and
+//! the byte offset where that applies. The CLI adds the file name.
+
+use std::io;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input tar is malformed.
+    #[error("malformed tar at byte {offset}{}: {kind}", entry_suffix(.entry))]
+    Tar {
+        /// Byte offset in the (decompressed) tar stream.
+        offset: u64,
+        /// Name of the entry being read, when known.
+        entry: Option<String>,
+        /// What is wrong.
+        kind: TarErrorKind,
+    },
+    /// A sparse entry: the TOC cannot describe holes, so a lossless blob
+    /// cannot be made from it.
+    #[error(
+        "entry {entry:?} at byte {offset} is a sparse file ({format}); eStargz TOCs cannot \
+         describe holes, so it cannot be converted losslessly (re-create the tar without \
+         --sparse)"
+    )]
+    SparseEntry {
+        /// Entry name.
+        entry: String,
+        /// Byte offset of its header.
+        offset: u64,
+        /// Which sparse encoding it uses.
+        format: &'static str,
+    },
+    /// An input entry would collide with the TOC's own name.
+    #[error(
+        "entry {entry:?} at byte {offset}: an input entry named stargz.index.json is not \
+         allowed (is the input already an eStargz blob? decompress it and drop the TOC first)"
+    )]
+    ExistingToc {
+        /// Entry name as stored.
+        entry: String,
+        /// Byte offset of its header.
+        offset: u64,
+    },
+    /// A name is not UTF-8 and strict name handling was requested.
+    #[error("entry {entry:?} at byte {offset}: {field} is not valid UTF-8 (strict names)")]
+    NonUtf8 {
+        /// Entry name (lossily decoded for display).
+        entry: String,
+        /// Byte offset of its header.
+        offset: u64,
+        /// Which field: "name", "link name" or "xattr key".
+        field: &'static str,
+    },
+    /// The input holds no bytes at all.
+    #[error("input is empty (0 bytes): not a tar archive")]
+    EmptyInput,
+    /// Reading the input failed.
+    #[error("reading input at byte {offset}: {source}")]
+    Read {
+        /// Byte offset in the (decompressed) input where the read failed.
+        offset: u64,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Write(#[source] io::Error),
+    /// A gzip stream could not be decoded.
+    #[error("gzip stream invalid near compressed byte {offset}: {message}")]
+    Gzip {
+        /// Approximate offset in the compressed stream.
+        offset: u64,
+        /// What the decoder said.
+        message: String,
+    },
+    /// A footer could not be parsed.
+    #[error(transparent)]
+    Footer(#[from] crate::footer::FooterError),
+    /// An option is out of range.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// The compressor failed (should not happen: buffers are sized by its bound).
+    #[error("compressor failed: {0}")]
+    Compress(String),
+}
+
+fn entry_suffix(entry: &Option<String>) -> String {
+    match entry {
+        Some(name) => format!(" (entry {name:?})"),
+        None => String::new(),
+    }
+}
+
+/// What is wrong with a malformed tar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TarErrorKind {
+    /// Header checksum does not match.
+    #[error("header checksum mismatch (stored {stored:?}, computed {computed}){}",
+        if *.at_start { "; the input is not a tar archive" } else { "" })]
+    BadChecksum {
+        /// The stored checksum field, as text.
+        stored: String,
+        /// The checksum computed over the block.
+        computed: u32,
+        /// The failing header is the first block of the input.
+        at_start: bool,
+    },
+    /// A numeric field is not a number.
+    #[error("{field} field is not a valid number: {value:?}")]
+    BadNumber {
+        /// Field name.
+        field: &'static str,
+        /// Field text.
+        value: String,
+    },
+    /// A numeric field is negative where that makes no sense.
+    #[error("{field} field is negative")]
+    Negative {
+        /// Field name.
+        field: &'static str,
+    },
+    /// The input ends inside something.
+    #[error("unexpected end of input inside {what} (needed {needed} more bytes)")]
+    Truncated {
+        /// What was being read.
+        what: &'static str,
+        /// How many bytes were missing.
+        needed: u64,
+    },
+    /// A PAX extended header record is malformed.
+    #[error("bad PAX record: {0}")]
+    BadPaxRecord(String),
+    /// An extension header is larger than the limit.
+    #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// What is too large.
+        what: &'static str,
+        /// Claimed size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A type flag this converter does not support.
+    #[error("unsupported entry type {0:?}")]
+    UnsupportedType(char),
+    /// Extension headers with no entry after them.
+    #[error("extension header not followed by an entry")]
+    DanglingExtension,
+}

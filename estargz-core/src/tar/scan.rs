@@ -1,0 +1,549 @@
+//! The scanner: raw bytes plus parsed metadata for each entry.
+
+use super::header::{Header, BLOCK};
+use super::{lossy_utf8, pax};
+use crate::error::{Error, Result, TarErrorKind};
+use std::collections::BTreeMap;
+use std::io::Read;
+
+/// What kind of file an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Regular file (`0`, NUL, `7`).
+    Regular,
+    /// Directory (`5`, GNU dumpdir `D`, or a v7 name ending in `/`).
+    Directory,
+    /// Symbolic link (`2`).
+    Symlink,
+    /// Hard link (`1`).
+    Hardlink,
+    /// Character device (`3`).
+    CharDevice,
+    /// Block device (`4`).
+    BlockDevice,
+    /// FIFO (`6`).
+    Fifo,
+}
+
+/// How to treat names, link names and xattr keys that are not UTF-8.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NamePolicy {
+    /// Replace each invalid byte with U+FFFD in the TOC (as the reference
+    /// does, so every reader opens the blob) and warn. Tar bytes stay exact.
+    #[default]
+    Replace,
+    /// Fail with an error naming the entry.
+    Strict,
+}
+
+/// Caps on what a tar may make the scanner allocate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanLimits {
+    /// Largest PAX extended header payload (`x` or `g`).
+    pub max_pax_size: u64,
+    /// Largest GNU long name or long link payload (`L`, `K`).
+    pub max_long_name: u64,
+}
+
+impl Default for ScanLimits {
+    fn default() -> Self {
+        ScanLimits {
+            max_pax_size: 16 << 20,
+            max_long_name: 1 << 20,
+        }
+    }
+}
+
+/// One real entry (extension headers already folded in).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Input bytes since the previous entry's data: the previous entry's
+    /// padding, extension headers and their payloads, and this header.
+    pub raw: Vec<u8>,
+    /// Offset of `raw[0]` in the input.
+    pub raw_offset: u64,
+    /// Offset of this entry's own header block.
+    pub header_offset: u64,
+    /// Raw name bytes (PAX `path` > GNU `L` > ustar prefix/name).
+    pub raw_name: Vec<u8>,
+    /// Name as text (see [`NamePolicy`]).
+    pub name: String,
+    /// Kind of file.
+    pub kind: EntryKind,
+    /// Bytes of data that follow the header.
+    pub size: u64,
+    /// Mode field, raw.
+    pub mode: i64,
+    /// Owner id.
+    pub uid: i64,
+    /// Group id.
+    pub gid: i64,
+    /// Owner name.
+    pub user_name: String,
+    /// Group name.
+    pub group_name: String,
+    /// Modification time: whole seconds (floored) and nanoseconds.
+    pub mtime: (i64, u32),
+    /// Link target (symlinks and hard links).
+    pub link_name: String,
+    /// Device major.
+    pub dev_major: i64,
+    /// Device minor.
+    pub dev_minor: i64,
+    /// `SCHILY.xattr.*` records.
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+    /// Non-fatal findings (non-UTF-8 names replaced, …).
+    pub warnings: Vec<String>,
+}
+
+/// What [`Scanner::next_item`] yields.
+#[derive(Debug)]
+pub enum Item {
+    /// A real entry; its `size` data bytes follow (read them with
+    /// [`Scanner::read_data`], or leave them: they then lead the next raw).
+    Entry(Box<Entry>),
+    /// The end: the remaining input bytes (end-of-archive blocks and any
+    /// trailing data; empty when the tar simply stops after its last entry).
+    End {
+        /// The bytes.
+        raw: Vec<u8>,
+        /// Their offset in the input.
+        offset: u64,
+    },
+}
+
+/// Extension records collected before an entry's own header.
+#[derive(Default)]
+struct Extensions {
+    pax: BTreeMap<Vec<u8>, Vec<u8>>,
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    any: bool,
+}
+
+/// Walks a tar stream. See the [module docs](super).
+pub struct Scanner<R> {
+    input: R,
+    pos: u64,
+    data_left: u64,
+    pad_left: u64,
+    current: Option<String>,
+    globals: BTreeMap<Vec<u8>, Vec<u8>>,
+    names: NamePolicy,
+    limits: ScanLimits,
+    finished: bool,
+}
+
+impl<R: Read> Scanner<R> {
+    /// A scanner over `input`.
+    pub fn new(input: R, names: NamePolicy, limits: ScanLimits) -> Self {
+        Scanner {
+            input,
+            pos: 0,
+            data_left: 0,
+            pad_left: 0,
+            current: None,
+            globals: BTreeMap::new(),
+            names,
+            limits,
+            finished: false,
+        }
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Data bytes of the current entry not yet read.
+    pub fn data_left(&self) -> u64 {
+        self.data_left
+    }
+
+    fn err(&self, offset: u64, kind: TarErrorKind) -> Error {
+        Error::Tar {
+            offset,
+            entry: self.current.clone(),
+            kind,
+        }
+    }
+
+    /// Appends up to `n` input bytes to `buf`; returns how many were read
+    /// (fewer only at end of input).
+    fn pull(&mut self, buf: &mut Vec<u8>, n: u64) -> Result<u64> {
+        let start = buf.len();
+        let got = (&mut self.input)
+            .take(n)
+            .read_to_end(buf)
+            .map_err(|source| Error::Read {
+                offset: self.pos + (buf.len() - start) as u64,
+                source,
+            })?;
+        self.pos += got as u64;
+        Ok(got as u64)
+    }
+
+    fn pull_exact(&mut self, buf: &mut Vec<u8>, n: u64, what: &'static str) -> Result<()> {
+        let got = self.pull(buf, n)?;
+        if got < n {
+            return Err(self.err(
+                self.pos,
+                TarErrorKind::Truncated {
+                    what,
+                    needed: n - got,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// Appends the next `n` data bytes of the current entry to `buf`.
+    pub fn read_data(&mut self, buf: &mut Vec<u8>, n: u64) -> Result<()> {
+        let n = n.min(self.data_left);
+        self.pull_exact(buf, n, "file data")?;
+        self.data_left -= n;
+        Ok(())
+    }
+
+    /// The next entry, or the end of the archive.
+    pub fn next_item(&mut self) -> Result<Option<Item>> {
+        if self.finished {
+            return Ok(None);
+        }
+        let raw_offset = self.pos;
+        let mut raw = Vec::new();
+        let (data_left, pad_left) = (self.data_left, self.pad_left);
+        self.pull_exact(&mut raw, data_left, "file data")?;
+        self.data_left = 0;
+        self.pull_exact(&mut raw, pad_left, "padding after file data")?;
+        self.pad_left = 0;
+        self.current = None;
+
+        let mut ext = Extensions::default();
+        loop {
+            let header_offset = self.pos;
+            let before = raw.len();
+            let got = self.pull(&mut raw, BLOCK as u64)?;
+            if got == 0 && !ext.any {
+                // A tar that stops after a complete entry, without end-of-archive blocks.
+                self.finished = true;
+                return Ok(Some(Item::End {
+                    raw,
+                    offset: raw_offset,
+                }));
+            }
+            if got < BLOCK as u64 {
+                let what = if ext.any {
+                    "header after extension headers"
+                } else {
+                    "header"
+                };
+                return Err(self.err(
+                    header_offset,
+                    TarErrorKind::Truncated {
+                        what,
+                        needed: BLOCK as u64 - got,
+                    },
+                ));
+            }
+            let block: &[u8; BLOCK] = raw[before..].try_into().expect("pulled one block");
+            let block = *block;
+            let header = Header(&block);
+            if header.is_zero() {
+                if ext.any {
+                    return Err(self.err(header_offset, TarErrorKind::DanglingExtension));
+                }
+                self.pull(&mut raw, u64::MAX)?;
+                self.finished = true;
+                return Ok(Some(Item::End {
+                    raw,
+                    offset: raw_offset,
+                }));
+            }
+            self.current = Some(header.display_name());
+            header
+                .verify_checksum(header_offset == 0)
+                .map_err(|kind| self.err(header_offset, kind))?;
+            let size = header
+                .size()
+                .map_err(|kind| self.err(header_offset, kind))?;
+            match header.typeflag() {
+                b'x' | b'g' => {
+                    let payload = self.extension_payload(
+                        &mut raw,
+                        size,
+                        self.limits.max_pax_size,
+                        "PAX header",
+                    )?;
+                    let records = pax::parse_records(&payload)
+                        .map_err(|why| self.err(header_offset, TarErrorKind::BadPaxRecord(why)))?;
+                    if header.typeflag() == b'g' {
+                        // Global records are defaults for what follows; the
+                        // header stays in the stream and never becomes an entry.
+                        apply_records(&mut self.globals, records);
+                        continue;
+                    }
+                    apply_records(&mut ext.pax, records);
+                    ext.any = true;
+                }
+                flag @ (b'L' | b'K') => {
+                    let mut payload = self.extension_payload(
+                        &mut raw,
+                        size,
+                        self.limits.max_long_name,
+                        "GNU long name",
+                    )?;
+                    if let Some(nul) = payload.iter().position(|&b| b == 0) {
+                        payload.truncate(nul);
+                    }
+                    if flag == b'L' {
+                        ext.long_name = Some(payload);
+                    } else {
+                        ext.long_link = Some(payload);
+                    }
+                    ext.any = true;
+                }
+                b'V' => {
+                    // A GNU volume label: kept in the stream, not a file.
+                    let pad = padding(size);
+                    self.pull_exact(&mut raw, size + pad, "volume label")?;
+                    if ext.any {
+                        return Err(self.err(header_offset, TarErrorKind::DanglingExtension));
+                    }
+                }
+                _ => {
+                    let entry = self.entry(header, header_offset, size, ext, raw, raw_offset)?;
+                    self.data_left = entry.size;
+                    self.pad_left = padding(entry.size);
+                    return Ok(Some(Item::Entry(Box::new(entry))));
+                }
+            }
+        }
+    }
+
+    /// Reads an extension header's payload (and padding) into `raw` and
+    /// returns a copy of the payload.
+    fn extension_payload(
+        &mut self,
+        raw: &mut Vec<u8>,
+        size: u64,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<Vec<u8>> {
+        if size > limit {
+            return Err(self.err(
+                self.pos - BLOCK as u64,
+                TarErrorKind::TooLarge { what, size, limit },
+            ));
+        }
+        let start = raw.len();
+        self.pull_exact(raw, size, what)?;
+        let payload = raw[start..].to_vec();
+        self.pull_exact(raw, padding(size), "padding after extension header")?;
+        Ok(payload)
+    }
+
+    fn entry(
+        &mut self,
+        header: Header<'_>,
+        header_offset: u64,
+        header_size: u64,
+        ext: Extensions,
+        raw: Vec<u8>,
+        raw_offset: u64,
+    ) -> Result<Entry> {
+        let raw_name = match (ext.pax.get(&b"path"[..]), ext.long_name) {
+            (Some(p), _) => p.clone(),
+            (None, Some(long)) => long,
+            (None, None) => header.path(),
+        };
+        let raw_link = match (ext.pax.get(&b"linkpath"[..]), ext.long_link) {
+            (Some(p), _) => p.clone(),
+            (None, Some(long)) => long,
+            (None, None) => header.link_name(),
+        };
+        let display = lossy_utf8(&raw_name);
+        self.current = Some(display.clone());
+
+        let at = |kind| Error::Tar {
+            offset: header_offset,
+            entry: self.current.clone(),
+            kind,
+        };
+        let field = |key: &[u8]| ext.pax.get(key).or_else(|| self.globals.get(key));
+
+        if header.typeflag() == b'S' {
+            return Err(Error::SparseEntry {
+                entry: display,
+                offset: header_offset,
+                format: "old GNU sparse",
+            });
+        }
+        if ext.pax.keys().any(|k| k.starts_with(b"GNU.sparse.")) {
+            return Err(Error::SparseEntry {
+                entry: display,
+                offset: header_offset,
+                format: "PAX GNU.sparse",
+            });
+        }
+        let kind = match header.typeflag() {
+            b'0' | b'7' => EntryKind::Regular,
+            0 if raw_name.ends_with(b"/") => EntryKind::Directory,
+            0 => EntryKind::Regular,
+            b'1' => EntryKind::Hardlink,
+            b'2' => EntryKind::Symlink,
+            b'3' => EntryKind::CharDevice,
+            b'4' => EntryKind::BlockDevice,
+            b'5' | b'D' => EntryKind::Directory,
+            b'6' => EntryKind::Fifo,
+            other => return Err(at(TarErrorKind::UnsupportedType(other as char))),
+        };
+        let pax_int = |key: &'static str, fallback: Result<i64, TarErrorKind>| -> Result<i64> {
+            match field(key.as_bytes()) {
+                Some(v) => pax::parse_int(v).ok_or_else(|| {
+                    at(TarErrorKind::BadPaxRecord(format!(
+                        "{key} value {:?} is not a number",
+                        lossy_utf8(v)
+                    )))
+                }),
+                None => fallback.map_err(at),
+            }
+        };
+        // Only the entry's own PAX size counts: a global size would desynchronise the stream.
+        let size = match ext.pax.get(&b"size"[..]) {
+            Some(v) => pax::parse_int(v)
+                .and_then(|s| u64::try_from(s).ok())
+                .ok_or_else(|| {
+                    at(TarErrorKind::BadPaxRecord(format!(
+                        "size value {:?} is not a size",
+                        lossy_utf8(v)
+                    )))
+                })?,
+            None => header_size,
+        };
+        // Header-only types carry no data whatever their size field says (Go's rule).
+        let size = match header.typeflag() {
+            b'1' | b'2' | b'3' | b'4' | b'5' | b'6' => 0,
+            _ => size,
+        };
+        let mtime = match field(b"mtime") {
+            Some(v) => pax::parse_time(v).ok_or_else(|| {
+                at(TarErrorKind::BadPaxRecord(format!(
+                    "mtime value {:?} is not a time",
+                    lossy_utf8(v)
+                )))
+            })?,
+            None => (header.mtime().map_err(at)?, 0),
+        };
+        let mut entry = Entry {
+            raw,
+            raw_offset,
+            header_offset,
+            name: String::new(),
+            kind,
+            size,
+            mode: header.mode().map_err(at)?,
+            uid: pax_int("uid", header.uid())?,
+            gid: pax_int("gid", header.gid())?,
+            user_name: String::new(),
+            group_name: String::new(),
+            mtime,
+            link_name: String::new(),
+            dev_major: header.dev_major().map_err(at)?,
+            dev_minor: header.dev_minor().map_err(at)?,
+            xattrs: BTreeMap::new(),
+            warnings: Vec::new(),
+            raw_name: Vec::new(),
+        };
+        let uname = field(b"uname")
+            .cloned()
+            .unwrap_or_else(|| header.user_name());
+        let gname = field(b"gname")
+            .cloned()
+            .unwrap_or_else(|| header.group_name());
+        entry.name = self.text(
+            &raw_name,
+            "name",
+            &display,
+            header_offset,
+            &mut entry.warnings,
+        )?;
+        entry.link_name = self.text(
+            &raw_link,
+            "link name",
+            &display,
+            header_offset,
+            &mut entry.warnings,
+        )?;
+        entry.user_name = self.text(
+            &uname,
+            "user name",
+            &display,
+            header_offset,
+            &mut entry.warnings,
+        )?;
+        entry.group_name = self.text(
+            &gname,
+            "group name",
+            &display,
+            header_offset,
+            &mut entry.warnings,
+        )?;
+        for (key, value) in &ext.pax {
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                let name = self.text(
+                    name,
+                    "xattr key",
+                    &display,
+                    header_offset,
+                    &mut entry.warnings,
+                )?;
+                entry.xattrs.insert(name, value.clone());
+            }
+        }
+        entry.raw_name = raw_name;
+        Ok(entry)
+    }
+
+    /// Decodes a name-like field under the [`NamePolicy`].
+    fn text(
+        &self,
+        bytes: &[u8],
+        field: &'static str,
+        entry: &str,
+        offset: u64,
+        warnings: &mut Vec<String>,
+    ) -> Result<String> {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(s.to_string()),
+            Err(_) if self.names == NamePolicy::Strict => Err(Error::NonUtf8 {
+                entry: entry.to_string(),
+                offset,
+                field,
+            }),
+            Err(_) => {
+                warnings.push(format!(
+                    "entry {entry:?} at byte {offset}: {field} is not valid UTF-8; \
+                     each invalid byte is U+FFFD in the TOC (tar bytes unchanged)"
+                ));
+                Ok(lossy_utf8(bytes))
+            }
+        }
+    }
+}
+
+/// Later records override earlier ones; an empty value deletes the key (POSIX).
+fn apply_records(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, records: Vec<pax::Record>) {
+    for (key, value) in records {
+        if value.is_empty() {
+            map.remove(&key);
+        } else {
+            map.insert(key, value);
+        }
+    }
+}
+
+/// Zero bytes after `size` data bytes up to the next block boundary.
+pub fn padding(size: u64) -> u64 {
+    (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
+}
