@@ -532,10 +532,12 @@ impl<R: Read> Scanner<R> {
     }
 }
 
-/// Later records override earlier ones; an empty value deletes the key (POSIX).
+/// Later records override earlier ones; an empty value deletes the key
+/// (POSIX), except for xattrs, where an empty value is a value (as in the
+/// reference, which reads xattrs from the raw records).
 fn apply_records(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, records: Vec<pax::Record>) {
     for (key, value) in records {
-        if value.is_empty() {
+        if value.is_empty() && !key.starts_with(b"SCHILY.xattr.") {
             map.remove(&key);
         } else {
             map.insert(key, value);

@@ -1,0 +1,207 @@
+//! Shared test helpers: build tars, convert, and check blobs with an
+//! implementation independent of the crate's own writer (flate2 decoding,
+//! hand-rolled member splitting).
+
+#![allow(dead_code)]
+
+pub mod tar_writer;
+
+use estargz_core::footer;
+use estargz_core::toc::{EntryType, Toc, TocEntry};
+use estargz_core::{convert, ConvertOptions, ConvertReport, Digest};
+use std::io::Read;
+
+/// Converts `tar` with `chunk_size` and default options otherwise.
+pub fn convert_with(tar: &[u8], chunk_size: u64) -> (Vec<u8>, ConvertReport) {
+    let opts = ConvertOptions {
+        chunk_size,
+        ..ConvertOptions::default()
+    };
+    let mut blob = Vec::new();
+    let report = convert(tar, &mut blob, &opts).expect("conversion succeeds");
+    (blob, report)
+}
+
+/// The blob's gzip members: (offset, decompressed bytes).
+pub fn members(blob: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut rest = blob;
+    while !rest.is_empty() {
+        let offset = (blob.len() - rest.len()) as u64;
+        let mut dec = flate2::bufread::GzDecoder::new(rest);
+        let mut data = Vec::new();
+        dec.read_to_end(&mut data)
+            .unwrap_or_else(|e| panic!("member at {offset}: {e}"));
+        rest = dec.into_inner();
+        out.push((offset, data));
+    }
+    out
+}
+
+/// Everything the blob decompresses to.
+pub fn gunzip(blob: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(blob)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// The TOC, its exact JSON and the TOC offset, found through the footer.
+pub fn read_toc(blob: &[u8]) -> (Toc, Vec<u8>, u64) {
+    let tail = &blob[blob.len().saturating_sub(footer::FOOTER_SIZE)..];
+    let f = footer::parse(tail, blob.len() as u64).unwrap();
+    assert_eq!(f.kind, footer::FooterKind::Estargz);
+    let toc_offset = f.toc_offset.unwrap();
+    let mut dec = flate2::bufread::GzDecoder::new(&blob[toc_offset as usize..]);
+    let mut tar = Vec::new();
+    dec.read_to_end(&mut tar).unwrap();
+    assert_eq!(
+        dec.into_inner().len(),
+        footer::FOOTER_SIZE,
+        "only the footer follows the TOC member"
+    );
+    assert_eq!(&tar[..18], b"stargz.index.json\0");
+    let size = usize::from_str_radix(std::str::from_utf8(&tar[124..135]).unwrap(), 8).unwrap();
+    assert_eq!(tar.len(), 512 + size.div_ceil(512) * 512 + 1024);
+    let json = tar[512..512 + size].to_vec();
+    let toc: Toc = serde_json::from_slice(&json).unwrap();
+    (toc, json, toc_offset)
+}
+
+/// Checks every invariant of a lossless blob made from `tar` and returns its TOC.
+pub fn check_lossless(tar: &[u8], blob: &[u8], report: &ConvertReport, chunk_size: u64) -> Toc {
+    let (toc, json, toc_offset) = read_toc(blob);
+    let all = gunzip(blob);
+    assert!(
+        all.len() >= tar.len() && &all[..tar.len()] == tar,
+        "decompressed blob does not start with the input tar"
+    );
+    assert_eq!(
+        &all[tar.len()..],
+        &estargz_core::toc::tar_bytes(&json)[..],
+        "TOC tar follows the input"
+    );
+    assert_eq!(report.blob.digest, Digest::of(blob));
+    assert_eq!(report.blob.size, blob.len() as u64);
+    assert_eq!(report.blob.diff_id, Digest::of(&all));
+    assert_eq!(report.blob.uncompressed_size, all.len() as u64);
+    assert_eq!(report.toc_digest, Digest::of(&json));
+    assert_eq!(report.toc_offset, toc_offset);
+    assert_eq!(report.tar_size, tar.len() as u64);
+    assert_eq!(toc.version, 1);
+    assert_eq!(toc.to_json(), json, "TOC re-encodes to the same bytes");
+
+    let members = members(blob);
+    let starts: Vec<u64> = members.iter().map(|m| m.0).collect();
+    assert_eq!(
+        members.last().unwrap().1.len(),
+        0,
+        "footer is an empty member"
+    );
+    assert_eq!(members[members.len() - 2].0, toc_offset);
+    // Members tile the input: each member is a contiguous piece of the tar.
+    let payload: Vec<u8> = members[..members.len() - 2]
+        .iter()
+        .flat_map(|m| m.1.clone())
+        .collect();
+    assert_eq!(payload, tar);
+
+    // Every data entry starts a member that begins with its chunk.
+    let mut file: Option<(TocEntry, Vec<u8>)> = None;
+    let finish = |f: Option<(TocEntry, Vec<u8>)>| {
+        if let Some((reg, data)) = f {
+            assert_eq!(
+                data.len() as i64,
+                reg.size,
+                "{}: chunks cover the file",
+                reg.name
+            );
+            assert_eq!(
+                reg.digest,
+                Digest::of(&data).to_string(),
+                "{}: digest",
+                reg.name
+            );
+        }
+    };
+    for e in &toc.entries {
+        match e.kind {
+            EntryType::Reg | EntryType::Chunk => {
+                if e.kind == EntryType::Reg {
+                    finish(file.take());
+                    assert!(!e.digest.is_empty(), "{}: reg has a digest", e.name);
+                    file = Some((e.clone(), Vec::new()));
+                }
+                let (reg, data) = file.as_mut().expect("chunk after reg");
+                assert_eq!(e.name, reg.name);
+                if reg.size == 0 {
+                    assert_eq!(
+                        (e.offset, e.chunk_digest.as_str()),
+                        (0, ""),
+                        "{}: empty file",
+                        e.name
+                    );
+                    continue;
+                }
+                assert_eq!(
+                    e.chunk_offset,
+                    data.len() as i64,
+                    "{}: chunks contiguous",
+                    e.name
+                );
+                let remaining = reg.size - e.chunk_offset;
+                let want_size = if remaining >= chunk_size as i64 {
+                    chunk_size as i64
+                } else {
+                    0
+                };
+                assert_eq!(e.chunk_size, want_size, "{}: chunkSize rule", e.name);
+                let len = remaining.min(chunk_size as i64) as usize;
+                let idx = starts
+                    .binary_search(&(e.offset as u64))
+                    .unwrap_or_else(|_| {
+                        panic!("{}: offset {} is not a member start", e.name, e.offset)
+                    });
+                let chunk = &members[idx].1[..len];
+                assert_eq!(
+                    e.chunk_digest,
+                    Digest::of(chunk).to_string(),
+                    "{}: chunkDigest",
+                    e.name
+                );
+                data.extend_from_slice(chunk);
+            }
+            _ => {
+                assert!(
+                    e.digest.is_empty() && e.chunk_digest.is_empty() && e.offset == 0,
+                    "{}: no data fields",
+                    e.name
+                );
+            }
+        }
+    }
+    finish(file.take());
+
+    // Member starts: 0 (the leading headers) and every data offset (§7.3's
+    // count, which assumes the first entry has offset 0, generalised).
+    let mut expected: Vec<i64> = toc
+        .entries
+        .iter()
+        .map(|e| e.offset)
+        .filter(|&o| o > 0)
+        .collect();
+    expected.push(0);
+    expected.sort_unstable();
+    expected.dedup();
+    assert_eq!(members.len(), expected.len() + 2, "member count");
+    toc
+}
+
+/// The non-chunk entries of a TOC.
+pub fn non_chunks(toc: &Toc) -> Vec<&TocEntry> {
+    toc.entries
+        .iter()
+        .filter(|e| e.kind != EntryType::Chunk)
+        .collect()
+}
