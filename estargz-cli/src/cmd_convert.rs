@@ -1,6 +1,7 @@
 //! `estargz convert`: lossless tar → eStargz.
 
-use crate::output::{binary_stdout, open_input, print_json, AtomicFile};
+use crate::input::open_input;
+use crate::output::{binary_stdout, print_json, AtomicFile};
 use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::blob_info::MEDIA_TYPE_LAYER_GZIP;

@@ -1,6 +1,7 @@
 //! `estargz digest`: blob digest, size, diffID and uncompressed size of any gzip layer.
 
-use crate::output::{open_input, print_json};
+use crate::input::open_input;
+use crate::output::print_json;
 use anyhow::{Context, Result};
 use estargz_core::blob_info_of;
 

@@ -2,8 +2,14 @@
 //!
 //! Exit codes: 0 success, 1 failure (malformed input, I/O), 2 usage.
 
+mod cmd_cat;
 mod cmd_convert;
 mod cmd_digest;
+mod cmd_info;
+mod cmd_ls;
+mod cmd_unpack;
+mod cmd_verify;
+mod input;
 mod output;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +29,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Convert(cmd_convert::Args),
+    Verify(cmd_verify::Args),
+    Unpack(cmd_unpack::Args),
+    Ls(cmd_ls::Args),
+    Cat(cmd_cat::Args),
+    Info(cmd_info::Args),
     Digest(cmd_digest::Args),
 }
 
@@ -39,10 +50,27 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// A failure whose details were already printed: only a summary line follows.
+#[derive(Debug)]
+pub struct Reported(pub String);
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Reported {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Convert(args) => cmd_convert::run(args),
+        Command::Verify(args) => cmd_verify::run(args),
+        Command::Unpack(args) => cmd_unpack::run(args),
+        Command::Ls(args) => cmd_ls::run(args),
+        Command::Cat(args) => cmd_cat::run(args),
+        Command::Info(args) => cmd_info::run(args),
         Command::Digest(args) => cmd_digest::run(args),
     };
     match result {

@@ -1,18 +1,9 @@
-//! Where results go: atomic files, stdout, and the input side's `-`.
+//! Where results go: atomic files and stdout.
 
 use anyhow::{Context, Result};
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-
-/// An input named on the command line: a path or `-` for stdin.
-pub fn open_input(name: &str) -> Result<Box<dyn Read + Send>> {
-    if name == "-" {
-        return Ok(Box::new(io::stdin()));
-    }
-    let file = File::open(name).with_context(|| format!("cannot open {name}"))?;
-    Ok(Box::new(file))
-}
 
 /// A file written next to its final name and renamed into place only on
 /// success, so a failed or interrupted run leaves no partial output.

@@ -82,6 +82,71 @@ pub enum Error {
     /// A footer could not be parsed.
     #[error(transparent)]
     Footer(#[from] crate::footer::FooterError),
+    /// The blob's TOC cannot be used.
+    #[error("invalid TOC at byte {offset}: {reason}")]
+    InvalidToc {
+        /// Offset of the TOC member in the blob.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A TOC entry is inconsistent.
+    #[error("TOC entry {index} ({entry:?}): {reason}")]
+    InvalidEntry {
+        /// Position in the TOC's `entries` array.
+        index: usize,
+        /// Entry name as stored.
+        entry: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A limit was exceeded.
+    #[error("{what} of {value} exceeds the limit of {limit}")]
+    LimitExceeded {
+        /// What was measured.
+        what: &'static str,
+        /// The value found.
+        value: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// No entry of that name.
+    #[error("{0:?}: no such entry in the TOC")]
+    NotFound(String),
+    /// The entry is not a regular file.
+    #[error("{path:?} is a {kind}, not a regular file")]
+    NotRegular {
+        /// Path looked up.
+        path: String,
+        /// Its type.
+        kind: String,
+    },
+    /// File data in the blob does not match the TOC.
+    #[error("{entry:?}: data at blob byte {offset}: {reason}")]
+    CorruptData {
+        /// Entry name.
+        entry: String,
+        /// Blob offset of the member concerned.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Unpacking into a directory would leave it, or hit something unsafe.
+    #[error("unpack: entry {entry:?}: {reason}")]
+    Unsafe {
+        /// Entry name as stored.
+        entry: String,
+        /// What was refused.
+        reason: String,
+    },
+    /// A filesystem operation failed while unpacking.
+    #[error("unpack: {path}: {source}")]
+    Fs {
+        /// Path concerned.
+        path: String,
+        /// The I/O error.
+        source: io::Error,
+    },
     /// An option is out of range.
     #[error("invalid option: {0}")]
     InvalidOption(String),

@@ -40,8 +40,11 @@ pub mod digest;
 mod error;
 pub mod footer;
 pub mod name;
+pub mod read;
 pub mod tar;
 pub mod toc;
+pub mod unpack;
+pub mod verify;
 
 pub use blob_info::{blob_info_of, BlobInfo, BlobInfoWriter};
 pub use convert::{convert, ConvertOptions, ConvertReport};

@@ -1,0 +1,104 @@
+//! `estargz info`: what a blob is and the annotations its layer should carry.
+
+use crate::input::{open_blob, open_blob_file};
+use crate::output::print_json;
+use anyhow::{Context, Result};
+use estargz_core::blob_info::{layer_annotations, MEDIA_TYPE_LAYER_GZIP};
+use estargz_core::blob_info_of;
+use estargz_core::toc::EntryType;
+use std::collections::BTreeMap;
+
+/// Describe a blob: footer, TOC, counts, prefetch landmark, digests and annotations.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The blob.
+    blob: String,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let blob = open_blob(&args.blob)?;
+    let info = blob_info_of(open_blob_file(&args.blob)?)
+        .with_context(|| format!("reading {}", args.blob))?;
+    let toc = blob.toc();
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &toc.entries {
+        *kinds.entry(e.kind.as_str()).or_default() += 1;
+    }
+    let data_entries = toc
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryType::Chunk || (e.kind == EntryType::Reg && e.size > 0))
+        .count();
+    let prefetch = match (
+        blob.index().prefetch_end(),
+        blob.index().has_no_prefetch_landmark(),
+    ) {
+        (Some(end), _) => serde_json::json!({"landmark": ".prefetch.landmark", "end": end}),
+        (None, true) => serde_json::json!({"landmark": ".no.prefetch.landmark"}),
+        (None, false) => serde_json::Value::Null,
+    };
+    let annotations = layer_annotations(&blob.toc_digest(), info.uncompressed_size);
+    let value = serde_json::json!({
+        "blob": args.blob,
+        "footer": blob.kind().to_string(),
+        "size": blob.size(),
+        "digest": info.digest.to_string(),
+        "diff_id": info.diff_id.to_string(),
+        "uncompressed_size": info.uncompressed_size,
+        "media_type": MEDIA_TYPE_LAYER_GZIP,
+        "toc_offset": blob.footer().toc_offset,
+        "toc_digest": blob.toc_digest().to_string(),
+        "toc_json_size": blob.toc_json_len(),
+        "entries": toc.entries.len(),
+        "types": kinds,
+        "files": kinds.get("reg").copied().unwrap_or(0),
+        "chunks": data_entries,
+        "prefetch": prefetch,
+        "annotations": annotations,
+    });
+    if args.json {
+        return print_json(&value);
+    }
+    println!("blob               {}", args.blob);
+    println!(
+        "footer             {} ({} bytes)",
+        blob.kind(),
+        blob.kind().size()
+    );
+    println!("size               {}", blob.size());
+    println!("digest             {}", info.digest);
+    println!("diff_id            {}", info.diff_id);
+    println!("uncompressed_size  {}", info.uncompressed_size);
+    println!(
+        "toc                offset {:?}, {} bytes of JSON, {}",
+        blob.footer().toc_offset.unwrap_or(0),
+        blob.toc_json_len(),
+        blob.toc_digest()
+    );
+    let types: Vec<String> = kinds.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!(
+        "entries            {} ({})",
+        toc.entries.len(),
+        types.join(", ")
+    );
+    println!("data chunks        {data_entries}");
+    println!(
+        "prefetch           {}",
+        match (
+            blob.index().prefetch_end(),
+            blob.index().has_no_prefetch_landmark()
+        ) {
+            (Some(end), _) => format!("bytes [0, {end}) before .prefetch.landmark"),
+            (None, true) => "none (.no.prefetch.landmark)".into(),
+            (None, false) => "no landmark".into(),
+        }
+    );
+    println!("annotations");
+    for (k, v) in &annotations {
+        println!("  {k}: {v}");
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! `estargz unpack`: back to the tar stream, or into a directory.
+
+use crate::input::open_blob_file;
+use crate::output::{binary_stdout, AtomicFile};
+use crate::UsageError;
+use anyhow::{Context, Result};
+use estargz_core::unpack::{unpack_tar, unpack_to_dir, UnpackOptions};
+use std::path::PathBuf;
+
+/// Unpack a blob: to its tar stream (-o; for a lossless blob, the original tar
+/// byte for byte) or into a directory (-C), never writing outside it.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The blob.
+    blob: String,
+    /// Write the tar stream to this file, or `-` for stdout.
+    #[arg(short, long, value_name = "OUT.tar", conflicts_with = "directory")]
+    output: Option<String>,
+    /// Unpack into this directory (created if missing).
+    #[arg(short = 'C', long, value_name = "DIR")]
+    directory: Option<PathBuf>,
+    /// Restore extended attributes (-C).
+    #[arg(long)]
+    xattrs: bool,
+    /// Set owners from the archive (-C; the default when running as root).
+    #[arg(long, overrides_with = "no_same_owner")]
+    same_owner: bool,
+    /// Do not set owners from the archive (-C).
+    #[arg(long)]
+    no_same_owner: bool,
+    /// Apply OCI whiteouts (.wh.NAME removes NAME) instead of creating .wh.* files (-C).
+    #[arg(long)]
+    apply_whiteouts: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let file = open_blob_file(&args.blob)?;
+    match (&args.output, &args.directory) {
+        (Some(out), None) if out == "-" => {
+            unpack_tar(&file, binary_stdout()?)
+                .with_context(|| format!("unpacking {}", args.blob))?;
+        }
+        (Some(out), None) => {
+            let mut target = AtomicFile::create(std::path::Path::new(out))?;
+            unpack_tar(&file, target.writer())
+                .with_context(|| format!("unpacking {}", args.blob))?;
+            target.commit()?;
+        }
+        (None, Some(dir)) => {
+            let mut opts = UnpackOptions {
+                xattrs: args.xattrs,
+                apply_whiteouts: args.apply_whiteouts,
+                ..UnpackOptions::default()
+            };
+            if args.same_owner {
+                opts.same_owner = true;
+            }
+            if args.no_same_owner {
+                opts.same_owner = false;
+            }
+            let report = unpack_to_dir(&file, dir, &opts)
+                .with_context(|| format!("unpacking {} into {}", args.blob, dir.display()))?;
+            for w in &report.warnings {
+                eprintln!("estargz: warning: {w}");
+            }
+        }
+        _ => return Err(UsageError("give exactly one of -o OUT.tar and -C DIR".into()).into()),
+    }
+    Ok(())
+}

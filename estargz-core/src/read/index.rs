@@ -1,0 +1,818 @@
+//! The validated index: TOC entries normalised into a file tree (spec §5.3).
+//!
+//! Names are cleaned, missing parent directories synthesised, duplicates
+//! resolved last-wins, hardlinks resolved to their target (cycles are an
+//! error), chunk lists attached to their file, and each chunk told where its
+//! member run ends, so reads never stray into the TOC or the footer.
+
+use crate::error::{Error, Result};
+use crate::name;
+use crate::toc::{EntryType, Toc, TocEntry};
+use std::collections::{BTreeMap, HashMap};
+
+/// Identifies a node in an [`Index`].
+pub type NodeId = usize;
+
+/// Name of the landmark file that ends the prefetch region.
+pub const PREFETCH_LANDMARK: &str = ".prefetch.landmark";
+/// Name of the landmark file that says there is no prefetch region.
+pub const NO_PREFETCH_LANDMARK: &str = ".no.prefetch.landmark";
+
+/// Caps on what a TOC may make the index allocate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexLimits {
+    /// Most TOC entries (chunks included).
+    pub max_entries: usize,
+    /// Longest cleaned name, in bytes.
+    pub max_name_len: usize,
+    /// Deepest path, in components.
+    pub max_depth: usize,
+}
+
+impl Default for IndexLimits {
+    fn default() -> Self {
+        IndexLimits {
+            max_entries: 10_000_000,
+            max_name_len: 64 << 10,
+            max_depth: 4096,
+        }
+    }
+}
+
+/// A piece of a regular file's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Position of the entry in the TOC.
+    pub toc_index: usize,
+    /// Blob offset of the gzip member holding the chunk.
+    pub offset: u64,
+    /// Uncompressed bytes to skip in that member before the chunk.
+    pub inner_offset: u64,
+    /// Offset of the chunk in its file.
+    pub chunk_offset: u64,
+    /// Chunk length.
+    pub size: u64,
+    /// `chunkDigest` as stored (may be empty in legacy blobs).
+    pub digest: String,
+    /// Where the member run holding this chunk ends (next member start, or
+    /// the end of the payload).
+    pub next_offset: u64,
+}
+
+/// One file-system object.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Cleaned path; `""` is the root.
+    pub name: String,
+    /// Name as stored in the TOC (empty for synthesised directories).
+    pub raw_name: String,
+    /// Type (hardlinks are resolved: a link's name leads to its target's node).
+    pub kind: EntryType,
+    /// Size of a regular file.
+    pub size: u64,
+    /// Raw mode from the TOC.
+    pub mode: i64,
+    /// Owner id.
+    pub uid: i64,
+    /// Group id.
+    pub gid: i64,
+    /// Owner name, inherited per uid as the TOC's de-duplication implies.
+    pub user_name: String,
+    /// Group name, inherited per gid.
+    pub group_name: String,
+    /// Modification time, seconds since the epoch; `None` when absent or unparseable.
+    pub modtime: Option<i64>,
+    /// Symlink target, verbatim.
+    pub link_name: String,
+    /// Device major.
+    pub dev_major: i64,
+    /// Device minor.
+    pub dev_minor: i64,
+    /// Extended attributes.
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+    /// Whole-file digest as stored.
+    pub digest: String,
+    /// Link count: 2 + subdirectories for a directory, 1 + hardlinks otherwise.
+    pub num_link: u32,
+    /// Data chunks in file order (regular files).
+    pub chunks: Vec<Chunk>,
+    /// Children by base name (directories).
+    pub children: BTreeMap<String, NodeId>,
+    /// Position in the TOC; `None` for synthesised directories.
+    pub toc_index: Option<usize>,
+}
+
+impl Node {
+    fn synthesized_dir(name: &str) -> Node {
+        Node {
+            name: name.to_string(),
+            raw_name: String::new(),
+            kind: EntryType::Dir,
+            size: 0,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            user_name: String::new(),
+            group_name: String::new(),
+            modtime: None,
+            link_name: String::new(),
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: BTreeMap::new(),
+            digest: String::new(),
+            num_link: 1,
+            chunks: Vec::new(),
+            children: BTreeMap::new(),
+            toc_index: None,
+        }
+    }
+
+    /// Permission bits plus setuid, setgid and sticky.
+    pub fn permissions(&self) -> u32 {
+        (self.mode & 0o7777) as u32
+    }
+
+    /// The chunk holding byte `offset` of the file (F1 of the spec's cases).
+    pub fn chunk_for_offset(&self, offset: u64) -> Option<&Chunk> {
+        if offset >= self.size {
+            return None;
+        }
+        let i = self.chunks.partition_point(|c| c.chunk_offset <= offset);
+        let c = self.chunks.get(i.checked_sub(1)?)?;
+        (offset < c.chunk_offset + c.size).then_some(c)
+    }
+}
+
+/// The file tree a TOC describes.
+#[derive(Debug, Clone)]
+pub struct Index {
+    nodes: Vec<Node>,
+    by_name: HashMap<String, NodeId>,
+    /// Hardlink names → the name they resolve to.
+    links: BTreeMap<String, String>,
+    payload_end: u64,
+}
+
+fn invalid(index: usize, e: &TocEntry, reason: impl Into<String>) -> Error {
+    Error::InvalidEntry {
+        index,
+        entry: e.name.clone(),
+        reason: reason.into(),
+    }
+}
+
+fn non_negative(index: usize, e: &TocEntry, field: &str, v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| invalid(index, e, format!("{field} {v} is negative")))
+}
+
+impl Index {
+    /// Builds the index of `toc` for a blob whose payload ends at `payload_end`.
+    pub fn build(toc: &Toc, payload_end: u64, limits: &IndexLimits) -> Result<Index> {
+        if toc.entries.len() > limits.max_entries {
+            return Err(Error::LimitExceeded {
+                what: "TOC entry count",
+                value: toc.entries.len() as u64,
+                limit: limits.max_entries as u64,
+            });
+        }
+        let mut idx = Index {
+            nodes: vec![Node::synthesized_dir("")],
+            by_name: HashMap::from([(String::new(), 0)]),
+            links: BTreeMap::new(),
+            payload_end,
+        };
+        let mut user_names: HashMap<i64, String> = HashMap::new();
+        let mut group_names: HashMap<i64, String> = HashMap::new();
+        let mut last_file: Option<NodeId> = None;
+        let mut last_non_chunk: Option<NodeId> = None;
+        let mut hardlinks: Vec<(usize, String, String)> = Vec::new();
+
+        // Pass 1, TOC order: nodes, names inherited, chunks attached.
+        for (i, e) in toc.entries.iter().enumerate() {
+            let size = non_negative(i, e, "size", e.size)?;
+            let offset = non_negative(i, e, "offset", e.offset)?;
+            let inner_offset = non_negative(i, e, "innerOffset", e.inner_offset)?;
+            let chunk_offset = non_negative(i, e, "chunkOffset", e.chunk_offset)?;
+            let chunk_size = non_negative(i, e, "chunkSize", e.chunk_size)?;
+            if e.kind == EntryType::Chunk {
+                let file = last_file
+                    .filter(|&f| Some(f) == last_non_chunk)
+                    .ok_or_else(|| invalid(i, e, "chunk entry does not follow a regular file"))?;
+                let node = &mut idx.nodes[file];
+                let size = if chunk_size == 0 {
+                    node.size.saturating_sub(chunk_offset)
+                } else {
+                    chunk_size
+                };
+                node.chunks.push(Chunk {
+                    toc_index: i,
+                    offset,
+                    inner_offset,
+                    chunk_offset,
+                    size,
+                    digest: e.chunk_digest.clone(),
+                    next_offset: payload_end,
+                });
+                continue;
+            }
+            let clean = name::clean(&e.name);
+            if clean.len() > limits.max_name_len {
+                return Err(invalid(
+                    i,
+                    e,
+                    format!("name longer than {} bytes", limits.max_name_len),
+                ));
+            }
+            if clean.split('/').count() > limits.max_depth {
+                return Err(invalid(
+                    i,
+                    e,
+                    format!("path deeper than {} components", limits.max_depth),
+                ));
+            }
+            let user_name = inherit(&mut user_names, e.uid, &e.user_name);
+            let group_name = inherit(&mut group_names, e.gid, &e.group_name);
+            let mut node = Node {
+                name: clean.clone(),
+                raw_name: e.name.clone(),
+                kind: e.kind.clone(),
+                size: if e.kind == EntryType::Reg { size } else { 0 },
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                user_name,
+                group_name,
+                modtime: parse_rfc3339(&e.modtime),
+                link_name: e.link_name.clone(),
+                dev_major: e.dev_major,
+                dev_minor: e.dev_minor,
+                xattrs: e.xattrs.clone(),
+                digest: e.digest.clone(),
+                num_link: if e.kind == EntryType::Dir { 1 } else { 0 },
+                chunks: Vec::new(),
+                children: BTreeMap::new(),
+                toc_index: Some(i),
+            };
+            if e.kind == EntryType::Reg && size > 0 {
+                let first = if chunk_size > 0 && chunk_size < size {
+                    chunk_size
+                } else {
+                    size
+                };
+                node.chunks.push(Chunk {
+                    toc_index: i,
+                    offset,
+                    inner_offset,
+                    chunk_offset: 0,
+                    size: first,
+                    digest: e.chunk_digest.clone(),
+                    next_offset: payload_end,
+                });
+            }
+            if e.kind == EntryType::Hardlink {
+                hardlinks.push((i, clean.clone(), name::clean(&e.link_name)));
+            }
+            let id = if clean.is_empty() {
+                // The root entry replaces the synthesised root in place.
+                node.children = std::mem::take(&mut idx.nodes[0].children);
+                idx.nodes[0] = node;
+                0
+            } else {
+                idx.nodes.push(node);
+                idx.nodes.len() - 1
+            };
+            idx.by_name.insert(clean, id);
+            last_non_chunk = Some(id);
+            last_file = (e.kind == EntryType::Reg).then_some(id);
+        }
+
+        // Pass 2: parents, synthesised ancestors, link counts.
+        let live: Vec<NodeId> = {
+            let mut v: Vec<NodeId> = idx
+                .by_name
+                .values()
+                .copied()
+                .filter(|&id| id != 0)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        for id in live {
+            if idx.nodes[id].kind == EntryType::Hardlink {
+                continue; // placed once resolved
+            }
+            let name = idx.nodes[id].name.clone();
+            let parent = idx.ensure_parent(&name)?;
+            idx.attach(parent, &name, id);
+        }
+
+        // Hardlinks: the link's name leads to the target's node.
+        for (i, link, target) in hardlinks {
+            if idx
+                .by_name
+                .get(&link)
+                .is_none_or(|&id| idx.nodes[id].toc_index != Some(i))
+            {
+                continue; // replaced by a later duplicate
+            }
+            let resolved = idx.resolve_hardlink(&link, &target, &toc.entries[i], i)?;
+            let parent = idx.ensure_parent(&link)?;
+            idx.nodes[resolved].num_link += 1;
+            idx.by_name.insert(link.clone(), resolved);
+            idx.links
+                .insert(link.clone(), idx.nodes[resolved].name.clone());
+            idx.attach_child(parent, &link, resolved);
+        }
+
+        idx.fill_next_offsets(toc);
+        Ok(idx)
+    }
+
+    fn resolve_hardlink(&self, link: &str, target: &str, e: &TocEntry, i: usize) -> Result<NodeId> {
+        let mut seen = vec![link.to_string()];
+        let mut current = target.to_string();
+        loop {
+            if seen.contains(&current) {
+                return Err(invalid(
+                    i,
+                    e,
+                    format!("hardlink cycle: {} -> {current}", seen.join(" -> ")),
+                ));
+            }
+            let id = *self.by_name.get(&current).ok_or_else(|| {
+                invalid(
+                    i,
+                    e,
+                    format!(
+                        "is a hardlink but the linkname {:?} isn't found",
+                        e.link_name
+                    ),
+                )
+            })?;
+            let node = &self.nodes[id];
+            match node.kind {
+                EntryType::Hardlink => {
+                    seen.push(current);
+                    current = name::clean(&node.link_name);
+                }
+                EntryType::Dir => {
+                    return Err(invalid(i, e, format!("hardlink to directory {current:?}")))
+                }
+                _ => return Ok(id),
+            }
+        }
+    }
+
+    /// The parent of `name`, synthesising missing ancestors as directories.
+    fn ensure_parent(&mut self, name: &str) -> Result<NodeId> {
+        let parent_name = name.rsplit_once('/').map_or("", |(p, _)| p);
+        if let Some(&id) = self.by_name.get(parent_name) {
+            let node = &self.nodes[id];
+            if node.kind != EntryType::Dir {
+                return Err(Error::InvalidEntry {
+                    index: node.toc_index.unwrap_or(0),
+                    entry: node.raw_name.clone(),
+                    reason: format!("has children (such as {name:?}) but is not a directory"),
+                });
+            }
+            return Ok(id);
+        }
+        let grand = self.ensure_parent(parent_name)?;
+        let id = self.nodes.len();
+        self.nodes.push(Node::synthesized_dir(parent_name));
+        self.by_name.insert(parent_name.to_string(), id);
+        self.attach(grand, parent_name, id);
+        Ok(id)
+    }
+
+    fn attach(&mut self, parent: NodeId, name: &str, id: NodeId) {
+        self.nodes[id].num_link += 1;
+        if self.nodes[id].kind == EntryType::Dir {
+            self.nodes[parent].num_link += 1;
+        }
+        self.attach_child(parent, name, id);
+    }
+
+    fn attach_child(&mut self, parent: NodeId, name: &str, id: NodeId) {
+        let base = name.rsplit_once('/').map_or(name, |(_, b)| b);
+        self.nodes[parent].children.insert(base.to_string(), id);
+    }
+
+    /// Pass 3 (spec §5.3): each data entry's member run ends at the nearest
+    /// later member start, or at the end of the payload.
+    fn fill_next_offsets(&mut self, toc: &Toc) {
+        let mut next = self.payload_end;
+        let mut next_by_toc = vec![self.payload_end; toc.entries.len()];
+        for (i, e) in toc.entries.iter().enumerate().rev() {
+            next_by_toc[i] = next;
+            let data = matches!(e.kind, EntryType::Reg | EntryType::Chunk);
+            if data && e.offset > 0 && e.inner_offset == 0 && (e.offset as u64) < next {
+                next = e.offset as u64;
+            }
+        }
+        for node in &mut self.nodes {
+            for c in &mut node.chunks {
+                c.next_offset = next_by_toc[c.toc_index].max(c.offset);
+            }
+        }
+    }
+
+    /// The node at `path` (cleaned first; `""` is the root). Hardlinks lead
+    /// to their target.
+    pub fn lookup(&self, path: &str) -> Option<&Node> {
+        self.lookup_id(path).map(|id| &self.nodes[id])
+    }
+
+    /// Like [`Index::lookup`], returning the id.
+    pub fn lookup_id(&self, path: &str) -> Option<NodeId> {
+        self.by_name.get(&name::clean(path)).copied()
+    }
+
+    /// The node with this id.
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id]
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Node {
+        &self.nodes[0]
+    }
+
+    /// Children of a directory, by base name.
+    pub fn children<'a>(&'a self, node: &'a Node) -> impl Iterator<Item = (&'a str, &'a Node)> {
+        node.children
+            .iter()
+            .map(|(k, &id)| (k.as_str(), &self.nodes[id]))
+    }
+
+    /// Every path and its node, depth first in name order (hardlinks appear
+    /// under each of their names).
+    pub fn walk(&self) -> Vec<(String, &Node)> {
+        let mut out = Vec::new();
+        let mut stack: Vec<(String, NodeId, usize)> = vec![(String::new(), 0, 0)];
+        while let Some((path, id, depth)) = stack.pop() {
+            if depth > 0 {
+                out.push((path.clone(), &self.nodes[id]));
+            }
+            if self.nodes[id].kind == EntryType::Dir && depth <= 4096 {
+                for (base, &child) in self.nodes[id].children.iter().rev() {
+                    let p = if path.is_empty() {
+                        base.clone()
+                    } else {
+                        format!("{path}/{base}")
+                    };
+                    stack.push((p, child, depth + 1));
+                }
+            }
+        }
+        out
+    }
+
+    /// Regular files with data, each once (hardlink names not repeated), in TOC order.
+    pub fn files(&self) -> Vec<&Node> {
+        let mut files: Vec<&Node> = self
+            .by_name
+            .iter()
+            .filter(|(name, &id)| {
+                self.nodes[id].name == **name && self.nodes[id].kind == EntryType::Reg
+            })
+            .map(|(_, &id)| &self.nodes[id])
+            .collect();
+        files.sort_by_key(|n| n.toc_index);
+        files
+    }
+
+    /// Hardlink names and the names they resolve to.
+    pub fn hardlinks(&self) -> &BTreeMap<String, String> {
+        &self.links
+    }
+
+    /// Where the payload ends (the TOC offset for an embedded TOC).
+    pub fn payload_end(&self) -> u64 {
+        self.payload_end
+    }
+
+    /// End of the prefetch region: the offset of `.prefetch.landmark`'s data,
+    /// if the blob has one.
+    pub fn prefetch_end(&self) -> Option<u64> {
+        let landmark = self.lookup(PREFETCH_LANDMARK)?;
+        landmark.chunks.first().map(|c| c.offset)
+    }
+
+    /// Whether the blob says it has nothing to prefetch.
+    pub fn has_no_prefetch_landmark(&self) -> bool {
+        self.lookup(NO_PREFETCH_LANDMARK).is_some()
+    }
+
+    /// Number of nodes reachable by name (root included).
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// True when only the root exists.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.len() <= 1
+    }
+}
+
+/// Owner and group names of every TOC entry, with the writer's
+/// de-duplication undone (spec §3.7): what `ls -l` shows.
+pub fn owner_names(toc: &Toc) -> Vec<(String, String)> {
+    let mut users = HashMap::new();
+    let mut groups = HashMap::new();
+    toc.entries
+        .iter()
+        .map(|e| {
+            if e.kind == EntryType::Chunk {
+                return (String::new(), String::new());
+            }
+            (
+                inherit(&mut users, e.uid, &e.user_name),
+                inherit(&mut groups, e.gid, &e.group_name),
+            )
+        })
+        .collect()
+}
+
+/// Name de-duplication undone: a present name sets the id's name, an absent one inherits it.
+fn inherit(seen: &mut HashMap<i64, String>, id: i64, name: &str) -> String {
+    if name.is_empty() {
+        seen.get(&id).cloned().unwrap_or_default()
+    } else {
+        seen.insert(id, name.to_string());
+        name.to_string()
+    }
+}
+
+/// Parses RFC 3339 (`2020-01-02T03:04:06Z`, fractions and offsets allowed)
+/// into seconds since the epoch; anything else is `None`, as in the reference.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && matches!(&rest[0..1], "+" | "-") && &rest[3..4] == ":" => {
+            let oh: i64 = rest[1..3].parse().ok()?;
+            let om: i64 = rest[4..6].parse().ok()?;
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return None,
+    };
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::toc::format_modtime;
+
+    fn entry(name: &str, kind: EntryType) -> TocEntry {
+        TocEntry::new(name, kind)
+    }
+
+    fn reg(name: &str, size: i64, offset: i64, chunk_size: i64) -> TocEntry {
+        let mut e = entry(name, EntryType::Reg);
+        e.size = size;
+        e.offset = offset;
+        e.chunk_size = chunk_size;
+        e
+    }
+
+    fn chunk(name: &str, offset: i64, chunk_offset: i64, chunk_size: i64) -> TocEntry {
+        let mut e = entry(name, EntryType::Chunk);
+        e.offset = offset;
+        e.chunk_offset = chunk_offset;
+        e.chunk_size = chunk_size;
+        e
+    }
+
+    fn link(name: &str, kind: EntryType, target: &str) -> TocEntry {
+        let mut e = entry(name, kind);
+        e.link_name = target.into();
+        e
+    }
+
+    fn build(entries: Vec<TocEntry>) -> Result<Index> {
+        Index::build(
+            &Toc {
+                version: 1,
+                entries,
+            },
+            1000,
+            &IndexLimits::default(),
+        )
+    }
+
+    #[test]
+    fn parses_rfc3339_round_trip() {
+        for t in [1, 1577934246, 951_782_400, -86_400, 8_589_934_591] {
+            assert_eq!(parse_rfc3339(&format_modtime(t, 0)), Some(t), "{t}");
+        }
+        assert_eq!(
+            parse_rfc3339("2020-01-02T03:04:06.5+01:00"),
+            Some(1577934246 - 3600)
+        );
+        assert_eq!(parse_rfc3339("garbage"), None);
+        assert_eq!(parse_rfc3339("2020-13-02T03:04:06Z"), None);
+    }
+
+    /// F1: chunk lookup.
+    #[test]
+    fn finds_chunks_by_offset() {
+        let idx = build(vec![
+            reg("four", 4, 10, 0),
+            reg("eight", 8, 20, 4),
+            chunk("eight", 30, 4, 0),
+        ])
+        .unwrap();
+        let four = idx.lookup("four").unwrap();
+        assert_eq!(
+            four.chunk_for_offset(0).map(|c| (c.chunk_offset, c.size)),
+            Some((0, 4))
+        );
+        assert!(four.chunk_for_offset(4).is_none());
+        let eight = idx.lookup("./eight").unwrap();
+        assert_eq!(
+            eight.chunk_for_offset(0).map(|c| (c.chunk_offset, c.size)),
+            Some((0, 4))
+        );
+        assert_eq!(
+            eight.chunk_for_offset(4).map(|c| (c.chunk_offset, c.size)),
+            Some((4, 4))
+        );
+        assert_eq!(eight.chunk_for_offset(7).map(|c| c.chunk_offset), Some(4));
+        assert!(eight.chunk_for_offset(8).is_none());
+        // Next offsets: four's member ends where eight's begins; the last ends at the payload end.
+        assert_eq!(four.chunks[0].next_offset, 20);
+        assert_eq!(eight.chunks[0].next_offset, 30);
+        assert_eq!(eight.chunks[1].next_offset, 1000);
+    }
+
+    #[test]
+    fn synthesises_parents_and_counts_links() {
+        let idx = build(vec![
+            entry("bar/", EntryType::Dir),
+            entry("foo/", EntryType::Dir),
+            entry("foo/bar/", EntryType::Dir),
+            reg("x/y/z", 0, 0, 0),
+        ])
+        .unwrap();
+        assert_eq!(idx.lookup("bar").unwrap().num_link, 2);
+        assert_eq!(idx.lookup("foo").unwrap().num_link, 3);
+        assert_eq!(idx.lookup("foo/bar").unwrap().num_link, 2);
+        let x = idx.lookup("x").unwrap();
+        assert_eq!(
+            (x.kind.clone(), x.mode, x.toc_index),
+            (EntryType::Dir, 0o755, None)
+        );
+        assert_eq!(
+            idx.children(idx.root()).map(|(n, _)| n).collect::<Vec<_>>(),
+            vec!["bar", "foo", "x"]
+        );
+    }
+
+    #[test]
+    fn resolves_hardlinks_and_rejects_bad_ones() {
+        let idx = build(vec![
+            link("fwd", EntryType::Hardlink, "t"),
+            reg("t", 3, 10, 0),
+            link("l2", EntryType::Hardlink, "./fwd"),
+        ])
+        .unwrap();
+        let t = idx.lookup("t").unwrap();
+        assert_eq!(t.num_link, 3);
+        assert_eq!(idx.lookup_id("fwd"), idx.lookup_id("t"));
+        assert_eq!(idx.lookup_id("l2"), idx.lookup_id("t"));
+        for (entries, want) in [
+            (vec![link("a", EntryType::Hardlink, "a")], "cycle"),
+            (
+                vec![
+                    link("a", EntryType::Hardlink, "b"),
+                    link("b", EntryType::Hardlink, "a"),
+                ],
+                "cycle",
+            ),
+            (vec![link("a", EntryType::Hardlink, "nope")], "isn't found"),
+            (
+                vec![
+                    entry("d/", EntryType::Dir),
+                    link("a", EntryType::Hardlink, "d"),
+                ],
+                "directory",
+            ),
+        ] {
+            let err = build(entries).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn duplicates_last_wins_and_reset_chunks() {
+        let idx = build(vec![
+            reg("f", 8, 10, 4),
+            chunk("f", 20, 4, 0),
+            reg("f", 3, 30, 0),
+        ])
+        .unwrap();
+        let f = idx.lookup("f").unwrap();
+        assert_eq!((f.size, f.chunks.len(), f.chunks[0].offset), (3, 1, 30));
+    }
+
+    #[test]
+    fn rejects_inconsistent_entries() {
+        for (entries, want) in [
+            (vec![chunk("x", 10, 0, 0)], "does not follow"),
+            (vec![reg("f", -1, 0, 0)], "negative"),
+            (
+                vec![reg("f", 1, 5, 0), reg("f/x", 0, 0, 0)],
+                "not a directory",
+            ),
+        ] {
+            let err = build(entries).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        let limits = IndexLimits {
+            max_entries: 1,
+            ..IndexLimits::default()
+        };
+        let toc = Toc {
+            version: 1,
+            entries: vec![entry("a", EntryType::Dir), entry("b", EntryType::Dir)],
+        };
+        assert!(matches!(
+            Index::build(&toc, 10, &limits),
+            Err(Error::LimitExceeded { .. })
+        ));
+    }
+
+    #[test]
+    fn inherits_names_per_id() {
+        let mut a = reg("a", 0, 0, 0);
+        a.uid = 5;
+        a.user_name = "u".into();
+        a.gid = 5;
+        a.group_name = "g".into();
+        let mut b = reg("b", 0, 0, 0);
+        b.uid = 5;
+        b.gid = 5;
+        let mut c = reg("c", 0, 0, 0);
+        c.uid = 6;
+        c.gid = 5;
+        let idx = build(vec![a, b, c]).unwrap();
+        let b = idx.lookup("b").unwrap();
+        assert_eq!((b.user_name.as_str(), b.group_name.as_str()), ("u", "g"));
+        let c = idx.lookup("c").unwrap();
+        assert_eq!((c.user_name.as_str(), c.group_name.as_str()), ("", "g"));
+    }
+
+    #[test]
+    fn empty_toc_has_a_root() {
+        let idx = build(vec![]).unwrap();
+        assert_eq!(idx.root().kind, EntryType::Dir);
+        assert!(idx.is_empty());
+    }
+}

@@ -1,0 +1,342 @@
+//! Reading blobs: footer → TOC → validated index → random-access file reads.
+//!
+//! Opening a blob reads its footer and its TOC, nothing else; reading a file
+//! then reads and decodes only the members holding that file's chunks. The
+//! bytes come from any [`ReadAt`] source, so a snapshotter can serve them
+//! from range requests.
+//!
+//! ```
+//! use estargz_core::read::{Blob, OpenOptions};
+//! use estargz_core::{convert, ConvertOptions};
+//!
+//! let mut tar = tar::Builder::new(Vec::new());
+//! let mut header = tar::Header::new_ustar();
+//! header.set_size(2);
+//! header.set_cksum();
+//! tar.append_data(&mut header, "etc/hostname", &b"h\n"[..]).unwrap();
+//! let mut blob = Vec::new();
+//! convert(&tar.into_inner().unwrap()[..], &mut blob, &ConvertOptions::default()).unwrap();
+//!
+//! let blob = Blob::open(blob, &OpenOptions::default()).unwrap();
+//! assert_eq!(blob.read_file("/etc/hostname").unwrap(), b"h\n");
+//! assert!(blob.index().lookup("etc").is_some()); // synthesised parent
+//! ```
+
+mod file;
+mod index;
+mod source;
+
+pub(crate) use file::decode_chunk;
+pub use file::FileReader;
+pub use index::{
+    owner_names, parse_rfc3339, Chunk, Index, IndexLimits, Node, NodeId, NO_PREFETCH_LANDMARK,
+    PREFETCH_LANDMARK,
+};
+pub use source::{RangeReader, ReadAt};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::footer::{self, Footer, FooterKind};
+use crate::tar::{Header, BLOCK};
+use crate::toc::{Toc, TOC_NAME};
+use std::io::Read;
+
+/// Limits and extra inputs for [`Blob::open`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Largest compressed TOC member accepted.
+    pub max_toc_compressed: u64,
+    /// Largest TOC JSON accepted (decompressed).
+    pub max_toc_json: u64,
+    /// Caps on the index.
+    pub index: IndexLimits,
+    /// The TOC of an external-TOC blob (the gzip member holding its tar).
+    pub external_toc: Option<Vec<u8>>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            max_toc_compressed: 64 << 20,
+            max_toc_json: 512 << 20,
+            index: IndexLimits::default(),
+            external_toc: None,
+        }
+    }
+}
+
+/// An opened eStargz (or legacy stargz) blob.
+#[derive(Debug)]
+pub struct Blob<S> {
+    source: S,
+    size: u64,
+    footer: Footer,
+    toc: Toc,
+    toc_digest: Digest,
+    toc_json_len: u64,
+    toc_slack: u64,
+    index: Index,
+}
+
+impl<S: ReadAt> Blob<S> {
+    /// Reads the footer and the TOC and builds the index. Every failure is
+    /// an error naming the offset; nothing on any input panics.
+    pub fn open(source: S, opts: &OpenOptions) -> Result<Blob<S>> {
+        let (toc, source) = TocInfo::read(source, opts)?;
+        let index = Index::build(&toc.toc, toc.payload_end, &opts.index)?;
+        Ok(Blob {
+            source,
+            size: toc.blob_size,
+            footer: toc.footer,
+            toc: toc.toc,
+            toc_digest: toc.digest,
+            toc_json_len: toc.json_len,
+            toc_slack: toc.slack,
+            index,
+        })
+    }
+
+    /// The TOC as stored.
+    pub fn toc(&self) -> &Toc {
+        &self.toc
+    }
+
+    /// SHA-256 of the stored TOC JSON.
+    pub fn toc_digest(&self) -> Digest {
+        self.toc_digest
+    }
+
+    /// Length of the TOC JSON.
+    pub fn toc_json_len(&self) -> u64 {
+        self.toc_json_len
+    }
+
+    /// Compressed bytes between the end of the TOC member and the footer
+    /// (0 in a well-formed blob).
+    pub fn toc_slack(&self) -> u64 {
+        self.toc_slack
+    }
+
+    /// The footer.
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+
+    /// Blob size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The validated index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The byte source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// Where the payload (the tar members) ends.
+    pub fn payload_end(&self) -> u64 {
+        self.index.payload_end()
+    }
+
+    /// The footer kind.
+    pub fn kind(&self) -> FooterKind {
+        self.footer.kind
+    }
+
+    /// A random-access reader for the regular file at `path`.
+    pub fn open_file(&self, path: &str) -> Result<FileReader<'_, S>> {
+        let node = self
+            .index
+            .lookup(path)
+            .ok_or_else(|| Error::NotFound(path.to_string()))?;
+        FileReader::new(self, node, path)
+    }
+
+    /// A regular file's whole contents, with every chunk digest checked.
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>> {
+        let reader = self.open_file(path)?.verifying(true);
+        let mut out = vec![
+            0u8;
+            usize::try_from(reader.size())
+                .unwrap_or(usize::MAX)
+                .min(1 << 30)
+        ];
+        let mut at = 0;
+        while at < reader.size() {
+            if at as usize >= out.len() {
+                out.resize((out.len() * 2).max(1 << 20), 0);
+            }
+            let n = reader.read_at(&mut out[at as usize..], at)?;
+            if n == 0 {
+                break;
+            }
+            at += n as u64;
+        }
+        out.truncate(at as usize);
+        Ok(out)
+    }
+
+    /// A reader of the decompressed payload: the tar stream (for a lossless
+    /// blob, the original tar byte for byte).
+    pub fn tar_stream(&self) -> impl Read + '_ {
+        flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            RangeReader::new(&self.source, 0, self.payload_end()),
+        ))
+    }
+}
+
+/// The footer and TOC of a blob, before any index is built: what
+/// [`Blob::open`] starts from, and what `verify` inspects on its own.
+#[derive(Debug, Clone)]
+pub struct TocInfo {
+    /// Blob size.
+    pub blob_size: u64,
+    /// The footer.
+    pub footer: Footer,
+    /// Where the TOC member starts (0 for an external TOC).
+    pub toc_offset: u64,
+    /// Where the payload ends.
+    pub payload_end: u64,
+    /// The TOC.
+    pub toc: Toc,
+    /// SHA-256 of the stored JSON.
+    pub digest: Digest,
+    /// JSON length.
+    pub json_len: u64,
+    /// Compressed bytes after the TOC member, before the footer.
+    pub slack: u64,
+}
+
+impl TocInfo {
+    /// Reads and checks footer and TOC; gives the source back.
+    pub fn read<S: ReadAt>(source: S, opts: &OpenOptions) -> Result<(TocInfo, S)> {
+        let size = source
+            .size()
+            .map_err(|source| Error::Read { offset: 0, source })?;
+        let tail_len = size.min(footer::FOOTER_SIZE as u64);
+        let tail = source
+            .read_range(size - tail_len, tail_len as usize)
+            .map_err(|source| Error::Read {
+                offset: size - tail_len,
+                source,
+            })?;
+        let footer = footer::parse(&tail, size)?;
+        let footer_start = size - footer.kind.size() as u64;
+        let (member, toc_offset) = match footer.toc_offset {
+            Some(offset) => {
+                let len = footer_start - offset;
+                if len > opts.max_toc_compressed {
+                    return Err(Error::LimitExceeded {
+                        what: "compressed TOC size",
+                        value: len,
+                        limit: opts.max_toc_compressed,
+                    });
+                }
+                let bytes = source
+                    .read_range(offset, len as usize)
+                    .map_err(|source| Error::Read { offset, source })?;
+                (bytes, offset)
+            }
+            None => match &opts.external_toc {
+                Some(toc) => (toc.clone(), 0),
+                None => return Err(Error::InvalidToc {
+                    offset: footer_start,
+                    reason:
+                        "the blob has an external-TOC footer: its TOC must be supplied separately"
+                            .into(),
+                }),
+            },
+        };
+        let parsed = parse_toc_member(&member, toc_offset, opts.max_toc_json)?;
+        let payload_end = footer.payload_end(size);
+        let info = TocInfo {
+            blob_size: size,
+            footer,
+            toc_offset,
+            payload_end,
+            toc: parsed.toc,
+            digest: parsed.digest,
+            json_len: parsed.json_len,
+            slack: parsed.slack,
+        };
+        Ok((info, source))
+    }
+}
+
+/// A parsed TOC member.
+struct ParsedToc {
+    toc: Toc,
+    digest: Digest,
+    json_len: u64,
+    slack: u64,
+}
+
+/// Decodes the TOC member at `offset`: one gzip member (CRC and length
+/// checked) holding a tar whose first entry is `stargz.index.json`.
+fn parse_toc_member(member: &[u8], offset: u64, max_json: u64) -> Result<ParsedToc> {
+    let bad = |reason: String| Error::InvalidToc { offset, reason };
+    let mut decoder = flate2::bufread::GzDecoder::new(member);
+    let mut tar = Vec::new();
+    let limit = max_json + 512 + 1024 + 512;
+    (&mut decoder)
+        .take(limit + 1)
+        .read_to_end(&mut tar)
+        .map_err(|e| bad(format!("TOC member is not valid gzip: {e}")))?;
+    if tar.len() as u64 > limit {
+        return Err(Error::LimitExceeded {
+            what: "decompressed TOC size",
+            value: tar.len() as u64,
+            limit,
+        });
+    }
+    let slack = decoder.into_inner().len() as u64;
+    if tar.len() < BLOCK {
+        return Err(bad(format!(
+            "TOC tar is {} bytes, shorter than one header",
+            tar.len()
+        )));
+    }
+    let block: &[u8; BLOCK] = tar[..BLOCK]
+        .try_into()
+        .map_err(|_| bad("short header".into()))?;
+    let header = Header(block);
+    header
+        .verify_checksum(false)
+        .map_err(|e| bad(format!("TOC tar header: {e}")))?;
+    let name = header.path();
+    if name != TOC_NAME.as_bytes() {
+        return Err(bad(format!(
+            "TOC tar entry had name {:?}; expected {TOC_NAME:?}",
+            String::from_utf8_lossy(&name)
+        )));
+    }
+    let size = header
+        .size()
+        .map_err(|e| bad(format!("TOC tar header: {e}")))?;
+    if size > max_json {
+        return Err(Error::LimitExceeded {
+            what: "TOC JSON size",
+            value: size,
+            limit: max_json,
+        });
+    }
+    let json = tar.get(BLOCK..BLOCK + size as usize).ok_or_else(|| {
+        bad(format!(
+            "TOC tar claims {size} bytes of JSON but holds {}",
+            tar.len() - BLOCK
+        ))
+    })?;
+    let toc: Toc =
+        serde_json::from_slice(json).map_err(|e| bad(format!("error decoding TOC JSON: {e}")))?;
+    Ok(ParsedToc {
+        toc,
+        digest: Digest::of(json),
+        json_len: size,
+        slack,
+    })
+}

@@ -1,0 +1,177 @@
+//! Positioned reads: where blob bytes come from.
+//!
+//! Implemented for files, memory maps and byte slices; implement it for an
+//! HTTP client with range requests, or a registry client, to read remote
+//! blobs lazily.
+
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+
+/// A source of bytes that can be read at any offset, from any thread.
+///
+/// ```
+/// use estargz_core::read::ReadAt;
+/// let blob: &[u8] = b"hello world";
+/// let mut buf = [0u8; 5];
+/// blob.read_exact_at(6, &mut buf).unwrap();
+/// assert_eq!(&buf, b"world");
+/// assert_eq!(ReadAt::size(&blob).unwrap(), 11);
+/// ```
+pub trait ReadAt: Send + Sync {
+    /// Total size in bytes.
+    fn size(&self) -> io::Result<u64>;
+
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read
+    /// (0 only at or past the end).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Fills `buf` from `offset`, or fails with `UnexpectedEof`.
+    fn read_exact_at(&self, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(offset, buf) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("blob ends before byte {}", offset + buf.len() as u64),
+                    ))
+                }
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the range `[offset, offset + len)` into a new buffer.
+    fn read_range(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(offset, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.len() as u64)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.len());
+        let n = buf.len().min(self.len() - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn size(&self) -> io::Result<u64> {
+        self.as_slice().size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.as_slice().read_at(offset, buf)
+    }
+}
+
+impl ReadAt for memmap2::Mmap {
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.len() as u64)
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self[..].read_at(offset, buf)
+    }
+}
+
+impl ReadAt for File {
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    #[cfg(unix)]
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, offset)
+    }
+
+    #[cfg(windows)]
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        std::os::windows::fs::FileExt::seek_read(self, buf, offset)
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for &T {
+    fn size(&self) -> io::Result<u64> {
+        (**self).size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).read_at(offset, buf)
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
+    fn size(&self) -> io::Result<u64> {
+        (**self).size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).read_at(offset, buf)
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
+    fn size(&self) -> io::Result<u64> {
+        (**self).size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).read_at(offset, buf)
+    }
+}
+
+/// A [`std::io::Read`] over `[start, end)` of a source.
+pub struct RangeReader<S> {
+    source: S,
+    pos: u64,
+    end: u64,
+}
+
+impl<S: ReadAt> RangeReader<S> {
+    /// Reads `[start, end)` of `source` sequentially.
+    pub fn new(source: S, start: u64, end: u64) -> Self {
+        RangeReader {
+            source,
+            pos: start,
+            end,
+        }
+    }
+
+    /// The next offset to be read.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+}
+
+impl<S: ReadAt> io::Read for RangeReader<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end.saturating_sub(self.pos);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.source.read_at(self.pos, &mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "blob ends at byte {} before the expected {}",
+                    self.pos, self.end
+                ),
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
