@@ -1,0 +1,683 @@
+//! End-to-end tests of the `estargz` binary: every test runs the real built
+//! executable and checks its exit code, its output streams and the files it
+//! leaves behind. Expected digests are computed here, never hard-coded.
+
+use flate2::read::MultiGzDecoder;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+// ---------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------
+
+const SAMPLE_LAYER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/sample-layer.tar");
+const VALID_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/tars/valid");
+const INVALID_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/tars/invalid");
+const SPARSE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/tars/sparse");
+
+const MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const TOC_DIGEST_ANNOTATION: &str = "containerd.io/snapshot/stargz/toc.digest";
+const UNCOMPRESSED_SIZE_ANNOTATION: &str = "io.containers.estargz.uncompressed-size";
+const FOOTER_SIZE: usize = 51;
+
+/// A command for the built binary with the given arguments, stdin closed.
+fn estargz<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_estargz"));
+    cmd.args(args).stdin(Stdio::null());
+    cmd
+}
+
+/// Runs the binary with `args` (stdin closed) and captures stdout and stderr.
+fn run<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    estargz(args)
+        .output()
+        .expect("cannot run the estargz binary")
+}
+
+/// Runs the binary with `args`, feeding `input` on stdin (from another
+/// thread, so a large stdout cannot deadlock the pipe).
+fn run_with_stdin<I, S>(args: I, input: &[u8]) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = estargz(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run the estargz binary");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // The child may legitimately stop reading early; ignore EPIPE.
+            let _ = stdin.write_all(input);
+        });
+        child.wait_with_output().expect("cannot wait for estargz")
+    })
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing stderr when it is not the expected one.
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit code {code}; stderr:\n{}",
+        stderr_of(out)
+    );
+}
+
+fn read(path: impl AsRef<Path>) -> Vec<u8> {
+    let path = path.as_ref();
+    std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// `sha256:<lower-case hex>` of `bytes`.
+fn sha256_digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// All gzip members of `bytes` decompressed and concatenated.
+fn gunzip_all(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("output is not valid gzip");
+    out
+}
+
+/// Number of gzip members in `bytes`, decoding them one after another.
+fn gzip_member_count(mut rest: &[u8]) -> usize {
+    let mut count = 0;
+    while !rest.is_empty() {
+        let mut decoder = flate2::bufread::GzDecoder::new(rest);
+        std::io::copy(&mut decoder, &mut std::io::sink())
+            .unwrap_or_else(|e| panic!("gzip member {count} is invalid: {e}"));
+        rest = decoder.into_inner();
+        count += 1;
+    }
+    count
+}
+
+/// The TOC offset of an eStargz blob, read from its footer: the last 51
+/// bytes, whose bytes 16..32 are the offset in 16 lower-case hex digits.
+fn toc_offset(blob: &[u8]) -> usize {
+    assert!(blob.len() > FOOTER_SIZE, "blob too short for a footer");
+    let footer = &blob[blob.len() - FOOTER_SIZE..];
+    assert_eq!(&footer[32..38], b"STARGZ", "footer magic");
+    let hex = std::str::from_utf8(&footer[16..32]).expect("TOC offset is not ASCII");
+    assert!(
+        hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "TOC offset {hex:?} is not 16 lower-case hex digits"
+    );
+    let offset = usize::from_str_radix(hex, 16).unwrap();
+    assert!(offset < blob.len() - FOOTER_SIZE, "TOC offset out of range");
+    offset
+}
+
+/// The layer's tar stream: the gzip members before the TOC, decompressed.
+/// (The TOC itself records compressed offsets, so it differs between levels
+/// and chunk sizes even when the layer content is the same.)
+fn tar_before_toc(blob: &[u8]) -> Vec<u8> {
+    gunzip_all(&blob[..toc_offset(blob)])
+}
+
+/// The TOC JSON of an eStargz blob: the gzip member at the footer's offset
+/// holds a tar whose only entry is `stargz.index.json`.
+fn toc_json(blob: &[u8]) -> Vec<u8> {
+    let offset = toc_offset(blob);
+    let mut decoder = flate2::bufread::GzDecoder::new(&blob[offset..blob.len() - FOOTER_SIZE]);
+    let mut toc_tar = Vec::new();
+    decoder
+        .read_to_end(&mut toc_tar)
+        .expect("TOC member is not valid gzip");
+    assert!(
+        decoder.into_inner().is_empty(),
+        "the TOC must be the last member before the footer"
+    );
+    assert!(toc_tar.len() >= 512, "TOC tar shorter than one header");
+
+    let header = &toc_tar[..512];
+    let name_end = header[..100].iter().position(|&b| b == 0).unwrap_or(100);
+    assert_eq!(&header[..name_end], b"stargz.index.json", "TOC entry name");
+    let size_field = std::str::from_utf8(&header[124..135]).expect("TOC size is not ASCII");
+    let size = usize::from_str_radix(size_field.trim_matches(|c| c == '\0' || c == ' '), 8)
+        .unwrap_or_else(|e| panic!("TOC size {size_field:?} is not octal: {e}"));
+    assert!(
+        toc_tar.len() >= 512 + size,
+        "TOC tar shorter than its entry"
+    );
+    toc_tar[512..512 + size].to_vec()
+}
+
+/// Parses stdout as exactly one JSON object (trailing non-whitespace fails).
+fn json_object(stdout: &[u8]) -> serde_json::Map<String, Value> {
+    let value: Value = serde_json::from_slice(stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not exactly one JSON value ({e}):\n{}",
+            String::from_utf8_lossy(stdout)
+        )
+    });
+    match value {
+        Value::Object(map) => map,
+        other => panic!("stdout is JSON but not an object: {other}"),
+    }
+}
+
+fn str_field<'a>(obj: &'a serde_json::Map<String, Value>, key: &str) -> &'a str {
+    obj.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("JSON key {key:?} missing or not a string"))
+}
+
+fn u64_field(obj: &serde_json::Map<String, Value>, key: &str) -> u64 {
+    obj.get(key)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("JSON key {key:?} missing or not an unsigned integer"))
+}
+
+/// Names of the entries of `dir`, sorted.
+fn dir_listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Copies `src` into `dir` under `name` and returns the new path.
+fn copy_into(src: impl AsRef<Path>, dir: &Path, name: &str) -> PathBuf {
+    let dst = dir.join(name);
+    std::fs::copy(src.as_ref(), &dst).expect("cannot copy fixture");
+    dst
+}
+
+/// Converts `input` to `dir/name` with extra `args`, asserting success, and
+/// returns the output bytes.
+fn convert_to_file(input: &Path, dir: &Path, name: &str, args: &[&str]) -> Vec<u8> {
+    let out_path = dir.join(name);
+    let mut full = vec![
+        OsStr::new("convert"),
+        input.as_os_str(),
+        OsStr::new("-o"),
+        out_path.as_os_str(),
+    ];
+    full.extend(args.iter().map(OsStr::new));
+    let out = run(full);
+    assert_exit(&out, 0);
+    read(out_path)
+}
+
+/// All malformed and sparse fixtures the converter must refuse.
+fn rejected_fixtures() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = [INVALID_DIR, SPARSE_DIR]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "fixtures missing: {files:?}");
+    files
+}
+
+/// Checks the error message printed for a refused fixture.
+#[track_caller]
+fn assert_refusal_message(out: &Output, input: &Path) {
+    let stderr = stderr_of(out);
+    let lower = stderr.to_lowercase();
+    assert!(lower.contains("error"), "no \"error\" in: {stderr}");
+    let is_empty_fixture = input.file_name() == Some(OsStr::new("empty-file.tar"));
+    if is_empty_fixture {
+        assert!(lower.contains("empty"), "no \"empty\" in: {stderr}");
+    } else {
+        assert!(lower.contains("byte"), "no byte offset in: {stderr}");
+    }
+    assert!(
+        stderr.contains(&*input.to_string_lossy()),
+        "stderr does not name {}: {stderr}",
+        input.display()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// convert: the JSON report and the blob it describes
+// ---------------------------------------------------------------------------
+
+#[test]
+fn convert_json_report_matches_the_written_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("layer.esgz");
+    let input = read(SAMPLE_LAYER);
+
+    let out = run([
+        OsStr::new("convert"),
+        OsStr::new(SAMPLE_LAYER),
+        OsStr::new("-o"),
+        out_path.as_os_str(),
+        OsStr::new("--json"),
+    ]);
+    assert_exit(&out, 0);
+    let report = json_object(&out.stdout);
+    let blob = read(&out_path);
+
+    // Blob digest and size.
+    assert_eq!(str_field(&report, "media_type"), MEDIA_TYPE);
+    assert_eq!(str_field(&report, "digest"), sha256_digest(&blob));
+    assert_eq!(u64_field(&report, "size"), blob.len() as u64);
+
+    // diffID and uncompressed size: the whole decompressed blob.
+    let tar = gunzip_all(&blob);
+    assert_eq!(str_field(&report, "diff_id"), sha256_digest(&tar));
+    assert_eq!(u64_field(&report, "uncompressed_size"), tar.len() as u64);
+    assert!(
+        tar.starts_with(&input),
+        "the decompressed blob does not start with the input tar"
+    );
+    assert!(
+        tar_before_toc(&blob) == input,
+        "the members before the TOC do not decompress to exactly the input tar"
+    );
+
+    // TOC digest: sha256 of the JSON inside the TOC member.
+    let toc = toc_json(&blob);
+    let toc_digest = str_field(&report, "toc_digest");
+    assert_eq!(toc_digest, sha256_digest(&toc));
+    let toc_value: Value = serde_json::from_slice(&toc).expect("TOC is not JSON");
+    assert!(toc_value.get("entries").is_some(), "TOC has no entries");
+
+    // Annotations.
+    let annotations = report
+        .get("annotations")
+        .and_then(Value::as_object)
+        .expect("annotations missing or not an object");
+    assert_eq!(
+        annotations
+            .get(TOC_DIGEST_ANNOTATION)
+            .and_then(Value::as_str),
+        Some(toc_digest)
+    );
+    assert_eq!(
+        annotations
+            .get(UNCOMPRESSED_SIZE_ANNOTATION)
+            .and_then(Value::as_str),
+        Some(tar.len().to_string().as_str())
+    );
+}
+
+// ---------------------------------------------------------------------------
+// convert: where the output goes
+// ---------------------------------------------------------------------------
+
+#[test]
+fn convert_without_output_derives_name_from_tar() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = copy_into(SAMPLE_LAYER, dir.path(), "layer.tar");
+
+    let out = run([OsStr::new("convert"), input.as_os_str()]);
+    assert_exit(&out, 0);
+    assert!(out.stdout.is_empty(), "nothing should go to stdout");
+    assert_eq!(
+        dir_listing(dir.path()),
+        ["layer.esgz.tar.gz", "layer.tar"],
+        "unexpected files in the directory"
+    );
+    let blob = read(dir.path().join("layer.esgz.tar.gz"));
+    assert!(gunzip_all(&blob).starts_with(&read(SAMPLE_LAYER)));
+}
+
+#[test]
+fn convert_without_output_derives_name_from_tar_gz() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(VALID_DIR).join("python-ustar.tar.gz");
+    let input = copy_into(&fixture, dir.path(), "python-ustar.tar.gz");
+
+    let out = run([OsStr::new("convert"), input.as_os_str()]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        dir_listing(dir.path()),
+        ["python-ustar.esgz.tar.gz", "python-ustar.tar.gz"]
+    );
+    let blob = read(dir.path().join("python-ustar.esgz.tar.gz"));
+    let original_tar = gunzip_all(&read(&fixture));
+    assert!(gunzip_all(&blob).starts_with(&original_tar));
+}
+
+#[test]
+fn convert_stdin_to_stdout_matches_file_conversion() {
+    let dir = tempfile::tempdir().unwrap();
+    let from_file = convert_to_file(Path::new(SAMPLE_LAYER), dir.path(), "a.esgz", &[]);
+
+    let out = run_with_stdin(["convert", "-", "-o", "-"], &read(SAMPLE_LAYER));
+    assert_exit(&out, 0);
+    assert!(
+        out.stdout == from_file,
+        "`convert - -o -` differs from `convert FILE -o OUT`"
+    );
+}
+
+#[test]
+fn convert_stdin_without_output_writes_to_piped_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let from_file = convert_to_file(Path::new(SAMPLE_LAYER), dir.path(), "a.esgz", &[]);
+
+    let out = run_with_stdin(["convert", "-"], &read(SAMPLE_LAYER));
+    assert_exit(&out, 0);
+    assert!(
+        out.stdout == from_file,
+        "`convert -` on a pipe differs from `convert FILE -o OUT`"
+    );
+}
+
+#[test]
+fn convert_json_with_blob_on_stdout_is_usage_error() {
+    let out = run(["convert", SAMPLE_LAYER, "-o", "-", "--json"]);
+    assert_exit(&out, 2);
+    assert!(out.stdout.is_empty(), "no blob or JSON may be written");
+    assert!(stderr_of(&out).contains("--json"));
+
+    // Stdin input without -o also sends the blob to stdout.
+    let out = run_with_stdin(["convert", "-", "--json"], &read(SAMPLE_LAYER));
+    assert_exit(&out, 2);
+    assert!(out.stdout.is_empty(), "no blob or JSON may be written");
+}
+
+// ---------------------------------------------------------------------------
+// convert: determinism and options
+// ---------------------------------------------------------------------------
+
+#[test]
+fn convert_output_is_independent_of_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = Path::new(SAMPLE_LAYER);
+    // Small chunks give many members, so the threads really share the work.
+    let one = convert_to_file(
+        input,
+        dir.path(),
+        "t1",
+        &["--threads", "1", "--chunk-size", "1K"],
+    );
+    let two = convert_to_file(
+        input,
+        dir.path(),
+        "t2",
+        &["--threads", "2", "--chunk-size", "1K"],
+    );
+    assert!(one == two, "--threads 1 and --threads 2 differ");
+}
+
+#[test]
+fn convert_is_deterministic_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = Path::new(SAMPLE_LAYER);
+    let first = convert_to_file(input, dir.path(), "run1", &[]);
+    let second = convert_to_file(input, dir.path(), "run2", &[]);
+    assert!(first == second, "two runs produced different blobs");
+}
+
+#[test]
+fn convert_level_changes_compression_not_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = Path::new(SAMPLE_LAYER);
+    let fast = convert_to_file(input, dir.path(), "l1", &["--level", "1"]);
+    let best = convert_to_file(input, dir.path(), "l9", &["--level", "9"]);
+    assert!(fast != best, "--level 1 and --level 9 gave identical files");
+    let input_tar = read(input);
+    assert!(
+        tar_before_toc(&fast) == input_tar,
+        "--level 1 layer does not decompress to the input"
+    );
+    assert!(
+        tar_before_toc(&best) == input_tar,
+        "--level 9 layer does not decompress to the input"
+    );
+}
+
+#[test]
+fn convert_small_chunk_size_gives_more_gzip_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = Path::new(SAMPLE_LAYER);
+    // The sample layer holds files larger than 1 KiB.
+    let default = convert_to_file(input, dir.path(), "default", &[]);
+    let small = convert_to_file(input, dir.path(), "small", &["--chunk-size", "1K"]);
+    let (n_default, n_small) = (gzip_member_count(&default), gzip_member_count(&small));
+    assert!(
+        n_small > n_default,
+        "--chunk-size 1K gave {n_small} members, default gave {n_default}"
+    );
+    assert!(
+        tar_before_toc(&default) == tar_before_toc(&small),
+        "the chunk size changed the layer content"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// convert: refused input
+// ---------------------------------------------------------------------------
+
+#[test]
+fn convert_rejects_invalid_and_sparse_tars_leaving_no_output() {
+    for input in rejected_fixtures() {
+        let dir = tempfile::tempdir().unwrap();
+        let out_path = dir.path().join("out.esgz");
+        let out = run([
+            OsStr::new("convert"),
+            input.as_os_str(),
+            OsStr::new("-o"),
+            out_path.as_os_str(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: expected exit code 1; stderr:\n{}",
+            input.display(),
+            stderr_of(&out)
+        );
+        assert_refusal_message(&out, &input);
+        assert!(
+            dir_listing(dir.path()).is_empty(),
+            "{}: files left behind: {:?}",
+            input.display(),
+            dir_listing(dir.path())
+        );
+    }
+}
+
+#[test]
+fn convert_rejects_invalid_and_sparse_tars_without_output_flag() {
+    for fixture in rejected_fixtures() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = fixture.file_name().unwrap().to_str().unwrap();
+        let input = copy_into(&fixture, dir.path(), name);
+        let out = run([OsStr::new("convert"), input.as_os_str()]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: expected exit code 1; stderr:\n{}",
+            stderr_of(&out)
+        );
+        assert_refusal_message(&out, &input);
+        assert_eq!(dir_listing(dir.path()), [name], "{name}: files left behind");
+        assert!(read(&input) == read(&fixture), "{name}: input modified");
+    }
+}
+
+#[test]
+fn convert_missing_input_file_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-layer.tar");
+    let out = run([
+        OsStr::new("convert"),
+        missing.as_os_str(),
+        OsStr::new("-o"),
+        dir.path().join("out").as_os_str(),
+    ]);
+    assert_exit(&out, 1);
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains(&*missing.to_string_lossy()),
+        "stderr does not name the missing file: {stderr}"
+    );
+    assert!(dir_listing(dir.path()).is_empty(), "files left behind");
+}
+
+#[test]
+fn convert_refuses_to_overwrite_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = copy_into(SAMPLE_LAYER, dir.path(), "layer.tar");
+    let original = read(&input);
+
+    // The same path, spelled identically and through `.`.
+    let same = dir.path().join(".").join("layer.tar");
+    for output in [input.as_os_str(), same.as_os_str()] {
+        let out = run([
+            OsStr::new("convert"),
+            input.as_os_str(),
+            OsStr::new("-o"),
+            output,
+        ]);
+        assert_exit(&out, 2);
+        assert!(read(&input) == original, "the input was modified");
+        assert_eq!(dir_listing(dir.path()), ["layer.tar"], "files left behind");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Usage errors and help
+// ---------------------------------------------------------------------------
+
+#[test]
+fn convert_usage_errors_exit_2() {
+    let cases: &[&[&str]] = &[
+        &["convert", SAMPLE_LAYER, "--no-such-flag"],
+        &["convert"],
+        &["convert", SAMPLE_LAYER, "--level", "10"],
+        &["convert", SAMPLE_LAYER, "--chunk-size", "0"],
+        &["convert", SAMPLE_LAYER, "--chunk-size", "4X"],
+    ];
+    for args in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let out_path = dir.path().join("out");
+        let mut full: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        if args.len() > 1 {
+            full.extend([OsStr::new("-o"), out_path.as_os_str()]);
+        }
+        let out = run(&full);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: expected exit code 2; stderr:\n{}",
+            stderr_of(&out)
+        );
+        assert!(!out.stderr.is_empty(), "{args:?}: no message on stderr");
+        assert!(
+            dir_listing(dir.path()).is_empty(),
+            "{args:?}: output written"
+        );
+    }
+}
+
+#[test]
+fn version_flag_exits_0() {
+    let out = run(["--version"]);
+    assert_exit(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("estargz"), "version output: {stdout}");
+    assert!(
+        stdout.contains(env!("CARGO_PKG_VERSION")),
+        "version output: {stdout}"
+    );
+}
+
+#[test]
+fn convert_help_mentions_chunk_size() {
+    let out = run(["convert", "--help"]);
+    assert_exit(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("--chunk-size"), "help output: {stdout}");
+}
+
+// ---------------------------------------------------------------------------
+// digest
+// ---------------------------------------------------------------------------
+
+#[test]
+fn digest_json_agrees_with_convert_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob_path = dir.path().join("layer.esgz");
+    let out = run([
+        OsStr::new("convert"),
+        OsStr::new(SAMPLE_LAYER),
+        OsStr::new("-o"),
+        blob_path.as_os_str(),
+        OsStr::new("--json"),
+    ]);
+    assert_exit(&out, 0);
+    let report = json_object(&out.stdout);
+
+    let out = run([
+        OsStr::new("digest"),
+        blob_path.as_os_str(),
+        OsStr::new("--json"),
+    ]);
+    assert_exit(&out, 0);
+    let digest = json_object(&out.stdout);
+    for key in ["digest", "diff_id"] {
+        assert_eq!(str_field(&digest, key), str_field(&report, key), "{key}");
+    }
+    for key in ["size", "uncompressed_size"] {
+        assert_eq!(u64_field(&digest, key), u64_field(&report, key), "{key}");
+    }
+}
+
+#[test]
+fn digest_of_plain_gzip() {
+    let payload: Vec<u8> = (0..100_000u32)
+        .flat_map(|i| format!("line {i} of some layer\n").into_bytes())
+        .collect();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&payload).unwrap();
+    let gz = encoder.finish().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plain.gz");
+    std::fs::write(&path, &gz).unwrap();
+
+    let out = run([OsStr::new("digest"), path.as_os_str(), OsStr::new("--json")]);
+    assert_exit(&out, 0);
+    let info = json_object(&out.stdout);
+    assert_eq!(str_field(&info, "digest"), sha256_digest(&gz));
+    assert_eq!(u64_field(&info, "size"), gz.len() as u64);
+    assert_eq!(str_field(&info, "diff_id"), sha256_digest(&payload));
+    assert_eq!(u64_field(&info, "uncompressed_size"), payload.len() as u64);
+}
+
+#[test]
+fn digest_of_non_gzip_fails() {
+    let out = run(["digest", SAMPLE_LAYER]);
+    assert_exit(&out, 1);
+    assert!(out.stdout.is_empty(), "no result may be printed");
+    let stderr = stderr_of(&out);
+    assert!(stderr.contains("error"), "stderr: {stderr}");
+    assert!(stderr.contains(SAMPLE_LAYER), "stderr: {stderr}");
+}
