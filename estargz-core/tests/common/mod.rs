@@ -205,3 +205,68 @@ pub fn non_chunks(toc: &Toc) -> Vec<&TocEntry> {
         .filter(|e| e.kind != EntryType::Chunk)
         .collect()
 }
+
+/// Rebuilds a blob after `edit` changed its payload members (decompressed,
+/// in order) and/or its TOC. TOC offsets that named a member start are moved
+/// to where that member starts after recompression; others are kept.
+pub fn tamper(blob: &[u8], edit: impl FnOnce(&mut Vec<Vec<u8>>, &mut Toc)) -> (Vec<u8>, Digest) {
+    let (mut toc, _, _) = read_toc(blob);
+    let all = members(blob);
+    let payload = &all[..all.len() - 2];
+    let old_starts: Vec<u64> = payload.iter().map(|m| m.0).collect();
+    let mut data: Vec<Vec<u8>> = payload.iter().map(|m| m.1.clone()).collect();
+    edit(&mut data, &mut toc);
+    let mut out = Vec::new();
+    let mut new_starts = Vec::new();
+    for d in &data {
+        new_starts.push(out.len() as u64);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, d).unwrap();
+        out.extend(enc.finish().unwrap());
+    }
+    for e in &mut toc.entries {
+        if let Ok(i) = old_starts.binary_search(&(e.offset as u64)) {
+            if e.offset > 0 && i < new_starts.len() {
+                e.offset = new_starts[i] as i64;
+            }
+        }
+    }
+    let json = toc.to_json();
+    let toc_offset = out.len() as u64;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut enc, &estargz_core::toc::tar_bytes(&json)).unwrap();
+    out.extend(enc.finish().unwrap());
+    out.extend_from_slice(&footer::encode(toc_offset));
+    (out, Digest::of(&json))
+}
+
+/// Counts the bytes read through it.
+pub struct CountingSource<'a> {
+    pub inner: &'a [u8],
+    pub bytes: std::sync::atomic::AtomicU64,
+    pub calls: std::sync::atomic::AtomicU64,
+}
+
+impl<'a> CountingSource<'a> {
+    pub fn new(inner: &'a [u8]) -> Self {
+        CountingSource {
+            inner,
+            bytes: Default::default(),
+            calls: Default::default(),
+        }
+    }
+}
+
+impl estargz_core::read::ReadAt for CountingSource<'_> {
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.inner.len() as u64)
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read_at(offset, buf)?;
+        self.bytes
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
