@@ -389,7 +389,8 @@ fn malformed_blobs_are_errors_not_panics() {
             b
         }),
     ];
-    let edits: Vec<(&str, Box<dyn Fn(&mut estargz_core::toc::Toc)>)> = vec![
+    type TocEdit = Box<dyn Fn(&mut estargz_core::toc::Toc)>;
+    let edits: Vec<(&str, TocEdit)> = vec![
         (
             "hardlink cycle",
             Box::new(|t| {
