@@ -163,9 +163,14 @@ impl<'a> Header<'a> {
         })
     }
 
-    /// The name for error messages, before extension headers are applied.
+    /// The name for error messages, before extension headers are applied
+    /// (cut short: a garbage block can hold 255 bytes of noise).
     pub fn display_name(&self) -> String {
-        crate::tar::lossy_utf8(&self.path())
+        let name = crate::tar::lossy_utf8(&self.path());
+        match name.char_indices().nth(120) {
+            Some((cut, _)) => format!("{}…", &name[..cut]),
+            None => name,
+        }
     }
 }
 

@@ -549,3 +549,168 @@ fn apply_records(map: &mut BTreeMap<Vec<u8>, Vec<u8>>, records: Vec<pax::Record>
 pub fn padding(size: u64) -> u64 {
     (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header block with the given name, type and size (ustar unless `magic` says otherwise).
+    fn header(name: &[u8], typeflag: u8, size: u64, magic: &[u8; 8]) -> [u8; BLOCK] {
+        let mut h = [0u8; BLOCK];
+        h[..name.len()].copy_from_slice(name);
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[108..116].copy_from_slice(b"0000001\0");
+        h[116..124].copy_from_slice(b"0000002\0");
+        h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+        h[136..148].copy_from_slice(b"00000000017\0");
+        h[156] = typeflag;
+        h[257..265].copy_from_slice(magic);
+        h[265..270].copy_from_slice(b"user\0");
+        seal(&mut h);
+        h
+    }
+
+    fn seal(h: &mut [u8; BLOCK]) {
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    }
+
+    const USTAR: &[u8; 8] = b"ustar\x0000";
+    const GNU: &[u8; 8] = b"ustar  \0";
+    const V7: &[u8; 8] = &[0; 8];
+
+    fn with_data(mut out: Vec<u8>, data: &[u8]) -> Vec<u8> {
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(BLOCK) * BLOCK, 0);
+        out
+    }
+
+    fn pax(records: &str, typeflag: u8) -> Vec<u8> {
+        with_data(
+            header(b"pax", typeflag, records.len() as u64, USTAR).to_vec(),
+            records.as_bytes(),
+        )
+    }
+
+    fn entries(tar: &[u8]) -> Result<Vec<Entry>> {
+        let mut s = Scanner::new(tar, NamePolicy::Replace, ScanLimits::default());
+        let mut out = Vec::new();
+        while let Some(item) = s.next_item()? {
+            match item {
+                Item::Entry(e) => {
+                    let mut data = Vec::new();
+                    s.read_data(&mut data, e.size)?;
+                    out.push(*e);
+                }
+                Item::End { .. } => break,
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn star_prefix_and_v7_directories() {
+        let mut star = header(b"name", b'0', 0, USTAR);
+        star[345..351].copy_from_slice(b"prefix");
+        star[508..512].copy_from_slice(b"tar\0");
+        seal(&mut star);
+        let v7 = header(b"olddir/", 0, 0, V7);
+        let mut tar = star.to_vec();
+        tar.extend_from_slice(&v7);
+        let e = entries(&tar).unwrap();
+        assert_eq!(e[0].name, "prefix/name");
+        assert_eq!(
+            (e[1].kind, e[1].user_name.as_str()),
+            (EntryKind::Directory, "")
+        );
+        assert_eq!(e[0].user_name, "user");
+    }
+
+    #[test]
+    fn extension_precedence_and_globals() {
+        let mut tar = pax("16 uname=global\n12 uid=4242\n", b'g');
+        tar.extend(with_data(
+            header(b"././@LongLink", b'L', 9, GNU).to_vec(),
+            b"gnu-long\0",
+        ));
+        tar.extend(pax("14 path=paxed\n", b'x'));
+        tar.extend_from_slice(&header(b"short", b'0', 0, USTAR));
+        tar.extend(with_data(
+            header(b"././@LongLink", b'L', 9, GNU).to_vec(),
+            b"gnu-only\0",
+        ));
+        tar.extend_from_slice(&header(b"short2", b'0', 0, GNU));
+        let e = entries(&tar).unwrap();
+        assert_eq!(e.len(), 2, "global and extension headers are not entries");
+        assert_eq!(
+            (e[0].name.as_str(), e[0].uid, e[0].user_name.as_str()),
+            ("paxed", 4242, "global")
+        );
+        assert_eq!((e[1].name.as_str(), e[1].uid), ("gnu-only", 4242));
+        assert_eq!(e[0].gid, 2);
+    }
+
+    #[test]
+    fn header_only_types_carry_no_data_but_dumpdirs_do() {
+        let mut tar = header(b"link", b'2', 700, USTAR).to_vec();
+        tar.extend(with_data(
+            header(b"dump/", b'D', 5, GNU).to_vec(),
+            b"Yabc\0",
+        ));
+        tar.extend_from_slice(&header(b"after", b'0', 0, USTAR));
+        let e = entries(&tar).unwrap();
+        assert_eq!((e[0].kind, e[0].size), (EntryKind::Symlink, 0));
+        assert_eq!((e[1].kind, e[1].size), (EntryKind::Directory, 5));
+        assert_eq!(e[2].name, "after");
+    }
+
+    #[test]
+    fn end_keeps_everything_after_the_first_zero_block() {
+        let mut tar = header(b"a", b'0', 0, USTAR).to_vec();
+        tar.extend_from_slice(&[0u8; BLOCK]);
+        tar.extend_from_slice(b"garbage after a lone zero block");
+        let mut s = Scanner::new(&tar[..], NamePolicy::Replace, ScanLimits::default());
+        assert!(matches!(s.next_item().unwrap(), Some(Item::Entry(_))));
+        match s.next_item().unwrap() {
+            Some(Item::End { raw, offset }) => {
+                assert_eq!(offset, BLOCK as u64);
+                assert_eq!(raw, &tar[BLOCK..]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(s.next_item().unwrap().is_none());
+    }
+
+    #[test]
+    fn rejects_what_cannot_be_represented() {
+        let mut dangling = pax("14 path=paxed\n", b'x');
+        dangling.extend_from_slice(&[0u8; 1024]);
+        let err = entries(&dangling).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Tar {
+                    kind: TarErrorKind::DanglingExtension,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = entries(&header(b"weird", b'Z', 0, USTAR)).unwrap_err();
+        assert!(
+            err.to_string().contains("unsupported entry type 'Z'"),
+            "{err}"
+        );
+        let err = entries(&header(b"sparse", b'S', 0, GNU)).unwrap_err();
+        assert!(matches!(err, Error::SparseEntry { .. }), "{err}");
+        let mut big = pax("14 path=paxed\n", b'x');
+        big[124..136].copy_from_slice(format!("{:011o}\0", 1u64 << 30).as_bytes());
+        seal((&mut big[..BLOCK]).try_into().unwrap());
+        let err = entries(&big).unwrap_err();
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        let bad_name = header(b"bad\xffname", b'0', 0, USTAR);
+        let mut strict = Scanner::new(&bad_name[..], NamePolicy::Strict, ScanLimits::default());
+        assert!(matches!(strict.next_item(), Err(Error::NonUtf8 { .. })));
+    }
+}
