@@ -71,21 +71,29 @@ pub fn run<R: Read + Send, W: Write>(
         members: 0,
         chunks: 0,
     };
+    // Three stages overlap: the pool compresses batch N while this thread
+    // assembles batch N-1 and plans batch N+1.
+    let mut compressed_batch: Option<(Vec<Member>, Vec<Compressed>)> = None;
     let mut next = read_batch(&mut planner, batch_bytes)?;
     while !next.is_empty() {
-        let batch = next;
+        let batch = std::mem::take(&mut next);
         let (compressed, following) = std::thread::scope(|s| {
             let worker = s.spawn(|| pool.install(|| compress_batch(&batch, opts.level)));
-            let following = read_batch(&mut planner, batch_bytes);
+            let following = match compressed_batch.take() {
+                Some((members, comp)) => asm.batch(&members, comp, &mut planner.entries),
+                None => Ok(()),
+            }
+            .and_then(|()| read_batch(&mut planner, batch_bytes));
             let compressed = worker
                 .join()
                 .unwrap_or_else(|_| Err(Error::Compress("compression worker panicked".into())));
             (compressed, following)
         });
-        for (member, comp) in batch.iter().zip(compressed?) {
-            asm.member(member, comp, &mut planner.entries)?;
-        }
+        compressed_batch = Some((batch, compressed?));
         next = following?;
+    }
+    if let Some((members, comp)) = compressed_batch {
+        asm.batch(&members, comp, &mut planner.entries)?;
     }
 
     let toc = Toc {
@@ -174,6 +182,13 @@ struct Assembler<W> {
 }
 
 impl<W: Write> Assembler<W> {
+    fn batch(&mut self, members: &[Member], compressed: Vec<Compressed>, entries: &mut [toc::TocEntry]) -> Result<()> {
+        for (member, comp) in members.iter().zip(compressed) {
+            self.member(member, comp, entries)?;
+        }
+        Ok(())
+    }
+
     fn member(
         &mut self,
         m: &Member,
