@@ -64,6 +64,7 @@ impl std::error::Error for Reported {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    output::remove_partial_outputs_on_signal();
     let result = match cli.command {
         Command::Convert(args) => cmd_convert::run(args),
         Command::Verify(args) => cmd_verify::run(args),

@@ -4,11 +4,29 @@ use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Temporary files in progress, removed if the process is interrupted.
+static IN_PROGRESS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// On SIGINT, SIGTERM or SIGHUP: remove every temporary output, then exit
+/// with 130 (the shell's code for an interrupted command).
+pub fn remove_partial_outputs_on_signal() {
+    let _ = ctrlc::set_handler(|| {
+        if let Ok(paths) = IN_PROGRESS.lock() {
+            for p in paths.iter() {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        std::process::exit(130);
+    });
+}
 
 /// A file written next to its final name and renamed into place only on
 /// success, so a failed or interrupted run leaves no partial output.
 pub struct AtomicFile {
-    temp: tempfile::NamedTempFile,
+    /// `None` once committed.
+    temp: Option<tempfile::NamedTempFile>,
     target: PathBuf,
 }
 
@@ -24,20 +42,26 @@ impl AtomicFile {
             .suffix(".partial")
             .tempfile_in(dir)
             .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+        if let Ok(mut paths) = IN_PROGRESS.lock() {
+            paths.push(temp.path().to_path_buf());
+        }
         Ok(AtomicFile {
-            temp,
+            temp: Some(temp),
             target: target.to_path_buf(),
         })
     }
 
     /// The writer to fill.
     pub fn writer(&mut self) -> BufWriter<&mut File> {
-        BufWriter::with_capacity(1 << 20, self.temp.as_file_mut())
+        let temp = self.temp.as_mut().expect("not yet committed");
+        BufWriter::with_capacity(1 << 20, temp.as_file_mut())
     }
 
     /// Syncs and renames the file into place.
-    pub fn commit(self) -> Result<()> {
-        let file = self.temp.as_file();
+    pub fn commit(mut self) -> Result<()> {
+        let temp = self.temp.take().expect("committed once");
+        let temp_path = temp.path().to_path_buf();
+        let file = temp.as_file();
         file.sync_all().context("cannot sync the output")?;
         #[cfg(unix)]
         {
@@ -45,13 +69,28 @@ impl AtomicFile {
             // Temporary files are private; the result is an ordinary file.
             file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         }
-        self.temp.persist(&self.target).with_context(|| {
+        temp.persist(&self.target).with_context(|| {
             format!(
                 "cannot rename the output into place at {}",
                 self.target.display()
             )
         })?;
         Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        // NamedTempFile removes the file itself; only the bookkeeping is ours.
+        if let Some(temp) = &self.temp {
+            forget_in_progress(temp.path());
+        }
+    }
+}
+
+fn forget_in_progress(path: &Path) {
+    if let Ok(mut paths) = IN_PROGRESS.lock() {
+        paths.retain(|p| p != path);
     }
 }
 

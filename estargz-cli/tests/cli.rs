@@ -681,3 +681,49 @@ fn digest_of_non_gzip_fails() {
     assert!(stderr.contains("error"), "stderr: {stderr}");
     assert!(stderr.contains(SAMPLE_LAYER), "stderr: {stderr}");
 }
+
+/// SIGINT or SIGTERM mid-conversion leaves neither the output nor a temporary file.
+#[test]
+fn convert_interrupted_by_a_signal_leaves_nothing_behind() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    for signal in ["-INT", "-TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.esgz");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_estargz"))
+            .args(["convert", "-", "-o", out.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Half a tar: the converter is mid-stream, waiting for more input.
+        let tar = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../testdata/sample-layer.tar"
+        ))
+        .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&tar[..tar.len() / 2]).unwrap();
+        stdin.flush().unwrap();
+        // Wait until the temporary file exists, so the signal lands mid-conversion.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::read_dir(dir.path()).unwrap().count() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no temporary file appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        drop(stdin);
+        assert_eq!(exit.code(), Some(130), "{signal}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{signal}: left behind {left:?}");
+    }
+}

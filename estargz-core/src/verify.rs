@@ -14,7 +14,6 @@
 //! Every problem found is reported with the entry and offset concerned.
 
 use crate::digest::Digest;
-use crate::error::Error;
 use crate::footer::FooterKind;
 use crate::read::{Index, OpenOptions, RangeReader, ReadAt, TocInfo};
 use crate::tar::{EntryKind, Item, NamePolicy, ScanLimits, Scanner};
@@ -119,11 +118,8 @@ pub fn verify<S: ReadAt>(source: S, opts: &VerifyOptions) -> VerifyReport {
     let (info, source) = match TocInfo::read(source, &opts.open) {
         Ok(v) => v,
         Err(e) => {
-            let offset = match &e {
-                Error::InvalidToc { offset, .. } => Some(*offset),
-                _ => None,
-            };
-            report.problem(None, offset, e.to_string());
+            // The message already names the offset where one applies.
+            report.problem(None, None, e.to_string());
             return report;
         }
     };
@@ -247,7 +243,7 @@ fn check_structure(toc: &Toc, payload_end: u64, report: &mut VerifyReport) {
                 "data entry without a chunkDigest",
             );
         }
-        if e.offset < 0 || e.offset as u64 >= payload_end {
+        if e.offset >= 0 && e.offset as u64 >= payload_end {
             report.problem(
                 name,
                 Some(e.offset as u64),

@@ -182,7 +182,12 @@ struct Assembler<W> {
 }
 
 impl<W: Write> Assembler<W> {
-    fn batch(&mut self, members: &[Member], compressed: Vec<Compressed>, entries: &mut [toc::TocEntry]) -> Result<()> {
+    fn batch(
+        &mut self,
+        members: &[Member],
+        compressed: Vec<Compressed>,
+        entries: &mut [toc::TocEntry],
+    ) -> Result<()> {
         for (member, comp) in members.iter().zip(compressed) {
             self.member(member, comp, entries)?;
         }
