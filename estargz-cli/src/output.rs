@@ -69,7 +69,10 @@ impl AtomicFile {
             // Temporary files are private; the result is an ordinary file.
             file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         }
-        temp.persist(&self.target).with_context(|| {
+        let persisted = temp.persist(&self.target);
+        // Only now: a signal before the rename must still remove the file.
+        forget_in_progress(&temp_path);
+        persisted.with_context(|| {
             format!(
                 "cannot rename the output into place at {}",
                 self.target.display()
