@@ -20,9 +20,9 @@ pub struct Args {
     /// Output file, or `-` for stdout.
     #[arg(short, long, value_name = "OUTPUT")]
     output: Option<String>,
-    /// gzip level, 0 (stored) to 9 (smallest).
+    /// Compression level: 0 (stored) to 9 as in gzip; 10 to 12 are libdeflate's slower, smaller levels.
     #[arg(long, default_value_t = estargz_core::convert::DEFAULT_LEVEL,
-          value_parser = clap::value_parser!(u32).range(0..=9))]
+          value_parser = clap::value_parser!(u32).range(0..=12))]
     level: u32,
     /// Largest chunk of a file per gzip member, in bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
     #[arg(long, value_name = "BYTES", default_value = "4MiB", value_parser = parse_size)]

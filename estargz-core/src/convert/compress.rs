@@ -9,8 +9,9 @@ use crate::error::{Error, Result};
 use libdeflater::{CompressionLvl, Compressor};
 use std::cell::RefCell;
 
-/// Highest accepted level on gzip's 0–9 scale.
-pub const MAX_LEVEL: u32 = 9;
+/// Highest accepted level: gzip's scale is 0–9; libdeflate adds 10–12,
+/// slower still and smaller.
+pub const MAX_LEVEL: u32 = 12;
 
 thread_local! {
     /// One compressor per thread: allocating one per member would dominate
@@ -21,7 +22,7 @@ thread_local! {
 /// Appends `data` to `out` as one complete gzip member at `level`.
 pub fn gzip_member(level: u32, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
     let xfl = match level {
-        9 => 2,
+        9.. => 2,
         1 => 4,
         _ => 0,
     };

@@ -26,7 +26,7 @@ pub const MAX_CHUNK_SIZE: u64 = 1 << 30;
 /// Conversion options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConvertOptions {
-    /// gzip level, 0 (stored) to 9 (smallest).
+    /// Compression level: 0 (stored) to 9 as in gzip, 10 to 12 libdeflate's slower, smaller levels.
     pub level: u32,
     /// Largest chunk of a file's data per member; 0 means the default.
     pub chunk_size: u64,
@@ -55,7 +55,7 @@ impl ConvertOptions {
         let mut o = self.clone();
         if o.level > compress::MAX_LEVEL {
             return Err(Error::InvalidOption(format!(
-                "compression level {} is not in 0..=9",
+                "compression level {} is not in 0..=12",
                 o.level
             )));
         }

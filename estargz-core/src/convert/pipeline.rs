@@ -157,6 +157,8 @@ fn compress_batch(batch: &[Member], level: u32) -> Result<Vec<Compressed>> {
         .map(|m| {
             let mut bytes = Vec::with_capacity(m.data.len() / 2 + 64);
             gzip_member(level, &m.data, &mut bytes)?;
+            // The codec sized the buffer for the worst case; batches in flight keep only what is used.
+            bytes.shrink_to_fit();
             let chunk_digests = m
                 .chunks
                 .iter()
