@@ -571,7 +571,7 @@ fn convert_usage_errors_exit_2() {
     let cases: &[&[&str]] = &[
         &["convert", SAMPLE_LAYER, "--no-such-flag"],
         &["convert"],
-        &["convert", SAMPLE_LAYER, "--level", "10"],
+        &["convert", SAMPLE_LAYER, "--level", "13"],
         &["convert", SAMPLE_LAYER, "--chunk-size", "0"],
         &["convert", SAMPLE_LAYER, "--chunk-size", "4X"],
     ];
