@@ -18,8 +18,11 @@ use std::io::{BufReader, Cursor, Read, Write};
 
 /// Default chunk size: 4 MiB, as the reference.
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
-/// Default gzip level: 9, as the reference.
-pub const DEFAULT_LEVEL: u32 = 9;
+/// Default level: 6. libdeflate at 6 is the lowest level whose blobs are no
+/// larger than the reference's at its level 9 on every layer of the
+/// comparison corpus (Debian root filesystem, Python site-packages,
+/// node_modules; see benches/RESULTS.md), at about a seventh of its CPU time.
+pub const DEFAULT_LEVEL: u32 = 6;
 /// Largest accepted chunk size: members are built in memory.
 pub const MAX_CHUNK_SIZE: u64 = 1 << 30;
 
