@@ -57,7 +57,10 @@ pub fn run<R: Read + Send, W: Write>(
     let pool = builder
         .build()
         .map_err(|e| Error::InvalidOption(format!("thread pool: {e}")))?;
-    let batch_bytes = (pool.current_num_threads() as u64 * 2 * opts.chunk_size).max(8 << 20);
+    // Three batches are in flight (being planned, compressed, assembled):
+    // one chunk per thread each keeps memory flat at roughly
+    // 3 x threads x chunk size, whatever the layer size.
+    let batch_bytes = (pool.current_num_threads() as u64 * opts.chunk_size).max(4 << 20);
 
     let mut asm = Assembler {
         out: Output {

@@ -14,6 +14,10 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::ops::Range;
 
+/// Room reserved after a chunk for the padding and headers that follow it
+/// in the same member, so that they rarely reallocate the chunk's buffer.
+const HEADER_SLACK: usize = 16 << 10;
+
 /// A planned member: its uncompressed bytes and the chunks inside them.
 #[derive(Debug, Default)]
 pub struct Member {
@@ -164,6 +168,9 @@ impl<R: Read> Planner<R> {
             self.entries[entry].chunk_size = self.chunk_size as i64;
         }
         self.cut();
+        // Exactly (plus room for the headers that follow): doubling growth
+        // would hold up to twice each chunk in memory.
+        self.open.data.reserve_exact(len as usize + HEADER_SLACK);
         let start = self.open.data.len();
         self.scanner.read_data(&mut self.open.data, len)?;
         self.open.chunks.push(PlannedChunk {
