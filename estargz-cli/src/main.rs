@@ -2,6 +2,8 @@
 //!
 //! Exit codes: 0 success, 1 failure (malformed input, I/O), 2 usage.
 
+#![forbid(unsafe_code)]
+
 mod cmd_cat;
 mod cmd_convert;
 mod cmd_digest;
