@@ -16,9 +16,10 @@
 //! ordinary files unless [`UnpackOptions::apply_whiteouts`] is set.
 
 use crate::error::{Error, Result};
-use crate::footer;
 use crate::name;
-use crate::read::{RangeReader, ReadAt, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK};
+use crate::read::{
+    decompressed_payload, read_footer, ReadAt, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
+};
 use crate::tar::{Entry, EntryKind, Item, NamePolicy, ScanLimits, Scanner};
 use std::fs;
 use std::io::{self, BufReader, Read, Write};
@@ -27,19 +28,8 @@ use std::path::{Path, PathBuf};
 /// Writes the blob's decompressed payload (its tar stream) to `out`;
 /// returns the number of bytes written. Only the footer is interpreted.
 pub fn unpack_tar<S: ReadAt, W: Write>(source: S, mut out: W) -> Result<u64> {
-    let size = source
-        .size()
-        .map_err(|source| Error::Read { offset: 0, source })?;
-    let tail_len = size.min(footer::FOOTER_SIZE as u64);
-    let tail = source
-        .read_range(size - tail_len, tail_len as usize)
-        .map_err(|source| Error::Read {
-            offset: size - tail_len,
-            source,
-        })?;
-    let footer = footer::parse(&tail, size)?;
-    let payload = RangeReader::new(&source, 0, footer.payload_end(size));
-    let mut decoder = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, payload));
+    let (footer, size) = read_footer(&source)?;
+    let mut decoder = decompressed_payload(&source, footer.payload_end(size));
     copy_counting(&mut decoder, &mut out)
 }
 
@@ -123,21 +113,10 @@ pub fn unpack_to_dir<S: ReadAt>(
 ) -> Result<UnpackReport> {
     fs::create_dir_all(dir).map_err(|e| fs_err(dir, e))?;
     let root = dir.canonicalize().map_err(|e| fs_err(dir, e))?;
-    let size = source
-        .size()
-        .map_err(|source| Error::Read { offset: 0, source })?;
-    let tail_len = size.min(footer::FOOTER_SIZE as u64);
-    let tail = source
-        .read_range(size - tail_len, tail_len as usize)
-        .map_err(|source| Error::Read {
-            offset: size - tail_len,
-            source,
-        })?;
-    let footer = footer::parse(&tail, size)?;
-    let payload = RangeReader::new(&source, 0, footer.payload_end(size));
+    let (footer, size) = read_footer(&source)?;
     let tar = BufReader::with_capacity(
         1 << 20,
-        flate2::read::MultiGzDecoder::new(BufReader::new(payload)),
+        decompressed_payload(&source, footer.payload_end(size)),
     );
     let mut scanner = Scanner::new(tar, NamePolicy::Replace, ScanLimits::default());
     let mut report = UnpackReport::default();

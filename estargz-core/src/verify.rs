@@ -155,7 +155,22 @@ pub fn verify<S: ReadAt>(source: S, opts: &VerifyOptions) -> VerifyReport {
             None
         }
     };
-    let walked = walk_payload(&source, &info, &mut report);
+    // Fast path: members decoded in parallel between the offsets the TOC
+    // names. If that fails (a TOC offset that is not a member start, a
+    // damaged member), walk again member by member, which names the problem
+    // precisely.
+    let mut fast = report.clone();
+    let walked = if walk_payload(&source, &info, true, &mut fast)
+        && !fast
+            .problems
+            .iter()
+            .any(|p| p.message.contains(DECODE_FAILURE))
+    {
+        report = fast;
+        true
+    } else {
+        walk_payload(&source, &info, false, &mut report)
+    };
     if !walked {
         // The payload is not a readable tar stream: still check every chunk
         // the TOC describes, by random access.
@@ -363,6 +378,167 @@ impl<S: ReadAt> Read for MemberStream<S> {
     }
 }
 
+/// Marks problems caused by the parallel decoder, so the walk is redone sequentially.
+const DECODE_FAILURE: &str = "parallel member decoding failed";
+
+/// Largest decompressed size accepted for the members between two TOC
+/// offsets: bounds memory against decompression bombs in the payload.
+const MAX_RANGE_DECODED: usize = 1 << 30;
+
+/// Compressed bytes decoded per parallel batch.
+const BATCH_COMPRESSED: u64 = 8 << 20;
+
+/// The payload decoded in parallel: the ranges between consecutive member
+/// starts named by the TOC are independent, so a batch of them is decoded
+/// at once (each range may hold several members) and served in order.
+struct ParallelMembers<'a, S> {
+    source: &'a S,
+    ranges: Vec<(u64, u64)>,
+    next_range: usize,
+    ready: std::collections::VecDeque<DecodedRange>,
+    current: Vec<u8>,
+    pos: usize,
+    produced: u64,
+    starts: Arc<Mutex<Vec<(u64, u64)>>>,
+}
+
+struct DecodedRange {
+    /// (compressed start, offset in `data`) of each member.
+    members: Vec<(u64, usize)>,
+    data: Vec<u8>,
+    error: Option<String>,
+}
+
+impl<'a, S: ReadAt> ParallelMembers<'a, S> {
+    fn new(source: &'a S, info: &TocInfo, starts: Arc<Mutex<Vec<(u64, u64)>>>) -> Self {
+        let mut cuts: Vec<u64> = info
+            .toc
+            .entries
+            .iter()
+            .filter(|e| is_data(e) && e.offset > 0 && (e.offset as u64) < info.payload_end)
+            .map(|e| e.offset as u64)
+            .collect();
+        cuts.push(0);
+        cuts.push(info.payload_end);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let ranges = cuts
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .filter(|r| r.0 < r.1)
+            .collect();
+        ParallelMembers {
+            source,
+            ranges,
+            next_range: 0,
+            ready: std::collections::VecDeque::new(),
+            current: Vec::new(),
+            pos: 0,
+            produced: 0,
+            starts,
+        }
+    }
+
+    fn decode_batch(&mut self) {
+        let first = self.next_range;
+        let mut bytes = 0u64;
+        while self.next_range < self.ranges.len()
+            && (bytes < BATCH_COMPRESSED || self.next_range == first)
+        {
+            let (a, b) = self.ranges[self.next_range];
+            bytes += b - a;
+            self.next_range += 1;
+        }
+        let source = self.source;
+        let decoded: Vec<DecodedRange> = self.ranges[first..self.next_range]
+            .par_iter()
+            .map(|&(a, b)| decode_range(source, a, b))
+            .collect();
+        self.ready.extend(decoded);
+    }
+}
+
+/// Decodes the complete gzip members that make up `[start, end)`.
+fn decode_range<S: ReadAt>(source: &S, start: u64, end: u64) -> DecodedRange {
+    let mut out = DecodedRange {
+        members: Vec::new(),
+        data: Vec::new(),
+        error: None,
+    };
+    let compressed = match source.read_range(start, (end - start) as usize) {
+        Ok(c) => c,
+        Err(e) => {
+            out.error = Some(format!("reading [{start}, {end}): {e}"));
+            return out;
+        }
+    };
+    // The last member's ISIZE is usually the whole range's size (one member
+    // per range): reserve it exactly rather than grow by doubling.
+    if let Some(tail) = compressed
+        .len()
+        .checked_sub(4)
+        .and_then(|at| compressed.get(at..))
+    {
+        let isize = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as usize;
+        out.data.reserve_exact(isize.min(64 << 20));
+    }
+    let mut rest = &compressed[..];
+    while !rest.is_empty() {
+        let member_start = end - rest.len() as u64;
+        out.members.push((member_start, out.data.len()));
+        let mut decoder = flate2::bufread::GzDecoder::new(rest);
+        let limit = (MAX_RANGE_DECODED - out.data.len()) as u64;
+        match (&mut decoder).take(limit + 1).read_to_end(&mut out.data) {
+            Ok(_) if out.data.len() > MAX_RANGE_DECODED => {
+                out.error = Some(format!(
+                    "members at byte {start} decompress to more than {MAX_RANGE_DECODED} bytes"
+                ));
+                return out;
+            }
+            Ok(_) => rest = decoder.into_inner(),
+            Err(e) => {
+                out.error = Some(format!("member at byte {member_start}: {e}"));
+                return out;
+            }
+        }
+    }
+    out
+}
+
+impl<S: ReadAt> Read for ParallelMembers<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            if self.ready.is_empty() {
+                if self.next_range == self.ranges.len() {
+                    return Ok(0);
+                }
+                self.decode_batch();
+            }
+            let Some(range) = self.ready.pop_front() else {
+                return Ok(0);
+            };
+            let mut starts = self
+                .starts
+                .lock()
+                .map_err(|_| io::Error::other("poisoned"))?;
+            for (compressed, at) in &range.members {
+                starts.push((*compressed, self.produced + *at as u64));
+            }
+            drop(starts);
+            if let Some(e) = range.error {
+                return Err(io::Error::other(format!("{DECODE_FAILURE}: {e}")));
+            }
+            self.current = range.data;
+            self.pos = 0;
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        self.produced += n as u64;
+        Ok(n)
+    }
+}
+
 /// A chunk waiting for its digest check.
 struct PendingChunk {
     entry: String,
@@ -393,17 +569,26 @@ fn flush_chunks(pending: &mut Vec<PendingChunk>, report: &mut VerifyReport) {
 
 /// §6.5: one pass over the payload. Returns false when the payload could
 /// not be walked as a tar stream to its end.
-fn walk_payload<S: ReadAt>(source: &S, info: &TocInfo, report: &mut VerifyReport) -> bool {
+fn walk_payload<S: ReadAt>(
+    source: &S,
+    info: &TocInfo,
+    parallel: bool,
+    report: &mut VerifyReport,
+) -> bool {
     let starts = Arc::new(Mutex::new(Vec::new()));
-    let stream = MemberStream {
-        reader: Some(BufReader::with_capacity(
-            1 << 20,
-            RangeReader::new(source, 0, info.payload_end),
-        )),
-        decoder: None,
-        payload_end: info.payload_end,
-        produced: 0,
-        starts: Arc::clone(&starts),
+    let stream: Box<dyn Read + '_> = if parallel {
+        Box::new(ParallelMembers::new(source, info, Arc::clone(&starts)))
+    } else {
+        Box::new(MemberStream {
+            reader: Some(BufReader::with_capacity(
+                1 << 20,
+                RangeReader::new(source, 0, info.payload_end),
+            )),
+            decoder: None,
+            payload_end: info.payload_end,
+            produced: 0,
+            starts: Arc::clone(&starts),
+        })
     };
     let mut scanner = Scanner::new(
         BufReader::with_capacity(1 << 20, stream),
@@ -460,15 +645,7 @@ fn walk_payload<S: ReadAt>(source: &S, info: &TocInfo, report: &mut VerifyReport
                 format!("the tar has {:?} where the TOC has {name:?}", entry.name),
             );
         }
-        let want_kind = match entry.kind {
-            EntryKind::Regular => EntryType::Reg,
-            EntryKind::Directory => EntryType::Dir,
-            EntryKind::Symlink => EntryType::Symlink,
-            EntryKind::Hardlink => EntryType::Hardlink,
-            EntryKind::CharDevice => EntryType::Char,
-            EntryKind::BlockDevice => EntryType::Block,
-            EntryKind::Fifo => EntryType::Fifo,
-        };
+        let want_kind = entry.kind.toc_type();
         if want_kind != toc_entry.kind {
             report.problem(
                 Some(name),

@@ -67,7 +67,11 @@ mod tests {
             assert_eq!(&out[..8], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
             assert_eq!(
                 (level, xfl, out[9]),
-                (level, [0, 4, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2][level as usize], 0xff)
+                (
+                    level,
+                    [0, 4, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2][level as usize],
+                    0xff
+                )
             );
             let mut back = Vec::new();
             flate2::read::GzDecoder::new(&out[..])

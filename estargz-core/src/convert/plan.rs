@@ -188,15 +188,7 @@ impl<R: Read> Planner<R> {
     }
 
     fn toc_entry(&mut self, e: &Entry) -> TocEntry {
-        let kind = match e.kind {
-            EntryKind::Regular => EntryType::Reg,
-            EntryKind::Directory => EntryType::Dir,
-            EntryKind::Symlink => EntryType::Symlink,
-            EntryKind::Hardlink => EntryType::Hardlink,
-            EntryKind::CharDevice => EntryType::Char,
-            EntryKind::BlockDevice => EntryType::Block,
-            EntryKind::Fifo => EntryType::Fifo,
-        };
+        let kind = e.kind.toc_type();
         let mut t = TocEntry::new(e.name.clone(), kind);
         match e.kind {
             EntryKind::Regular => t.size = e.size as i64,

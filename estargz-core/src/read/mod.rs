@@ -183,11 +183,32 @@ impl<S: ReadAt> Blob<S> {
     /// A reader of the decompressed payload: the tar stream (for a lossless
     /// blob, the original tar byte for byte).
     pub fn tar_stream(&self) -> impl Read + '_ {
-        flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(
-            1 << 20,
-            RangeReader::new(&self.source, 0, self.payload_end()),
-        ))
+        decompressed_payload(&self.source, self.payload_end())
     }
+}
+
+/// Reads and parses the footer at the end of `source`; returns it with the
+/// blob size.
+pub fn read_footer<S: ReadAt + ?Sized>(source: &S) -> Result<(Footer, u64)> {
+    let size = source
+        .size()
+        .map_err(|source| Error::Read { offset: 0, source })?;
+    let tail_len = size.min(footer::FOOTER_SIZE as u64);
+    let tail = source
+        .read_range(size - tail_len, tail_len as usize)
+        .map_err(|source| Error::Read {
+            offset: size - tail_len,
+            source,
+        })?;
+    Ok((footer::parse(&tail, size)?, size))
+}
+
+/// The decompressed payload `[0, payload_end)` of a blob: its tar stream.
+pub fn decompressed_payload<S: ReadAt>(source: S, payload_end: u64) -> impl Read {
+    flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(
+        1 << 20,
+        RangeReader::new(source, 0, payload_end),
+    ))
 }
 
 /// The footer and TOC of a blob, before any index is built: what
@@ -215,17 +236,7 @@ pub struct TocInfo {
 impl TocInfo {
     /// Reads and checks footer and TOC; gives the source back.
     pub fn read<S: ReadAt>(source: S, opts: &OpenOptions) -> Result<(TocInfo, S)> {
-        let size = source
-            .size()
-            .map_err(|source| Error::Read { offset: 0, source })?;
-        let tail_len = size.min(footer::FOOTER_SIZE as u64);
-        let tail = source
-            .read_range(size - tail_len, tail_len as usize)
-            .map_err(|source| Error::Read {
-                offset: size - tail_len,
-                source,
-            })?;
-        let footer = footer::parse(&tail, size)?;
+        let (footer, size) = read_footer(&source)?;
         let footer_start = size - footer.kind.size() as u64;
         let (member, toc_offset) = match footer.toc_offset {
             Some(offset) => {

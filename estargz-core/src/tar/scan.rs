@@ -25,6 +25,22 @@ pub enum EntryKind {
     Fifo,
 }
 
+impl EntryKind {
+    /// The TOC `type` of this kind of entry.
+    pub fn toc_type(self) -> crate::toc::EntryType {
+        use crate::toc::EntryType;
+        match self {
+            EntryKind::Regular => EntryType::Reg,
+            EntryKind::Directory => EntryType::Dir,
+            EntryKind::Symlink => EntryType::Symlink,
+            EntryKind::Hardlink => EntryType::Hardlink,
+            EntryKind::CharDevice => EntryType::Char,
+            EntryKind::BlockDevice => EntryType::Block,
+            EntryKind::Fifo => EntryType::Fifo,
+        }
+    }
+}
+
 /// How to treat names, link names and xattr keys that are not UTF-8.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum NamePolicy {
