@@ -159,24 +159,19 @@ impl<S: ReadAt> Blob<S> {
     /// A regular file's whole contents, with every chunk digest checked.
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>> {
         let reader = self.open_file(path)?.verifying(true);
-        let mut out = vec![
-            0u8;
-            usize::try_from(reader.size())
-                .unwrap_or(usize::MAX)
-                .min(1 << 30)
-        ];
-        let mut at = 0;
-        while at < reader.size() {
-            if at as usize >= out.len() {
-                out.resize((out.len() * 2).max(1 << 20), 0);
-            }
-            let n = reader.read_at(&mut out[at as usize..], at)?;
+        // Sizes come from the TOC: grow with the data actually decoded
+        // rather than trusting them for one allocation.
+        let cap = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).min(64 << 20);
+        let largest_chunk = reader.node().chunks.iter().map(|c| c.size).max().unwrap_or(0);
+        let mut out = Vec::with_capacity(cap(reader.size()));
+        let mut buf = vec![0u8; cap(largest_chunk).max(1)];
+        while (out.len() as u64) < reader.size() {
+            let n = reader.read_at(&mut buf, out.len() as u64)?;
             if n == 0 {
                 break;
             }
-            at += n as u64;
+            out.extend_from_slice(&buf[..n]);
         }
-        out.truncate(at as usize);
         Ok(out)
     }
 
