@@ -2,49 +2,24 @@
 //! executable and checks its exit code, its output streams and the files it
 //! leaves behind. Expected digests are computed here, never hard-coded.
 
+mod common;
+
+use common::*;
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 // ---------------------------------------------------------------------------
-// Shared helpers
+// Helpers of the convert and digest tests (the shared ones are in `common`)
 // ---------------------------------------------------------------------------
 
-const SAMPLE_LAYER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/sample-layer.tar");
-const VALID_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/tars/valid");
 const INVALID_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/tars/invalid");
 const SPARSE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/tars/sparse");
 
 const MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const TOC_DIGEST_ANNOTATION: &str = "containerd.io/snapshot/stargz/toc.digest";
-const UNCOMPRESSED_SIZE_ANNOTATION: &str = "io.containers.estargz.uncompressed-size";
-const FOOTER_SIZE: usize = 51;
-
-/// A command for the built binary with the given arguments, stdin closed.
-fn estargz<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_estargz"));
-    cmd.args(args).stdin(Stdio::null());
-    cmd
-}
-
-/// Runs the binary with `args` (stdin closed) and captures stdout and stderr.
-fn run<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    estargz(args)
-        .output()
-        .expect("cannot run the estargz binary")
-}
 
 /// Runs the binary with `args`, feeding `input` on stdin (from another
 /// thread, so a large stdout cannot deadlock the pipe).
@@ -69,33 +44,6 @@ where
     })
 }
 
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts the exit code, showing stderr when it is not the expected one.
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "expected exit code {code}; stderr:\n{}",
-        stderr_of(out)
-    );
-}
-
-fn read(path: impl AsRef<Path>) -> Vec<u8> {
-    let path = path.as_ref();
-    std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// `sha256:<lower-case hex>` of `bytes`.
-fn sha256_digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
-
 /// All gzip members of `bytes` decompressed and concatenated.
 fn gunzip_all(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -118,91 +66,11 @@ fn gzip_member_count(mut rest: &[u8]) -> usize {
     count
 }
 
-/// The TOC offset of an eStargz blob, read from its footer: the last 51
-/// bytes, whose bytes 16..32 are the offset in 16 lower-case hex digits.
-fn toc_offset(blob: &[u8]) -> usize {
-    assert!(blob.len() > FOOTER_SIZE, "blob too short for a footer");
-    let footer = &blob[blob.len() - FOOTER_SIZE..];
-    assert_eq!(&footer[32..38], b"STARGZ", "footer magic");
-    let hex = std::str::from_utf8(&footer[16..32]).expect("TOC offset is not ASCII");
-    assert!(
-        hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
-        "TOC offset {hex:?} is not 16 lower-case hex digits"
-    );
-    let offset = usize::from_str_radix(hex, 16).unwrap();
-    assert!(offset < blob.len() - FOOTER_SIZE, "TOC offset out of range");
-    offset
-}
-
 /// The layer's tar stream: the gzip members before the TOC, decompressed.
 /// (The TOC itself records compressed offsets, so it differs between levels
 /// and chunk sizes even when the layer content is the same.)
 fn tar_before_toc(blob: &[u8]) -> Vec<u8> {
     gunzip_all(&blob[..toc_offset(blob)])
-}
-
-/// The TOC JSON of an eStargz blob: the gzip member at the footer's offset
-/// holds a tar whose only entry is `stargz.index.json`.
-fn toc_json(blob: &[u8]) -> Vec<u8> {
-    let offset = toc_offset(blob);
-    let mut decoder = flate2::bufread::GzDecoder::new(&blob[offset..blob.len() - FOOTER_SIZE]);
-    let mut toc_tar = Vec::new();
-    decoder
-        .read_to_end(&mut toc_tar)
-        .expect("TOC member is not valid gzip");
-    assert!(
-        decoder.into_inner().is_empty(),
-        "the TOC must be the last member before the footer"
-    );
-    assert!(toc_tar.len() >= 512, "TOC tar shorter than one header");
-
-    let header = &toc_tar[..512];
-    let name_end = header[..100].iter().position(|&b| b == 0).unwrap_or(100);
-    assert_eq!(&header[..name_end], b"stargz.index.json", "TOC entry name");
-    let size_field = std::str::from_utf8(&header[124..135]).expect("TOC size is not ASCII");
-    let size = usize::from_str_radix(size_field.trim_matches(|c| c == '\0' || c == ' '), 8)
-        .unwrap_or_else(|e| panic!("TOC size {size_field:?} is not octal: {e}"));
-    assert!(
-        toc_tar.len() >= 512 + size,
-        "TOC tar shorter than its entry"
-    );
-    toc_tar[512..512 + size].to_vec()
-}
-
-/// Parses stdout as exactly one JSON object (trailing non-whitespace fails).
-fn json_object(stdout: &[u8]) -> serde_json::Map<String, Value> {
-    let value: Value = serde_json::from_slice(stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not exactly one JSON value ({e}):\n{}",
-            String::from_utf8_lossy(stdout)
-        )
-    });
-    match value {
-        Value::Object(map) => map,
-        other => panic!("stdout is JSON but not an object: {other}"),
-    }
-}
-
-fn str_field<'a>(obj: &'a serde_json::Map<String, Value>, key: &str) -> &'a str {
-    obj.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("JSON key {key:?} missing or not a string"))
-}
-
-fn u64_field(obj: &serde_json::Map<String, Value>, key: &str) -> u64 {
-    obj.get(key)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("JSON key {key:?} missing or not an unsigned integer"))
-}
-
-/// Names of the entries of `dir`, sorted.
-fn dir_listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 /// Copies `src` into `dir` under `name` and returns the new path.
@@ -216,14 +84,8 @@ fn copy_into(src: impl AsRef<Path>, dir: &Path, name: &str) -> PathBuf {
 /// returns the output bytes.
 fn convert_to_file(input: &Path, dir: &Path, name: &str, args: &[&str]) -> Vec<u8> {
     let out_path = dir.join(name);
-    let mut full = vec![
-        OsStr::new("convert"),
-        input.as_os_str(),
-        OsStr::new("-o"),
-        out_path.as_os_str(),
-    ];
-    full.extend(args.iter().map(OsStr::new));
-    let out = run(full);
+    let extra: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let out = run(convert_args(input, &out_path, &extra));
     assert_exit(&out, 0);
     read(out_path)
 }
@@ -486,13 +348,7 @@ fn convert_rejects_invalid_and_sparse_tars_leaving_no_output() {
             OsStr::new("-o"),
             out_path.as_os_str(),
         ]);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{}: expected exit code 1; stderr:\n{}",
-            input.display(),
-            stderr_of(&out)
-        );
+        assert_exit_for(&out, 1, input.display());
         assert_refusal_message(&out, &input);
         assert!(
             dir_listing(dir.path()).is_empty(),
@@ -510,12 +366,7 @@ fn convert_rejects_invalid_and_sparse_tars_without_output_flag() {
         let name = fixture.file_name().unwrap().to_str().unwrap();
         let input = copy_into(&fixture, dir.path(), name);
         let out = run([OsStr::new("convert"), input.as_os_str()]);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{name}: expected exit code 1; stderr:\n{}",
-            stderr_of(&out)
-        );
+        assert_exit_for(&out, 1, name);
         assert_refusal_message(&out, &input);
         assert_eq!(dir_listing(dir.path()), [name], "{name}: files left behind");
         assert!(read(&input) == read(&fixture), "{name}: input modified");
@@ -583,12 +434,7 @@ fn convert_usage_errors_exit_2() {
             full.extend([OsStr::new("-o"), out_path.as_os_str()]);
         }
         let out = run(&full);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: expected exit code 2; stderr:\n{}",
-            stderr_of(&out)
-        );
+        assert_exit_for(&out, 2, format!("{args:?}"));
         assert!(!out.stderr.is_empty(), "{args:?}: no message on stderr");
         assert!(
             dir_listing(dir.path()).is_empty(),

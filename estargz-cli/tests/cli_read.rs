@@ -5,119 +5,19 @@
 //! output streams and the files left behind. Expected values are computed
 //! here (from the input tar, GNU tar or the convert report), never hard-coded.
 
+mod common;
+
+use common::*;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 // ---------------------------------------------------------------------------
-// Shared helpers
+// Helpers of the reading commands' tests (the shared ones are in `common`)
 // ---------------------------------------------------------------------------
-
-const SAMPLE_LAYER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/sample-layer.tar");
-const VALID_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/tars/valid");
-
-const TOC_DIGEST_ANNOTATION: &str = "containerd.io/snapshot/stargz/toc.digest";
-const UNCOMPRESSED_SIZE_ANNOTATION: &str = "io.containers.estargz.uncompressed-size";
-const FOOTER_SIZE: usize = 51;
-
-/// A command for the built binary with the given arguments, stdin closed.
-fn estargz<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_estargz"));
-    cmd.args(args).stdin(Stdio::null());
-    cmd
-}
-
-/// Runs the binary with `args` (stdin closed) and captures stdout and stderr.
-fn run<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    estargz(args)
-        .output()
-        .expect("cannot run the estargz binary")
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Asserts the exit code, showing stderr when it is not the expected one.
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "expected exit code {code}; stdout:\n{}\nstderr:\n{}",
-        stdout_of(out),
-        stderr_of(out)
-    );
-}
-
-fn read(path: impl AsRef<Path>) -> Vec<u8> {
-    let path = path.as_ref();
-    std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// `sha256:<lower-case hex>` of `bytes`.
-fn sha256_digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
-
-/// Parses stdout as exactly one JSON value (trailing non-whitespace fails).
-fn json_value(stdout: &[u8]) -> Value {
-    serde_json::from_slice(stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not exactly one JSON value ({e}):\n{}",
-            String::from_utf8_lossy(stdout)
-        )
-    })
-}
-
-/// Parses stdout as exactly one JSON object.
-fn json_object(stdout: &[u8]) -> serde_json::Map<String, Value> {
-    match json_value(stdout) {
-        Value::Object(map) => map,
-        other => panic!("stdout is JSON but not an object: {other}"),
-    }
-}
-
-fn str_field<'a>(obj: &'a serde_json::Map<String, Value>, key: &str) -> &'a str {
-    obj.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("JSON key {key:?} missing or not a string"))
-}
-
-fn u64_field(obj: &serde_json::Map<String, Value>, key: &str) -> u64 {
-    obj.get(key)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("JSON key {key:?} missing or not an unsigned integer"))
-}
-
-/// Names of the entries of `dir`, sorted.
-fn dir_listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
 
 /// Stdout lines of a successful run.
 fn lines(out: &Output) -> Vec<String> {
@@ -133,13 +33,7 @@ struct Converted {
 /// Converts `input` to `dir/name` with `convert --json`, asserting success.
 fn convert(input: &Path, dir: &Path, name: &str) -> Converted {
     let path = dir.join(name);
-    let out = run([
-        OsStr::new("convert"),
-        input.as_os_str(),
-        OsStr::new("-o"),
-        path.as_os_str(),
-        OsStr::new("--json"),
-    ]);
+    let out = run(convert_args(input, &path, &[OsStr::new("--json")]));
     assert_exit(&out, 0);
     let report = json_object(&out.stdout);
     assert!(path.is_file(), "convert wrote no {}", path.display());
@@ -181,15 +75,12 @@ fn run_reference(args: &[&OsStr]) -> Vec<u8> {
     out.stdout
 }
 
-/// Writes a blob of `input` with the reference driver (`mode` is `lossless`
-/// or `build`) to `dir/name`; returns its path and the driver's JSON report.
-fn reference_blob(
-    mode: &str,
-    input: &Path,
-    dir: &Path,
-    name: &str,
-) -> (PathBuf, serde_json::Map<String, Value>) {
+/// Writes a blob of the sample layer with the reference driver (`mode` is
+/// `lossless` or `build`) to `dir/name`; returns its path and the driver's
+/// JSON report.
+fn reference_blob(mode: &str, dir: &Path, name: &str) -> (PathBuf, serde_json::Map<String, Value>) {
     let path = dir.join(name);
+    let input = Path::new(SAMPLE_LAYER);
     let stdout = run_reference(&[OsStr::new(mode), input.as_os_str(), path.as_os_str()]);
     assert!(path.is_file(), "estargz-ref {mode} wrote no blob");
     (path, json_object(&stdout))
@@ -220,6 +111,13 @@ fn gnu_extract(tar: &Path, dir: &Path) {
         OsStr::new("-C"),
         dir.as_os_str(),
     ]);
+}
+
+/// The sample layer extracted by GNU tar into a fresh temporary directory.
+fn sample_extracted() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    gnu_extract(Path::new(SAMPLE_LAYER), dir.path());
+    dir
 }
 
 /// What one path of an unpacked tree is.
@@ -270,32 +168,58 @@ fn tree(root: &Path) -> BTreeMap<String, Node> {
     out
 }
 
-/// The TOC offset of an eStargz blob, from its footer.
-fn toc_offset(blob: &[u8]) -> usize {
-    assert!(blob.len() > FOOTER_SIZE, "blob too short for a footer");
-    let footer = &blob[blob.len() - FOOTER_SIZE..];
-    let hex = std::str::from_utf8(&footer[16..32]).expect("TOC offset is not ASCII");
-    usize::from_str_radix(hex, 16).expect("TOC offset is not hex")
+/// The sample layer converted to `layer.esgz` in a fresh temporary
+/// directory (kept alive by the returned handle).
+fn sample_blob() -> (tempfile::TempDir, Converted) {
+    let dir = tempfile::tempdir().unwrap();
+    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
+    (dir, blob)
 }
 
-/// The raw TOC JSON of an eStargz blob: the gzip member at the footer's
-/// offset holds a tar whose only entry is `stargz.index.json`.
-fn toc_json_bytes(blob: &[u8]) -> Vec<u8> {
-    let offset = toc_offset(blob);
-    let mut toc_tar = Vec::new();
-    flate2::read::GzDecoder::new(&blob[offset..blob.len() - FOOTER_SIZE])
-        .read_to_end(&mut toc_tar)
-        .expect("TOC member is not valid gzip");
-    assert!(toc_tar.len() >= 512, "TOC tar shorter than one header");
-    let size_field = std::str::from_utf8(&toc_tar[124..135]).expect("TOC size is not ASCII");
-    let size = usize::from_str_radix(size_field.trim_matches(|c| c == '\0' || c == ' '), 8)
-        .expect("TOC size is not octal");
-    toc_tar[512..512 + size].to_vec()
+/// The `.tar` fixtures of `testdata/tars/valid`, sorted.
+fn valid_tars() -> Vec<PathBuf> {
+    let mut inputs: Vec<PathBuf> = std::fs::read_dir(VALID_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension() == Some(OsStr::new("tar")))
+        .collect();
+    inputs.sort();
+    inputs
 }
 
-/// The TOC of an eStargz blob, parsed.
-fn toc(blob: &[u8]) -> Value {
-    serde_json::from_slice(&toc_json_bytes(blob)).expect("TOC is not JSON")
+/// Runs `estargz SUBCOMMAND BLOB EXTRA...`.
+fn run_on(subcommand: &str, blob: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![OsStr::new(subcommand), blob.as_os_str()];
+    args.extend(extra.iter().map(OsStr::new));
+    run(args)
+}
+
+/// Runs `estargz verify BLOB --toc-digest DIGEST`.
+fn run_verify_digest(blob: &Path, digest: &str) -> Output {
+    run_on("verify", blob, &["--toc-digest", digest])
+}
+
+/// Runs `estargz unpack BLOB FLAG DEST` (`FLAG` is `-o` or `-C`).
+fn run_unpack(blob: &Path, flag: &str, dest: &Path) -> Output {
+    run([
+        OsStr::new("unpack"),
+        blob.as_os_str(),
+        OsStr::new(flag),
+        dest.as_os_str(),
+    ])
+}
+
+/// Runs `estargz cat BLOB PATH`.
+fn run_cat(blob: &Path, path: &str) -> Output {
+    run_on("cat", blob, &[path])
+}
+
+/// The `problems` array of a `verify --json` report.
+fn problems_of(report: &serde_json::Map<String, Value>) -> &Vec<Value> {
+    report
+        .get("problems")
+        .and_then(Value::as_array)
+        .expect("problems missing or not an array")
 }
 
 // ---------------------------------------------------------------------------
@@ -348,9 +272,8 @@ fn ustar_finish(tar: &mut Vec<u8>) {
 
 #[test]
 fn verify_converted_blob_is_ok() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
-    let out = run([OsStr::new("verify"), blob.path.as_os_str()]);
+    let (_dir, blob) = sample_blob();
+    let out = run_on("verify", &blob.path, &[]);
     assert_exit(&out, 0);
     let stdout = stdout_of(&out);
     assert!(stdout.starts_with("ok"), "stdout: {stdout}");
@@ -363,44 +286,23 @@ fn verify_converted_blob_is_ok() {
 #[test]
 fn verify_all_valid_fixtures() {
     let dir = tempfile::tempdir().unwrap();
-    let mut inputs: Vec<PathBuf> = std::fs::read_dir(VALID_DIR)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension() == Some(OsStr::new("tar")))
-        .collect();
-    inputs.sort();
+    let inputs = valid_tars();
     assert!(inputs.len() >= 10, "fixtures missing: {inputs:?}");
     for input in inputs {
         let name = input.file_name().unwrap().to_str().unwrap();
         let blob = convert(&input, dir.path(), &format!("{name}.esgz"));
-        let out = run([
-            OsStr::new("verify"),
-            blob.path.as_os_str(),
-            OsStr::new("--toc-digest"),
-            OsStr::new(str_field(&blob.report, "toc_digest")),
-        ]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{name}: verify failed:\n{}",
-            stderr_of(&out)
-        );
+        let out = run_verify_digest(&blob.path, str_field(&blob.report, "toc_digest"));
+        assert_exit_for(&out, 0, format!("{name}: verify"));
     }
 }
 
 #[test]
 fn verify_toc_digest_option() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
+    let (_dir, blob) = sample_blob();
     let right = str_field(&blob.report, "toc_digest").to_owned();
-    assert_eq!(right, sha256_digest(&toc_json_bytes(&read(&blob.path))));
+    assert_eq!(right, sha256_digest(&toc_json(&read(&blob.path))));
 
-    let out = run([
-        OsStr::new("verify"),
-        blob.path.as_os_str(),
-        OsStr::new("--toc-digest"),
-        OsStr::new(&right),
-    ]);
+    let out = run_verify_digest(&blob.path, &right);
     assert_exit(&out, 0);
     assert!(stdout_of(&out).starts_with("ok"));
 
@@ -408,12 +310,7 @@ fn verify_toc_digest_option() {
     let mut wrong = right.clone();
     let last = wrong.pop().unwrap();
     wrong.push(if last == '0' { '1' } else { '0' });
-    let out = run([
-        OsStr::new("verify"),
-        blob.path.as_os_str(),
-        OsStr::new("--toc-digest"),
-        OsStr::new(&wrong),
-    ]);
+    let out = run_verify_digest(&blob.path, &wrong);
     assert_exit(&out, 1);
     let stderr = stderr_of(&out);
     assert!(stderr.contains("TOC digest"), "stderr: {stderr}");
@@ -429,8 +326,7 @@ fn verify_toc_digest_option() {
 
 #[test]
 fn verify_malformed_toc_digest_is_usage_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
+    let (_dir, blob) = sample_blob();
     let right = str_field(&blob.report, "toc_digest").to_owned();
     let hex = right.strip_prefix("sha256:").unwrap();
     let bad = [
@@ -443,18 +339,8 @@ fn verify_malformed_toc_digest_is_usage_error() {
         format!("md5:{hex}"),
     ];
     for digest in &bad {
-        let out = run([
-            OsStr::new("verify"),
-            blob.path.as_os_str(),
-            OsStr::new("--toc-digest"),
-            OsStr::new(digest),
-        ]);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{digest:?}: expected exit code 2; stderr:\n{}",
-            stderr_of(&out)
-        );
+        let out = run_verify_digest(&blob.path, digest);
+        assert_exit_for(&out, 2, format!("{digest:?}"));
         assert!(out.stdout.is_empty(), "{digest:?}: stdout written");
         assert!(!out.stderr.is_empty(), "{digest:?}: no message");
     }
@@ -462,21 +348,13 @@ fn verify_malformed_toc_digest_is_usage_error() {
 
 #[test]
 fn verify_json_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
+    let (_dir, blob) = sample_blob();
 
-    let out = run([
-        OsStr::new("verify"),
-        blob.path.as_os_str(),
-        OsStr::new("--json"),
-    ]);
+    let out = run_on("verify", &blob.path, &["--json"]);
     assert_exit(&out, 0);
     let report = json_object(&out.stdout);
     assert_eq!(report.get("valid"), Some(&Value::Bool(true)));
-    let problems = report
-        .get("problems")
-        .and_then(Value::as_array)
-        .expect("problems missing or not an array");
+    let problems = problems_of(&report);
     assert!(problems.is_empty(), "problems: {problems:?}");
     assert_eq!(
         str_field(&report, "toc_digest"),
@@ -489,21 +367,7 @@ fn verify_json_report() {
 
     // A wrong TOC digest: still one JSON object, now invalid.
     let wrong = sha256_digest(b"not the TOC");
-    let out = run([
-        OsStr::new("verify"),
-        blob.path.as_os_str(),
-        OsStr::new("--json"),
-        OsStr::new("--toc-digest"),
-        OsStr::new(&wrong),
-    ]);
-    assert_exit(&out, 1);
-    let report = json_object(&out.stdout);
-    assert_eq!(report.get("valid"), Some(&Value::Bool(false)));
-    let problems = report
-        .get("problems")
-        .and_then(Value::as_array)
-        .expect("problems missing or not an array");
-    assert!(!problems.is_empty(), "an invalid blob without problems");
+    let problems = verify_problems(&blob.path, &["--toc-digest", &wrong]);
     assert!(
         problems.iter().any(|p| p
             .get("message")
@@ -513,26 +377,22 @@ fn verify_json_report() {
     );
 }
 
-/// The problems of `verify --json` on `blob`, asserting exit code 1.
+/// The problems of `verify BLOB --json EXTRA...`, asserting exit code 1 and
+/// an invalid report with at least one problem.
 #[track_caller]
-fn verify_problems(blob: &Path) -> Vec<Value> {
-    let out = run([OsStr::new("verify"), blob.as_os_str(), OsStr::new("--json")]);
+fn verify_problems(blob: &Path, extra: &[&str]) -> Vec<Value> {
+    let out = run_on("verify", blob, &[&["--json"], extra].concat());
     assert_exit(&out, 1);
     let report = json_object(&out.stdout);
     assert_eq!(report.get("valid"), Some(&Value::Bool(false)));
-    let problems = report
-        .get("problems")
-        .and_then(Value::as_array)
-        .expect("problems missing or not an array")
-        .clone();
+    let problems = problems_of(&report).clone();
     assert!(!problems.is_empty(), "an invalid blob without problems");
     problems
 }
 
 #[test]
 fn verify_detects_a_flipped_byte_in_file_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
+    let (dir, blob) = sample_blob();
     let mut bytes = read(&blob.path);
 
     // The largest regular file's gzip member: from its offset to the next
@@ -560,7 +420,7 @@ fn verify_detects_a_flipped_byte_in_file_data() {
     std::fs::write(&corrupt, &bytes).unwrap();
 
     // Plain verify: exit 1, the problem on stderr, no ok line.
-    let out = run([OsStr::new("verify"), corrupt.as_os_str()]);
+    let out = run_on("verify", &corrupt, &[]);
     assert_exit(&out, 1);
     assert!(!stdout_of(&out).starts_with("ok"));
     assert!(
@@ -569,7 +429,7 @@ fn verify_detects_a_flipped_byte_in_file_data() {
         stderr_of(&out)
     );
 
-    let problems = verify_problems(&corrupt);
+    let problems = verify_problems(&corrupt, &[]);
     assert!(
         problems.iter().any(|p| p["entry"] == name.as_str()
             || p["message"].as_str().is_some_and(|m| m.contains(&name))),
@@ -577,23 +437,17 @@ fn verify_detects_a_flipped_byte_in_file_data() {
     );
 
     // cat checks digests: the damaged file fails, another is still readable.
-    let out = run([OsStr::new("cat"), corrupt.as_os_str(), OsStr::new(&name)]);
+    let out = run_cat(&corrupt, &name);
     assert_exit(&out, 1);
-    let out = run([
-        OsStr::new("cat"),
-        corrupt.as_os_str(),
-        OsStr::new("etc/hostname"),
-    ]);
+    let out = run_cat(&corrupt, "etc/hostname");
     assert_exit(&out, 0);
-    let x = tempfile::tempdir().unwrap();
-    gnu_extract(Path::new(SAMPLE_LAYER), x.path());
+    let x = sample_extracted();
     assert!(out.stdout == read(x.path().join("etc/hostname")));
 }
 
 #[test]
 fn verify_detects_a_flipped_byte_in_the_middle_third() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
+    let (dir, blob) = sample_blob();
     let original = read(&blob.path);
     let n = original.len();
     // A few positions across the middle third: every one must be caught.
@@ -603,21 +457,15 @@ fn verify_detects_a_flipped_byte_in_the_middle_third() {
         bytes[at] ^= 0xff;
         let corrupt = dir.path().join(format!("corrupt-{at}.esgz"));
         std::fs::write(&corrupt, &bytes).unwrap();
-        let out = run([OsStr::new("verify"), corrupt.as_os_str()]);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "byte {at} of {n} flipped: expected exit 1; stdout:\n{}",
-            stdout_of(&out)
-        );
-        verify_problems(&corrupt);
+        let out = run_on("verify", &corrupt, &[]);
+        assert_exit_for(&out, 1, format!("byte {at} of {n} flipped"));
+        verify_problems(&corrupt, &[]);
     }
 }
 
 #[test]
 fn verify_truncated_blob_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
+    let (dir, blob) = sample_blob();
     let bytes = read(&blob.path);
     for keep in [
         bytes.len() - 1,
@@ -627,15 +475,10 @@ fn verify_truncated_blob_fails() {
     ] {
         let truncated = dir.path().join(format!("truncated-{keep}.esgz"));
         std::fs::write(&truncated, &bytes[..keep]).unwrap();
-        let out = run([OsStr::new("verify"), truncated.as_os_str()]);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "truncated to {keep} bytes: expected exit 1; stdout:\n{}",
-            stdout_of(&out)
-        );
+        let out = run_on("verify", &truncated, &[]);
+        assert_exit_for(&out, 1, format!("truncated to {keep} bytes"));
         assert!(!stdout_of(&out).starts_with("ok"));
-        verify_problems(&truncated);
+        verify_problems(&truncated, &[]);
     }
 }
 
@@ -662,14 +505,9 @@ fn verify_missing_file_fails() {
 fn verify_reference_written_blobs() {
     let dir = tempfile::tempdir().unwrap();
     for mode in ["lossless", "build"] {
-        let (path, ref_report) = reference_blob(mode, Path::new(SAMPLE_LAYER), dir.path(), mode);
+        let (path, ref_report) = reference_blob(mode, dir.path(), mode);
         let toc_digest = str_field(&ref_report, "toc_digest");
-        let out = run([
-            OsStr::new("verify"),
-            path.as_os_str(),
-            OsStr::new("--toc-digest"),
-            OsStr::new(toc_digest),
-        ]);
+        let out = run_verify_digest(&path, toc_digest);
         assert!(
             out.status.code() == Some(0) && stdout_of(&out).starts_with("ok"),
             "{mode}: verify of the reference blob failed:\n{}",
@@ -685,29 +523,14 @@ fn verify_reference_written_blobs() {
 #[test]
 fn unpack_to_tar_is_lossless() {
     let dir = tempfile::tempdir().unwrap();
-    let mut inputs: Vec<PathBuf> = std::fs::read_dir(VALID_DIR)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension() == Some(OsStr::new("tar")))
-        .collect();
-    inputs.sort();
+    let mut inputs = valid_tars();
     inputs.push(PathBuf::from(SAMPLE_LAYER));
     for input in inputs {
         let name = input.file_name().unwrap().to_str().unwrap();
         let blob = convert(&input, dir.path(), &format!("{name}.esgz"));
         let tar_out = dir.path().join(format!("{name}.out.tar"));
-        let out = run([
-            OsStr::new("unpack"),
-            blob.path.as_os_str(),
-            OsStr::new("-o"),
-            tar_out.as_os_str(),
-        ]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{name}: unpack failed:\n{}",
-            stderr_of(&out)
-        );
+        let out = run_unpack(&blob.path, "-o", &tar_out);
+        assert_exit_for(&out, 0, format!("{name}: unpack"));
         assert!(
             read(&tar_out) == read(&input),
             "{name}: unpack -o is not the input tar byte for byte"
@@ -717,14 +540,8 @@ fn unpack_to_tar_is_lossless() {
 
 #[test]
 fn unpack_to_stdout_matches_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
-    let out = run([
-        OsStr::new("unpack"),
-        blob.path.as_os_str(),
-        OsStr::new("-o"),
-        OsStr::new("-"),
-    ]);
+    let (dir, blob) = sample_blob();
+    let out = run_unpack(&blob.path, "-o", Path::new("-"));
     assert_exit(&out, 0);
     assert!(
         out.stdout == read(SAMPLE_LAYER),
@@ -742,27 +559,17 @@ fn unpack_to_stdout_matches_file() {
 fn unpack_reference_blobs_to_tar() {
     let dir = tempfile::tempdir().unwrap();
     // Lossless: the input, byte for byte.
-    let (lossless, _) = reference_blob("lossless", Path::new(SAMPLE_LAYER), dir.path(), "ll");
+    let (lossless, _) = reference_blob("lossless", dir.path(), "ll");
     let tar_out = dir.path().join("ll.tar");
-    let out = run([
-        OsStr::new("unpack"),
-        lossless.as_os_str(),
-        OsStr::new("-o"),
-        tar_out.as_os_str(),
-    ]);
+    let out = run_unpack(&lossless, "-o", &tar_out);
     assert_exit(&out, 0);
     assert!(read(&tar_out) == read(SAMPLE_LAYER));
 
     // Build (re-tarred): what the reference's own unpack gives.
-    let (built, _) = reference_blob("build", Path::new(SAMPLE_LAYER), dir.path(), "b");
+    let (built, _) = reference_blob("build", dir.path(), "b");
     let ours = dir.path().join("b.ours.tar");
     let theirs = dir.path().join("b.ref.tar");
-    let out = run([
-        OsStr::new("unpack"),
-        built.as_os_str(),
-        OsStr::new("-o"),
-        ours.as_os_str(),
-    ]);
+    let out = run_unpack(&built, "-o", &ours);
     assert_exit(&out, 0);
     run_reference(&[OsStr::new("unpack"), built.as_os_str(), theirs.as_os_str()]);
     assert!(
@@ -773,8 +580,7 @@ fn unpack_reference_blobs_to_tar() {
 
 #[test]
 fn unpack_needs_exactly_one_destination() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
+    let (dir, blob) = sample_blob();
     let tar_out = dir.path().join("out.tar");
     let dest = dir.path().join("dest");
 
@@ -790,7 +596,7 @@ fn unpack_needs_exactly_one_destination() {
     assert!(out.stdout.is_empty());
     assert!(!out.stderr.is_empty(), "no message for -o with -C");
 
-    let out = run([OsStr::new("unpack"), blob.path.as_os_str()]);
+    let out = run_on("unpack", &blob.path, &[]);
     assert_exit(&out, 2);
     assert!(out.stdout.is_empty());
     assert!(!out.stderr.is_empty(), "no message without -o or -C");
@@ -804,19 +610,11 @@ fn unpack_needs_exactly_one_destination() {
 
 #[test]
 fn unpack_to_dir_matches_gnu_tar() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
+    let (dir, blob) = sample_blob();
     let ours = dir.path().join("ours");
-    let theirs = tempfile::tempdir().unwrap();
-
-    let out = run([
-        OsStr::new("unpack"),
-        blob.path.as_os_str(),
-        OsStr::new("-C"),
-        ours.as_os_str(),
-    ]);
+    let out = run_unpack(&blob.path, "-C", &ours);
     assert_exit(&out, 0);
-    gnu_extract(Path::new(SAMPLE_LAYER), theirs.path());
+    let theirs = sample_extracted();
 
     let (ours_tree, theirs_tree) = (tree(&ours), tree(theirs.path()));
     assert!(theirs_tree.len() > 20, "GNU tar extracted too little");
@@ -844,18 +642,12 @@ fn unpack_to_dir_matches_gnu_tar() {
 #[test]
 fn unpack_reference_blobs_to_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let theirs = tempfile::tempdir().unwrap();
-    gnu_extract(Path::new(SAMPLE_LAYER), theirs.path());
+    let theirs = sample_extracted();
     let expected = tree(theirs.path());
     for mode in ["lossless", "build"] {
-        let (path, _) = reference_blob(mode, Path::new(SAMPLE_LAYER), dir.path(), mode);
+        let (path, _) = reference_blob(mode, dir.path(), mode);
         let dest = dir.path().join(format!("{mode}.d"));
-        let out = run([
-            OsStr::new("unpack"),
-            path.as_os_str(),
-            OsStr::new("-C"),
-            dest.as_os_str(),
-        ]);
+        let out = run_unpack(&path, "-C", &dest);
         assert_exit(&out, 0);
         // The landmark the reference adds is skipped; the rest is the layer.
         let got = tree(&dest);
@@ -912,12 +704,7 @@ fn unpack_symlink_escape(link_target: &str, through: &str, outside: &Path) {
     let blob = convert(&tar_path, dir.path(), "evil.esgz");
     let dest = dir.path().join("dest");
     let _ = std::fs::remove_file(outside);
-    let out = run([
-        OsStr::new("unpack"),
-        blob.path.as_os_str(),
-        OsStr::new("-C"),
-        dest.as_os_str(),
-    ]);
+    let out = run_unpack(&blob.path, "-C", &dest);
     let escaped = std::fs::symlink_metadata(outside).is_ok();
     let _ = std::fs::remove_file(outside);
     assert!(
@@ -973,12 +760,8 @@ fn unpack_to_dir_keeps_dotdot_names_inside() {
     let tar_path = dir.path().join("dotdot.tar");
     std::fs::write(&tar_path, &tar).unwrap();
 
-    let out = run([
-        OsStr::new("convert"),
-        tar_path.as_os_str(),
-        OsStr::new("-o"),
-        dir.path().join("dotdot.esgz").as_os_str(),
-    ]);
+    let blob_path = dir.path().join("dotdot.esgz");
+    let out = run(convert_args(&tar_path, &blob_path, &[]));
     if out.status.code() != Some(0) {
         // Refusing such a name outright is fine too.
         assert_exit(&out, 1);
@@ -986,12 +769,7 @@ fn unpack_to_dir_keeps_dotdot_names_inside() {
     }
     let dest = dir.path().join("sub").join("dest");
     std::fs::create_dir(dir.path().join("sub")).unwrap();
-    let out = run([
-        OsStr::new("unpack"),
-        dir.path().join("dotdot.esgz").as_os_str(),
-        OsStr::new("-C"),
-        dest.as_os_str(),
-    ]);
+    let out = run_unpack(&blob_path, "-C", &dest);
     assert!(
         matches!(out.status.code(), Some(0 | 1)),
         "unexpected exit: {:?}",
@@ -1010,9 +788,8 @@ fn unpack_to_dir_keeps_dotdot_names_inside() {
 
 #[test]
 fn ls_names_match_gnu_tar() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
-    let out = run([OsStr::new("ls"), blob.path.as_os_str()]);
+    let (_dir, blob) = sample_blob();
+    let out = run_on("ls", &blob.path, &[]);
     assert_exit(&out, 0);
     let expected = gnu_tar(&[OsStr::new("-tf"), OsStr::new(SAMPLE_LAYER)]);
     let (ours, theirs) = (lines(&out), lines(&expected));
@@ -1022,8 +799,7 @@ fn ls_names_match_gnu_tar() {
 
 #[test]
 fn ls_long_matches_gnu_tar_verbose() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
+    let (_dir, blob) = sample_blob();
     let out = run([OsStr::new("ls"), OsStr::new("-l"), blob.path.as_os_str()]);
     assert_exit(&out, 0);
     let expected = gnu_tar(&[
@@ -1069,9 +845,8 @@ fn ls_long_matches_gnu_tar_verbose() {
 
 #[test]
 fn ls_json_lists_every_entry() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
-    let names = lines(&run([OsStr::new("ls"), blob.path.as_os_str()]));
+    let (_dir, blob) = sample_blob();
+    let names = lines(&run_on("ls", &blob.path, &[]));
     let out = run([
         OsStr::new("ls"),
         OsStr::new("--json"),
@@ -1109,8 +884,8 @@ fn ls_json_lists_every_entry() {
 #[test]
 fn ls_reference_blob_lists_its_entries() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, _) = reference_blob("lossless", Path::new(SAMPLE_LAYER), dir.path(), "ll");
-    let out = run([OsStr::new("ls"), path.as_os_str()]);
+    let (path, _) = reference_blob("lossless", dir.path(), "ll");
+    let out = run_on("ls", &path, &[]);
     assert_exit(&out, 0);
     let expected = gnu_tar(&[OsStr::new("-tf"), OsStr::new(SAMPLE_LAYER)]);
     let ours: Vec<String> = lines(&out)
@@ -1146,10 +921,8 @@ fn regular_files(root: &Path) -> Vec<(String, u64)> {
 
 #[test]
 fn cat_matches_gnu_tar_extraction() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
-    let x = tempfile::tempdir().unwrap();
-    gnu_extract(Path::new(SAMPLE_LAYER), x.path());
+    let (dir, blob) = sample_blob();
+    let x = sample_extracted();
     let files = regular_files(x.path());
     let largest = files.iter().max_by_key(|(_, s)| *s).unwrap().0.clone();
     let smallest = files
@@ -1164,7 +937,7 @@ fn cat_matches_gnu_tar_extraction() {
     let mut paths = vec![largest, smallest, "usr/bin/pydoc3".to_owned()];
     paths.extend(empty);
     for p in &paths {
-        let out = run([OsStr::new("cat"), blob.path.as_os_str(), OsStr::new(p)]);
+        let out = run_cat(&blob.path, p);
         assert_exit(&out, 0);
         assert!(
             out.stdout == read(x.path().join(p)),
@@ -1174,9 +947,9 @@ fn cat_matches_gnu_tar_extraction() {
     }
 
     // Every file, through a reference-written blob too.
-    let (built, _) = reference_blob("build", Path::new(SAMPLE_LAYER), dir.path(), "b");
+    let (built, _) = reference_blob("build", dir.path(), "b");
     for (p, _) in &files {
-        let out = run([OsStr::new("cat"), built.as_os_str(), OsStr::new(p)]);
+        let out = run_cat(&built, p);
         assert_exit(&out, 0);
         assert!(
             out.stdout == read(x.path().join(p)),
@@ -1187,18 +960,12 @@ fn cat_matches_gnu_tar_extraction() {
 
 #[test]
 fn cat_accepts_dot_slash_and_slash_prefixes() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
-    let x = tempfile::tempdir().unwrap();
-    gnu_extract(Path::new(SAMPLE_LAYER), x.path());
+    let (_dir, blob) = sample_blob();
+    let x = sample_extracted();
     let path = "etc/os-release";
     let expected = read(x.path().join(path));
     for spelled in [path.to_owned(), format!("./{path}"), format!("/{path}")] {
-        let out = run([
-            OsStr::new("cat"),
-            blob.path.as_os_str(),
-            OsStr::new(&spelled),
-        ]);
+        let out = run_cat(&blob.path, &spelled);
         assert_exit(&out, 0);
         assert!(out.stdout == expected, "cat {spelled:?} differs");
     }
@@ -1206,13 +973,8 @@ fn cat_accepts_dot_slash_and_slash_prefixes() {
 
 #[test]
 fn cat_missing_path_fails_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
-    let out = run([
-        OsStr::new("cat"),
-        blob.path.as_os_str(),
-        OsStr::new("etc/no-such-file"),
-    ]);
+    let (_dir, blob) = sample_blob();
+    let out = run_cat(&blob.path, "etc/no-such-file");
     assert_exit(&out, 1);
     assert!(out.stdout.is_empty());
     let stderr = stderr_of(&out);
@@ -1221,10 +983,9 @@ fn cat_missing_path_fails_naming_it() {
 
 #[test]
 fn cat_directory_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
+    let (_dir, blob) = sample_blob();
     for p in ["etc", "etc/", "usr/lib/python3.11"] {
-        let out = run([OsStr::new("cat"), blob.path.as_os_str(), OsStr::new(p)]);
+        let out = run_cat(&blob.path, p);
         assert_exit(&out, 1);
         assert!(out.stdout.is_empty(), "cat {p}: stdout written");
         let stderr = stderr_of(&out);
@@ -1238,21 +999,16 @@ fn cat_directory_fails() {
 
 #[test]
 fn info_json_agrees_with_convert_and_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
+    let (_dir, blob) = sample_blob();
     let bytes = read(&blob.path);
 
-    let out = run([
-        OsStr::new("info"),
-        blob.path.as_os_str(),
-        OsStr::new("--json"),
-    ]);
+    let out = run_on("info", &blob.path, &["--json"]);
     assert_exit(&out, 0);
     let info = json_object(&out.stdout);
     assert_eq!(str_field(&info, "footer"), "eStargz");
     let toc_digest = str_field(&blob.report, "toc_digest");
     assert_eq!(str_field(&info, "toc_digest"), toc_digest);
-    assert_eq!(toc_digest, sha256_digest(&toc_json_bytes(&bytes)));
+    assert_eq!(toc_digest, sha256_digest(&toc_json(&bytes)));
     assert_eq!(str_field(&info, "digest"), sha256_digest(&bytes));
     assert_eq!(u64_field(&info, "size"), bytes.len() as u64);
     assert_eq!(u64_field(&info, "toc_offset"), toc_offset(&bytes) as u64);
@@ -1282,9 +1038,8 @@ fn info_json_agrees_with_convert_and_the_file() {
 
 #[test]
 fn info_plain_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let blob = convert(Path::new(SAMPLE_LAYER), dir.path(), "layer.esgz");
-    let out = run([OsStr::new("info"), blob.path.as_os_str()]);
+    let (_dir, blob) = sample_blob();
+    let out = run_on("info", &blob.path, &[]);
     assert_exit(&out, 0);
     let stdout = stdout_of(&out);
     assert!(stdout.contains("annotations"), "stdout: {stdout}");
@@ -1305,9 +1060,9 @@ fn info_plain_output() {
 fn info_of_reference_blob_agrees_with_reference() {
     let dir = tempfile::tempdir().unwrap();
     for mode in ["lossless", "build"] {
-        let (path, ref_report) = reference_blob(mode, Path::new(SAMPLE_LAYER), dir.path(), mode);
+        let (path, ref_report) = reference_blob(mode, dir.path(), mode);
         let bytes = read(&path);
-        let out = run([OsStr::new("info"), path.as_os_str(), OsStr::new("--json")]);
+        let out = run_on("info", &path, &["--json"]);
         assert_exit(&out, 0);
         let info = json_object(&out.stdout);
         assert_eq!(str_field(&info, "footer"), "eStargz", "{mode}");
@@ -1353,12 +1108,7 @@ fn usage_errors_exit_2() {
     ];
     for args in cases {
         let out = run(*args);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: expected exit code 2; stderr:\n{}",
-            stderr_of(&out)
-        );
+        assert_exit_for(&out, 2, format!("{args:?}"));
         assert!(!out.stderr.is_empty(), "{args:?}: no message on stderr");
         assert!(out.stdout.is_empty(), "{args:?}: stdout written");
     }

@@ -1,0 +1,195 @@
+//! Helpers shared by the end-to-end tests of the `estargz` binary
+//! (`cli.rs` and `cli_read.rs`): running the built executable, checking its
+//! exit code and output, reading eStargz blobs and their JSON reports.
+#![allow(dead_code)] // each test binary uses a subset
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::ffi::OsStr;
+use std::fmt::Display;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+pub const SAMPLE_LAYER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/sample-layer.tar");
+pub const VALID_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/tars/valid");
+
+pub const TOC_DIGEST_ANNOTATION: &str = "containerd.io/snapshot/stargz/toc.digest";
+pub const UNCOMPRESSED_SIZE_ANNOTATION: &str = "io.containers.estargz.uncompressed-size";
+pub const FOOTER_SIZE: usize = 51;
+
+/// A command for the built binary with the given arguments, stdin closed.
+pub fn estargz<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_estargz"));
+    cmd.args(args).stdin(Stdio::null());
+    cmd
+}
+
+/// Runs the binary with `args` (stdin closed) and captures stdout and stderr.
+pub fn run<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    estargz(args)
+        .output()
+        .expect("cannot run the estargz binary")
+}
+
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts the exit code, showing stdout and stderr when it is not the
+/// expected one.
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit code {code}; stdout:\n{}\nstderr:\n{}",
+        stdout_of(out),
+        stderr_of(out)
+    );
+}
+
+/// [`assert_exit`] for one case of a loop: the message starts with `what`.
+#[track_caller]
+pub fn assert_exit_for(out: &Output, code: i32, what: impl Display) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}: expected exit code {code}; stdout:\n{}\nstderr:\n{}",
+        stdout_of(out),
+        stderr_of(out)
+    );
+}
+
+pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
+    let path = path.as_ref();
+    std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// `sha256:<lower-case hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Names of the entries of `dir`, sorted.
+pub fn dir_listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+// ---------------------------------------------------------------------------
+// JSON output
+// ---------------------------------------------------------------------------
+
+/// Parses stdout as exactly one JSON value (trailing non-whitespace fails).
+pub fn json_value(stdout: &[u8]) -> Value {
+    serde_json::from_slice(stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not exactly one JSON value ({e}):\n{}",
+            String::from_utf8_lossy(stdout)
+        )
+    })
+}
+
+/// Parses stdout as exactly one JSON object.
+pub fn json_object(stdout: &[u8]) -> serde_json::Map<String, Value> {
+    match json_value(stdout) {
+        Value::Object(map) => map,
+        other => panic!("stdout is JSON but not an object: {other}"),
+    }
+}
+
+pub fn str_field<'a>(obj: &'a serde_json::Map<String, Value>, key: &str) -> &'a str {
+    obj.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("JSON key {key:?} missing or not a string"))
+}
+
+pub fn u64_field(obj: &serde_json::Map<String, Value>, key: &str) -> u64 {
+    obj.get(key)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("JSON key {key:?} missing or not an unsigned integer"))
+}
+
+// ---------------------------------------------------------------------------
+// eStargz blobs
+// ---------------------------------------------------------------------------
+
+/// The TOC offset of an eStargz blob, read from its footer: the last 51
+/// bytes, whose bytes 16..32 are the offset in 16 lower-case hex digits.
+pub fn toc_offset(blob: &[u8]) -> usize {
+    assert!(blob.len() > FOOTER_SIZE, "blob too short for a footer");
+    let footer = &blob[blob.len() - FOOTER_SIZE..];
+    assert_eq!(&footer[32..38], b"STARGZ", "footer magic");
+    let hex = std::str::from_utf8(&footer[16..32]).expect("TOC offset is not ASCII");
+    assert!(
+        hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "TOC offset {hex:?} is not 16 lower-case hex digits"
+    );
+    let offset = usize::from_str_radix(hex, 16).unwrap();
+    assert!(offset < blob.len() - FOOTER_SIZE, "TOC offset out of range");
+    offset
+}
+
+/// The raw TOC JSON of an eStargz blob: the gzip member at the footer's
+/// offset holds a tar whose only entry is `stargz.index.json`.
+pub fn toc_json(blob: &[u8]) -> Vec<u8> {
+    let offset = toc_offset(blob);
+    let mut decoder = flate2::bufread::GzDecoder::new(&blob[offset..blob.len() - FOOTER_SIZE]);
+    let mut toc_tar = Vec::new();
+    decoder
+        .read_to_end(&mut toc_tar)
+        .expect("TOC member is not valid gzip");
+    assert!(
+        decoder.into_inner().is_empty(),
+        "the TOC must be the last member before the footer"
+    );
+    assert!(toc_tar.len() >= 512, "TOC tar shorter than one header");
+
+    let header = &toc_tar[..512];
+    let name_end = header[..100].iter().position(|&b| b == 0).unwrap_or(100);
+    assert_eq!(&header[..name_end], b"stargz.index.json", "TOC entry name");
+    let size_field = std::str::from_utf8(&header[124..135]).expect("TOC size is not ASCII");
+    let size = usize::from_str_radix(size_field.trim_matches(|c| c == '\0' || c == ' '), 8)
+        .unwrap_or_else(|e| panic!("TOC size {size_field:?} is not octal: {e}"));
+    assert!(
+        toc_tar.len() >= 512 + size,
+        "TOC tar shorter than its entry"
+    );
+    toc_tar[512..512 + size].to_vec()
+}
+
+/// The TOC of an eStargz blob, parsed.
+pub fn toc(blob: &[u8]) -> Value {
+    serde_json::from_slice(&toc_json(blob)).expect("TOC is not JSON")
+}
+
+/// The arguments of `convert INPUT -o OUTPUT EXTRA...`.
+pub fn convert_args<'a>(input: &'a Path, output: &'a Path, extra: &[&'a OsStr]) -> Vec<&'a OsStr> {
+    let mut args = vec![
+        OsStr::new("convert"),
+        input.as_os_str(),
+        OsStr::new("-o"),
+        output.as_os_str(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
