@@ -162,7 +162,13 @@ impl<S: ReadAt> Blob<S> {
         // Sizes come from the TOC: grow with the data actually decoded
         // rather than trusting them for one allocation.
         let cap = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).min(64 << 20);
-        let largest_chunk = reader.node().chunks.iter().map(|c| c.size).max().unwrap_or(0);
+        let largest_chunk = reader
+            .node()
+            .chunks
+            .iter()
+            .map(|c| c.size)
+            .max()
+            .unwrap_or(0);
         let mut out = Vec::with_capacity(cap(reader.size()));
         let mut buf = vec![0u8; cap(largest_chunk).max(1)];
         while (out.len() as u64) < reader.size() {
