@@ -31,6 +31,9 @@ pub struct Args {
     /// Apply OCI whiteouts (.wh.NAME removes NAME) instead of creating .wh.* files (-C).
     #[arg(long)]
     apply_whiteouts: bool,
+    /// Skip, with a warning, entries that would leave the directory instead of stopping at the first (-C).
+    #[arg(long)]
+    skip_unsafe: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -50,6 +53,7 @@ pub fn run(args: Args) -> Result<()> {
             let mut opts = UnpackOptions {
                 xattrs: args.xattrs,
                 apply_whiteouts: args.apply_whiteouts,
+                skip_unsafe: args.skip_unsafe,
                 ..UnpackOptions::default()
             };
             if args.same_owner {

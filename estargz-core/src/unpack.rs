@@ -64,7 +64,15 @@ pub struct UnpackOptions {
     pub xattrs: bool,
     /// Apply OCI whiteouts instead of creating `.wh.*` files.
     pub apply_whiteouts: bool,
+    /// Skip entries that would leave the directory (with a warning each)
+    /// instead of stopping at the first.
+    pub skip_unsafe: bool,
+    /// Most bytes of file data to write in all.
+    pub max_total_bytes: u64,
 }
+
+/// Default for [`UnpackOptions::max_total_bytes`]: 1 TiB.
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 1 << 40;
 
 impl Default for UnpackOptions {
     fn default() -> Self {
@@ -72,6 +80,8 @@ impl Default for UnpackOptions {
             same_owner: running_as_root(),
             xattrs: false,
             apply_whiteouts: false,
+            skip_unsafe: false,
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
         }
     }
 }
@@ -130,7 +140,15 @@ pub fn unpack_to_dir<S: ReadAt>(
     while let Some(item) = scanner.next_item()? {
         match item {
             Item::End { .. } => break,
-            Item::Entry(entry) => unpacker.entry(&entry, &mut scanner)?,
+            Item::Entry(entry) => match unpacker.entry(&entry, &mut scanner) {
+                Err(Error::Unsafe { entry, reason }) if opts.skip_unsafe => {
+                    unpacker
+                        .report
+                        .warnings
+                        .push(format!("skipped {entry:?}: {reason}"));
+                }
+                other => other?,
+            },
         }
     }
     // Directory modes and times last: creating children changes them.
@@ -237,6 +255,13 @@ impl DirUnpacker<'_> {
                 self.dirs.push((path.clone(), mode, mtime));
             }
             EntryKind::Regular => {
+                if self.report.bytes.saturating_add(entry.size) > self.opts.max_total_bytes {
+                    return Err(Error::LimitExceeded {
+                        what: "total unpacked bytes",
+                        value: self.report.bytes.saturating_add(entry.size),
+                        limit: self.opts.max_total_bytes,
+                    });
+                }
                 let mut file = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)

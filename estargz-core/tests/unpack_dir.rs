@@ -237,3 +237,45 @@ fn devices_are_created_when_permitted() {
         assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
     }
 }
+
+#[test]
+fn unsafe_entries_can_be_skipped_with_warnings_and_totals_are_capped() {
+    let s = sandbox();
+    let entries = [
+        symlink("link", "/"),
+        file("link/tmp/evil", "x"),
+        file("ok.txt", "fine"),
+    ];
+    let opts = UnpackOptions {
+        skip_unsafe: true,
+        ..UnpackOptions::default()
+    };
+    let report = unpack_to_dir(&blob_of(&entries)[..], &s.target, &opts).unwrap();
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(report.warnings[0].contains("link/tmp/evil"));
+    assert_eq!(fs::read_to_string(s.target.join("ok.txt")).unwrap(), "fine");
+    s.assert_outside_untouched();
+
+    let s = sandbox();
+    let opts = UnpackOptions {
+        max_total_bytes: 5,
+        ..UnpackOptions::default()
+    };
+    let err = unpack_to_dir(
+        &blob_of(&[file("a", "1234"), file("b", "56")])[..],
+        &s.target,
+        &opts,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                value: 6,
+                limit: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
