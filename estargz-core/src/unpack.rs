@@ -229,6 +229,14 @@ impl DirUnpacker<'_> {
                 return Ok(());
             }
             if let Some(hidden) = base.strip_prefix(".wh.") {
+                // `.wh..` and `.wh...` would name the directory itself or its
+                // parent: a whiteout hides one sibling, nothing else.
+                if hidden.is_empty() || hidden == "." || hidden == ".." {
+                    return Err(Self::unsafe_entry(
+                        entry,
+                        "whiteout of the directory itself or its parent",
+                    ));
+                }
                 remove_existing(&parent.join(hidden))?;
                 return Ok(());
             }
