@@ -21,7 +21,7 @@ use crate::digest::Digest;
 use crate::footer::FooterKind;
 use crate::read::{Index, OpenOptions, ReadAt, TocInfo};
 use crate::toc::{EntryType, TocEntry};
-use payload::{check_chunks_random_access, walk_payload, DECODE_FAILURE};
+use payload::{check_chunks_random_access, walk_payload};
 use structure::check_structure;
 
 /// What to verify against.
@@ -155,22 +155,7 @@ pub fn verify<S: ReadAt>(source: S, opts: &VerifyOptions) -> VerifyReport {
             None
         }
     };
-    // Fast path: members decoded in parallel between the offsets the TOC
-    // names. If that fails (a TOC offset that is not a member start, a
-    // damaged member), walk again member by member, which names the problem
-    // precisely.
-    let mut fast = report.clone();
-    let walked = if walk_payload(&source, &info, true, &mut fast)
-        && !fast
-            .problems
-            .iter()
-            .any(|p| p.message.contains(DECODE_FAILURE))
-    {
-        report = fast;
-        true
-    } else {
-        walk_payload(&source, &info, false, &mut report)
-    };
+    let walked = walk_payload(&source, &info, &mut report);
     if !walked {
         // The payload is not a readable tar stream: still check every chunk
         // the TOC describes, by random access.

@@ -1,7 +1,7 @@
 //! §6.5: one pass over the payload: member tiling, the tar against the TOC,
 //! chunk positions, chunk and file digests.
 
-use super::members::{MemberStream, ParallelMembers};
+use super::members::MemberStream;
 use super::{is_data, Problem, VerifyReport};
 use crate::digest::Digest;
 use crate::read::{Index, ReadAt, TocInfo};
@@ -10,10 +10,8 @@ use crate::toc::{EntryType, TocEntry};
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::sync::{Arc, Mutex};
-
-pub(super) use super::members::DECODE_FAILURE;
 
 /// A chunk waiting for its digest check.
 struct PendingChunk {
@@ -48,19 +46,10 @@ fn flush_chunks(pending: &mut Vec<PendingChunk>, report: &mut VerifyReport) {
 pub(super) fn walk_payload<S: ReadAt>(
     source: &S,
     info: &TocInfo,
-    parallel: bool,
     report: &mut VerifyReport,
 ) -> bool {
     let starts = Arc::new(Mutex::new(Vec::new()));
-    let stream: Box<dyn Read + '_> = if parallel {
-        Box::new(ParallelMembers::new(source, info, Arc::clone(&starts)))
-    } else {
-        Box::new(MemberStream::new(
-            source,
-            info.payload_end,
-            Arc::clone(&starts),
-        ))
-    };
+    let stream = MemberStream::new(source, info.payload_end, Arc::clone(&starts));
     let mut scanner = Scanner::new(
         BufReader::with_capacity(1 << 20, stream),
         NamePolicy::Replace,
