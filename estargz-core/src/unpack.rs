@@ -180,34 +180,20 @@ impl DirUnpacker<'_> {
     /// Creates (or checks) every directory between the root and `rel`'s
     /// parent, refusing to pass through anything but real directories.
     fn parent_dir(&mut self, entry: &Entry, rel: &str) -> Result<PathBuf> {
-        let mut path = self.root.clone();
-        let parents: Vec<&str> = rel.split('/').collect();
-        for comp in &parents[..parents.len() - 1] {
-            path.push(comp);
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.file_type().is_dir() => {}
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(Self::unsafe_entry(
-                        entry,
-                        format!(
-                            "its parent {} is a symlink; refusing to follow it",
-                            path.display()
-                        ),
-                    ))
-                }
-                Ok(_) => {
-                    return Err(Self::unsafe_entry(
-                        entry,
-                        format!("its parent {} is not a directory", path.display()),
-                    ))
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir(&path).map_err(|e| fs_err(&path, e))?;
-                }
-                Err(e) => return Err(fs_err(&path, e)),
-            }
-        }
-        Ok(path)
+        walk_parents(&self.root, rel, true).map_err(|e| match e {
+            ParentError::Fs(path, e) => fs_err(&path, e),
+            ParentError::Symlink(path) => Self::unsafe_entry(
+                entry,
+                format!(
+                    "its parent {} is a symlink; refusing to follow it",
+                    path.display()
+                ),
+            ),
+            ParentError::NotDir(path) | ParentError::Missing(path) => Self::unsafe_entry(
+                entry,
+                format!("its parent {} is not a directory", path.display()),
+            ),
+        })
     }
 
     fn entry<R: Read>(&mut self, entry: &Entry, scanner: &mut Scanner<R>) -> Result<()> {
@@ -355,22 +341,44 @@ impl DirUnpacker<'_> {
     /// The parent directory of an existing path inside the root, checked
     /// component by component without following symlinks.
     fn existing_parent(&self, entry: &Entry, rel: &str) -> Result<PathBuf> {
-        let mut path = self.root.clone();
-        let parts: Vec<&str> = rel.split('/').collect();
-        for comp in &parts[..parts.len() - 1] {
-            path.push(comp);
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.file_type().is_dir() => {}
-                _ => {
-                    return Err(Self::unsafe_entry(
-                        entry,
-                        format!("hardlink target {rel:?} is not inside the directory"),
-                    ))
-                }
-            }
-        }
-        Ok(path)
+        walk_parents(&self.root, rel, false).map_err(|_| {
+            Self::unsafe_entry(
+                entry,
+                format!("hardlink target {rel:?} is not inside the directory"),
+            )
+        })
     }
+}
+
+/// Why a path's parents could not be walked.
+enum ParentError {
+    Symlink(PathBuf),
+    NotDir(PathBuf),
+    Missing(PathBuf),
+    Fs(PathBuf, io::Error),
+}
+
+/// Walks from `root` to the parent of `rel` one component at a time, never
+/// following a symlink; creates missing directories when `create` is set.
+fn walk_parents(root: &Path, rel: &str, create: bool) -> std::result::Result<PathBuf, ParentError> {
+    let mut path = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for comp in &parts[..parts.len() - 1] {
+        path.push(comp);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => return Err(ParentError::Symlink(path)),
+            Ok(_) => return Err(ParentError::NotDir(path)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                fs::create_dir(&path).map_err(|e| ParentError::Fs(path.clone(), e))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ParentError::Missing(path))
+            }
+            Err(e) => return Err(ParentError::Fs(path, e)),
+        }
+    }
+    Ok(path)
 }
 
 /// Removes whatever is at `path` without following symlinks.
