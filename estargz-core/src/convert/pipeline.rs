@@ -13,9 +13,10 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::footer;
 use crate::toc::{self, Toc};
-use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Members per batch at most: bounds the bookkeeping for layers of tiny files.
 const MAX_BATCH_MEMBERS: usize = 4096;
@@ -50,17 +51,14 @@ pub fn run<R: Read + Send, W: Write>(
     opts: &ConvertOptions,
     out: W,
 ) -> Result<ConvertReport> {
-    let mut builder = rayon::ThreadPoolBuilder::new();
-    if let Some(n) = opts.threads {
-        builder = builder.num_threads(n);
-    }
-    let pool = builder
-        .build()
-        .map_err(|e| Error::InvalidOption(format!("thread pool: {e}")))?;
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
     // Three batches are in flight (being planned, compressed, assembled):
     // one chunk per thread each keeps memory flat at roughly
     // 3 x threads x chunk size, whatever the layer size.
-    let batch_bytes = (pool.current_num_threads() as u64 * opts.chunk_size).max(4 << 20);
+    let batch_bytes = (threads as u64 * opts.chunk_size).max(4 << 20);
 
     let mut asm = Assembler {
         out: Output {
@@ -74,14 +72,14 @@ pub fn run<R: Read + Send, W: Write>(
         members: 0,
         chunks: 0,
     };
-    // Three stages overlap: the pool compresses batch N while this thread
+    // Three stages overlap: workers compress batch N while this thread
     // assembles batch N-1 and plans batch N+1.
     let mut compressed_batch: Option<(Vec<Member>, Vec<Compressed>)> = None;
     let mut next = read_batch(&mut planner, batch_bytes)?;
     while !next.is_empty() {
         let batch = std::mem::take(&mut next);
         let (compressed, following) = std::thread::scope(|s| {
-            let worker = s.spawn(|| pool.install(|| compress_batch(&batch, opts.level)));
+            let worker = s.spawn(|| compress_batch(&batch, opts.level, threads));
             let following = match compressed_batch.take() {
                 Some((members, comp)) => asm.batch(&members, comp, &mut planner.entries),
                 None => Ok(()),
@@ -154,25 +152,53 @@ fn read_batch<R: Read>(planner: &mut Planner<R>, max_bytes: u64) -> Result<Vec<M
     Ok(batch)
 }
 
-fn compress_batch(batch: &[Member], level: u32) -> Result<Vec<Compressed>> {
-    batch
-        .par_iter()
-        .map(|m| {
-            let mut bytes = Vec::with_capacity(m.data.len() / 2 + 64);
-            gzip_member(level, &m.data, &mut bytes)?;
-            // The codec sized the buffer for the worst case; batches in flight keep only what is used.
-            bytes.shrink_to_fit();
-            let chunk_digests = m
-                .chunks
-                .iter()
-                .map(|c| Digest::of(&m.data[c.range.clone()]))
-                .collect();
-            Ok(Compressed {
-                bytes,
-                chunk_digests,
-            })
+/// Compresses a batch on `threads` threads that take members in turn.
+///
+/// Plain scoped threads rather than a rayon pool: with rayon, converting the
+/// node_modules layer took 1.58 CPU-s on 2 threads against 1.30 on one
+/// (benches/RESULTS.md), and rayon's workers spin while idle between
+/// batches; threads that exit when the batch is done cannot.
+fn compress_batch(batch: &[Member], level: u32, threads: usize) -> Result<Vec<Compressed>> {
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<Compressed>>>> =
+        batch.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(batch.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(member) = batch.get(i) else { break };
+                let result = compress_member(member, level);
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(result);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(Error::Compress("a compression thread failed".into())))
         })
         .collect()
+}
+
+fn compress_member(m: &Member, level: u32) -> Result<Compressed> {
+    let mut bytes = Vec::with_capacity(m.data.len() / 2 + 64);
+    gzip_member(level, &m.data, &mut bytes)?;
+    // The codec sized the buffer for the worst case; batches in flight keep only what is used.
+    bytes.shrink_to_fit();
+    let chunk_digests = m
+        .chunks
+        .iter()
+        .map(|c| Digest::of(&m.data[c.range.clone()]))
+        .collect();
+    Ok(Compressed {
+        bytes,
+        chunk_digests,
+    })
 }
 
 /// The in-order stage: offsets, digests, diffID, output.
