@@ -18,6 +18,9 @@ pub const PREFETCH_LANDMARK: &str = ".prefetch.landmark";
 /// Name of the landmark file that says there is no prefetch region.
 pub const NO_PREFETCH_LANDMARK: &str = ".no.prefetch.landmark";
 
+/// Longest chain of hardlinks to hardlinks that is resolved.
+const MAX_HARDLINK_HOPS: usize = 256;
+
 /// Caps on what a TOC may make the index allocate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexLimits {
@@ -351,6 +354,15 @@ impl Index {
             })?;
             let node = &self.nodes[id];
             match node.kind {
+                // Tar writers link to the file itself; long chains only come from
+                // hostile TOCs, and would make resolution quadratic.
+                EntryType::Hardlink if seen.len() >= MAX_HARDLINK_HOPS => {
+                    return Err(invalid(
+                        i,
+                        e,
+                        format!("hardlink chain longer than {MAX_HARDLINK_HOPS} links"),
+                    ))
+                }
                 EntryType::Hardlink => {
                     seen.push(current);
                     current = name::clean(&node.link_name);
@@ -737,6 +749,18 @@ mod tests {
                 "cycle",
             ),
             (vec![link("a", EntryType::Hardlink, "nope")], "isn't found"),
+            (
+                (0..300)
+                    .map(|k| {
+                        link(
+                            &format!("l{k}"),
+                            EntryType::Hardlink,
+                            &format!("l{}", k + 1),
+                        )
+                    })
+                    .collect(),
+                "longer than 256",
+            ),
             (
                 vec![
                     entry("d/", EntryType::Dir),
