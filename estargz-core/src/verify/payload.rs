@@ -9,7 +9,7 @@ use crate::tar::{EntryKind, Item, NamePolicy, ScanLimits, Scanner};
 use crate::toc::{EntryType, TocEntry};
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io::BufReader;
 use std::sync::{Arc, Mutex};
 
@@ -245,17 +245,14 @@ pub(super) fn walk_payload<S: ReadAt>(
     // Every data offset must be a member start (checked above for chunks
     // read); with the payload fully walked, also check the ones never read.
     if ok {
-        let known: HashMap<u64, ()> = starts.iter().map(|s| (s.0, ())).collect();
+        let known: HashSet<u64> = starts.iter().map(|s| s.0).collect();
+        let mut reported: HashSet<u64> = report.problems.iter().filter_map(|p| p.offset).collect();
         for e in entries.iter().filter(|e| is_data(e)) {
-            if !known.contains_key(&(e.offset as u64))
-                && !report
-                    .problems
-                    .iter()
-                    .any(|p| p.offset == Some(e.offset as u64))
-            {
+            let offset = e.offset as u64;
+            if !known.contains(&offset) && reported.insert(offset) {
                 report.problem(
                     Some(&e.name),
-                    Some(e.offset as u64),
+                    Some(offset),
                     "offset is not the start of a gzip member",
                 );
             }
