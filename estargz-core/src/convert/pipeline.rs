@@ -154,10 +154,10 @@ fn read_batch<R: Read>(planner: &mut Planner<R>, max_bytes: u64) -> Result<Vec<M
 
 /// Compresses a batch on `threads` threads that take members in turn.
 ///
-/// Plain scoped threads rather than a rayon pool: with rayon, converting the
-/// node_modules layer took 1.58 CPU-s on 2 threads against 1.30 on one
-/// (benches/RESULTS.md), and rayon's workers spin while idle between
-/// batches; threads that exit when the batch is done cannot.
+/// Plain scoped threads rather than a rayon pool: no pool to build, and no
+/// workers spinning between batches. Measured against the rayon version
+/// with benches/compare.sh (RESULTS at a613862 and 058d73f): no CPU
+/// difference beyond run-to-run noise on this 2-vCPU machine.
 fn compress_batch(batch: &[Member], level: u32, threads: usize) -> Result<Vec<Compressed>> {
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<Result<Compressed>>>> =
