@@ -6,7 +6,8 @@ use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::blob_info::MEDIA_TYPE_LAYER_GZIP;
 use estargz_core::tar::NamePolicy;
-use estargz_core::{convert, ConvertOptions, ConvertReport};
+use estargz_core::{convert, convert_external_toc, ConvertOptions, ConvertReport};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Convert a tar (plain or gzip) into a lossless eStargz blob.
@@ -27,6 +28,14 @@ pub struct Args {
     /// Largest chunk of a file per gzip member, in bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
     #[arg(long, value_name = "BYTES", default_value = "4MiB", value_parser = parse_size)]
     chunk_size: u64,
+    /// Let small files share a gzip member until it holds this many uncompressed bytes
+    /// (0: every chunk starts a member). Readers older than estargz v0.13.0 cannot read such blobs.
+    #[arg(long, value_name = "BYTES", default_value = "0", value_parser = parse_size)]
+    min_chunk_size: u64,
+    /// Write the TOC to FILE instead of into the blob, which then ends with the external-TOC
+    /// footer and decompresses to exactly the input tar (its diffID is the input's).
+    #[arg(long, value_name = "FILE")]
+    external_toc: Option<PathBuf>,
     /// Compression threads (default: all cores). The output is the same for any count.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -78,6 +87,7 @@ pub fn run(args: Args) -> Result<()> {
     let options = ConvertOptions {
         level: args.level,
         chunk_size: args.chunk_size,
+        min_chunk_size: args.min_chunk_size,
         threads: args.threads,
         names: if args.strict_names {
             NamePolicy::Strict
@@ -119,14 +129,42 @@ pub fn run(args: Args) -> Result<()> {
             }
         )
     };
+    if let Some(toc) = &args.external_toc {
+        let clashes = [Some(Path::new(&args.input)), target.as_deref()];
+        if clashes.into_iter().flatten().any(|p| same_path(p, toc)) {
+            return Err(UsageError(format!(
+                "--external-toc {} names the input or the output",
+                toc.display()
+            ))
+            .into());
+        }
+    }
+    let mut toc_file = args
+        .external_toc
+        .as_deref()
+        .map(AtomicFile::create)
+        .transpose()?;
+    let write_blob = |out: &mut dyn Write| match toc_file.as_mut() {
+        Some(toc) => convert_external_toc(input, out, toc.writer(), &options),
+        None => convert(input, out, &options),
+    };
     let report = match &target {
         Some(path) => {
             let mut file = AtomicFile::create(path)?;
-            let report = convert(input, file.writer(), &options).with_context(context)?;
+            let report = write_blob(&mut file.writer()).with_context(context)?;
+            if let Some(toc) = toc_file {
+                toc.commit()?;
+            }
             file.commit()?;
             report
         }
-        None => convert(input, binary_stdout()?, &options).with_context(context)?,
+        None => {
+            let report = write_blob(&mut binary_stdout()?).with_context(context)?;
+            if let Some(toc) = toc_file {
+                toc.commit()?;
+            }
+            report
+        }
     };
     for warning in &report.warnings {
         eprintln!("estargz: warning: {warning}");
@@ -135,7 +173,14 @@ pub fn run(args: Args) -> Result<()> {
         .as_ref()
         .map_or("-".to_string(), |p| p.display().to_string());
     if args.json {
-        print_json(&report_json(&args.input, &output_name, &options, &report))?;
+        let toc_path = args.external_toc.as_deref();
+        print_json(&report_json(
+            &args.input,
+            &output_name,
+            toc_path,
+            &options,
+            &report,
+        ))?;
     }
     if !args.quiet {
         summary(&args.input, &output_name, &report);
@@ -150,9 +195,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Whether two paths name the same file, existing or not yet.
+fn same_path(a: &Path, b: &Path) -> bool {
+    a == b || same_file(a, b)
+}
+
 fn report_json(
     input: &str,
     output: &str,
+    toc_path: Option<&Path>,
     options: &ConvertOptions,
     r: &ConvertReport,
 ) -> serde_json::Value {
@@ -165,7 +216,12 @@ fn report_json(
         "diff_id": r.blob.diff_id.to_string(),
         "uncompressed_size": r.blob.uncompressed_size,
         "toc_digest": r.toc_digest.to_string(),
-        "toc_offset": r.toc_offset,
+        "toc_offset": if r.external_toc.is_some() { None } else { Some(r.toc_offset) },
+        "external_toc": r.external_toc.as_ref().map(|t| serde_json::json!({
+            "path": toc_path.map(|p| p.display().to_string()),
+            "digest": t.digest.to_string(),
+            "size": t.size,
+        })),
         "annotations": r.annotations(),
         "lossless": true,
         "tar_size": r.tar_size,
@@ -174,6 +230,7 @@ fn report_json(
         "chunks": r.chunks,
         "level": options.level,
         "chunk_size": options.chunk_size,
+        "min_chunk_size": options.min_chunk_size,
         "warnings": r.warnings,
     })
 }
@@ -192,10 +249,16 @@ fn summary(input: &str, output: &str, r: &ConvertReport) {
     eprintln!("  size               {}", r.blob.size);
     eprintln!("  diff_id            {}", r.blob.diff_id);
     eprintln!("  uncompressed_size  {}", r.blob.uncompressed_size);
-    eprintln!(
-        "  toc_digest         {} (offset {})",
-        r.toc_digest, r.toc_offset
-    );
+    match &r.external_toc {
+        Some(t) => eprintln!(
+            "  toc_digest         {} (external TOC file: {} bytes, {})",
+            r.toc_digest, t.size, t.digest
+        ),
+        None => eprintln!(
+            "  toc_digest         {} (offset {})",
+            r.toc_digest, r.toc_offset
+        ),
+    }
     eprintln!(
         "  entries            {} TOC entries, {} files, {} chunks",
         r.toc_entries, r.files, r.chunks

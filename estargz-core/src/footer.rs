@@ -124,6 +124,25 @@ pub fn encode(toc_offset: u64) -> [u8; FOOTER_SIZE] {
     out
 }
 
+/// The 46-byte external-TOC footer (spec §2.4): the blob holds no TOC member;
+/// its TOC is shipped separately.
+///
+/// ```
+/// use estargz_core::footer::{encode_external, parse, FooterKind};
+/// let footer = parse(&encode_external(), 1000).unwrap();
+/// assert_eq!((footer.kind, footer.toc_offset), (FooterKind::ExternalToc, None));
+/// ```
+pub fn encode_external() -> [u8; EXTERNAL_TOC_FOOTER_SIZE] {
+    let mut out = [0u8; EXTERNAL_TOC_FOOTER_SIZE];
+    out[..10].copy_from_slice(&GZIP_FEXTRA_HEADER);
+    out[10..12].copy_from_slice(&21u16.to_le_bytes());
+    out[12..14].copy_from_slice(b"SG");
+    out[14..16].copy_from_slice(&17u16.to_le_bytes());
+    out[16..33].copy_from_slice(EXTERNAL_MAGIC);
+    out[33..].copy_from_slice(&EMPTY_BODY_AND_TRAILER);
+    out
+}
+
 /// Parses the footer from `tail`, the last bytes of a blob of `blob_size`
 /// bytes (at least [`FOOTER_SIZE`] of them when the blob is that large).
 ///
@@ -282,6 +301,11 @@ mod tests {
     #[test]
     fn encodes_the_observed_reference_bytes() {
         assert_eq!(encode(774).to_vec(), unhex(OBSERVED_774));
+    }
+
+    #[test]
+    fn encodes_the_spec_external_toc_bytes() {
+        assert_eq!(encode_external().to_vec(), unhex(EXTERNAL));
     }
 
     /// F2: offsets 0..200000 step 1023 round-trip, eStargz and legacy.

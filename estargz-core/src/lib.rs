@@ -47,6 +47,6 @@ pub mod unpack;
 pub mod verify;
 
 pub use blob_info::{blob_info_of, BlobInfo, BlobInfoWriter};
-pub use convert::{convert, ConvertOptions, ConvertReport};
+pub use convert::{convert, convert_external_toc, ConvertOptions, ConvertReport, ExternalToc};
 pub use digest::Digest;
 pub use error::{Error, Result, TarErrorKind};

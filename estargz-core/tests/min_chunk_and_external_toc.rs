@@ -1,11 +1,11 @@
-//! Blobs this writer does not make yet but must read and verify:
-//! min-chunk-size blobs (several chunks per member, `innerOffset`, spec
-//! §4.4, W13/W14) and external-TOC blobs (spec §2.4).
+//! Min-chunk-size blobs (several chunks per member, `innerOffset`, spec
+//! §4.4, W13/W14) and external-TOC blobs (spec §2.4): as this writer makes
+//! them, and as another writer could group them (members merged by hand).
 
 mod common;
 
-use common::convert_with;
 use common::tar_writer::*;
+use common::{convert_min, convert_with};
 use estargz_core::footer;
 use estargz_core::read::{Blob, OpenOptions};
 use estargz_core::toc::EntryType;
@@ -208,4 +208,178 @@ fn external_toc_blobs_read_when_the_toc_is_supplied() {
     assert!(v.is_valid(), "{:?}", v.problems);
     // The payload alone is the original tar: the layer keeps its diffID.
     assert_eq!(common::gunzip(&external), tar);
+}
+
+/// `(name, offset, innerOffset)` of every entry holding file data.
+fn data_positions(blob: &[u8]) -> Vec<(String, i64, i64)> {
+    common::read_toc(blob)
+        .0
+        .entries
+        .iter()
+        .filter(|e| e.size > 0 || e.kind == EntryType::Chunk)
+        .map(|e| (e.name.clone(), e.offset, e.inner_offset))
+        .collect()
+}
+
+fn w13_entries() -> Vec<TestEntry> {
+    vec![
+        dir("foo"),
+        file("foo/foo1", alnum(64_000, 1)),
+        file("foo2", "bb"),
+        file("foo22", "ccc"),
+        dir("bar"),
+        file("bar/bar.txt", "aaa"),
+        file("foo3", alnum(64_000, 2)),
+    ]
+}
+
+/// W13 as written here: with min chunk 8000, the small files after foo1
+/// share one member, and the blob has the spec's 4 members.
+#[test]
+fn w13_written_with_min_chunk_size() {
+    let entries = w13_entries();
+    for format in [Format::Ustar, Format::Pax, Format::Gnu] {
+        let tar = build_tar(format, &entries, 0);
+        let (blob, report) = convert_min(&tar, 4 << 20, 8000);
+        assert_eq!(common::members(&blob).len(), 4, "{format:?}");
+        let at = data_positions(&blob);
+        // foo1 joins the first member (after its headers); foo2 starts the
+        // second, foo22, bar.txt and foo3 follow inside it.
+        assert_eq!(at[0].1, 0);
+        assert!(at[0].2 > 0, "{at:?}");
+        assert_eq!(at[1].2, 0, "{at:?}");
+        assert!(at[2..].iter().all(|p| p.1 == at[1].1 && p.2 > 0), "{at:?}");
+        assert_eq!(common::gunzip(&blob)[..tar.len()], tar[..], "lossless");
+        check_blob(blob, report.toc_digest, &entries);
+    }
+}
+
+/// W14 as written here: chunk 32000 and min chunk 8000 give the spec's 6 members.
+#[test]
+fn w14_written_with_min_chunk_size() {
+    let entries = vec![
+        dir("foo"),
+        file("foo/foo1", alnum(64_000, 3)),
+        file("foo2", "bb"),
+        dir("bar"),
+        file("foo3", alnum(64_000, 4)),
+    ];
+    let tar = build_tar(Format::Pax, &entries, 0);
+    let (blob, report) = convert_min(&tar, 32_000, 8000);
+    assert_eq!(common::members(&blob).len(), 6);
+    let at = data_positions(&blob);
+    assert_eq!(at.len(), 5, "{at:?}");
+    // foo3's first chunk shares foo2's member.
+    assert_eq!(at[3].1, at[2].1, "{at:?}");
+    check_blob(blob, report.toc_digest, &entries);
+}
+
+/// Grouping is decided before compression: the same bytes for any thread
+/// count and the same grouping for any level.
+#[test]
+fn min_chunk_size_output_is_deterministic() {
+    let mut entries = Vec::new();
+    for i in 0..300 {
+        entries.push(file(&format!("d/f{i}"), alnum(i * 37 % 5000, i as u64 + 9)));
+    }
+    let tar = build_tar(Format::Pax, &entries, 0);
+    let run = |threads, level| {
+        let opts = estargz_core::ConvertOptions {
+            chunk_size: 4096,
+            min_chunk_size: 20_000,
+            threads: Some(threads),
+            level,
+            ..Default::default()
+        };
+        let mut blob = Vec::new();
+        estargz_core::convert(&tar[..], &mut blob, &opts).unwrap();
+        blob
+    };
+    let one = run(1, 6);
+    assert_eq!(run(2, 6), one);
+    assert_eq!(run(4, 6), one);
+    let grouping = |blob: &[u8]| {
+        data_positions(blob)
+            .into_iter()
+            .map(|p| p.2)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(grouping(&run(2, 1)), grouping(&one));
+    let members = common::members(&one).len();
+    assert!(members < 300 / 3, "{members} members for 300 small files");
+    let json = common::read_toc(&one).1;
+    check_blob(one, Digest::of(&json), &entries);
+}
+
+/// A landmark's data starts a member even when small files share members:
+/// its offset is where the prefetch region ends.
+#[test]
+fn landmarks_start_a_member_with_min_chunk_size() {
+    let entries = vec![
+        file("a", "first"),
+        file(".prefetch.landmark", [0x0fu8]),
+        file("b", "second"),
+    ];
+    let tar = build_tar(Format::Ustar, &entries, 0);
+    let (blob, report) = convert_min(&tar, 4 << 20, 64_000);
+    let at = data_positions(&blob);
+    assert_eq!(at[1].0, ".prefetch.landmark");
+    assert!(at[1].1 > 0 && at[1].2 == 0, "{at:?}");
+    assert_eq!(
+        at[2].1, at[1].1,
+        "b follows in the landmark's member: {at:?}"
+    );
+    check_blob(blob, report.toc_digest, &entries);
+}
+
+/// The writer's external-TOC blobs: payload and 46-byte footer, the TOC in
+/// its own file; the blob's diffID is the input tar's.
+#[test]
+fn external_toc_written_separately_keeps_the_diff_id() {
+    for min in [0, 8000] {
+        let entries = w13_entries();
+        let tar = build_tar(Format::Gnu, &entries, 0);
+        let opts = estargz_core::ConvertOptions {
+            min_chunk_size: min,
+            ..Default::default()
+        };
+        let (mut blob, mut toc) = (Vec::new(), Vec::new());
+        let report =
+            estargz_core::convert_external_toc(&tar[..], &mut blob, &mut toc, &opts).unwrap();
+        assert_eq!(
+            &blob[blob.len() - 46..],
+            &footer::encode_external()[..],
+            "ends with the external-TOC footer"
+        );
+        assert_eq!(common::gunzip(&blob), tar, "the blob is exactly the tar");
+        assert_eq!(report.blob.diff_id, Digest::of(&tar));
+        assert_eq!(report.blob.uncompressed_size, tar.len() as u64);
+        assert_eq!(report.blob.digest, Digest::of(&blob));
+        let external = report.external_toc.clone().unwrap();
+        assert_eq!(
+            (external.digest, external.size),
+            (Digest::of(&toc), toc.len() as u64)
+        );
+        // The TOC file is the embedded TOC member a normal conversion writes.
+        let (embedded, embedded_report) = convert_min(&tar, 4 << 20, min);
+        assert_eq!(embedded_report.toc_digest, report.toc_digest);
+        let toc_offset = embedded_report.toc_offset as usize;
+        assert_eq!(&embedded[toc_offset..embedded.len() - 51], &toc[..]);
+        assert_eq!(&embedded[..toc_offset], &blob[..blob.len() - 46]);
+
+        let opts = OpenOptions {
+            external_toc: Some(toc.clone()),
+            ..OpenOptions::default()
+        };
+        let opened = Blob::open(&blob[..], &opts).unwrap();
+        assert_eq!(opened.read_file("foo/foo1").unwrap(), alnum(64_000, 1));
+        let v = verify(
+            &blob[..],
+            &VerifyOptions {
+                expected_toc_digest: Some(report.toc_digest),
+                open: opts,
+            },
+        );
+        assert!(v.is_valid(), "{:?}", v.problems);
+    }
 }

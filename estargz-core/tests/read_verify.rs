@@ -4,7 +4,7 @@
 mod common;
 
 use common::tar_writer::*;
-use common::{convert_with, tamper, CountingSource};
+use common::{convert_min, convert_with, tamper, CountingSource};
 use estargz_core::read::{Blob, OpenOptions};
 use estargz_core::toc::EntryType;
 use estargz_core::unpack::unpack_tar;
@@ -210,15 +210,38 @@ fn d_cases() -> Vec<(&'static str, Vec<TestEntry>)> {
 }
 
 /// D1–D4: verification passes, and fails for a modified tar, a rewritten
-/// TOC entry and a flipped content byte.
+/// TOC entry and a flipped content byte; with every chunk in its own member
+/// and, as spec §7.2 requires, with MinChunkSize 64000 (all files sharing
+/// members at an `innerOffset`).
 #[test]
 fn d1_to_d4_digest_and_verify() {
+    for min in [0, 64_000] {
+        d1_to_d4_with_min_chunk_size(min);
+    }
+}
+
+fn d1_to_d4_with_min_chunk_size(min: u64) {
     for (name, entries) in d_cases() {
         for format in FORMATS {
             for prefix in PREFIXES {
                 let tar = build_tar(format, &prefixed(&entries, prefix), 100);
-                let (blob, report) = convert_with(&tar, 3);
+                let (blob, report) = convert_min(&tar, 3, min);
                 assert!(check(&blob, report.toc_digest).is_valid(), "{name}");
+                let toc = common::read_toc(&blob).0;
+                let data: Vec<(i64, i64)> = toc
+                    .entries
+                    .iter()
+                    .filter(|e| e.size > 0 || e.kind == EntryType::Chunk)
+                    .map(|e| (e.offset, e.inner_offset))
+                    .collect();
+                let members: std::collections::BTreeSet<i64> = data.iter().map(|d| d.0).collect();
+                if min == 0 {
+                    assert!(data.iter().all(|d| d.1 == 0), "{name}: {data:?}");
+                    assert_eq!(members.len(), data.len(), "{name}: a member per chunk");
+                } else {
+                    // These layers are far below 64000 bytes: one member holds every chunk.
+                    assert!(members.len() <= 1, "{name}: {data:?}");
+                }
 
                 // InvalidStargz: a different tar does not verify against the original TOC digest.
                 let mut changed = entries.clone();
@@ -228,7 +251,7 @@ fn d1_to_d4_digest_and_verify() {
                     _ => changed[1] = file("foo.txt", "M"),
                 }
                 let tar2 = build_tar(format, &prefixed(&changed, prefix), 100);
-                let (blob2, _) = convert_with(&tar2, 3);
+                let (blob2, _) = convert_min(&tar2, 3, min);
                 let v = check(&blob2, report.toc_digest);
                 assert!(
                     v.problems.iter().any(|p| p.message.contains("TOC digest")),
@@ -261,38 +284,37 @@ fn d1_to_d4_digest_and_verify() {
                     "{name}: {:?}",
                     v.problems
                 );
-                // InvalidTOCEntry (b): the file's offset set to another data entry's.
+                // InvalidTOCEntry (b): the file's data position set to another data entry's.
                 let (bad, digest) = tamper(&blob, |_, toc| {
+                    let at = |e: &estargz_core::toc::TocEntry| (e.offset, e.inner_offset);
+                    let mine = at(toc.entries.iter().find(|e| e.name == target).unwrap());
                     let other = toc
                         .entries
                         .iter()
-                        .find(|e| e.offset > 0 && e.name != target)
-                        .unwrap()
-                        .offset;
-                    toc.entries
-                        .iter_mut()
-                        .find(|e| e.name == target)
-                        .unwrap()
-                        .offset = other;
+                        .find(|e| e.size > 0 && e.name != target && at(e) != mine)
+                        .map(at)
+                        .unwrap();
+                    let e = toc.entries.iter_mut().find(|e| e.name == target).unwrap();
+                    (e.offset, e.inner_offset) = other;
                 });
                 assert!(
                     !check(&bad, digest).is_valid(),
                     "{name}: moved offset accepted"
                 );
                 // BrokenContent: first byte of the file's first chunk flipped.
-                let first_offset = common::read_toc(&blob)
+                let (first_offset, inner) = common::read_toc(&blob)
                     .0
                     .entries
                     .iter()
                     .find(|e| e.name == target)
-                    .unwrap()
-                    .offset as u64;
+                    .map(|e| (e.offset as u64, e.inner_offset as usize))
+                    .unwrap();
                 let (bad, digest) = tamper(&blob, |members, _| {
                     let i = common::members(&blob)
                         .iter()
                         .position(|m| m.0 == first_offset)
                         .unwrap();
-                    members[i][0] ^= 0x55;
+                    members[i][inner] ^= 0x55;
                 });
                 let v = check(&bad, digest);
                 assert!(

@@ -33,6 +33,11 @@ pub struct ConvertOptions {
     pub level: u32,
     /// Largest chunk of a file's data per member; 0 means the default.
     pub chunk_size: u64,
+    /// Chunks share a gzip member (at an `innerOffset`) until it holds this
+    /// many uncompressed bytes; 0 starts a member at every chunk. See
+    /// [`plan::Planner::with_min_chunk_size`] for how this differs from the
+    /// reference's rule.
+    pub min_chunk_size: u64,
     /// Compression threads; `None` uses every core. Never changes the output.
     pub threads: Option<usize>,
     /// What to do with names that are not UTF-8.
@@ -46,6 +51,7 @@ impl Default for ConvertOptions {
         ConvertOptions {
             level: DEFAULT_LEVEL,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            min_chunk_size: 0,
             threads: None,
             names: NamePolicy::default(),
             scan_limits: ScanLimits::default(),
@@ -71,6 +77,12 @@ impl ConvertOptions {
                 o.chunk_size
             )));
         }
+        if o.min_chunk_size > MAX_CHUNK_SIZE {
+            return Err(Error::InvalidOption(format!(
+                "minimum chunk size {} is larger than {MAX_CHUNK_SIZE}",
+                o.min_chunk_size
+            )));
+        }
         if o.threads == Some(0) {
             o.threads = None;
         }
@@ -85,8 +97,10 @@ pub struct ConvertReport {
     pub blob: BlobInfo,
     /// SHA-256 of the TOC JSON.
     pub toc_digest: Digest,
-    /// Offset of the TOC member.
+    /// Offset of the TOC member (0 when the TOC was written separately).
     pub toc_offset: u64,
+    /// The separately written TOC, for [`convert_external_toc`].
+    pub external_toc: Option<ExternalToc>,
     /// Entries in the TOC (chunks included).
     pub toc_entries: usize,
     /// Regular files.
@@ -99,6 +113,16 @@ pub struct ConvertReport {
     pub tar_size: u64,
     /// Non-fatal findings, such as non-UTF-8 names replaced in the TOC.
     pub warnings: Vec<String>,
+}
+
+/// A TOC written to its own file (spec §2.4): the gzip member holding the
+/// TOC tar, which an image ships as a layer of its `-esgztoc` companion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalToc {
+    /// SHA-256 of the TOC file.
+    pub digest: Digest,
+    /// Its length.
+    pub size: u64,
 }
 
 impl ConvertReport {
@@ -136,6 +160,50 @@ pub fn convert<R: Read + Send, W: Write>(
     output: W,
     options: &ConvertOptions,
 ) -> Result<ConvertReport> {
+    convert_to(input, output, None, options)
+}
+
+/// Like [`convert`], but the TOC member goes to `toc` and the blob ends with
+/// the 46-byte external-TOC footer (spec §2.4). The blob then decompresses
+/// to exactly the input tar, so a layer keeps its original diffID.
+///
+/// Readers need the TOC file to open the blob
+/// ([`crate::read::OpenOptions::external_toc`]).
+///
+/// ```
+/// use estargz_core::read::{Blob, OpenOptions};
+/// use estargz_core::{convert_external_toc, ConvertOptions, Digest};
+///
+/// let mut tar = tar::Builder::new(Vec::new());
+/// let mut header = tar::Header::new_ustar();
+/// header.set_size(5);
+/// header.set_mode(0o644);
+/// header.set_cksum();
+/// tar.append_data(&mut header, "hello.txt", &b"hello"[..]).unwrap();
+/// let tar = tar.into_inner().unwrap();
+///
+/// let (mut blob, mut toc) = (Vec::new(), Vec::new());
+/// let report = convert_external_toc(&tar[..], &mut blob, &mut toc, &ConvertOptions::default()).unwrap();
+/// assert_eq!(report.blob.diff_id, Digest::of(&tar));
+/// let opts = OpenOptions { external_toc: Some(toc), ..OpenOptions::default() };
+/// let opened = Blob::open(&blob[..], &opts).unwrap();
+/// assert_eq!(opened.read_file("hello.txt").unwrap(), b"hello");
+/// ```
+pub fn convert_external_toc<R: Read + Send, W: Write, T: Write>(
+    input: R,
+    output: W,
+    mut toc: T,
+    options: &ConvertOptions,
+) -> Result<ConvertReport> {
+    convert_to(input, output, Some(&mut toc), options)
+}
+
+fn convert_to<R: Read + Send, W: Write>(
+    input: R,
+    output: W,
+    external_toc: Option<&mut dyn Write>,
+    options: &ConvertOptions,
+) -> Result<ConvertReport> {
     let options = options.validated()?;
     let mut input = input;
     let mut magic = Vec::with_capacity(3);
@@ -150,18 +218,30 @@ pub fn convert<R: Read + Send, W: Write>(
     let input = Cursor::new(magic).chain(input);
     if is_gzip {
         let decoder = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
-        run(BufReader::with_capacity(1 << 20, decoder), output, &options)
+        run(
+            BufReader::with_capacity(1 << 20, decoder),
+            output,
+            external_toc,
+            &options,
+        )
     } else {
-        run(BufReader::with_capacity(1 << 20, input), output, &options)
+        run(
+            BufReader::with_capacity(1 << 20, input),
+            output,
+            external_toc,
+            &options,
+        )
     }
 }
 
 fn run<R: Read + Send, W: Write>(
     tar: R,
     output: W,
+    external_toc: Option<&mut dyn Write>,
     options: &ConvertOptions,
 ) -> Result<ConvertReport> {
     let scanner = Scanner::new(tar, options.names, options.scan_limits);
-    let planner = plan::Planner::new(scanner, options.chunk_size);
-    pipeline::run(planner, options, output)
+    let planner =
+        plan::Planner::new(scanner, options.chunk_size).with_min_chunk_size(options.min_chunk_size);
+    pipeline::run(planner, options, output, external_toc)
 }

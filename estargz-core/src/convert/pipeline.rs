@@ -7,7 +7,7 @@
 
 use super::compress::gzip_member;
 use super::plan::{Member, Planner};
-use super::{ConvertOptions, ConvertReport};
+use super::{ConvertOptions, ConvertReport, ExternalToc};
 use crate::blob_info::BlobInfo;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -46,10 +46,14 @@ impl<W: Write> Output<W> {
 }
 
 /// Runs the whole conversion: plan, compress, assemble, finish.
+///
+/// With `external_toc`, the TOC member goes there instead of into the blob,
+/// and the blob ends with the external-TOC footer (spec §2.4).
 pub fn run<R: Read + Send, W: Write>(
     mut planner: Planner<R>,
     opts: &ConvertOptions,
     out: W,
+    external_toc: Option<&mut dyn Write>,
 ) -> Result<ConvertReport> {
     let threads = opts
         .threads
@@ -111,11 +115,28 @@ pub fn run<R: Read + Send, W: Write>(
     let toc_tar = toc::tar_bytes(&json);
     let mut toc_member = Vec::with_capacity(json.len() / 4 + 1024);
     gzip_member(opts.level, &toc_tar, &mut toc_member)?;
-    let toc_offset = asm.out.written;
-    asm.out.write(&toc_member)?;
-    asm.diff.update(&toc_tar);
-    asm.uncompressed += toc_tar.len() as u64;
-    asm.out.write(&footer::encode(toc_offset))?;
+    let tar_size = asm.uncompressed;
+    let (toc_offset, external) = match external_toc {
+        None => {
+            let toc_offset = asm.out.written;
+            asm.out.write(&toc_member)?;
+            asm.diff.update(&toc_tar);
+            asm.uncompressed += toc_tar.len() as u64;
+            asm.out.write(&footer::encode(toc_offset))?;
+            (toc_offset, None)
+        }
+        Some(toc_out) => {
+            // The TOC never enters this blob's diffID: a lossless blob keeps the input's.
+            toc_out.write_all(&toc_member).map_err(Error::Write)?;
+            toc_out.flush().map_err(Error::Write)?;
+            asm.out.write(&footer::encode_external())?;
+            let toc_blob = ExternalToc {
+                digest: Digest::of(&toc_member),
+                size: toc_member.len() as u64,
+            };
+            (0, Some(toc_blob))
+        }
+    };
     asm.out.inner.flush().map_err(Error::Write)?;
 
     Ok(ConvertReport {
@@ -131,7 +152,8 @@ pub fn run<R: Read + Send, W: Write>(
         files: planner.files,
         chunks: asm.chunks,
         members: asm.members,
-        tar_size: asm.uncompressed - toc_tar.len() as u64,
+        tar_size,
+        external_toc: external,
         warnings: std::mem::take(&mut planner.warnings),
     })
 }
@@ -235,6 +257,7 @@ impl<W: Write> Assembler<W> {
         for (chunk, digest) in m.chunks.iter().zip(comp.chunk_digests) {
             let digest_text = digest.to_string();
             entries[chunk.entry].offset = offset;
+            entries[chunk.entry].inner_offset = chunk.range.start as i64;
             if chunk.multi {
                 let hasher = self.file_hasher.get_or_insert_with(Sha256::new);
                 hasher.update(&m.data[chunk.range.clone()]);

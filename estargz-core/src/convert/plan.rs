@@ -2,12 +2,15 @@
 //!
 //! A member starts at every chunk of every non-empty regular file (spec §2.1);
 //! headers, padding and non-file entries go into whatever member is open.
+//! With a minimum chunk size (spec §4.4), a chunk joins the open member, at
+//! an `innerOffset`, until that member holds at least that many bytes.
 //! The plan is a function of the input bytes and the options only, never of
 //! threads or timing: that is what makes the output deterministic.
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::name;
+use crate::read::{NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK};
 use crate::tar::{Entry, EntryKind, Item, Scanner};
 use crate::toc::{format_modtime, EntryType, TocEntry, TOC_NAME};
 use std::collections::HashMap;
@@ -54,6 +57,7 @@ struct FileCursor {
 pub struct Planner<R> {
     scanner: Scanner<R>,
     chunk_size: u64,
+    min_chunk_size: u64,
     /// TOC entries so far; offsets and digests are filled in at assembly.
     pub entries: Vec<TocEntry>,
     open: Member,
@@ -74,6 +78,7 @@ impl<R: Read> Planner<R> {
         Planner {
             scanner,
             chunk_size,
+            min_chunk_size: 0,
             entries: Vec::new(),
             open: Member::default(),
             ready: None,
@@ -84,6 +89,21 @@ impl<R: Read> Planner<R> {
             warnings: Vec::new(),
             files: 0,
         }
+    }
+
+    /// Lets chunks share a member until it holds `bytes` uncompressed bytes
+    /// (0, the default, starts a member at every chunk).
+    ///
+    /// The reference closes a member once its *compressed* size reaches the
+    /// minimum, which ties the grouping to the codec and forces it to
+    /// compress one member at a time. Counting uncompressed bytes decides
+    /// every boundary before compression, so members are still compressed
+    /// in parallel and the grouping is the same for any codec or level; it
+    /// also bounds what a reader decompresses to reach a file to about
+    /// `bytes` plus one chunk.
+    pub fn with_min_chunk_size(mut self, bytes: u64) -> Self {
+        self.min_chunk_size = bytes;
+        self
     }
 
     /// The next complete member, in order; `None` after the last.
@@ -167,7 +187,12 @@ impl<R: Read> Planner<R> {
         if f.size - f.at >= self.chunk_size {
             self.entries[entry].chunk_size = self.chunk_size as i64;
         }
-        self.cut();
+        if self.min_chunk_size == 0
+            || self.open.data.len() as u64 >= self.min_chunk_size
+            || is_landmark(&f.name)
+        {
+            self.cut();
+        }
         // Exactly (plus room for the headers that follow): doubling growth
         // would hold up to twice each chunk in memory.
         self.open.data.reserve_exact(len as usize + HEADER_SLACK);
@@ -208,6 +233,13 @@ impl<R: Read> Planner<R> {
         t.xattrs = e.xattrs.clone();
         t
     }
+}
+
+/// A landmark's data always starts a member: its offset is where the
+/// prefetch region ends (spec §4.6).
+fn is_landmark(entry_name: &str) -> bool {
+    let cleaned = name::clean(entry_name);
+    cleaned == PREFETCH_LANDMARK || cleaned == NO_PREFETCH_LANDMARK
 }
 
 /// The reference's de-duplication (spec §3.7): a name is written only when it

@@ -13,8 +13,14 @@ use std::io::Read;
 
 /// Converts `tar` with `chunk_size` and default options otherwise.
 pub fn convert_with(tar: &[u8], chunk_size: u64) -> (Vec<u8>, ConvertReport) {
+    convert_min(tar, chunk_size, 0)
+}
+
+/// Converts with a chunk size and a minimum chunk size (spec §4.4).
+pub fn convert_min(tar: &[u8], chunk_size: u64, min_chunk_size: u64) -> (Vec<u8>, ConvertReport) {
     let opts = ConvertOptions {
         chunk_size,
+        min_chunk_size,
         ..ConvertOptions::default()
     };
     let mut blob = Vec::new();
