@@ -1,0 +1,179 @@
+//! The layouts beyond one member per chunk: `--min-chunk-size` (small files
+//! sharing members at an `innerOffset`) and `--external-toc` (the TOC in its
+//! own file), written by `convert` and read back by the other commands.
+
+mod common;
+
+use common::*;
+use flate2::read::MultiGzDecoder;
+use std::io::Read;
+use std::path::Path;
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    MultiGzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+    out
+}
+
+/// `(offset, innerOffset)` of every TOC entry holding file data.
+fn data_positions(toc: &serde_json::Value) -> Vec<(u64, u64)> {
+    toc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "chunk" || e["size"].as_u64().unwrap_or(0) > 0)
+        .map(|e| {
+            let n = |k: &str| e[k].as_u64().unwrap_or(0);
+            (n("offset"), n("innerOffset"))
+        })
+        .collect()
+}
+
+fn convert_ok(
+    input: &Path,
+    output: &Path,
+    extra: &[&str],
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut args: Vec<&std::ffi::OsStr> = convert_args(input, output, &[]);
+    args.push(std::ffi::OsStr::new("--json"));
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    let out = run(&args);
+    assert_exit(&out, 0);
+    json_object(&out.stdout)
+}
+
+#[test]
+fn min_chunk_size_groups_small_files_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.esgz");
+    let grouped = dir.path().join("grouped.esgz");
+    convert_ok(SAMPLE_LAYER.as_ref(), &plain, &[]);
+    let report = convert_ok(
+        SAMPLE_LAYER.as_ref(),
+        &grouped,
+        &["--min-chunk-size", "64K"],
+    );
+    assert_eq!(u64_field(&report, "min_chunk_size"), 64 << 10);
+
+    let (plain_blob, blob) = (read(&plain), read(&grouped));
+    let positions = data_positions(&toc(&blob));
+    let members: std::collections::BTreeSet<u64> = positions.iter().map(|p| p.0).collect();
+    assert!(
+        positions.iter().any(|p| p.1 > 0),
+        "no chunk shares a member"
+    );
+    assert!(
+        members.len() < data_positions(&toc(&plain_blob)).len(),
+        "{} members for {} chunks",
+        members.len(),
+        positions.len()
+    );
+    // Still lossless, and the same layer bytes as without grouping.
+    let tar = read(SAMPLE_LAYER);
+    assert_eq!(gunzip(&blob)[..tar.len()], tar[..]);
+
+    let verified = run(["verify", grouped.to_str().unwrap()]);
+    assert_exit(&verified, 0);
+    // Every file reads back through `cat`, byte for byte as `unpack` gives it.
+    let unpacked = dir.path().join("root");
+    assert_exit(
+        &run([
+            "unpack",
+            grouped.to_str().unwrap(),
+            "-C",
+            unpacked.to_str().unwrap(),
+        ]),
+        0,
+    );
+    let listing = run(["ls", grouped.to_str().unwrap()]);
+    assert_exit(&listing, 0);
+    let mut checked = 0;
+    for entry in walk_files(&unpacked) {
+        let rel = entry
+            .strip_prefix(&unpacked)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let cat = run(["cat", grouped.to_str().unwrap(), &rel]);
+        assert_exit(&cat, 0);
+        assert_eq!(cat.stdout, read(&entry), "{rel}");
+        checked += 1;
+    }
+    assert!(checked > 10, "only {checked} files compared");
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let ty = e.file_type().unwrap();
+        if ty.is_dir() {
+            out.extend(walk_files(&e.path()));
+        } else if ty.is_file() {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn external_toc_blob_is_the_input_tar_and_the_toc_file_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob_path = dir.path().join("layer.esgz");
+    let toc_path = dir.path().join("layer.toc");
+    let report = convert_ok(
+        SAMPLE_LAYER.as_ref(),
+        &blob_path,
+        &["--external-toc", toc_path.to_str().unwrap()],
+    );
+    let (blob, toc_file, tar) = (read(&blob_path), read(&toc_path), read(SAMPLE_LAYER));
+    // The blob decompresses to exactly the input: the diffID does not change.
+    assert_eq!(gunzip(&blob), tar);
+    assert_eq!(str_field(&report, "diff_id"), sha256_digest(&tar));
+    assert_eq!(str_field(&report, "digest"), sha256_digest(&blob));
+    assert_eq!(u64_field(&report, "uncompressed_size"), tar.len() as u64);
+    assert!(report["toc_offset"].is_null());
+    let external = report["external_toc"].as_object().unwrap();
+    assert_eq!(str_field(external, "digest"), sha256_digest(&toc_file));
+    assert_eq!(u64_field(external, "size"), toc_file.len() as u64);
+    assert_eq!(str_field(external, "path"), toc_path.to_str().unwrap());
+    assert_eq!(&blob[blob.len() - 46..][16..33], b"STARGZEXTERNALTOC");
+
+    // The TOC file holds the same JSON an embedded conversion writes.
+    let embedded = dir.path().join("embedded.esgz");
+    let normal = convert_ok(SAMPLE_LAYER.as_ref(), &embedded, &[]);
+    assert_eq!(
+        str_field(&normal, "toc_digest"),
+        str_field(&report, "toc_digest")
+    );
+    let embedded = read(&embedded);
+    assert_eq!(
+        &embedded[toc_offset(&embedded)..embedded.len() - 51],
+        &toc_file[..]
+    );
+}
+
+#[test]
+fn external_toc_may_not_overwrite_input_or_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob_path = dir.path().join("layer.esgz");
+    for clash in [blob_path.to_str().unwrap(), SAMPLE_LAYER] {
+        let out = run([
+            "convert",
+            SAMPLE_LAYER,
+            "-o",
+            blob_path.to_str().unwrap(),
+            "--external-toc",
+            clash,
+        ]);
+        assert_exit(&out, 2);
+        assert!(
+            stderr_of(&out).contains("--external-toc"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    assert!(!blob_path.exists());
+}
