@@ -2,6 +2,7 @@
 
 use crate::input::open_input;
 use crate::output::{binary_stdout, print_json, AtomicFile};
+use crate::progress::Progress;
 use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::blob_info::MEDIA_TYPE_LAYER_GZIP;
@@ -118,7 +119,12 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
-    let input = open_input(&args.input)?;
+    let input_size = std::fs::metadata(&args.input)
+        .ok()
+        .filter(|m| m.is_file() && args.input != "-")
+        .map(|m| m.len());
+    let progress = Progress::bytes("converting", input_size, args.quiet);
+    let input = progress.reader(open_input(&args.input)?);
     let context = || {
         format!(
             "converting {}",
@@ -166,6 +172,7 @@ pub fn run(args: Args) -> Result<()> {
             report
         }
     };
+    progress.finish();
     for warning in &report.warnings {
         eprintln!("estargz: warning: {warning}");
     }

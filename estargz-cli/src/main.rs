@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd_cat;
+mod cmd_completions;
 mod cmd_convert;
 mod cmd_digest;
 mod cmd_info;
@@ -13,6 +14,7 @@ mod cmd_unpack;
 mod cmd_verify;
 mod input;
 mod output;
+mod progress;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,10 +22,10 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "estargz",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ESTARGZ_CODECS"), ")"),
     about = "eStargz toolkit: lossless tar → eStargz conversion and layer digests"
 )]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +39,8 @@ enum Command {
     Cat(cmd_cat::Args),
     Info(cmd_info::Args),
     Digest(cmd_digest::Args),
+    Completions(cmd_completions::CompletionArgs),
+    Man(cmd_completions::ManArgs),
 }
 
 /// An error in how the command was called (exit code 2), as opposed to a
@@ -75,6 +79,8 @@ fn main() -> ExitCode {
         Command::Cat(args) => cmd_cat::run(args),
         Command::Info(args) => cmd_info::run(args),
         Command::Digest(args) => cmd_digest::run(args),
+        Command::Completions(args) => cmd_completions::completions(args),
+        Command::Man(args) => cmd_completions::man(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -177,3 +177,71 @@ fn external_toc_may_not_overwrite_input_or_output() {
     }
     assert!(!blob_path.exists());
 }
+
+/// Runs `args` under `script`, so that the binary's stderr is a terminal.
+fn run_in_terminal(args: &[&str]) -> String {
+    let command = std::iter::once(env!("CARGO_BIN_EXE_estargz"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script(1) from util-linux runs the binary in a pseudo-terminal");
+    assert_exit(&out, 0);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn progress_is_drawn_only_on_a_terminal_and_not_with_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.esgz");
+    let args = ["convert", SAMPLE_LAYER, "-o", output.to_str().unwrap()];
+    let shown = run_in_terminal(&args);
+    assert!(shown.contains("converting ["), "{shown:?}");
+    assert!(shown.contains("converted "), "{shown:?}");
+
+    let quiet = run_in_terminal(&[&args[..], &["-q"]].concat());
+    assert!(!quiet.contains("converting"), "{quiet:?}");
+    // Not a terminal: the summary only, no control sequences.
+    let piped = run(args);
+    assert_exit(&piped, 0);
+    let stderr = stderr_of(&piped);
+    assert!(
+        !stderr.contains("converting") && !stderr.contains('\u{1b}'),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn version_names_the_codecs_and_man_and_completions_list_the_commands() {
+    let version = run(["--version"]);
+    assert_exit(&version, 0);
+    let text = stdout_of(&version);
+    assert!(
+        text.contains("libdeflate") && text.contains("zlib-rs"),
+        "{text}"
+    );
+
+    let man = run(["man"]);
+    assert_exit(&man, 0);
+    let page = stdout_of(&man);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH"),
+        "not roff: {page:.200}"
+    );
+    for section in ["ESTARGZ CONVERT", "ESTARGZ VERIFY", "min\\-chunk\\-size"] {
+        assert!(page.contains(section), "man page lacks {section}");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(["completions", shell]);
+        assert_exit(&out, 0);
+        let script = stdout_of(&out);
+        for word in ["convert", "verify", "external-toc"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    assert_exit(&run(["completions", "nosuchshell"]), 2);
+}
