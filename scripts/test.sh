@@ -18,4 +18,15 @@ if [ -z "${ESTARGZ_REF:-}" ]; then
   fi
 fi
 
+# The remote-blob tests (estargz-cli/tests/cli_remote.rs) serve blobs with
+# a real nginx; under CI they fail rather than skip without it.
+if [ -z "${ESTARGZ_NGINX:-}" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; } >/dev/null \
+      || echo "scripts/test.sh: installing nginx failed; the remote-blob tests need it" >&2
+  else
+    echo "scripts/test.sh: nginx not found (not root, or no apt-get): the remote-blob tests will skip" >&2
+  fi
+fi
+
 cargo test --workspace --release "$@"
