@@ -1,4 +1,4 @@
-//! End-to-end tests of `ls`, `cat`, `info` and `verify` on blobs given as
+//! End-to-end tests of `ls`, `cat`, `info`, `verify` and `unpack` on blobs given as
 //! `http://` URLs, served by a real nginx on loopback (see
 //! `common/nginx.rs`). Requests are counted from nginx's access log: what
 //! the server saw, not what the client says it did.
@@ -236,6 +236,7 @@ fn ls_info_verify_cat_give_the_same_output_as_on_the_local_file() {
             &["verify"],
             &["verify", "--json"],
             &["cat", "etc/motd"],
+            &["unpack", "-o", "-"],
         ] {
             let requests = assert_same_output(&server, path, &url, args);
             if path == &big && !url.contains("moved") {
@@ -248,7 +249,7 @@ fn ls_info_verify_cat_give_the_same_output_as_on_the_local_file() {
                 // requests (sequential reads double the request size),
                 // never one per small read.
                 let bound = match args[0] {
-                    "verify" | "info" => 1 + 4,
+                    "verify" | "info" | "unpack" => 1 + 4,
                     _ => 1,
                 };
                 assert!(requests.len() <= bound, "{args:?}: {requests:?}");
