@@ -394,6 +394,14 @@ impl HttpBlob {
                 .map(|v| v.to_str().unwrap_or("<not ASCII>").to_string())
         };
         let content_length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        // Offsets are into the stored bytes: a re-encoded body would shift them.
+        if let Some(encoding) = header("content-encoding") {
+            if !encoding.trim().eq_ignore_ascii_case("identity") && status.is_success() {
+                return Err(bad(format!(
+                    "Content-Encoding {encoding:?} instead of the stored bytes"
+                )));
+            }
+        }
         let (start, len, total) = match status {
             StatusCode::PARTIAL_CONTENT => {
                 let value = header("content-range")
