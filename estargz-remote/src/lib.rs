@@ -101,15 +101,16 @@ impl Default for HttpOptions {
 #[non_exhaustive]
 pub enum Error {
     /// No response: connection, TLS, DNS, timeout, too many redirects.
-    #[error("GET {url} ({range}): {source}")]
+    // The cause is in the message rather than a `source()`: callers that
+    // print the chain (anyhow's `{:#}`) would show it twice.
+    #[error("GET {url} ({range}): {cause}")]
     Transport {
         /// The URL (without credentials).
         url: String,
         /// The `Range` header sent.
         range: String,
         /// What went wrong.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A status other than the expected `206 Partial Content`.
     #[error("GET {url} ({range}): HTTP {status}")]
@@ -148,15 +149,14 @@ pub enum Error {
         reason: String,
     },
     /// The body ended early or the connection failed while reading it.
-    #[error("GET {url} ({range}): reading the body: {source}")]
+    #[error("GET {url} ({range}): reading the body: {cause}")]
     Body {
         /// The URL (without credentials).
         url: String,
         /// The `Range` header sent.
         range: String,
         /// What went wrong.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// A header given in [`HttpOptions::headers`] is not a valid header.
     #[error("invalid HTTP header {name:?}: {reason}")]
@@ -370,10 +370,10 @@ impl HttpBlob {
     /// server reported.
     fn get(&self, want: Want) -> Result<(Window, u64), Error> {
         let range = want.header();
-        let transport = |source: Box<dyn std::error::Error + Send + Sync>| Error::Transport {
+        let transport = |cause: Box<dyn std::error::Error + Send + Sync>| Error::Transport {
             url: self.shown_url.clone(),
             range: range.clone(),
-            source,
+            cause,
         };
         let bad = |reason: String| Error::BadResponse {
             url: self.shown_url.clone(),
@@ -465,10 +465,10 @@ impl HttpBlob {
                 self.size
             )));
         }
-        let body_error = |source: io::Error| Error::Body {
+        let body_error = |cause: io::Error| Error::Body {
             url: self.shown_url.clone(),
             range: range.clone(),
-            source,
+            cause,
         };
         // `len` is at most what was asked for, itself bounded by the
         // caller's buffer or the options.
