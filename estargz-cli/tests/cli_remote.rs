@@ -362,6 +362,39 @@ fn truncated_or_damaged_remote_blobs_fail_without_panicking() {
 }
 
 #[test]
+fn a_server_failing_mid_read_is_an_error_naming_url_range_and_status() {
+    let Some(server) = Nginx::start() else { return };
+    let bytes = read(big_blob(&server));
+    let url = server.url("flaky/big.esgz");
+    // Opening works (the tail is served), reading the file's member does not.
+    let (start, end) = member_range(&bytes, "etc/hostname");
+    let out = run(["cat", &url, "etc/hostname"]);
+    assert_exit(&out, 1);
+    no_panic(&out);
+    let stderr = stderr_of(&out);
+    let wanted = range(start, end).unwrap();
+    for part in [url.as_str(), wanted.as_str(), "503 Service Unavailable"] {
+        assert!(stderr.contains(part), "{part:?} not in {stderr}");
+    }
+    for args in [
+        vec!["verify", &url],
+        vec!["info", &url],
+        vec!["unpack", &url, "-o", "-"],
+    ] {
+        let out = run(&args);
+        assert_exit_for(&out, 1, format!("{args:?}"));
+        no_panic(&out);
+        assert!(
+            stderr_of(&out).contains("503"),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+    }
+    // ls needs only the tail.
+    assert_exit(&run(["ls", &url]), 0);
+}
+
+#[test]
 fn headers_for_a_private_blob() {
     let Some(server) = Nginx::start() else { return };
     let big = big_blob(&server);

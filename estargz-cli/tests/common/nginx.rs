@@ -8,6 +8,8 @@
 //!   GET is `200 OK` with the whole body).
 //! - `/moved/NAME`: a `302` redirect to `/NAME`.
 //! - `/private/NAME`: `401` unless `Authorization: Bearer s3cret`.
+//! - `/flaky/NAME`: serves the tail (`Range: bytes=-N`), then `503` for any
+//!   other request: a server failing in the middle of a read.
 //!
 //! The access log has one line per request: status, `Range` header, body
 //! bytes sent, URI.
@@ -76,6 +78,12 @@ http {{
         location /noranges/ {{
             alias {d}/www/;
             max_ranges 0;
+        }}
+        location /flaky/ {{
+            alias {d}/www/;
+            if ($http_range !~ "^bytes=-") {{
+                return 503;
+            }}
         }}
         location /moved/ {{
             rewrite ^/moved/(.*)$ /$1 redirect;
