@@ -432,10 +432,11 @@ impl HttpBlob {
                     .as_deref()
                     .and_then(parse_content_range)
                 {
+                    // Its body, if any, is an error page.
                     Some(ContentRange {
                         span: None,
                         total: 0,
-                    }) => (0, 0, 0),
+                    }) => return Ok((Window::default(), 0)),
                     _ => return Err(self.status_error(&range, status)),
                 }
             }

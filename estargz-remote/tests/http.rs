@@ -141,6 +141,16 @@ fn reads_from_several_threads() {
 }
 
 #[test]
+fn an_empty_blob_has_size_zero() {
+    let Some(server) = Nginx::start() else { return };
+    server.serve("empty", b"");
+    let blob = HttpBlob::open(&server.url("empty"), &HttpOptions::default()).unwrap();
+    assert_eq!(blob.size(), 0);
+    let mut buf = [0u8; 8];
+    assert_eq!(blob.read_at(0, &mut buf).unwrap(), 0);
+}
+
+#[test]
 fn a_url_nothing_listens_on_is_a_transport_error() {
     // A port that was free a moment ago: connection refused, quickly.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
