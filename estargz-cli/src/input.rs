@@ -36,6 +36,10 @@ pub struct RemoteArgs {
     /// Headers are also read from ESTARGZ_HTTP_HEADERS, one per line.
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
+    /// Trust the CA certificates in this PEM file for https:// URLs
+    /// instead of the bundled Mozilla roots (e.g. a private registry's CA).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 impl RemoteArgs {
@@ -65,8 +69,16 @@ impl RemoteArgs {
             }
             headers.push((name.to_string(), value.trim().to_string()));
         }
+        let ca_certs = match &self.cacert {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read --cacert {}", path.display()))?,
+            ),
+            None => None,
+        };
         Ok(HttpOptions {
             headers,
+            ca_certs,
             ..HttpOptions::default()
         })
     }

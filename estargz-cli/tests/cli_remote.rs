@@ -395,6 +395,51 @@ fn a_server_failing_mid_read_is_an_error_naming_url_range_and_status() {
 }
 
 #[test]
+fn https_with_the_servers_ca() {
+    let Some(server) = Nginx::start_with_tls() else {
+        return;
+    };
+    let big = big_blob(&server);
+    let url = server.https_url("big.esgz");
+    let ca = server.ca();
+    let ca = ca.to_str().unwrap();
+
+    let local = run(["ls", "-l", big.to_str().unwrap()]);
+    let out = run(["ls", "-l", &url, "--cacert", ca]);
+    assert_exit(&out, 0);
+    assert_eq!(out.stdout, local.stdout);
+    let (out, requests) =
+        server.requests_during(|| run(["cat", &url, "etc/hostname", "--cacert", ca]));
+    assert_exit(&out, 0);
+    assert_eq!(out.stdout, b"remote-host\n");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+
+    // The bundled Mozilla roots do not know this CA.
+    let out = run(["ls", &url]);
+    assert_exit(&out, 1);
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains(&url) && stderr.to_lowercase().contains("certificate"),
+        "{stderr}"
+    );
+
+    let out = run(["ls", &url, "--cacert", "/nonexistent/ca.pem"]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr_of(&out).contains("/nonexistent/ca.pem"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = run(["ls", &url, "--cacert", big.to_str().unwrap()]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr_of(&out).contains("CA certificates"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
 fn headers_for_a_private_blob() {
     let Some(server) = Nginx::start() else { return };
     let big = big_blob(&server);

@@ -80,6 +80,9 @@ pub struct HttpOptions {
     pub read_timeout: Duration,
     /// Redirects followed per request.
     pub max_redirects: u32,
+    /// PEM certificates to trust for HTTPS *instead of* the bundled Mozilla
+    /// roots, e.g. a private registry's CA. `None`: the Mozilla roots.
+    pub ca_certs: Option<Vec<u8>>,
 }
 
 impl Default for HttpOptions {
@@ -91,6 +94,7 @@ impl Default for HttpOptions {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             max_redirects: 10,
+            ca_certs: None,
         }
     }
 }
@@ -157,6 +161,12 @@ pub enum Error {
         range: String,
         /// What went wrong.
         cause: io::Error,
+    },
+    /// [`HttpOptions::ca_certs`] holds no certificate, or a malformed one.
+    #[error("CA certificates: {reason}")]
+    BadCaCerts {
+        /// Why.
+        reason: String,
     },
     /// A header given in [`HttpOptions::headers`] is not a valid header.
     #[error("invalid HTTP header {name:?}: {reason}")]
@@ -318,7 +328,29 @@ impl HttpBlob {
                 reason: e.to_string(),
             })?;
         }
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(pem) = &opts.ca_certs {
+            let mut roots = Vec::new();
+            for item in ureq::tls::parse_pem(pem) {
+                match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => roots.push(cert),
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(Error::BadCaCerts {
+                            reason: e.to_string(),
+                        })
+                    }
+                }
+            }
+            if roots.is_empty() {
+                return Err(Error::BadCaCerts {
+                    reason: "no PEM certificate found".into(),
+                });
+            }
+            tls = tls.root_certs(roots.into());
+        }
         let config = ureq::Agent::config_builder()
+            .tls_config(tls.build())
             // Statuses are checked here, with the URL and range in the message.
             .http_status_as_error(false)
             .max_redirects(opts.max_redirects)

@@ -35,6 +35,7 @@ pub struct Nginx {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
+    tls_port: Option<u16>,
 }
 
 /// The nginx binary: `$ESTARGZ_NGINX`, `nginx` on PATH, or the usual sbin
@@ -53,8 +54,70 @@ fn find_nginx() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn config(dir: &Path, port: u16) -> String {
+/// A CA and a certificate for 127.0.0.1 signed by it, made with the
+/// openssl command in `dir`: `ca.pem`, `server.pem`, `server.key`.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl (scripts/test.sh installs it): {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=estargz test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&ca);
+    let mut csr = vec!["req", "-new", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(&csr);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+}
+
+fn config(dir: &Path, port: u16, tls_port: Option<u16>) -> String {
     let d = dir.display();
+    let tls = match tls_port {
+        Some(tls_port) => format!(
+            "server {{ listen 127.0.0.1:{tls_port} ssl; ssl_certificate {d}/server.pem; \
+             ssl_certificate_key {d}/server.key; root {d}/www; }}"
+        ),
+        None => String::new(),
+    };
     format!(
         r#"daemon off;
 master_process off;
@@ -95,6 +158,7 @@ http {{
             }}
         }}
     }}
+    {tls}
 }}
 "#
     )
@@ -105,6 +169,16 @@ impl Nginx {
     /// installed and `CI` is unset. In CI a missing nginx fails the test:
     /// `scripts/test.sh` installs it.
     pub fn start() -> Option<Nginx> {
+        Nginx::start_inner(false)
+    }
+
+    /// [`Nginx::start`], also serving `www/` over HTTPS (see
+    /// [`Nginx::https_url`]) with a certificate signed by [`Nginx::ca`].
+    pub fn start_with_tls() -> Option<Nginx> {
+        Nginx::start_inner(true)
+    }
+
+    fn start_inner(tls: bool) -> Option<Nginx> {
         let Some(binary) = find_nginx() else {
             if std::env::var_os("CI").is_some() {
                 panic!("nginx not found (CI is set): scripts/test.sh installs it; or set ESTARGZ_NGINX");
@@ -117,16 +191,23 @@ impl Nginx {
         let dir = tempfile::tempdir().expect("temporary directory");
         std::fs::create_dir_all(dir.path().join("www")).unwrap();
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        if tls {
+            make_certificates(dir.path());
+        }
         // A port picked by the kernel may be taken by someone else before
         // nginx binds it: try a few.
         let mut last_error = String::new();
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .expect("a free loopback port")
-                .port();
+                .port()
+        };
+        for _ in 0..5 {
+            let port = free_port();
+            let tls_port = tls.then(free_port);
             let conf = dir.path().join("nginx.conf");
-            std::fs::write(&conf, config(dir.path(), port)).unwrap();
+            std::fs::write(&conf, config(dir.path(), port, tls_port)).unwrap();
             let mut child = Command::new(&binary)
                 .arg("-p")
                 .arg(dir.path())
@@ -152,8 +233,14 @@ impl Nginx {
                     last_error = format!("nginx exited with {status}: {stderr}{log}");
                     break;
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(Nginx { child, dir, port });
+                let listening = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
+                if listening(port) && tls_port.is_none_or(listening) {
+                    return Some(Nginx {
+                        child,
+                        dir,
+                        port,
+                        tls_port,
+                    });
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
@@ -183,6 +270,17 @@ impl Nginx {
             self.port,
             path.trim_start_matches('/')
         )
+    }
+
+    /// `https://127.0.0.1:TLS_PORT/PATH` (after [`Nginx::start_with_tls`]).
+    pub fn https_url(&self, path: &str) -> String {
+        let port = self.tls_port.expect("started with start_with_tls");
+        format!("https://127.0.0.1:{port}/{}", path.trim_start_matches('/'))
+    }
+
+    /// The CA certificate (PEM file) of the HTTPS server.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// Every request logged so far. nginx logs a request after sending the
