@@ -1,6 +1,6 @@
 //! `estargz cat`: one file's bytes, by random access.
 
-use crate::input::open_blob;
+use crate::input::{open_blob, RemoteArgs};
 use anyhow::{Context, Result};
 use std::io::Write;
 
@@ -8,14 +8,16 @@ use std::io::Write;
 /// checking each chunk's digest.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The blob.
+    /// The blob: a file, or an http:// or https:// URL read with range requests.
     blob: String,
     /// Path of the file inside the blob (`./`, `/` prefixes are ignored).
     path: String,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let blob = open_blob(&args.blob)?;
+    let blob = open_blob(&args.blob, &args.remote)?;
     let reader = blob
         .open_file(&args.path)
         .with_context(|| format!("{}: {}", args.blob, args.path))?

@@ -1,27 +1,33 @@
 //! `estargz info`: what a blob is and the annotations its layer should carry.
 
-use crate::input::{open_blob, open_blob_file};
+use crate::input::{open_blob, RemoteArgs};
 use crate::output::print_json;
 use anyhow::{Context, Result};
 use estargz_core::blob_info::{layer_annotations, MEDIA_TYPE_LAYER_GZIP};
 use estargz_core::blob_info_of;
+use estargz_core::read::RangeReader;
 use estargz_core::toc::EntryType;
 use std::collections::BTreeMap;
+use std::io::BufReader;
 
 /// Describe a blob: footer, TOC, counts, prefetch landmark, digests and annotations.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The blob.
+    /// The blob: a file, or an http:// or https:// URL read with range requests.
     blob: String,
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let blob = open_blob(&args.blob)?;
-    let info = blob_info_of(open_blob_file(&args.blob)?)
-        .with_context(|| format!("reading {}", args.blob))?;
+    let blob = open_blob(&args.blob, &args.remote)?;
+    // Through the blob's own source: a URL blob is read once more, in large
+    // sequential requests, and its tail is not fetched again.
+    let whole = BufReader::with_capacity(1 << 20, RangeReader::new(blob.source(), 0, blob.size()));
+    let info = blob_info_of(whole).with_context(|| format!("reading {}", args.blob))?;
     let toc = blob.toc();
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     for e in &toc.entries {

@@ -1,6 +1,6 @@
 //! `estargz ls`: the entries of a blob, like `tar -t` / `tar -tv`.
 
-use crate::input::open_blob;
+use crate::input::{open_blob, RemoteArgs};
 use crate::output::print_json;
 use anyhow::Result;
 use estargz_core::read::{owner_names, parse_rfc3339};
@@ -10,7 +10,7 @@ use std::io::Write;
 /// List the entries of a blob in TOC order (chunks folded into their file).
 #[derive(clap::Args)]
 pub struct Args {
-    /// The blob.
+    /// The blob: a file, or an http:// or https:// URL read with range requests.
     blob: String,
     /// Long listing: mode, owner, size, time, name, link target.
     #[arg(short, long)]
@@ -18,6 +18,8 @@ pub struct Args {
     /// Print a JSON array on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 fn mode_string(e: &TocEntry) -> String {
@@ -53,7 +55,7 @@ fn mode_string(e: &TocEntry) -> String {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let blob = open_blob(&args.blob)?;
+    let blob = open_blob(&args.blob, &args.remote)?;
     let toc = blob.toc();
     let names = owner_names(toc);
     let entries: Vec<(usize, &TocEntry)> = toc

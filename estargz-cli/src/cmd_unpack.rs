@@ -1,6 +1,6 @@
 //! `estargz unpack`: back to the tar stream, or into a directory.
 
-use crate::input::open_blob_file;
+use crate::input::{open_blob_source, RemoteArgs};
 use crate::output::{binary_stdout, AtomicFile};
 use crate::UsageError;
 use anyhow::{Context, Result};
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// byte for byte) or into a directory (-C), never writing outside it.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The blob.
+    /// The blob: a file, or an http:// or https:// URL read with range requests.
     blob: String,
     /// Write the tar stream to this file, or `-` for stdout.
     #[arg(short, long, value_name = "OUT.tar", conflicts_with = "directory")]
@@ -34,10 +34,12 @@ pub struct Args {
     /// Skip, with a warning, entries that would leave the directory instead of stopping at the first (-C).
     #[arg(long)]
     skip_unsafe: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let file = open_blob_file(&args.blob)?;
+    let file = open_blob_source(&args.blob, &args.remote)?;
     match (&args.output, &args.directory) {
         (Some(out), None) if out == "-" => {
             unpack_tar(&file, binary_stdout()?)

@@ -1,6 +1,6 @@
 //! `estargz verify`: check a blob's footer, TOC, structure and every byte.
 
-use crate::input::open_blob_file;
+use crate::input::{open_blob_source, RemoteArgs};
 use crate::output::print_json;
 use crate::UsageError;
 use anyhow::Result;
@@ -13,7 +13,7 @@ use estargz_core::Digest;
 /// stderr, or listed in the JSON report), 2 on usage errors.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The blob.
+    /// The blob: a file, or an http:// or https:// URL read with range requests.
     blob: String,
     /// The TOC digest the blob must have (its layer's
     /// containerd.io/snapshot/stargz/toc.digest annotation).
@@ -22,6 +22,8 @@ pub struct Args {
     /// Print one JSON report on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -29,9 +31,9 @@ pub fn run(args: Args) -> Result<()> {
         Some(d) => Some(d.parse::<Digest>().map_err(|e| UsageError(e.to_string()))?),
         None => None,
     };
-    let file = open_blob_file(&args.blob)?;
+    let source = open_blob_source(&args.blob, &args.remote)?;
     let report = verify(
-        &file,
+        &source,
         &VerifyOptions {
             expected_toc_digest: expected,
             ..VerifyOptions::default()

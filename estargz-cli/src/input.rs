@@ -1,9 +1,17 @@
-//! Where inputs come from: paths, `-` for stdin, and blobs opened for random access.
+//! Where inputs come from: paths, `-` for stdin, and blobs opened for
+//! random access from a file or an `http(s)://` URL.
 
+use crate::UsageError;
 use anyhow::{Context, Result};
-use estargz_core::read::{Blob, OpenOptions};
+use estargz_core::read::{Blob, OpenOptions, ReadAt};
+use estargz_remote::{HttpBlob, HttpOptions};
 use std::fs::File;
 use std::io::{self, Read};
+
+/// Environment variable with extra HTTP headers for URL blobs, one
+/// `Name: value` per line: a token kept there stays out of `ps` output and
+/// shell history, unlike `--header`.
+pub const HEADERS_ENV: &str = "ESTARGZ_HTTP_HEADERS";
 
 /// An input named on the command line: a path or `-` for stdin.
 pub fn open_input(name: &str) -> Result<Box<dyn Read + Send>> {
@@ -19,8 +27,83 @@ pub fn open_blob_file(path: &str) -> Result<File> {
     File::open(path).with_context(|| format!("cannot open {path}"))
 }
 
-/// A blob opened through its footer and TOC.
-pub fn open_blob(path: &str) -> Result<Blob<File>> {
-    let file = open_blob_file(path)?;
-    Blob::open(file, &OpenOptions::default()).with_context(|| format!("opening {path}"))
+/// How to reach a blob given as a URL; flattened into every command that
+/// takes one.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RemoteArgs {
+    /// Extra HTTP request header when BLOB is an http(s):// URL, as
+    /// "Name: value" (repeatable), e.g. "Authorization: Bearer TOKEN".
+    /// Headers are also read from ESTARGZ_HTTP_HEADERS, one per line.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Trust the CA certificates in this PEM file for https:// URLs
+    /// instead of the bundled Mozilla roots (e.g. a private registry's CA).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
+}
+
+impl RemoteArgs {
+    fn http_options(&self) -> Result<HttpOptions> {
+        let from_env = std::env::var(HEADERS_ENV).unwrap_or_default();
+        let lines = from_env
+            .lines()
+            .map(|l| (l, HEADERS_ENV))
+            .chain(self.headers.iter().map(|h| (h.as_str(), "--header")));
+        let mut headers = Vec::new();
+        for (line, origin) in lines {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let (name, value) = line.split_once(':').ok_or_else(|| {
+                UsageError(format!(
+                    "{origin}: {:?} is not of the form \"Name: value\"",
+                    // The value may be a secret: show the name only.
+                    line.split_whitespace().next().unwrap_or("")
+                ))
+            })?;
+            let name = name.trim();
+            if !is_token(name) {
+                return Err(
+                    UsageError(format!("{origin}: invalid HTTP header name {name:?}")).into(),
+                );
+            }
+            headers.push((name.to_string(), value.trim().to_string()));
+        }
+        let ca_certs = match &self.cacert {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read --cacert {}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(HttpOptions {
+            headers,
+            ca_certs,
+            ..HttpOptions::default()
+        })
+    }
+}
+
+/// The bytes of a blob named on the command line: a local file, or an
+/// `http://` / `https://` URL read lazily with range requests.
+pub fn open_blob_source(name: &str, remote: &RemoteArgs) -> Result<Box<dyn ReadAt>> {
+    if estargz_remote::is_url(name) {
+        let opts = remote.http_options()?;
+        // The error names the URL, the range and the status already.
+        return Ok(Box::new(HttpBlob::open(name, &opts)?));
+    }
+    Ok(Box::new(open_blob_file(name)?))
+}
+
+/// Header names are tokens (RFC 9110 §5.6.2): checked here so that a typo
+/// is a usage error (exit 2) rather than a failed request.
+fn is_token(name: &str) -> bool {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    !name.is_empty() && name.bytes().all(token)
+}
+
+/// A blob (file or URL) opened through its footer and TOC.
+pub fn open_blob(name: &str, remote: &RemoteArgs) -> Result<Blob<Box<dyn ReadAt>>> {
+    let source = open_blob_source(name, remote)?;
+    Blob::open(source, &OpenOptions::default()).with_context(|| format!("opening {name}"))
 }

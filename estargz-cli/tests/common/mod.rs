@@ -3,6 +3,8 @@
 //! exit code and output, reading eStargz blobs and their JSON reports.
 #![allow(dead_code)] // each test binary uses a subset
 
+pub mod nginx;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::ffi::OsStr;

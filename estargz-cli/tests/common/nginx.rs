@@ -1,0 +1,329 @@
+//! A real HTTP server for the remote-blob tests: nginx on a free loopback
+//! port, with its configuration, logs, pid and temporary files in a
+//! temporary directory, serving `www/` of that directory. Killed on drop.
+//!
+//! Locations:
+//! - `/NAME`: the file, with range requests (nginx's default).
+//! - `/noranges/NAME`: the same file, ranges ignored (`max_ranges 0`: every
+//!   GET is `200 OK` with the whole body).
+//! - `/moved/NAME`: a `302` redirect to `/NAME`.
+//! - `/private/NAME`: `401` unless `Authorization: Bearer s3cret`.
+//! - `/flaky/NAME`: serves the tail (`Range: bytes=-N`), then `503` for any
+//!   other request: a server failing in the middle of a read.
+//!
+//! The access log has one line per request: status, `Range` header, body
+//! bytes sent, URI.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "s3cret";
+
+/// One request, from the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub status: u16,
+    /// The `Range` header, `None` when absent.
+    pub range: Option<String>,
+    pub body_bytes: u64,
+    pub uri: String,
+}
+
+pub struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    tls_port: Option<u16>,
+}
+
+/// The nginx binary: `$ESTARGZ_NGINX`, `nginx` on PATH, or the usual sbin
+/// directories (Debian installs it in /usr/sbin, often not on PATH).
+fn find_nginx() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ESTARGZ_NGINX") {
+        return Some(PathBuf::from(p));
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join("nginx"))
+        .find(|p| p.is_file())
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with the
+/// openssl command in `dir`: `ca.pem`, `server.pem`, `server.key`.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl (scripts/test.sh installs it): {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=estargz test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&ca);
+    let mut csr = vec!["req", "-new", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(&csr);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+}
+
+fn config(dir: &Path, port: u16, tls_port: Option<u16>) -> String {
+    let d = dir.display();
+    let tls = match tls_port {
+        Some(tls_port) => format!(
+            "server {{ listen 127.0.0.1:{tls_port} ssl; ssl_certificate {d}/server.pem; \
+             ssl_certificate_key {d}/server.key; root {d}/www; }}"
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    log_format ranges '$status|$http_range|$body_bytes_sent|$request_uri';
+    access_log {d}/access.log ranges;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    types {{ }}
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {d}/www;
+        location /noranges/ {{
+            alias {d}/www/;
+            max_ranges 0;
+        }}
+        location /flaky/ {{
+            alias {d}/www/;
+            if ($http_range !~ "^bytes=-") {{
+                return 503;
+            }}
+        }}
+        location /moved/ {{
+            rewrite ^/moved/(.*)$ /$1 redirect;
+        }}
+        location /private/ {{
+            alias {d}/www/;
+            if ($http_authorization != "Bearer {TOKEN}") {{
+                return 401;
+            }}
+        }}
+    }}
+    {tls}
+}}
+"#
+    )
+}
+
+impl Nginx {
+    /// Starts nginx, or returns `None` (with a loud message) when it is not
+    /// installed and `CI` is unset. In CI a missing nginx fails the test:
+    /// `scripts/test.sh` installs it.
+    pub fn start() -> Option<Nginx> {
+        Nginx::start_inner(false)
+    }
+
+    /// [`Nginx::start`], also serving `www/` over HTTPS (see
+    /// [`Nginx::https_url`]) with a certificate signed by [`Nginx::ca`].
+    pub fn start_with_tls() -> Option<Nginx> {
+        Nginx::start_inner(true)
+    }
+
+    fn start_inner(tls: bool) -> Option<Nginx> {
+        let Some(binary) = find_nginx() else {
+            if std::env::var_os("CI").is_some() {
+                panic!("nginx not found (CI is set): scripts/test.sh installs it; or set ESTARGZ_NGINX");
+            }
+            eprintln!(
+                "\n*** SKIPPING remote-blob test: nginx not found (apt-get install nginx, or set ESTARGZ_NGINX) ***\n"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temporary directory");
+        std::fs::create_dir_all(dir.path().join("www")).unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        if tls {
+            make_certificates(dir.path());
+        }
+        // A port picked by the kernel may be taken by someone else before
+        // nginx binds it: try a few.
+        let mut last_error = String::new();
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free loopback port")
+                .port()
+        };
+        for _ in 0..5 {
+            let port = free_port();
+            let tls_port = tls.then(free_port);
+            let conf = dir.path().join("nginx.conf");
+            std::fs::write(&conf, config(dir.path(), port, tls_port)).unwrap();
+            let mut child = Command::new(&binary)
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(dir.path().join("error.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut stderr = String::new();
+                    if let Some(mut s) = child.stderr.take() {
+                        use std::io::Read;
+                        let _ = s.read_to_string(&mut stderr);
+                    }
+                    let log =
+                        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+                    last_error = format!("nginx exited with {status}: {stderr}{log}");
+                    break;
+                }
+                let listening = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
+                if listening(port) && tls_port.is_none_or(listening) {
+                    return Some(Nginx {
+                        child,
+                        dir,
+                        port,
+                        tls_port,
+                    });
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("nginx did not listen on 127.0.0.1:{port} within 10 s");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("cannot start nginx: {last_error}");
+    }
+
+    /// The directory served.
+    pub fn www(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+
+    /// Puts `bytes` at `www/name`.
+    pub fn serve(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.www().join(name), bytes).unwrap();
+    }
+
+    /// `http://127.0.0.1:PORT/PATH`.
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/{}",
+            self.port,
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// `https://127.0.0.1:TLS_PORT/PATH` (after [`Nginx::start_with_tls`]).
+    pub fn https_url(&self, path: &str) -> String {
+        let port = self.tls_port.expect("started with start_with_tls");
+        format!("https://127.0.0.1:{port}/{}", path.trim_start_matches('/'))
+    }
+
+    /// The CA certificate (PEM file) of the HTTPS server.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// Every request logged so far. nginx logs a request after sending the
+    /// response, so a client may exit a moment before its last request is
+    /// written: wait until the log stops growing.
+    pub fn requests(&self) -> Vec<Request> {
+        let path = self.dir.path().join("access.log");
+        let read = || std::fs::read_to_string(&path).unwrap_or_default();
+        let mut text = read();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(25));
+            let again = read();
+            if again == text {
+                break;
+            }
+            text = again;
+        }
+        text.lines()
+            .map(|line| {
+                let f: Vec<&str> = line.splitn(4, '|').collect();
+                assert_eq!(f.len(), 4, "access log line {line:?}");
+                Request {
+                    status: f[0].parse().unwrap(),
+                    range: (f[1] != "-").then(|| f[1].to_string()),
+                    body_bytes: f[2].parse().unwrap(),
+                    uri: f[3].to_string(),
+                }
+            })
+            .collect()
+    }
+
+    /// The requests logged while `f` ran.
+    pub fn requests_during<T>(&self, f: impl FnOnce() -> T) -> (T, Vec<Request>) {
+        let before = self.requests().len();
+        let value = f();
+        let mut all = self.requests();
+        (value, all.split_off(before.min(all.len())))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
