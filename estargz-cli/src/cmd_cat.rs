@@ -1,6 +1,6 @@
 //! `estargz cat`: one file's bytes, by random access.
 
-use crate::input::{open_blob, RemoteArgs};
+use crate::input::{open_blob, RemoteArgs, TocArgs};
 use anyhow::{Context, Result};
 use std::io::Write;
 
@@ -14,10 +14,12 @@ pub struct Args {
     path: String,
     #[command(flatten)]
     remote: RemoteArgs,
+    #[command(flatten)]
+    toc: TocArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let blob = open_blob(&args.blob, &args.remote)?;
+    let blob = open_blob(&args.blob, &args.remote, &args.toc)?;
     let reader = blob
         .open_file(&args.path)
         .with_context(|| format!("{}: {}", args.blob, args.path))?

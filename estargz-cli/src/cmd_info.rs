@@ -1,6 +1,6 @@
 //! `estargz info`: what a blob is and the annotations its layer should carry.
 
-use crate::input::{open_blob, RemoteArgs};
+use crate::input::{open_blob, RemoteArgs, TocArgs};
 use crate::output::print_json;
 use anyhow::{Context, Result};
 use estargz_core::blob_info::{layer_annotations, MEDIA_TYPE_LAYER_GZIP};
@@ -20,10 +20,12 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     remote: RemoteArgs,
+    #[command(flatten)]
+    toc: TocArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let blob = open_blob(&args.blob, &args.remote)?;
+    let blob = open_blob(&args.blob, &args.remote, &args.toc)?;
     // Through the blob's own source: a URL blob is read once more, in large
     // sequential requests, and its tail is not fetched again.
     let whole = BufReader::with_capacity(1 << 20, RangeReader::new(blob.source(), 0, blob.size()));

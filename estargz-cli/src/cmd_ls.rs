@@ -1,6 +1,6 @@
 //! `estargz ls`: the entries of a blob, like `tar -t` / `tar -tv`.
 
-use crate::input::{open_blob, RemoteArgs};
+use crate::input::{open_blob, RemoteArgs, TocArgs};
 use crate::output::print_json;
 use anyhow::Result;
 use estargz_core::read::{owner_names, parse_rfc3339};
@@ -20,6 +20,8 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     remote: RemoteArgs,
+    #[command(flatten)]
+    toc: TocArgs,
 }
 
 fn mode_string(e: &TocEntry) -> String {
@@ -55,7 +57,7 @@ fn mode_string(e: &TocEntry) -> String {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let blob = open_blob(&args.blob, &args.remote)?;
+    let blob = open_blob(&args.blob, &args.remote, &args.toc)?;
     let toc = blob.toc();
     let names = owner_names(toc);
     let entries: Vec<(usize, &TocEntry)> = toc

@@ -1,6 +1,6 @@
 //! `estargz verify`: check a blob's footer, TOC, structure and every byte.
 
-use crate::input::{open_blob_source, RemoteArgs};
+use crate::input::{open_blob_source, RemoteArgs, TocArgs};
 use crate::output::print_json;
 use crate::UsageError;
 use anyhow::Result;
@@ -24,6 +24,8 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     remote: RemoteArgs,
+    #[command(flatten)]
+    toc: TocArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -31,12 +33,13 @@ pub fn run(args: Args) -> Result<()> {
         Some(d) => Some(d.parse::<Digest>().map_err(|e| UsageError(e.to_string()))?),
         None => None,
     };
+    let open = args.toc.open_options()?;
     let source = open_blob_source(&args.blob, &args.remote)?;
     let report = verify(
         &source,
         &VerifyOptions {
             expected_toc_digest: expected,
-            ..VerifyOptions::default()
+            open,
         },
     );
     if args.json {

@@ -102,8 +102,36 @@ fn is_token(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(token)
 }
 
+/// Where the TOC of an external-TOC blob is; flattened into the commands
+/// that read the TOC.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TocArgs {
+    /// The TOC file of a blob written with `convert --external-toc` (such a
+    /// blob ends with the external-TOC footer and holds no TOC itself).
+    #[arg(long, value_name = "FILE")]
+    pub external_toc: Option<std::path::PathBuf>,
+}
+
+impl TocArgs {
+    /// Reader options carrying the external TOC, when one was given.
+    pub fn open_options(&self) -> Result<OpenOptions> {
+        let external_toc = match &self.external_toc {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read --external-toc {}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(OpenOptions {
+            external_toc,
+            ..OpenOptions::default()
+        })
+    }
+}
+
 /// A blob (file or URL) opened through its footer and TOC.
-pub fn open_blob(name: &str, remote: &RemoteArgs) -> Result<Blob<Box<dyn ReadAt>>> {
+pub fn open_blob(name: &str, remote: &RemoteArgs, toc: &TocArgs) -> Result<Blob<Box<dyn ReadAt>>> {
+    let opts = toc.open_options()?;
     let source = open_blob_source(name, remote)?;
-    Blob::open(source, &OpenOptions::default()).with_context(|| format!("opening {name}"))
+    Blob::open(source, &opts).with_context(|| format!("opening {name}"))
 }

@@ -24,15 +24,32 @@ pub fn remove_partial_outputs_on_signal() {
 
 /// A file written next to its final name and renamed into place only on
 /// success, so a failed or interrupted run leaves no partial output.
+///
+/// A target that exists and is not a regular file (`/dev/null`, a FIFO, a
+/// terminal) is written in place instead: renaming over it would replace
+/// the device node with an ordinary file.
 pub struct AtomicFile {
     /// `None` once committed.
     temp: Option<tempfile::NamedTempFile>,
+    /// The opened target when it is not a regular file.
+    direct: Option<File>,
     target: PathBuf,
 }
 
 impl AtomicFile {
     /// Creates the temporary file in `target`'s directory.
     pub fn create(target: &Path) -> Result<Self> {
+        if std::fs::metadata(target).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(target)
+                .with_context(|| format!("cannot open {} for writing", target.display()))?;
+            return Ok(AtomicFile {
+                temp: None,
+                direct: Some(file),
+                target: target.to_path_buf(),
+            });
+        }
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -47,19 +64,27 @@ impl AtomicFile {
         }
         Ok(AtomicFile {
             temp: Some(temp),
+            direct: None,
             target: target.to_path_buf(),
         })
     }
 
     /// The writer to fill.
     pub fn writer(&mut self) -> BufWriter<&mut File> {
-        let temp = self.temp.as_mut().expect("not yet committed");
-        BufWriter::with_capacity(1 << 20, temp.as_file_mut())
+        let file = match (&mut self.temp, &mut self.direct) {
+            (Some(temp), _) => temp.as_file_mut(),
+            (None, Some(direct)) => direct,
+            (None, None) => unreachable!("writer() after commit()"),
+        };
+        BufWriter::with_capacity(1 << 20, file)
     }
 
     /// Syncs and renames the file into place.
     pub fn commit(mut self) -> Result<()> {
-        let temp = self.temp.take().expect("committed once");
+        let Some(temp) = self.temp.take() else {
+            // Written in place: nothing to rename.
+            return Ok(());
+        };
         let temp_path = temp.path().to_path_buf();
         let file = temp.as_file();
         file.sync_all().context("cannot sync the output")?;

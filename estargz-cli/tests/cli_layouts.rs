@@ -245,3 +245,133 @@ fn version_names_the_codecs_and_man_and_completions_list_the_commands() {
     }
     assert_exit(&run(["completions", "nosuchshell"]), 2);
 }
+
+#[test]
+fn external_toc_blobs_are_read_with_the_toc_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob_path = dir.path().join("layer.esgz");
+    let toc_path = dir.path().join("layer.toc");
+    let report = convert_ok(
+        SAMPLE_LAYER.as_ref(),
+        &blob_path,
+        &[
+            "--external-toc",
+            toc_path.to_str().unwrap(),
+            "--min-chunk-size",
+            "16K",
+        ],
+    );
+    let (blob, toc) = (blob_path.to_str().unwrap(), toc_path.to_str().unwrap());
+    let toc_digest = str_field(&report, "toc_digest");
+
+    let verified = run([
+        "verify",
+        blob,
+        "--external-toc",
+        toc,
+        "--toc-digest",
+        toc_digest,
+    ]);
+    assert_exit(&verified, 0);
+    let listing = run(["ls", blob, "--external-toc", toc]);
+    assert_exit(&listing, 0);
+    assert!(stdout_of(&listing).lines().count() > 10);
+    let info = run(["info", blob, "--external-toc", toc, "--json"]);
+    assert_exit(&info, 0);
+    assert_eq!(
+        str_field(&json_object(&info.stdout), "toc_digest"),
+        toc_digest
+    );
+
+    // cat gives what unpack -C writes.
+    let root = dir.path().join("root");
+    assert_exit(&run(["unpack", blob, "-C", root.to_str().unwrap()]), 0);
+    let file = walk_files(&root)
+        .into_iter()
+        .max_by_key(|p| read(p).len())
+        .unwrap();
+    let rel = file
+        .strip_prefix(&root)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let cat = run(["cat", blob, &rel, "--external-toc", toc]);
+    assert_exit(&cat, 0);
+    assert_eq!(cat.stdout, read(&file));
+
+    // Without the TOC file the commands that need it fail, saying why.
+    for args in [
+        vec!["ls", blob],
+        vec!["verify", blob],
+        vec!["cat", blob, &rel],
+    ] {
+        let out = run(&args);
+        assert_exit(&out, 1);
+        assert!(
+            stderr_of(&out).contains("external-TOC"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    // A TOC file of another blob does not verify against this one.
+    let other_blob = dir.path().join("other.esgz");
+    let other_toc = dir.path().join("other.toc");
+    convert_ok(
+        SAMPLE_LAYER.as_ref(),
+        &other_blob,
+        &["--external-toc", other_toc.to_str().unwrap()],
+    );
+    let mismatched = run([
+        "verify",
+        blob,
+        "--external-toc",
+        other_toc.to_str().unwrap(),
+    ]);
+    assert_exit(&mismatched, 1);
+}
+
+/// `-o` naming a FIFO (or `/dev/null`, a device) writes into it: renaming a
+/// temporary file over it would replace the node with an ordinary file.
+#[test]
+fn output_to_a_fifo_is_written_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (sender, received) = std::sync::mpsc::channel();
+    {
+        let fifo = fifo.clone();
+        // Detached: if the FIFO were replaced, this open would never return.
+        std::thread::spawn(move || sender.send(std::fs::read(fifo).unwrap()));
+    }
+    let out = run(["convert", SAMPLE_LAYER, "-o", fifo.to_str().unwrap(), "-q"]);
+    assert_exit(&out, 0);
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    let through_fifo = received
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("nothing was written into the FIFO");
+
+    let regular = dir.path().join("regular.esgz");
+    assert_exit(
+        &run([
+            "convert",
+            SAMPLE_LAYER,
+            "-o",
+            regular.to_str().unwrap(),
+            "-q",
+        ]),
+        0,
+    );
+    assert_eq!(through_fifo, read(&regular));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
