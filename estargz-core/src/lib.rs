@@ -40,6 +40,7 @@ pub mod digest;
 mod error;
 pub mod footer;
 pub mod name;
+pub mod prioritize;
 pub mod read;
 pub mod tar;
 pub mod toc;
