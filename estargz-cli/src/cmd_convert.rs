@@ -2,6 +2,7 @@
 
 use crate::input::open_input;
 use crate::output::{binary_stdout, print_json, AtomicFile};
+use crate::prefetch;
 use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::blob_info::MEDIA_TYPE_LAYER_GZIP;
@@ -10,6 +11,9 @@ use estargz_core::{convert, ConvertOptions, ConvertReport};
 use std::path::{Path, PathBuf};
 
 /// Convert a tar (plain or gzip) into a lossless eStargz blob.
+///
+/// With --prioritized-files or --no-prefetch-landmark the tar is reordered
+/// first, so the blob is not lossless.
 ///
 /// Without -o, `DIR/NAME.tar` (or `.tar.gz`, `.tgz`) is written to
 /// `DIR/NAME.esgz.tar.gz`; input `-` (stdin) is written to stdout.
@@ -39,6 +43,19 @@ pub struct Args {
     /// Print nothing on stderr but errors and warnings.
     #[arg(short, long)]
     quiet: bool,
+    /// Move the paths listed in FILE (one per line, or ctr-remote's NDJSON records
+    /// {"path": ...}), their parent directories and hard-link targets to the front,
+    /// followed by .prefetch.landmark. Reorders the tar: the blob is NOT lossless.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_prefetch_landmark")]
+    prioritized_files: Option<PathBuf>,
+    /// With --prioritized-files: skip (and report) listed paths that are not in the
+    /// tar instead of failing.
+    #[arg(long, requires = "prioritized_files")]
+    allow_missing: bool,
+    /// Put .no.prefetch.landmark first: the image has nothing to prefetch. Rewrites
+    /// the tar (landmarks and earlier duplicates dropped): the blob is NOT lossless.
+    #[arg(long)]
+    no_prefetch_landmark: bool,
 }
 
 /// Parses `4194304`, `4M`, `4MiB`, `512K`, … (K/M/G are binary multiples).
@@ -108,7 +125,19 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
-    let input = open_input(&args.input)?;
+    let prefetch = prefetch::Request::from_flags(
+        args.prioritized_files.as_deref(),
+        args.allow_missing,
+        args.no_prefetch_landmark,
+    )?;
+    let (input, reordered): (Box<dyn std::io::Read + Send>, _) = match &prefetch {
+        Some(request) => {
+            let tar = request.reorder(&args.input, options.names, args.quiet)?;
+            let report = tar.report().clone();
+            (Box::new(tar), Some(report))
+        }
+        None => (open_input(&args.input)?, None),
+    };
     let context = || {
         format!(
             "converting {}",
@@ -135,10 +164,17 @@ pub fn run(args: Args) -> Result<()> {
         .as_ref()
         .map_or("-".to_string(), |p| p.display().to_string());
     if args.json {
-        print_json(&report_json(&args.input, &output_name, &options, &report))?;
+        let mut json = report_json(&args.input, &output_name, &options, &report);
+        if let (Some(request), Some(reordered)) = (&prefetch, &reordered) {
+            prefetch::add_to_json(&mut json, request, reordered);
+        }
+        print_json(&json)?;
     }
     if !args.quiet {
-        summary(&args.input, &output_name, &report);
+        summary(&args.input, &output_name, &report, reordered.is_none());
+        if let (Some(request), Some(reordered)) = (&prefetch, &reordered) {
+            prefetch::summary(request, reordered);
+        }
     }
     Ok(())
 }
@@ -178,14 +214,19 @@ fn report_json(
     })
 }
 
-fn summary(input: &str, output: &str, r: &ConvertReport) {
+fn summary(input: &str, output: &str, r: &ConvertReport, lossless: bool) {
     let ratio = if r.tar_size > 0 {
         r.blob.size as f64 / r.tar_size as f64
     } else {
         0.0
     };
     eprintln!(
-        "converted {input} -> {output} (lossless eStargz, {:.1}% of the tar)",
+        "converted {input} -> {output} ({} eStargz, {:.1}% of the tar)",
+        if lossless {
+            "lossless"
+        } else {
+            "reordered, not lossless,"
+        },
         ratio * 100.0
     );
     eprintln!("  digest             {}", r.blob.digest);

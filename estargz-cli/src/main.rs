@@ -13,6 +13,7 @@ mod cmd_unpack;
 mod cmd_verify;
 mod input;
 mod output;
+mod prefetch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

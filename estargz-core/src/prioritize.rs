@@ -326,7 +326,7 @@ pub fn reorder<S: ReadAt>(
     };
     if !missing.is_empty() {
         warnings.push(format!(
-            "{} prioritized files not in the tar (skipped): {}",
+            "{} prioritized file(s) not in the tar (skipped): {}",
             missing.len(),
             crate::error::quoted(&missing)
         ));
