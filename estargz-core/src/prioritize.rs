@@ -528,7 +528,7 @@ fn check_globals(
         };
         pos = next;
         if in_leading_run {
-            leading_end = pos;
+            leading_end = pos.min(headers_end);
         }
     }
     Ok(leading_end - skip)
