@@ -836,3 +836,119 @@ fn reference_verifies_and_unpacks_reordered_blobs_and_sorts_alike() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Random trees and damaged tars
+// ---------------------------------------------------------------------------
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Names from a small pool, so duplicates, parents and hard-link
+    /// targets (present or not, cycles included) come up often.
+    fn name() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 1..4)
+            .prop_map(|parts| parts.join("/"))
+    }
+
+    fn entry() -> impl Strategy<Value = TestEntry> {
+        prop_oneof![
+            3 => (name(), prop::collection::vec(any::<u8>(), 0..700)).prop_map(|(n, d)| file(&n, d)),
+            2 => name().prop_map(|n| dir(&n)),
+            1 => (name(), name()).prop_map(|(n, t)| hardlink(&n, &t)),
+            1 => (name(), name()).prop_map(|(n, t)| symlink(&n, &t)),
+            1 => prop::sample::select(vec![L, NL]).prop_map(landmark_entry),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn reordering_keeps_the_last_of_each_name_and_puts_the_list_first(
+            entries in prop::collection::vec(entry(), 0..12),
+            list in prop::option::of(prop::collection::vec(
+                (prop::sample::select(vec!["", "./", "/"]), name()), 0..4)),
+            allow_missing in any::<bool>(),
+            tar_prefix in prop::sample::select(vec!["", "./", "/"]),
+        ) {
+            let tar = build_tar(Format::Pax, &tar_entries(&entries, tar_prefix), 0);
+            let list: Option<Vec<String>> =
+                list.map(|l| l.into_iter().map(|(p, n)| format!("{p}{n}")).collect());
+            let options = PrioritizeOptions { allow_missing, ..Default::default() };
+            let result = reorder(&tar[..], list.as_deref(), &options);
+            let reordered = match result {
+                Err(Error::PrioritizedNotFound { names }) => {
+                    prop_assert!(!allow_missing && !names.is_empty());
+                    return Ok(());
+                }
+                other => other.unwrap(),
+            };
+            let report = reordered.report().clone();
+            let out = reordered_bytes(reordered);
+            let got: Vec<String> = headers(&gzip(&out)).into_iter().map(|h| h.0).collect();
+
+            // The kept entries: the last of each cleaned name, landmarks dropped.
+            let clean = estargz_core::name::clean;
+            let mut last = std::collections::HashMap::new();
+            for (i, e) in entries.iter().enumerate() {
+                let c = clean(&e.name);
+                if c != L && c != NL {
+                    last.insert(c, i);
+                }
+            }
+            let landmark = report.landmark.name();
+            prop_assert_eq!(got.iter().filter(|n| n.as_str() == L || n.as_str() == NL).count(), 1);
+            let at = got.iter().position(|n| n == landmark).unwrap();
+            if report.landmark == Landmark::NoPrefetch {
+                prop_assert_eq!(at, 0);
+            } else {
+                prop_assert_eq!(at, report.prefetch_entries);
+            }
+            let mut kept: Vec<String> = got.iter().filter(|n| *n != landmark).cloned().collect();
+            let mut want: Vec<String> = last
+                .values()
+                .map(|&i| format!("{}{}", tar_prefix, entries[i].name))
+                .collect();
+            kept.sort();
+            want.sort();
+            prop_assert_eq!(kept, want);
+            // Every found name is in the prefetch region.
+            let before: Vec<String> = got[..at].iter().map(|n| clean(n)).collect();
+            for found in &report.found {
+                prop_assert!(before.contains(&clean(found)), "{} not before the landmark", found);
+            }
+            prop_assert_eq!(report.found.len() + report.missing.len(),
+                list.as_ref().map_or(0, |l| l.len()) - list.as_ref().map_or(0, |l| {
+                    l.iter().filter(|n| clean(n).is_empty() && !last.contains_key("")).count()
+                }));
+        }
+
+        #[test]
+        fn damaged_tars_never_panic(
+            cuts in prop::collection::vec((0usize..4096, any::<u8>()), 1..6),
+            truncate in prop::option::of(0usize..4096),
+        ) {
+            let mut tar = build_tar(
+                Format::Gnu,
+                &[dir("d"), file("d/a", "a".repeat(600)), hardlink("d/b", "d/a"),
+                  file(&format!("d/{}", "l".repeat(150)), "long")],
+                0,
+            );
+            for (at, byte) in cuts {
+                let len = tar.len();
+                tar[at % len] = byte;
+            }
+            if let Some(t) = truncate {
+                tar.truncate(t.min(tar.len()));
+            }
+            let list = vec!["d/b".to_string()];
+            let options = PrioritizeOptions { allow_missing: true, ..Default::default() };
+            if let Ok(r) = reorder(&tar[..], Some(&list), &options) {
+                let out = reordered_bytes(r);
+                let _ = convert(&out[..], std::io::sink(), &ConvertOptions::default());
+            }
+        }
+    }
+}
