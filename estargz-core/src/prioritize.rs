@@ -443,7 +443,7 @@ fn scan<S: ReadAt>(tar: &S, options: &PrioritizeOptions) -> Result<Scan> {
             prev_end
         };
         first = false;
-        out.warnings.extend(entry.warnings.iter().cloned());
+        // Entry warnings (non-UTF-8 names) are left to the conversion, which sees every entry too.
         let mut left = entry.size;
         while left > 0 {
             skip.clear();
@@ -454,6 +454,13 @@ fn scan<S: ReadAt>(tar: &S, options: &PrioritizeOptions) -> Result<Scan> {
         prev_pad = padding(entry.size);
         prev_end = entry.header_offset + BLOCK as u64 + entry.size + prev_pad;
         let name = clean(&entry.name);
+        if name == crate::toc::TOC_NAME {
+            // The converter refuses it too, but only here is the offset the input's.
+            return Err(Error::ExistingToc {
+                entry: entry.name.clone(),
+                offset: entry.header_offset,
+            });
+        }
         if name == PREFETCH_LANDMARK || name == NO_PREFETCH_LANDMARK {
             out.dropped_landmarks += 1;
             continue;

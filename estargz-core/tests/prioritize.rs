@@ -714,6 +714,23 @@ fn hostile_inputs_fail_cleanly() {
 }
 
 #[test]
+fn an_existing_toc_entry_is_refused_at_its_input_offset() {
+    let tar = build_tar(
+        Format::Ustar,
+        &[file("a", "a"), file("./stargz.index.json", "{}")],
+        0,
+    );
+    let list = vec!["a".to_string()];
+    match reorder(&tar[..], Some(&list), &PrioritizeOptions::default()) {
+        Err(Error::ExistingToc { entry, offset }) => {
+            assert_eq!((entry.as_str(), offset), ("./stargz.index.json", 1024));
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+#[test]
 fn files_and_gzip_files_are_read_in_place_or_spooled() {
     let tar = build_tar(Format::Gnu, &[file("a", "a"), file("b", "bb")], 7);
     let dir = tempfile::tempdir().unwrap();
