@@ -140,11 +140,16 @@ pub fn run(args: Args) -> Result<()> {
     };
     let context = || {
         format!(
-            "converting {}",
+            "converting {}{}",
             if args.input == "-" {
                 "stdin"
             } else {
                 &args.input
+            },
+            if reordered.is_some() {
+                " (reordered: byte offsets are in the reordered tar)"
+            } else {
+                ""
             }
         )
     };
@@ -166,7 +171,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.json {
         let mut json = report_json(&args.input, &output_name, &options, &report);
         if let (Some(request), Some(reordered)) = (&prefetch, &reordered) {
-            prefetch::add_to_json(&mut json, request, reordered);
+            prefetch::add_to_json(&mut json, request, reordered, target.as_deref());
         }
         print_json(&json)?;
     }

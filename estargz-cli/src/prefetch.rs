@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use estargz_core::prioritize::{
     parse_list, reorder, spool, tar_file, Landmark, PrioritizeOptions, ReorderReport, Reordered,
 };
+use estargz_core::read::{Blob, OpenOptions};
 use estargz_core::tar::NamePolicy;
 use estargz_core::Error;
 use std::fs::File;
@@ -96,8 +97,19 @@ impl Request {
     }
 }
 
-/// Marks a convert JSON report as not lossless and adds what was moved.
-pub fn add_to_json(json: &mut serde_json::Value, request: &Request, report: &ReorderReport) {
+/// Marks a convert JSON report as not lossless and adds what was moved and,
+/// when the blob went to `output`, where its prefetch range ends.
+pub fn add_to_json(
+    json: &mut serde_json::Value,
+    request: &Request,
+    report: &ReorderReport,
+    output: Option<&Path>,
+) {
+    // Read back from the TOC rather than predicted: it is what a snapshotter will use.
+    let prefetch_end = output
+        .and_then(|path| File::open(path).ok())
+        .and_then(|file| Blob::open(file, &OpenOptions::default()).ok())
+        .and_then(|blob| blob.index().prefetch_end());
     let Some(object) = json.as_object_mut() else {
         return;
     };
@@ -113,6 +125,7 @@ pub fn add_to_json(json: &mut serde_json::Value, request: &Request, report: &Reo
             "found": report.found,
             "missing": report.missing,
             "prefetch_entries": report.prefetch_entries,
+            "prefetch_end": prefetch_end,
             "entries": report.entries,
             "dropped_landmarks": report.dropped_landmarks,
             "dropped_duplicates": report.dropped_duplicates,

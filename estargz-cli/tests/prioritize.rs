@@ -157,6 +157,16 @@ fn prioritized_files_move_to_the_front_and_the_report_says_not_lossless() {
 
     let blob = read(&s.out);
     assert_eq!(str_field(&json, "digest"), sha256_digest(&blob));
+    let landmark_offset = toc(&blob)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == ".prefetch.landmark")
+        .expect("landmark in the TOC")["offset"]
+        .as_u64()
+        .unwrap();
+    assert!(landmark_offset > 0);
+    assert_eq!(prefetch["prefetch_end"], landmark_offset);
     let want = [
         "./",
         "./bin/",
@@ -242,6 +252,7 @@ fn no_prefetch_landmark_goes_first_and_quiet_silences_the_note() {
     assert_eq!(json["lossless"], false);
     assert_eq!(json["prefetch"]["landmark"], ".no.prefetch.landmark");
     assert_eq!(json["prefetch"]["listed"], serde_json::Value::Null);
+    assert_eq!(json["prefetch"]["prefetch_end"], serde_json::Value::Null);
     verify_and_unpack(&s.out, str_field(&json, "toc_digest"));
 
     // Without the flags the report stays lossless and has no prefetch part.
