@@ -969,3 +969,29 @@ mod random {
         }
     }
 }
+
+#[test]
+fn small_reads_cross_piece_boundaries_exactly() {
+    let tar = build_tar(
+        Format::Gnu,
+        &[file("a", "x".repeat(513)), dir("d"), file("d/b", "b")],
+        0,
+    );
+    let list = vec!["d/b".to_string()];
+    let whole =
+        reordered_bytes(reorder(&tar[..], Some(&list), &PrioritizeOptions::default()).unwrap());
+    for step in [1usize, 7, 511, 513, 4096] {
+        let mut r = reorder(&tar[..], Some(&list), &PrioritizeOptions::default()).unwrap();
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; step];
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, whole, "reads of {step}");
+        assert_eq!(r.read(&mut buf).unwrap(), 0, "stays at the end");
+    }
+}
