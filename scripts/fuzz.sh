@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # SECONDS_PER_TARGET defaults to 60; TARGETs default to all of them:
-# footer toc_index open_and_read verify convert unpack (fuzz/fuzz_targets/).
+# footer toc_index open_and_read verify convert unpack prioritize (fuzz/fuzz_targets/).
 #
 # Runs on the stable toolchain: cargo fuzz passes -Z flags (sanitizer,
 # coverage instrumentation), which stable accepts with RUSTC_BOOTSTRAP=1.
@@ -30,7 +30,7 @@ ROOT=$PWD
 
 SECS=${1:-60}
 shift || true
-ALL_TARGETS=(footer toc_index open_and_read verify convert unpack)
+ALL_TARGETS=(footer toc_index open_and_read verify convert unpack prioritize)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 SANITIZER=${FUZZ_SANITIZER:-none}
 
@@ -57,7 +57,7 @@ python3 - "$ROOT/testdata" "$SEEDS" <<'PY'
 import glob, io, os, random, sys, tarfile, zlib
 
 testdata, seeds = sys.argv[1], sys.argv[2]
-for t in ("footer", "toc_index", "open_and_read", "verify", "convert", "unpack"):
+for t in ("footer", "toc_index", "open_and_read", "verify", "convert", "unpack", "prioritize"):
     os.makedirs(os.path.join(seeds, t), exist_ok=True)
 
 def put(target, name, data):
@@ -98,6 +98,10 @@ for p in tars:
     data = open(p, "rb").read()
     for t in ("convert", "open_and_read", "verify", "unpack"):
         put(t, flat(p), data)
+    # prioritize: a mode byte, then a plain tar (see fuzz_targets/prioritize.rs).
+    if not data.startswith(b"\x1f\x8b"):
+        for mode in (0, 1, 0x83):
+            put("prioritize", flat(p) + f".m{mode}", bytes([mode]) + data)
     # A tar-mode input with TOC edits (see fuzz/src/lib.rs): ops, then their count.
     if len(data) <= 64 << 10 and not data.startswith(b"\x1f\x8b"):
         ops = bytes(rng.randrange(256) for _ in range(30)) + bytes([3])
@@ -136,7 +140,7 @@ for t in "${TARGETS[@]}"; do
     toc_index) extra=(-dict="$ROOT/fuzz/toc.dict") ;;
     # convert: a tar's cost grows with its chunks (64-byte chunks), so
     # inputs are kept smaller than the largest seeds.
-    convert) extra=(-dict="$ROOT/fuzz/tar.dict" -max_len=65536) ;;
+    convert | prioritize) extra=(-dict="$ROOT/fuzz/tar.dict" -max_len=65536) ;;
     open_and_read | verify | unpack) extra=(-dict="$ROOT/fuzz/tar.dict") ;;
   esac
   wrap=()

@@ -1,7 +1,8 @@
 //! `estargz convert`: lossless tar → eStargz.
 
-use crate::input::open_input;
+use crate::input::{open_input, TocArgs};
 use crate::output::{binary_stdout, print_json, AtomicFile};
+use crate::prefetch;
 use crate::progress::Progress;
 use crate::UsageError;
 use anyhow::{Context, Result};
@@ -12,6 +13,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Convert a tar (plain or gzip) into a lossless eStargz blob.
+///
+/// With --prioritized-files or --no-prefetch-landmark the tar is reordered
+/// first, so the blob is not lossless.
 ///
 /// Without -o, `DIR/NAME.tar` (or `.tar.gz`, `.tgz`) is written to
 /// `DIR/NAME.esgz.tar.gz`; input `-` (stdin) is written to stdout.
@@ -49,6 +53,19 @@ pub struct Args {
     /// Print nothing on stderr but errors and warnings.
     #[arg(short, long)]
     quiet: bool,
+    /// Move the paths listed in FILE (one per line, or ctr-remote's NDJSON records
+    /// {"path": ...}), their parent directories and hard-link targets to the front,
+    /// followed by .prefetch.landmark. Reorders the tar: the blob is NOT lossless.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_prefetch_landmark")]
+    prioritized_files: Option<PathBuf>,
+    /// With --prioritized-files: skip (and report) listed paths that are not in the
+    /// tar instead of failing.
+    #[arg(long, requires = "prioritized_files")]
+    allow_missing: bool,
+    /// Put .no.prefetch.landmark first: the image has nothing to prefetch. Rewrites
+    /// the tar (landmarks and earlier duplicates dropped): the blob is NOT lossless.
+    #[arg(long)]
+    no_prefetch_landmark: bool,
 }
 
 /// Parses `4194304`, `4M`, `4MiB`, `512K`, … (K/M/G are binary multiples).
@@ -119,19 +136,40 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
-    let input_size = std::fs::metadata(&args.input)
-        .ok()
-        .filter(|m| m.is_file() && args.input != "-")
-        .map(|m| m.len());
+    let prefetch = prefetch::Request::from_flags(
+        args.prioritized_files.as_deref(),
+        args.allow_missing,
+        args.no_prefetch_landmark,
+    )?;
+    let (input, reordered, input_size): (Box<dyn std::io::Read + Send>, _, _) = match &prefetch {
+        Some(request) => {
+            let tar = request.reorder(&args.input, options.names, args.quiet)?;
+            let report = tar.report().clone();
+            let size = report.tar_size;
+            (Box::new(tar), Some(report), Some(size))
+        }
+        None => {
+            let size = std::fs::metadata(&args.input)
+                .ok()
+                .filter(|m| m.is_file() && args.input != "-")
+                .map(|m| m.len());
+            (open_input(&args.input)?, None, size)
+        }
+    };
     let progress = Progress::bytes("converting", input_size, args.quiet);
-    let input = progress.reader(open_input(&args.input)?);
+    let input = progress.reader(input);
     let context = || {
         format!(
-            "converting {}",
+            "converting {}{}",
             if args.input == "-" {
                 "stdin"
             } else {
                 &args.input
+            },
+            if reordered.is_some() {
+                " (reordered: byte offsets are in the reordered tar)"
+            } else {
+                ""
             }
         )
     };
@@ -181,16 +219,21 @@ pub fn run(args: Args) -> Result<()> {
         .map_or("-".to_string(), |p| p.display().to_string());
     if args.json {
         let toc_path = args.external_toc.as_deref();
-        print_json(&report_json(
-            &args.input,
-            &output_name,
-            toc_path,
-            &options,
-            &report,
-        ))?;
+        let mut json = report_json(&args.input, &output_name, toc_path, &options, &report);
+        if let (Some(request), Some(reordered)) = (&prefetch, &reordered) {
+            let toc = TocArgs {
+                external_toc: args.external_toc.clone(),
+            };
+            let open = toc.open_options()?;
+            prefetch::add_to_json(&mut json, request, reordered, target.as_deref(), &open);
+        }
+        print_json(&json)?;
     }
     if !args.quiet {
-        summary(&args.input, &output_name, &report);
+        summary(&args.input, &output_name, &report, reordered.is_none());
+        if let (Some(request), Some(reordered)) = (&prefetch, &reordered) {
+            prefetch::summary(request, reordered);
+        }
     }
     Ok(())
 }
@@ -242,14 +285,19 @@ fn report_json(
     })
 }
 
-fn summary(input: &str, output: &str, r: &ConvertReport) {
+fn summary(input: &str, output: &str, r: &ConvertReport, lossless: bool) {
     let ratio = if r.tar_size > 0 {
         r.blob.size as f64 / r.tar_size as f64
     } else {
         0.0
     };
     eprintln!(
-        "converted {input} -> {output} (lossless eStargz, {:.1}% of the tar)",
+        "converted {input} -> {output} ({} eStargz, {:.1}% of the tar)",
+        if lossless {
+            "lossless"
+        } else {
+            "reordered, not lossless,"
+        },
         ratio * 100.0
     );
     eprintln!("  digest             {}", r.blob.digest);

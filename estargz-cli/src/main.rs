@@ -14,6 +14,7 @@ mod cmd_unpack;
 mod cmd_verify;
 mod input;
 mod output;
+mod prefetch;
 mod progress;
 
 use clap::{Parser, Subcommand};

@@ -375,3 +375,78 @@ fn output_to_a_fifo_is_written_in_place() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// Reordering combines with the other layouts: with small files grouped and
+/// the TOC outside, the prefetch region still ends at the landmark's member.
+#[test]
+fn prioritized_files_with_min_chunk_size_and_external_toc() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    assert_exit(
+        &run([
+            "convert",
+            SAMPLE_LAYER,
+            "-o",
+            dir.path().join("x").to_str().unwrap(),
+            "-q",
+        ]),
+        0,
+    );
+    assert_exit(
+        &run([
+            "unpack",
+            dir.path().join("x").to_str().unwrap(),
+            "-C",
+            root.to_str().unwrap(),
+        ]),
+        0,
+    );
+    let files = walk_files(&root);
+    let last = files
+        .last()
+        .unwrap()
+        .strip_prefix(&root)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, format!("{last}\n")).unwrap();
+
+    let blob = dir.path().join("p.esgz");
+    let toc = dir.path().join("p.toc");
+    let report = convert_ok(
+        SAMPLE_LAYER.as_ref(),
+        &blob,
+        &[
+            "--prioritized-files",
+            list.to_str().unwrap(),
+            "--min-chunk-size",
+            "1M",
+            "--external-toc",
+            toc.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(report["lossless"], false);
+    let end = report["prefetch"]["prefetch_end"]
+        .as_u64()
+        .expect("prefetch_end read back");
+    assert!(end > 0);
+    // The listed file reads back through the external TOC.
+    let cat = run([
+        "cat",
+        blob.to_str().unwrap(),
+        &last,
+        "--external-toc",
+        toc.to_str().unwrap(),
+    ]);
+    assert_exit(&cat, 0);
+    assert_eq!(cat.stdout, read(root.join(&last)));
+    let verify = run([
+        "verify",
+        blob.to_str().unwrap(),
+        "--external-toc",
+        toc.to_str().unwrap(),
+    ]);
+    assert_exit(&verify, 0);
+}

@@ -153,6 +153,39 @@ pub enum Error {
     /// The compressor failed (should not happen: buffers are sized by its bound).
     #[error("compressor failed: {0}")]
     Compress(String),
+    /// The tar cannot be reordered for prefetching.
+    #[error("cannot reorder the tar at byte {offset}{}: {reason}", entry_suffix(.entry))]
+    Reorder {
+        /// Byte offset in the (decompressed) tar.
+        offset: u64,
+        /// The entry concerned, when there is one.
+        entry: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// Prioritized files are not in the tar.
+    #[error("{} prioritized file(s) not found in the tar: {}", .names.len(), quoted(.names))]
+    PrioritizedNotFound {
+        /// The names as given in the list.
+        names: Vec<String>,
+    },
+    /// A line of a prioritized-files list cannot be parsed.
+    #[error("prioritized-files list, line {line}: {reason}")]
+    PrioritizedList {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// `"a", "b"`: names for a message, each quoted and escaped.
+pub(crate) fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn entry_suffix(entry: &Option<String>) -> String {

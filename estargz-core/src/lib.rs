@@ -29,7 +29,8 @@
 //!
 //! Modules, one concept each: [`footer`], [`toc`], [`tar`] (lossless
 //! scanning), [`convert`] (plan, codec, pipeline), [`blob_info`] (the digest
-//! tee), [`name`] (path cleaning), [`digest`].
+//! tee), [`name`] (path cleaning), [`digest`], [`prioritize`] (prefetch
+//! ordering and landmarks; not lossless).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -40,6 +41,7 @@ pub mod digest;
 mod error;
 pub mod footer;
 pub mod name;
+pub mod prioritize;
 pub mod read;
 pub mod tar;
 pub mod toc;
