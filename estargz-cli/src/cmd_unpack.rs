@@ -1,7 +1,7 @@
 //! `estargz unpack`: back to the tar stream, or into a directory.
 
 use crate::input::{open_blob_source, RemoteArgs};
-use crate::output::{binary_stdout, AtomicFile};
+use crate::output::{binary_stdout, print_json, AtomicFile};
 use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::unpack::{unpack_tar, unpack_to_dir, UnpackOptions};
@@ -34,22 +34,32 @@ pub struct Args {
     /// Skip, with a warning, entries that would leave the directory instead of stopping at the first (-C).
     #[arg(long)]
     skip_unsafe: bool,
+    /// Print one JSON object on stdout: entries and bytes written, warnings (-C, or -o FILE).
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     remote: RemoteArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let file = open_blob_source(&args.blob, &args.remote)?;
-    match (&args.output, &args.directory) {
+    let context = || format!("unpacking {}", args.blob);
+    let report = match (&args.output, &args.directory) {
         (Some(out), None) if out == "-" => {
-            unpack_tar(&file, binary_stdout()?)
-                .with_context(|| format!("unpacking {}", args.blob))?;
+            if args.json {
+                return Err(UsageError(
+                    "--json prints on stdout, so the tar cannot go there too; use -o FILE".into(),
+                )
+                .into());
+            }
+            let bytes = unpack_tar(&file, binary_stdout()?).with_context(context)?;
+            serde_json::json!({ "blob": args.blob, "output": "-", "bytes": bytes })
         }
         (Some(out), None) => {
             let mut target = AtomicFile::create(std::path::Path::new(out))?;
-            unpack_tar(&file, target.writer())
-                .with_context(|| format!("unpacking {}", args.blob))?;
+            let bytes = unpack_tar(&file, target.writer()).with_context(context)?;
             target.commit()?;
+            serde_json::json!({ "blob": args.blob, "output": out, "bytes": bytes })
         }
         (None, Some(dir)) => {
             let mut opts = UnpackOptions {
@@ -69,8 +79,18 @@ pub fn run(args: Args) -> Result<()> {
             for w in &report.warnings {
                 eprintln!("estargz: warning: {w}");
             }
+            serde_json::json!({
+                "blob": args.blob,
+                "directory": dir.display().to_string(),
+                "entries": report.entries,
+                "bytes": report.bytes,
+                "warnings": report.warnings,
+            })
         }
         _ => return Err(UsageError("give exactly one of -o OUT.tar and -C DIR".into()).into()),
+    };
+    if args.json {
+        print_json(&report)?;
     }
     Ok(())
 }

@@ -22,6 +22,9 @@ pub struct Args {
     /// Print one JSON report on stdout.
     #[arg(long)]
     json: bool,
+    /// Print nothing on success: the exit code tells (problems still go to stderr).
+    #[arg(short, long, conflicts_with = "json")]
+    quiet: bool,
     #[command(flatten)]
     remote: RemoteArgs,
     #[command(flatten)]
@@ -66,7 +69,7 @@ pub fn run(args: Args) -> Result<()> {
         for p in &report.problems {
             eprintln!("estargz: {}: {p}", args.blob);
         }
-        if report.is_valid() {
+        if report.is_valid() && !args.quiet {
             println!(
                 "ok {} ({} footer, toc_digest={}, {} files, {} chunks, {} members)",
                 args.blob,

@@ -450,3 +450,51 @@ fn prioritized_files_with_min_chunk_size_and_external_toc() {
     ]);
     assert_exit(&verify, 0);
 }
+
+#[test]
+fn verify_quiet_and_unpack_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob = dir.path().join("b.esgz");
+    assert_exit(
+        &run(["convert", SAMPLE_LAYER, "-o", blob.to_str().unwrap(), "-q"]),
+        0,
+    );
+    let b = blob.to_str().unwrap();
+
+    let quiet = run(["verify", b, "-q"]);
+    assert_exit(&quiet, 0);
+    assert!(quiet.stdout.is_empty() && quiet.stderr.is_empty());
+    let mut damaged = read(&blob);
+    let middle = damaged.len() / 3;
+    damaged[middle] ^= 0xff;
+    let bad = dir.path().join("bad.esgz");
+    std::fs::write(&bad, damaged).unwrap();
+    let failed = run(["verify", bad.to_str().unwrap(), "-q"]);
+    assert_exit(&failed, 1);
+    assert!(!failed.stderr.is_empty(), "problems are still reported");
+
+    let root = dir.path().join("root");
+    let unpacked = run(["unpack", b, "-C", root.to_str().unwrap(), "--json"]);
+    assert_exit(&unpacked, 0);
+    let report = json_object(&unpacked.stdout);
+    let files = walk_files(&root);
+    // Hard links share their data: count each inode once.
+    let mut inodes = std::collections::BTreeMap::new();
+    for f in &files {
+        let meta = std::fs::metadata(f).unwrap();
+        inodes.insert(std::os::unix::fs::MetadataExt::ino(&meta), meta.len());
+    }
+    let bytes: u64 = inodes.values().sum();
+    assert_eq!(u64_field(&report, "bytes"), bytes);
+    assert!(u64_field(&report, "entries") >= files.len() as u64);
+
+    let tar = dir.path().join("out.tar");
+    let to_tar = run(["unpack", b, "-o", tar.to_str().unwrap(), "--json"]);
+    assert_exit(&to_tar, 0);
+    assert_eq!(
+        u64_field(&json_object(&to_tar.stdout), "bytes"),
+        read(&tar).len() as u64
+    );
+    assert_eq!(read(&tar), read(SAMPLE_LAYER));
+    assert_exit(&run(["unpack", b, "-o", "-", "--json"]), 2);
+}
