@@ -18,4 +18,10 @@ if [ -z "${ESTARGZ_REF:-}" ]; then
   fi
 fi
 
+# convert-image's tests check their output with skopeo (under CI they fail
+# without it rather than skip).
+if ! command -v skopeo >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null
+fi
+
 cargo test --workspace --release "$@"
