@@ -158,7 +158,9 @@ struct Driver<'a> {
     jobs: Vec<LayerJob>,
     job_of: HashMap<Digest, usize>,
     converted: HashMap<Digest, (LayerReport, std::collections::BTreeMap<String, String>)>,
-    rewritten: HashMap<Digest, (String, Digest, u64)>,
+    /// Keyed by kind too: the same bytes listed as a manifest and as an
+    /// opaque blob are handled once each, so neither loses its children.
+    rewritten: HashMap<(Digest, Kind), (String, Digest, u64)>,
     configs: HashMap<Digest, Digest>,
     passed: HashMap<Digest, ()>,
     report: ImageReport,
@@ -168,7 +170,7 @@ struct Driver<'a> {
 /// an OCI layout into `out`, an existing empty directory.
 ///
 /// Indexes (nested too) and manifests are walked from `index.json`. Each
-/// distinct tar or tar+gzip layer is converted once to eStargz, with the OCI
+/// distinct tar, tar+gzip or tar+zstd layer is converted once to eStargz, with the OCI
 /// gzip media type and the TOC-digest and uncompressed-size annotations;
 /// configs get the new diffIDs, manifests and indexes the new digests.
 /// What does not change is copied byte for byte: layers already eStargz
@@ -297,7 +299,7 @@ impl Driver<'_> {
                         continue;
                     }
                     match layer_kind(&layer.media_type) {
-                        LayerKind::Convertible
+                        LayerKind::Convertible | LayerKind::Zstd
                             if !is_estargz(layer) && !self.job_of.contains_key(&layer_digest) =>
                         {
                             self.job_of.insert(layer_digest, self.jobs.len());
@@ -305,15 +307,6 @@ impl Driver<'_> {
                                 digest: layer_digest,
                                 descriptor: layer.clone(),
                                 referrer: file.clone(),
-                            });
-                        }
-                        LayerKind::Zstd => {
-                            return Err(Error::UnsupportedLayer {
-                                file: self.source.name(&blob_path(&layer_digest)),
-                                media_type: layer.media_type.clone(),
-                                reason: "zstd layers are not supported; convert the image to \
-                                         gzip or uncompressed layers first (skopeo copy \
-                                         --dest-compress-format gzip)",
                             });
                         }
                         _ => {}
@@ -427,11 +420,12 @@ impl Driver<'_> {
         progress: &(dyn Fn(Progress<'_>) + Sync),
     ) -> Result<Descriptor> {
         let digest = parse_digest(&desc.digest, referrer)?;
-        if let Some((media_type, new, size)) = self.rewritten.get(&digest) {
+        let kind = kind_of(&desc.media_type);
+        if let Some((media_type, new, size)) = self.rewritten.get(&(digest, kind)) {
             return Ok(replace(desc, media_type, new, *size));
         }
         let file = self.source.name(&blob_path(&digest));
-        let (media_type, new_digest, size) = match kind_of(&desc.media_type) {
+        let (media_type, new_digest, size) = match kind {
             Kind::Index => {
                 let (raw, index) = self.indexes[&digest].clone();
                 let children = index
@@ -457,7 +451,7 @@ impl Driver<'_> {
                 (desc.media_type.clone(), digest, desc.size)
             }
         };
-        if matches!(kind_of(&desc.media_type), Kind::Index | Kind::Manifest) {
+        if matches!(kind, Kind::Index | Kind::Manifest) {
             self.report.manifests.push(DocumentReport {
                 source_digest: digest.to_string(),
                 digest: new_digest.to_string(),
@@ -465,7 +459,7 @@ impl Driver<'_> {
             });
         }
         self.rewritten
-            .insert(digest, (media_type.clone(), new_digest, size));
+            .insert((digest, kind), (media_type.clone(), new_digest, size));
         Ok(replace(desc, &media_type, &new_digest, size))
     }
 
@@ -676,7 +670,16 @@ fn convert_layer(
     let (temp, temp_file) = out.temp_blob()?;
     let temp_name = temp.display().to_string();
     let mut writer = BufWriter::with_capacity(1 << 20, temp_file);
-    let result = convert(&mut reader, &mut writer, options);
+    let result = if layer_kind(&desc.media_type) == LayerKind::Zstd {
+        // The converter sniffs gzip only; zstd (zstd:chunked's skippable
+        // frames included) is decoded here, frame after frame.
+        match zstd::stream::read::Decoder::new(&mut reader) {
+            Ok(decoder) => convert(decoder, &mut writer, options),
+            Err(source) => Err(estargz_core::Error::Read { offset: 0, source }),
+        }
+    } else {
+        convert(&mut reader, &mut writer, options)
+    };
     let written = writer
         .into_inner()
         .map_err(|e| e.into_error())

@@ -70,16 +70,6 @@ pub enum Error {
         /// The blob's length (or a lower bound when it is longer).
         actual: u64,
     },
-    /// A layer this tool cannot convert, such as zstd.
-    #[error("{file}: layer of media type {media_type} cannot be converted: {reason}")]
-    UnsupportedLayer {
-        /// The layer blob.
-        file: String,
-        /// Its media type.
-        media_type: String,
-        /// Why, and what to do.
-        reason: &'static str,
-    },
     /// The converter refused a layer.
     #[error("{file}: converting the layer failed: {source}")]
     Convert {

@@ -79,7 +79,7 @@ pub struct Manifest {
 }
 
 /// What a descriptor's media type makes of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// An index or manifest list: walk its children.
     Index,
@@ -103,7 +103,7 @@ pub fn kind_of(media_type: &str) -> Kind {
 pub enum LayerKind {
     /// A tar, plain or gzip: the converter takes either.
     Convertible,
-    /// A zstd tar.
+    /// A zstd tar: decompressed, then converted like the others.
     Zstd,
     /// Non-distributable (foreign) layers: their blobs may legitimately be absent.
     NonDistributable,
