@@ -342,20 +342,7 @@ impl Driver<'_> {
             0 => estargz_core::convert::DEFAULT_CHUNK_SIZE,
             c => c,
         };
-        let jobs = match options.jobs {
-            Some(j) => j.max(1),
-            None => {
-                let mut j = threads.min(total).max(1);
-                while j > 1
-                    && (j as u64) * estimated_memory((threads / j).max(1), chunk)
-                        > options.memory_budget
-                {
-                    j -= 1;
-                }
-                j
-            }
-        };
-        let per_job = (threads / jobs).max(1);
+        let (jobs, per_job) = plan_jobs(threads, total, chunk, options);
         self.report.jobs = jobs;
         self.report.threads_per_job = per_job;
         let convert_options = ConvertOptions {
@@ -640,6 +627,26 @@ impl Driver<'_> {
     }
 }
 
+/// Layers converted at once and threads for each: as many layers as the
+/// memory budget allows (never more than threads or layers), the threads
+/// shared among them.
+fn plan_jobs(threads: usize, layers: usize, chunk: u64, options: &ImageOptions) -> (usize, usize) {
+    let jobs = match options.jobs {
+        Some(j) => j.max(1),
+        None => {
+            let mut j = threads.min(layers).max(1);
+            while j > 1
+                && (j as u64).saturating_mul(estimated_memory((threads / j).max(1), chunk))
+                    > options.memory_budget
+            {
+                j -= 1;
+            }
+            j
+        }
+    };
+    (jobs, (threads / jobs).max(1))
+}
+
 fn is_estargz(layer: &Descriptor) -> bool {
     layer
         .annotations
@@ -717,4 +724,28 @@ fn convert_layer(
         warnings: report.warnings.clone(),
     };
     Ok((layer, report.annotations()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_fit_the_memory_budget() {
+        let mib = 1 << 20;
+        let opts = |jobs, budget| ImageOptions {
+            jobs,
+            memory_budget: budget,
+            ..ImageOptions::default()
+        };
+        // 8 threads, 10 layers, 4 MiB chunks: 8 jobs of one thread need 8 × 56 MiB,
+        // 3 jobs of two 3 × 72 MiB, 2 jobs of four 2 × 104 MiB.
+        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 1 << 30)), (8, 1));
+        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 220 * mib)), (3, 2));
+        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 200 * mib)), (1, 8));
+        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 0)), (1, 8));
+        assert_eq!(plan_jobs(8, 2, 4 * mib, &opts(None, 1 << 30)), (2, 4));
+        assert_eq!(plan_jobs(2, 10, 4 * mib, &opts(Some(5), 0)), (5, 1));
+        assert_eq!(plan_jobs(4, 0, 4 * mib, &opts(None, 1 << 30)), (1, 4));
+    }
 }
