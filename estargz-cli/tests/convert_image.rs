@@ -202,7 +202,12 @@ fn fixture() -> Fixture {
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "artifactType": "application/vnd.example.signature",
             "config": l.json(&json!({}), "application/vnd.oci.empty.v1+json"),
-            "layers": [l.blob(b"signature bytes", "application/vnd.example.signature.payload")],
+            // An artifact's layers are not the image's, even when one is the
+            // same gzip tar as an image layer: both must stay as they are.
+            "layers": [
+                l.blob(b"signature bytes", "application/vnd.example.signature.payload"),
+                l.blob(&sample_gz, OCI_GZIP),
+            ],
         }),
         OCI_MANIFEST,
     );

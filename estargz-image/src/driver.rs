@@ -463,7 +463,8 @@ impl Driver<'_> {
         let mut diff_ids = Vec::with_capacity(manifest.layers.len());
         for layer in &manifest.layers {
             let d = parse_digest(&layer.digest, file)?;
-            if let Some((report, annotations)) = self.converted.get(&d) {
+            let converted = self.converted.get(&d).filter(|_| config.is_some());
+            if let Some((report, annotations)) = converted {
                 let mut new = layer.clone();
                 new.media_type = MEDIA_TYPE_LAYER_GZIP.to_string();
                 new.digest = report.digest.clone();
