@@ -231,13 +231,14 @@ fn move_into_place(temp: &Path, dst: &Path) -> Result<()> {
 fn progress_line(p: &Progress<'_>) {
     match p {
         Progress::Converted { done, total, layer } => eprintln!(
-            "[{done}/{total}] {} ({}, {}) -> {} ({}) in {:.2}s",
+            "[{done}/{total}] {} ({}, {}) -> {} ({}) in {:.2}s{}",
             short(&layer.source_digest),
             short_type(&layer.source_media_type),
             mb(layer.source_size),
             short(&layer.digest),
             mb(layer.size),
-            layer.seconds
+            layer.seconds,
+            layer.reason.map(|r| format!(": {r}")).unwrap_or_default()
         ),
         Progress::PassedThrough(layer) => eprintln!(
             "[passed through] {} ({}, {}): {}",

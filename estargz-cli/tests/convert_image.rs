@@ -617,6 +617,21 @@ fn nested_indexes_foreign_and_estargz_layers() {
     let pre_blob = read(&pre);
     let pre_tar = gunzip(&pre_blob);
     let foreign_tar = b"not shipped".to_vec();
+    // Another eStargz layer, under a Docker media type and so without annotations.
+    let bare = tmp.path().join("bare.esgz");
+    let out = run([
+        "convert".as_ref(),
+        Path::new(TESTDATA)
+            .join("tars/valid/gnu-ustar.tar")
+            .as_os_str(),
+        "-o".as_ref(),
+        bare.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert_exit(&out, 0);
+    let bare_report = json_value(&out.stdout);
+    let bare_blob = read(&bare);
+    let bare_tar = gunzip(&bare_blob);
     let image = l.image(
         &[
             (&sample, OCI_TAR, &sample),
@@ -625,6 +640,11 @@ fn nested_indexes_foreign_and_estargz_layers() {
                 &foreign_tar,
                 "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
                 &foreign_tar,
+            ),
+            (
+                &bare_blob,
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                &bare_tar,
             ),
         ],
         OCI_MANIFEST,
@@ -684,6 +704,13 @@ fn nested_indexes_foreign_and_estargz_layers() {
         "https://example.invalid/foreign"
     );
     assert!(!blob_path(&dst, manifest["layers"][2]["digest"].as_str().unwrap()).exists());
+    // The unannotated eStargz layer: same blob, annotated now.
+    assert_eq!(manifest["layers"][3]["digest"], bare_report["digest"]);
+    assert_eq!(manifest["layers"][3]["mediaType"], OCI_GZIP);
+    assert_eq!(
+        manifest["layers"][3]["annotations"],
+        bare_report["annotations"]
+    );
     let config = read_json(blob_path(
         &dst,
         manifest["config"]["digest"].as_str().unwrap(),

@@ -9,12 +9,14 @@ use crate::oci::{
 };
 use crate::sink::LayoutWriter;
 use crate::source::{blob_path, Source, MAX_DOCUMENT_SIZE};
-use estargz_core::blob_info::{ANNOTATION_TOC_DIGEST, MEDIA_TYPE_LAYER_GZIP};
+use estargz_core::blob_info::{layer_annotations, ANNOTATION_TOC_DIGEST, MEDIA_TYPE_LAYER_GZIP};
+use estargz_core::blob_info_of;
+use estargz_core::read::{OpenOptions, TocInfo};
 use estargz_core::{convert, ConvertOptions, Digest};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::BufWriter;
+use std::io::{BufReader, BufWriter};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -648,6 +650,50 @@ fn plan_jobs(threads: usize, layers: usize, chunk: u64, options: &ImageOptions) 
     (jobs, (threads / jobs).max(1))
 }
 
+/// An eStargz layer whose annotations were lost (Docker media types cannot
+/// carry them) is recognised by its footer and TOC, then kept as it is and
+/// annotated; `None` if the layer is not eStargz. Converting it again would
+/// bury its TOC in the new blob's trailing bytes.
+fn already_estargz(
+    source: &Source,
+    out: &LayoutWriter,
+    job: &LayerJob,
+    start: Instant,
+) -> Result<Option<Converted>> {
+    let at = source.blob_at(&job.digest, &job.referrer)?;
+    let Ok((toc, _)) = TocInfo::read(at, &OpenOptions::default()) else {
+        return Ok(None);
+    };
+    let desc = &job.descriptor;
+    out.copy_blob(source, &job.digest, desc.size, &job.referrer)?;
+    let stored = out.blob_file(&job.digest);
+    let file = stored.display().to_string();
+    let blob = std::fs::File::open(&stored)
+        .map_err(io_err(&file))
+        .and_then(|f| {
+            blob_info_of(BufReader::new(f)).map_err(|source| Error::Convert { file, source })
+        })?;
+    let layer = LayerReport {
+        source_digest: desc.digest.clone(),
+        source_media_type: desc.media_type.clone(),
+        source_size: desc.size,
+        action: "passed-through",
+        reason: Some("already eStargz (footer and TOC found); annotations added"),
+        media_type: MEDIA_TYPE_LAYER_GZIP.to_string(),
+        digest: desc.digest.clone(),
+        size: desc.size,
+        diff_id: Some(blob.diff_id.to_string()),
+        toc_digest: Some(toc.digest.to_string()),
+        uncompressed_size: Some(blob.uncompressed_size),
+        seconds: start.elapsed().as_secs_f64(),
+        warnings: Vec::new(),
+    };
+    Ok(Some((
+        layer,
+        layer_annotations(&toc.digest, blob.uncompressed_size),
+    )))
+}
+
 fn is_estargz(layer: &Descriptor) -> bool {
     layer
         .annotations
@@ -673,6 +719,9 @@ fn convert_layer(
 ) -> Result<Converted> {
     let start = Instant::now();
     let desc = &job.descriptor;
+    if let Some(done) = already_estargz(source, out, job, start)? {
+        return Ok(done);
+    }
     let mut reader = source.open_blob(&job.digest, desc.size, &job.referrer)?;
     let file = reader.file().to_string();
     let (temp, temp_file) = out.temp_blob()?;

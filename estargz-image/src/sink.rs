@@ -40,7 +40,8 @@ impl LayoutWriter {
         fs::write(&path, bytes).map_err(io_err(path.display()))
     }
 
-    fn blob_file(&self, digest: &Digest) -> PathBuf {
+    /// Where a blob is stored.
+    pub fn blob_file(&self, digest: &Digest) -> PathBuf {
         self.root.join(blob_path(digest))
     }
 

@@ -4,6 +4,7 @@
 //! not match its digest and size.
 
 use crate::error::{invalid, io_err, Error, Result};
+use estargz_core::read::ReadAt;
 use estargz_core::Digest;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
@@ -152,6 +153,29 @@ impl Source {
         })
     }
 
+    /// A blob for random access (an eStargz footer and TOC), unverified:
+    /// only used on blobs already read through a [`VerifiedReader`].
+    pub fn blob_at(&self, digest: &Digest, referrer: &str) -> Result<BlobAt> {
+        let rel = blob_path(digest);
+        let missing = || Error::MissingBlob {
+            file: self.name(&rel),
+            referrer: referrer.to_string(),
+        };
+        let (path, offset, len) = match &self.kind {
+            SourceKind::Dir(root) => {
+                let path = root.join(&rel);
+                let len = std::fs::metadata(&path).map_err(|_| missing())?.len();
+                (path, 0, len)
+            }
+            SourceKind::Archive { path, entries } => {
+                let &(offset, len) = entries.get(&rel).ok_or_else(missing)?;
+                (path.clone(), offset, len)
+            }
+        };
+        let file = File::open(&path).map_err(io_err(path.display()))?;
+        Ok(BlobAt { file, offset, len })
+    }
+
     /// A whole (small) blob, verified.
     pub fn read_blob(&self, digest: &Digest, size: u64, referrer: &str) -> Result<Vec<u8>> {
         let file = self.name(&blob_path(digest));
@@ -166,6 +190,28 @@ impl Source {
         r.read_to_end(&mut buf).map_err(io_err(&file))?;
         r.finish()?;
         Ok(buf)
+    }
+}
+
+/// A blob as a [`ReadAt`] source: a file, or a range of the archive.
+#[derive(Debug)]
+pub struct BlobAt {
+    file: File,
+    offset: u64,
+    len: u64,
+}
+
+impl ReadAt for BlobAt {
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.len)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(left) = self.len.checked_sub(offset).filter(|&l| l > 0) else {
+            return Ok(0);
+        };
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        ReadAt::read_at(&self.file, self.offset + offset, &mut buf[..n])
     }
 }
 
