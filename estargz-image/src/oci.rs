@@ -118,16 +118,10 @@ pub fn layer_kind(media_type: &str) -> LayerKind {
         | "application/vnd.oci.image.layer.v1.tar+gzip"
         | "application/vnd.docker.image.rootfs.diff.tar"
         | "application/vnd.docker.image.rootfs.diff.tar.gzip" => LayerKind::Convertible,
-        "application/vnd.oci.image.layer.v1.tar+zstd"
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
-            if media_type.contains("nondistributable") {
-                LayerKind::NonDistributable
-            } else {
-                LayerKind::Zstd
-            }
-        }
+        "application/vnd.oci.image.layer.v1.tar+zstd" => LayerKind::Zstd,
         "application/vnd.oci.image.layer.nondistributable.v1.tar"
         | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
         | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
             LayerKind::NonDistributable
         }
