@@ -967,3 +967,83 @@ fn an_archive_that_is_not_a_tar_is_an_error() {
         stderr_of(&out)
     );
 }
+
+/// An interrupt while layers are converting removes the temporary
+/// directory (the signal handler's job) and leaves no DST.
+#[test]
+fn an_interrupt_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // 24 MB of varied text at level 12 on one thread: seconds of work.
+    let data_dir = root.join("data");
+    std::fs::create_dir(&data_dir).unwrap();
+    let mut text = Vec::with_capacity(24 << 20);
+    let mut x: u64 = 1;
+    while text.len() < 24 << 20 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        text.extend_from_slice(format!("line {} {:x}\n", x >> 40, x).as_bytes());
+    }
+    std::fs::write(data_dir.join("big.txt"), &text).unwrap();
+    let tar_path = root.join("layer.tar");
+    let status = Command::new("tar")
+        .args([
+            "-C",
+            data_dir.to_str().unwrap(),
+            "-cf",
+            tar_path.to_str().unwrap(),
+            "big.txt",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let tar = read(&tar_path);
+    let src = root.join("src");
+    let l = Layout::new(&src);
+    let image = l.image(&[(&tar, OCI_TAR, &tar)], OCI_MANIFEST, OCI_CONFIG);
+    l.index(vec![image]);
+    std::fs::remove_dir_all(&data_dir).unwrap();
+    std::fs::remove_file(&tar_path).unwrap();
+
+    let dst = root.join("dst");
+    let mut child = estargz([
+        "convert-image".as_ref(),
+        src.as_os_str(),
+        dst.as_os_str(),
+        "--level".as_ref(),
+        "12".as_ref(),
+        "--threads".as_ref(),
+        "1".as_ref(),
+        "-q".as_ref(),
+    ])
+    .spawn()
+    .unwrap();
+    // Wait until the conversion has begun writing its temporary directory.
+    let started = std::time::Instant::now();
+    let temp_exists = || {
+        std::fs::read_dir(root).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".estargz-image-")
+        })
+    };
+    while !temp_exists() && started.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    if status.code() == Some(0) {
+        eprintln!("the conversion finished before the signal; only the cleanup is checked");
+        std::fs::remove_dir_all(&dst).unwrap();
+    } else {
+        assert_eq!(status.code(), Some(130), "{status:?}");
+    }
+    assert_only(root, &["src"]);
+}
