@@ -18,21 +18,23 @@ if [ -z "${ESTARGZ_REF:-}" ]; then
   fi
 fi
 
-# The remote-blob tests (estargz-cli/tests/cli_remote.rs) serve blobs with
-# a real nginx, over HTTPS with certificates made by openssl; under CI they
-# fail rather than skip without nginx.
+# Tests that run real peers: the remote-blob tests
+# (estargz-cli/tests/cli_remote.rs) serve blobs with nginx, over HTTPS with
+# certificates made by openssl; convert-image's tests check their output
+# with skopeo. Under CI they fail rather than skip without them.
 missing=""
 if [ -z "${ESTARGZ_NGINX:-}" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   missing=" nginx"
 fi
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+command -v skopeo >/dev/null 2>&1 || missing="$missing skopeo"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # shellcheck disable=SC2086 # one word per package
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; } >/dev/null \
-      || echo "scripts/test.sh: installing$missing failed; the remote-blob tests need it" >&2
+      || echo "scripts/test.sh: installing$missing failed; the tests that need it fail under CI" >&2
   else
-    echo "scripts/test.sh: not found:$missing (not root, or no apt-get): the remote-blob tests will skip" >&2
+    echo "scripts/test.sh: not found:$missing (not root, or no apt-get): the tests that need it will skip" >&2
   fi
 fi
 

@@ -69,7 +69,7 @@ pub struct Args {
 }
 
 /// Parses `4194304`, `4M`, `4MiB`, `512K`, … (K/M/G are binary multiples).
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(digits_end);

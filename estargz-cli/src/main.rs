@@ -7,6 +7,7 @@
 mod cmd_cat;
 mod cmd_completions;
 mod cmd_convert;
+mod cmd_convert_image;
 mod cmd_digest;
 mod cmd_info;
 mod cmd_ls;
@@ -34,6 +35,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Convert(cmd_convert::Args),
+    ConvertImage(cmd_convert_image::Args),
     Verify(cmd_verify::Args),
     Unpack(cmd_unpack::Args),
     Ls(cmd_ls::Args),
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
     output::remove_partial_outputs_on_signal();
     let result = match cli.command {
         Command::Convert(args) => cmd_convert::run(args),
+        Command::ConvertImage(args) => cmd_convert_image::run(args),
         Command::Verify(args) => cmd_verify::run(args),
         Command::Unpack(args) => cmd_unpack::run(args),
         Command::Ls(args) => cmd_ls::run(args),

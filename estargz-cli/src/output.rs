@@ -15,7 +15,10 @@ pub fn remove_partial_outputs_on_signal() {
     let _ = ctrlc::set_handler(|| {
         if let Ok(paths) = IN_PROGRESS.lock() {
             for p in paths.iter() {
-                let _ = std::fs::remove_file(p);
+                // Directories too: convert-image builds its output in one.
+                if std::fs::remove_file(p).is_err() {
+                    let _ = std::fs::remove_dir_all(p);
+                }
             }
         }
         std::process::exit(130);
@@ -116,7 +119,15 @@ impl Drop for AtomicFile {
     }
 }
 
-fn forget_in_progress(path: &Path) {
+/// Registers a temporary output (file or directory) for removal on a signal.
+pub fn track_in_progress(path: &Path) {
+    if let Ok(mut paths) = IN_PROGRESS.lock() {
+        paths.push(path.to_path_buf());
+    }
+}
+
+/// The temporary output is gone or renamed into place: stop tracking it.
+pub fn forget_in_progress(path: &Path) {
     if let Ok(mut paths) = IN_PROGRESS.lock() {
         paths.retain(|p| p != path);
     }
