@@ -180,7 +180,8 @@ fn check_destination(src: &Path, dst: &Path, to_archive: bool, force: bool) -> R
         return Ok(());
     };
     let ty = meta.file_type();
-    if !to_archive && !(ty.is_dir() || ty.is_file() || ty.is_symlink()) {
+    let replaceable = ty.is_dir() || ty.is_file() || ty.is_symlink();
+    if !to_archive && !replaceable {
         // A device or FIFO (say /dev/null) would be moved aside and deleted.
         return Err(UsageError(format!(
             "{} is neither a directory nor a file; refusing to replace it",
