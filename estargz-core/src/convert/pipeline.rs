@@ -3,7 +3,10 @@
 //! Members are planned in batches; while the pool compresses one batch (and
 //! hashes its chunks in the same pass over the bytes), the planner reads the
 //! next. Assembly is sequential and in plan order, so offsets, digests and
-//! bytes are the same whatever the thread count.
+//! bytes are the same whatever the thread count. The whole-stream digests
+//! (diffID, blob digest, multi-chunk file digests) are in-order too, but run
+//! on their own thread behind assembly: on the assembly thread they were the
+//! largest serial cost besides planning.
 
 use super::compress::gzip_member;
 use super::plan::{Member, Planner};
@@ -16,6 +19,7 @@ use crate::toc::{self, Toc};
 use sha2::{Digest as _, Sha256};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
 /// Members per batch at most: bounds the bookkeeping for layers of tiny files.
@@ -38,11 +42,57 @@ struct Output<W> {
 
 impl<W: Write> Output<W> {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.inner.write_all(bytes).map_err(Error::Write)?;
+        self.write_unhashed(bytes)?;
         self.hasher.update(bytes);
+        Ok(())
+    }
+
+    /// For payload members: the hashing thread digests them afterwards.
+    fn write_unhashed(&mut self, bytes: &[u8]) -> Result<()> {
+        self.inner.write_all(bytes).map_err(Error::Write)?;
         self.written += bytes.len() as u64;
         Ok(())
     }
+}
+
+/// An assembled batch on its way to the hashing thread.
+struct HashJob {
+    members: Vec<Member>,
+    compressed: Vec<Vec<u8>>,
+}
+
+/// What the hashing thread computed over the whole payload, in plan order.
+struct Hashes {
+    diff: Sha256,
+    blob: Sha256,
+    /// `digest` of every multi-chunk file, by index of its `reg` entry.
+    file_digests: Vec<(usize, Digest)>,
+}
+
+/// Digests every assembled batch in order until the sender hangs up.
+fn hash_batches(jobs: Receiver<HashJob>) -> Hashes {
+    let mut h = Hashes {
+        diff: Sha256::new(),
+        blob: Sha256::new(),
+        file_digests: Vec::new(),
+    };
+    let mut file: Option<Sha256> = None;
+    for job in jobs {
+        for (m, bytes) in job.members.iter().zip(&job.compressed) {
+            for chunk in m.chunks.iter().filter(|c| c.multi) {
+                let hasher = file.get_or_insert_with(Sha256::new);
+                hasher.update(&m.data[chunk.range.clone()]);
+                if chunk.last {
+                    if let Some(done) = file.take() {
+                        h.file_digests.push((chunk.file, Digest::from_hasher(done)));
+                    }
+                }
+            }
+            h.diff.update(&m.data);
+            h.blob.update(bytes);
+        }
+    }
+    h
 }
 
 /// Runs the whole conversion: plan, compress, assemble, finish.
@@ -68,33 +118,34 @@ pub fn run<R: Read + Send, W: Write>(
         },
         diff: Sha256::new(),
         uncompressed: 0,
-        file_hasher: None,
         members: 0,
         chunks: 0,
     };
-    // Three stages overlap: workers compress batch N while this thread
-    // assembles batch N-1 and plans batch N+1.
-    let mut compressed_batch: Option<(Vec<Member>, Vec<Compressed>)> = None;
-    let mut next = read_batch(&mut planner, batch_bytes)?;
-    while !next.is_empty() {
-        let batch = std::mem::take(&mut next);
-        let (compressed, following) = std::thread::scope(|s| {
-            let worker = s.spawn(|| compress_batch(&batch, opts.level, threads));
-            let following = match compressed_batch.take() {
-                Some((members, comp)) => asm.batch(&members, comp, &mut planner.entries),
-                None => Ok(()),
-            }
-            .and_then(|()| read_batch(&mut planner, batch_bytes));
-            let compressed = worker
-                .join()
-                .unwrap_or_else(|_| Err(Error::Compress("compression worker panicked".into())));
-            (compressed, following)
-        });
-        compressed_batch = Some((batch, compressed?));
-        next = following?;
-    }
-    if let Some((members, comp)) = compressed_batch {
-        asm.batch(&members, comp, &mut planner.entries)?;
+    let hashes = std::thread::scope(|s| -> Result<Hashes> {
+        // A rendezvous channel: the hashing thread holds one batch at most,
+        // so memory grows by one batch, not by however far it falls behind.
+        let (to_hasher, jobs) = sync_channel(0);
+        let hasher = s.spawn(move || hash_batches(jobs));
+        let assembled = assemble_all(
+            &mut planner,
+            &mut asm,
+            opts,
+            threads,
+            batch_bytes,
+            to_hasher,
+        );
+        let hashes = hasher
+            .join()
+            .map_err(|_| Error::Compress("hashing thread panicked".into()));
+        assembled?;
+        hashes
+    })?;
+    asm.out.hasher = hashes.blob;
+    asm.diff = hashes.diff;
+    for (file, digest) in hashes.file_digests {
+        if let Some(e) = planner.entries.get_mut(file) {
+            e.digest = digest.to_string();
+        }
     }
 
     let toc = Toc {
@@ -134,6 +185,52 @@ pub fn run<R: Read + Send, W: Write>(
         tar_size: asm.uncompressed - toc_tar.len() as u64,
         warnings: std::mem::take(&mut planner.warnings),
     })
+}
+
+/// Plans, compresses and assembles every member, handing each assembled
+/// batch to the hashing thread.
+fn assemble_all<R: Read + Send, W: Write>(
+    planner: &mut Planner<R>,
+    asm: &mut Assembler<W>,
+    opts: &ConvertOptions,
+    threads: usize,
+    batch_bytes: u64,
+    to_hasher: SyncSender<HashJob>,
+) -> Result<()> {
+    let mut assemble = |members: Vec<Member>, comp: Vec<Compressed>, entries: &mut [_]| {
+        let compressed = asm.batch(&members, comp, entries)?;
+        to_hasher
+            .send(HashJob {
+                members,
+                compressed,
+            })
+            .map_err(|_| Error::Compress("hashing thread stopped".into()))
+    };
+    // Three stages overlap: workers compress batch N while this thread
+    // assembles batch N-1 and plans batch N+1.
+    let mut compressed_batch: Option<(Vec<Member>, Vec<Compressed>)> = None;
+    let mut next = read_batch(planner, batch_bytes)?;
+    while !next.is_empty() {
+        let batch = std::mem::take(&mut next);
+        let (compressed, following) = std::thread::scope(|s| {
+            let worker = s.spawn(|| compress_batch(&batch, opts.level, threads));
+            let following = match compressed_batch.take() {
+                Some((members, comp)) => assemble(members, comp, &mut planner.entries),
+                None => Ok(()),
+            }
+            .and_then(|()| read_batch(planner, batch_bytes));
+            let compressed = worker
+                .join()
+                .unwrap_or_else(|_| Err(Error::Compress("compression worker panicked".into())));
+            (compressed, following)
+        });
+        compressed_batch = Some((batch, compressed?));
+        next = following?;
+    }
+    if let Some((members, comp)) = compressed_batch {
+        assemble(members, comp, &mut planner.entries)?;
+    }
+    Ok(())
 }
 
 /// Plans members until the batch holds `max_bytes` or the input ends.
@@ -201,28 +298,29 @@ fn compress_member(m: &Member, level: u32) -> Result<Compressed> {
     })
 }
 
-/// The in-order stage: offsets, digests, diffID, output.
+/// The in-order stage: offsets, chunk digests, output.
 struct Assembler<W> {
     out: Output<W>,
+    /// The diffID hasher; payload bytes are hashed by the hashing thread.
     diff: Sha256,
     uncompressed: u64,
-    /// Running digest of the multi-chunk file being assembled.
-    file_hasher: Option<Sha256>,
     members: usize,
     chunks: usize,
 }
 
 impl<W: Write> Assembler<W> {
+    /// Assembles a batch; returns the compressed members for the hashing thread.
     fn batch(
         &mut self,
         members: &[Member],
         compressed: Vec<Compressed>,
         entries: &mut [toc::TocEntry],
-    ) -> Result<()> {
-        for (member, comp) in members.iter().zip(compressed) {
-            self.member(member, comp, entries)?;
-        }
-        Ok(())
+    ) -> Result<Vec<Vec<u8>>> {
+        members
+            .iter()
+            .zip(compressed)
+            .map(|(member, comp)| self.member(member, comp, entries))
+            .collect()
     }
 
     fn member(
@@ -230,28 +328,21 @@ impl<W: Write> Assembler<W> {
         m: &Member,
         comp: Compressed,
         entries: &mut [toc::TocEntry],
-    ) -> Result<()> {
+    ) -> Result<Vec<u8>> {
         let offset = self.out.written as i64;
         for (chunk, digest) in m.chunks.iter().zip(comp.chunk_digests) {
             let digest_text = digest.to_string();
             entries[chunk.entry].offset = offset;
-            if chunk.multi {
-                let hasher = self.file_hasher.get_or_insert_with(Sha256::new);
-                hasher.update(&m.data[chunk.range.clone()]);
-                if chunk.last {
-                    let whole = self.file_hasher.take().map(Digest::from_hasher);
-                    entries[chunk.file].digest = whole.map(|d| d.to_string()).unwrap_or_default();
-                }
-            } else {
+            // A multi-chunk file's own digest comes from the hashing thread.
+            if !chunk.multi {
                 entries[chunk.file].digest = digest_text.clone();
             }
             entries[chunk.entry].chunk_digest = digest_text;
             self.chunks += 1;
         }
-        self.diff.update(&m.data);
         self.uncompressed += m.data.len() as u64;
-        self.out.write(&comp.bytes)?;
+        self.out.write_unhashed(&comp.bytes)?;
         self.members += 1;
-        Ok(())
+        Ok(comp.bytes)
     }
 }
