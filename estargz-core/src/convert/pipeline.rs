@@ -17,13 +17,15 @@ use crate::error::{Error, Result};
 use crate::footer;
 use crate::toc::{self, Toc};
 use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Mutex;
 
-/// Members per batch at most: bounds the bookkeeping for layers of tiny files.
-const MAX_BATCH_MEMBERS: usize = 4096;
+/// Members planned but not yet assembled, at most: bounds the bookkeeping
+/// for layers of tiny files.
+const MAX_IN_FLIGHT_MEMBERS: usize = 3 * 4096;
 /// Largest TOC JSON a ustar size field can describe (11 octal digits).
 const MAX_TOC_JSON: usize = 0o77777777777;
 
@@ -105,10 +107,10 @@ pub fn run<R: Read + Send, W: Write>(
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    // Three batches are in flight (being planned, compressed, assembled):
-    // one chunk per thread each keeps memory flat at roughly
-    // 3 x threads x chunk size, whatever the layer size.
-    let batch_bytes = (threads as u64 * opts.chunk_size).max(4 << 20);
+    // Up to three chunks per thread planned but not assembled (queued,
+    // being compressed, waiting for an earlier member) keep the workers fed
+    // and memory flat at roughly 3 x threads x chunk size, whatever the layer size.
+    let budget = (3 * threads as u64 * opts.chunk_size).max(12 << 20);
 
     let mut asm = Assembler {
         out: Output {
@@ -126,14 +128,7 @@ pub fn run<R: Read + Send, W: Write>(
         // so memory grows by one batch, not by however far it falls behind.
         let (to_hasher, jobs) = sync_channel(0);
         let hasher = s.spawn(move || hash_batches(jobs));
-        let assembled = assemble_all(
-            &mut planner,
-            &mut asm,
-            opts,
-            threads,
-            batch_bytes,
-            to_hasher,
-        );
+        let assembled = assemble_all(&mut planner, &mut asm, opts, threads, budget, to_hasher);
         let hashes = hasher
             .join()
             .map_err(|_| Error::Compress("hashing thread panicked".into()));
@@ -187,99 +182,114 @@ pub fn run<R: Read + Send, W: Write>(
     })
 }
 
-/// Plans, compresses and assembles every member, handing each assembled
-/// batch to the hashing thread.
+/// Plans, compresses and assembles every member, handing what was assembled
+/// to the hashing thread.
+///
+/// Workers live for the whole conversion and take members one at a time
+/// from a queue, so a large member never leaves the others idle at a batch
+/// boundary, and each keeps its compressor and scratch buffer. This thread
+/// plans ahead while fewer than `budget` bytes are planned but not yet
+/// assembled, and assembles the results in plan order as they arrive.
 fn assemble_all<R: Read + Send, W: Write>(
     planner: &mut Planner<R>,
     asm: &mut Assembler<W>,
     opts: &ConvertOptions,
     threads: usize,
-    batch_bytes: u64,
+    budget: u64,
     to_hasher: SyncSender<HashJob>,
 ) -> Result<()> {
-    let mut assemble = |members: Vec<Member>, comp: Vec<Compressed>, entries: &mut [_]| {
-        let compressed = asm.batch(&members, comp, entries)?;
-        to_hasher
-            .send(HashJob {
-                members,
-                compressed,
-            })
-            .map_err(|_| Error::Compress("hashing thread stopped".into()))
-    };
-    // Three stages overlap: workers compress batch N while this thread
-    // assembles batch N-1 and plans batch N+1.
-    let mut compressed_batch: Option<(Vec<Member>, Vec<Compressed>)> = None;
-    let mut next = read_batch(planner, batch_bytes)?;
-    while !next.is_empty() {
-        let batch = std::mem::take(&mut next);
-        let (compressed, following) = std::thread::scope(|s| {
-            let worker = s.spawn(|| compress_batch(&batch, opts.level, threads));
-            let following = match compressed_batch.take() {
-                Some((members, comp)) => assemble(members, comp, &mut planner.entries),
-                None => Ok(()),
-            }
-            .and_then(|()| read_batch(planner, batch_bytes));
-            let compressed = worker
-                .join()
-                .unwrap_or_else(|_| Err(Error::Compress("compression worker panicked".into())));
-            (compressed, following)
-        });
-        compressed_batch = Some((batch, compressed?));
-        next = following?;
-    }
-    if let Some((members, comp)) = compressed_batch {
-        assemble(members, comp, &mut planner.entries)?;
-    }
-    Ok(())
-}
-
-/// Plans members until the batch holds `max_bytes` or the input ends.
-fn read_batch<R: Read>(planner: &mut Planner<R>, max_bytes: u64) -> Result<Vec<Member>> {
-    let mut batch = Vec::new();
-    let mut bytes = 0u64;
-    while bytes < max_bytes && batch.len() < MAX_BATCH_MEMBERS {
-        match planner.next_member()? {
-            Some(m) => {
-                bytes += m.data.len() as u64;
-                batch.push(m);
-            }
-            None => break,
-        }
-    }
-    Ok(batch)
-}
-
-/// Compresses a batch on `threads` threads that take members in turn.
-///
-/// Plain scoped threads rather than a rayon pool: no pool to build, and no
-/// workers spinning between batches. Measured against the rayon version
-/// with benches/compare.sh (RESULTS at a613862 and 058d73f): no CPU
-/// difference beyond run-to-run noise on this 2-vCPU machine.
-fn compress_batch(batch: &[Member], level: u32, threads: usize) -> Result<Vec<Compressed>> {
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Result<Compressed>>>> =
-        batch.iter().map(|_| Mutex::new(None)).collect();
+    let (work, queue) = channel::<(usize, Member)>();
+    let queue = Mutex::new(queue);
+    let (done, results) = channel::<(usize, Member, Result<Compressed>)>();
     std::thread::scope(|s| {
-        for _ in 0..threads.min(batch.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(member) = batch.get(i) else { break };
-                let result = compress_member(member, level);
-                if let Ok(mut slot) = slots[i].lock() {
-                    *slot = Some(result);
-                }
-            });
+        for _ in 0..threads {
+            let done = done.clone();
+            let queue = &queue;
+            let level = opts.level;
+            s.spawn(move || compress_worker(queue, done, level));
         }
-    });
-    slots
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| Err(Error::Compress("a compression thread failed".into())))
-        })
-        .collect()
+        drop(done);
+        // `work` is dropped on the way out, error or not, which lets the workers finish.
+        let result = feed_and_assemble(planner, asm, budget, work, &results, &to_hasher);
+        drop(results);
+        result
+    })
+}
+
+fn feed_and_assemble<R: Read, W: Write>(
+    planner: &mut Planner<R>,
+    asm: &mut Assembler<W>,
+    budget: u64,
+    work: Sender<(usize, Member)>,
+    results: &Receiver<(usize, Member, Result<Compressed>)>,
+    to_hasher: &SyncSender<HashJob>,
+) -> Result<()> {
+    let stopped = || Error::Compress("compression threads stopped".into());
+    let mut planned = 0usize;
+    let mut assembled = 0usize;
+    let mut in_flight_bytes = 0u64;
+    let mut input_done = false;
+    // Results that arrived before an earlier member's.
+    let mut waiting: BTreeMap<usize, (Member, Result<Compressed>)> = BTreeMap::new();
+    loop {
+        while !input_done && in_flight_bytes < budget && planned - assembled < MAX_IN_FLIGHT_MEMBERS
+        {
+            match planner.next_member()? {
+                Some(m) => {
+                    in_flight_bytes += m.data.len() as u64;
+                    work.send((planned, m)).map_err(|_| stopped())?;
+                    planned += 1;
+                }
+                None => input_done = true,
+            }
+        }
+        if assembled == planned {
+            return Ok(());
+        }
+        // Block for one result, then take whatever else is already there.
+        let (i, m, c) = results.recv().map_err(|_| stopped())?;
+        waiting.insert(i, (m, c));
+        while let Ok((i, m, c)) = results.try_recv() {
+            waiting.insert(i, (m, c));
+        }
+        let mut job = HashJob {
+            members: Vec::new(),
+            compressed: Vec::new(),
+        };
+        while let Some((m, c)) = waiting.remove(&assembled) {
+            let bytes = asm.member(&m, c?, &mut planner.entries)?;
+            in_flight_bytes -= m.data.len() as u64;
+            job.members.push(m);
+            job.compressed.push(bytes);
+            assembled += 1;
+        }
+        if !job.members.is_empty() {
+            to_hasher
+                .send(job)
+                .map_err(|_| Error::Compress("hashing thread stopped".into()))?;
+        }
+    }
+}
+
+/// Compresses members from the shared queue until it is closed.
+fn compress_worker(
+    queue: &Mutex<Receiver<(usize, Member)>>,
+    done: Sender<(usize, Member, Result<Compressed>)>,
+    level: u32,
+) {
+    loop {
+        let next = match queue.lock() {
+            Ok(q) => q.recv(),
+            Err(_) => return,
+        };
+        let Ok((i, member)) = next else { return };
+        // A panic must still produce a result: the assembler waits for every index.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| compress_member(&member, level)))
+            .unwrap_or_else(|_| Err(Error::Compress("a compression thread panicked".into())));
+        if done.send((i, member, result)).is_err() {
+            return;
+        }
+    }
 }
 
 fn compress_member(m: &Member, level: u32) -> Result<Compressed> {
@@ -309,20 +319,7 @@ struct Assembler<W> {
 }
 
 impl<W: Write> Assembler<W> {
-    /// Assembles a batch; returns the compressed members for the hashing thread.
-    fn batch(
-        &mut self,
-        members: &[Member],
-        compressed: Vec<Compressed>,
-        entries: &mut [toc::TocEntry],
-    ) -> Result<Vec<Vec<u8>>> {
-        members
-            .iter()
-            .zip(compressed)
-            .map(|(member, comp)| self.member(member, comp, entries))
-            .collect()
-    }
-
+    /// Assembles the next member; returns its compressed bytes for the hashing thread.
     fn member(
         &mut self,
         m: &Member,
