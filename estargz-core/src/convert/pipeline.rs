@@ -63,6 +63,12 @@ struct HashJob {
     compressed: Vec<Vec<u8>>,
 }
 
+/// The way to the hashing thread, and back the bytes it has finished with.
+struct HashFeed {
+    jobs: SyncSender<HashJob>,
+    hashed: Receiver<u64>,
+}
+
 /// What the hashing thread computed over the whole payload, in plan order.
 struct Hashes {
     diff: Sha256,
@@ -72,7 +78,9 @@ struct Hashes {
 }
 
 /// Digests every assembled batch in order until the sender hangs up.
-fn hash_batches(jobs: Receiver<HashJob>) -> Hashes {
+/// Reports the uncompressed bytes of each job once hashed, so that what it
+/// holds counts against the planner's memory budget.
+fn hash_batches(jobs: Receiver<HashJob>, hashed: Sender<u64>) -> Hashes {
     let mut h = Hashes {
         diff: Sha256::new(),
         blob: Sha256::new(),
@@ -80,7 +88,9 @@ fn hash_batches(jobs: Receiver<HashJob>) -> Hashes {
     };
     let mut file: Option<Sha256> = None;
     for job in jobs {
+        let mut job_bytes = 0u64;
         for (m, bytes) in job.members.iter().zip(&job.compressed) {
+            job_bytes += m.data.len() as u64;
             for chunk in m.chunks.iter().filter(|c| c.multi) {
                 let hasher = file.get_or_insert_with(Sha256::new);
                 hasher.update(&m.data[chunk.range.clone()]);
@@ -93,6 +103,9 @@ fn hash_batches(jobs: Receiver<HashJob>) -> Hashes {
             h.diff.update(&m.data);
             h.blob.update(bytes);
         }
+        drop(job);
+        // The planner may have finished already; nothing waits for this then.
+        let _ = hashed.send(job_bytes);
     }
     h
 }
@@ -107,8 +120,8 @@ pub fn run<R: Read + Send, W: Write>(
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    // Up to three chunks per thread planned but not assembled (queued,
-    // being compressed, waiting for an earlier member) keep the workers fed
+    // Up to three chunks per thread planned but not yet hashed (queued,
+    // being compressed, waiting for an earlier member, being hashed) keep the workers fed
     // and memory flat at roughly 3 x threads x chunk size, whatever the layer size.
     let budget = (3 * threads as u64 * opts.chunk_size).max(12 << 20);
 
@@ -124,10 +137,15 @@ pub fn run<R: Read + Send, W: Write>(
         chunks: 0,
     };
     let hashes = std::thread::scope(|s| -> Result<Hashes> {
-        // A rendezvous channel: the hashing thread holds one batch at most,
-        // so memory grows by one batch, not by however far it falls behind.
+        // A rendezvous channel: nothing queues between assembly and hashing,
+        // and what the hashing thread holds counts against the budget.
         let (to_hasher, jobs) = sync_channel(0);
-        let hasher = s.spawn(move || hash_batches(jobs));
+        let (acks, hashed) = channel();
+        let hasher = s.spawn(move || hash_batches(jobs, acks));
+        let to_hasher = HashFeed {
+            jobs: to_hasher,
+            hashed,
+        };
         let assembled = assemble_all(&mut planner, &mut asm, opts, threads, budget, to_hasher);
         let hashes = hasher
             .join()
@@ -189,14 +207,14 @@ pub fn run<R: Read + Send, W: Write>(
 /// from a queue, so a large member never leaves the others idle at a batch
 /// boundary, and each keeps its compressor and scratch buffer. This thread
 /// plans ahead while fewer than `budget` bytes are planned but not yet
-/// assembled, and assembles the results in plan order as they arrive.
+/// hashed, and assembles the results in plan order as they arrive.
 fn assemble_all<R: Read + Send, W: Write>(
     planner: &mut Planner<R>,
     asm: &mut Assembler<W>,
     opts: &ConvertOptions,
     threads: usize,
     budget: u64,
-    to_hasher: SyncSender<HashJob>,
+    to_hasher: HashFeed,
 ) -> Result<()> {
     let (work, queue) = channel::<(usize, Member)>();
     let queue = Mutex::new(queue);
@@ -222,8 +240,9 @@ fn feed_and_assemble<R: Read, W: Write>(
     budget: u64,
     work: Sender<(usize, Member)>,
     results: &Receiver<(usize, Member, Result<Compressed>)>,
-    to_hasher: &SyncSender<HashJob>,
+    to_hasher: &HashFeed,
 ) -> Result<()> {
+    let hashing_stopped = || Error::Compress("hashing thread stopped".into());
     let stopped = || Error::Compress("compression threads stopped".into());
     let mut planned = 0usize;
     let mut assembled = 0usize;
@@ -232,6 +251,10 @@ fn feed_and_assemble<R: Read, W: Write>(
     // Results that arrived before an earlier member's.
     let mut waiting: BTreeMap<usize, (Member, Result<Compressed>)> = BTreeMap::new();
     loop {
+        // Members count against the budget until hashed, not just assembled.
+        while let Ok(n) = to_hasher.hashed.try_recv() {
+            in_flight_bytes = in_flight_bytes.saturating_sub(n);
+        }
         while !input_done && in_flight_bytes < budget && planned - assembled < MAX_IN_FLIGHT_MEMBERS
         {
             match planner.next_member()? {
@@ -244,7 +267,13 @@ fn feed_and_assemble<R: Read, W: Write>(
             }
         }
         if assembled == planned {
-            return Ok(());
+            if input_done {
+                return Ok(());
+            }
+            // The budget is all with the hashing thread: wait for it.
+            let n = to_hasher.hashed.recv().map_err(|_| hashing_stopped())?;
+            in_flight_bytes = in_flight_bytes.saturating_sub(n);
+            continue;
         }
         // Block for one result, then take whatever else is already there.
         let (i, m, c) = results.recv().map_err(|_| stopped())?;
@@ -258,15 +287,12 @@ fn feed_and_assemble<R: Read, W: Write>(
         };
         while let Some((m, c)) = waiting.remove(&assembled) {
             let bytes = asm.member(&m, c?, &mut planner.entries)?;
-            in_flight_bytes -= m.data.len() as u64;
             job.members.push(m);
             job.compressed.push(bytes);
             assembled += 1;
         }
         if !job.members.is_empty() {
-            to_hasher
-                .send(job)
-                .map_err(|_| Error::Compress("hashing thread stopped".into()))?;
+            to_hasher.jobs.send(job).map_err(|_| hashing_stopped())?;
         }
     }
 }
