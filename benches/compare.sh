@@ -11,7 +11,9 @@
 # (before each input, wait up to QUIET_WAIT s, default 600, until the
 # machine's CPUs are less than QUIET_BUSY %, default 15, busy), BIG_MIB=N
 # (size of the stdin test, default 1024), CORPORA="NAME ..." (a subset of the
-# corpus, for trying the script out).
+# corpus, for trying the script out), CORPUS=DIR (where the corpus tars are,
+# default target/bench-corpus; built there by make-corpus.sh only when the
+# default is used, so a worktree can read another checkout's corpus).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -22,13 +24,18 @@ QUIET_BUSY=${QUIET_BUSY:-15}
 QUIET_WAIT=${QUIET_WAIT:-600}
 BIG_MIB=${BIG_MIB:-1024}
 read -r -a corpora <<<"${CORPORA:-debian-minbase python-site-packages node-modules}"
+CORPUS=${CORPUS:-$root/target/bench-corpus}
 
 log() { printf '%s\n' "$*" >&2; }
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -q --no-install-recommends "$2" >/dev/null; }; }
 
 # ---------------------------------------------------------------- setup
 log "== corpus"
-benches/make-corpus.sh >&2
+if [ "$CORPUS" = "$root/target/bench-corpus" ]; then
+  benches/make-corpus.sh >&2
+else
+  for c in "${corpora[@]}"; do [ -f "$CORPUS/$c.tar" ] || { log "no $CORPUS/$c.tar"; exit 1; }; done
+fi
 log "== build"
 cargo build --release -p estargz-cli -p estargz-benches >&2
 work=$(mktemp -d "$root/target/bench-compare.XXXXXX")
@@ -144,7 +151,7 @@ json_field() { json_num "$work/kept.stdout" "$1"; }
 bare_codec() {
   local input=$1 row=$2 k="$1|$2"
   shift 2
-  measure "$input" "$row" "$work/bare.json" - "$bare" "$root/target/bench-corpus/$input.tar" "$@"
+  measure "$input" "$row" "$work/bare.json" - "$bare" "$CORPUS/$input.tar" "$@"
   CPU[$k]=$(json_field cpu_seconds); WALL[$k]=$(json_field wall_seconds); SIZE[$k]=$(json_field output_bytes)
   MEMBERS[$input]=$(json_field members)
   log "   $row (compression phase): $(cat "$work/kept.stdout")"
@@ -159,7 +166,7 @@ mb() { awk -v b="${1:-}" 'BEGIN{if (b == "") print "–"; else printf "%.1f", b/
 say "# Comparison with the reference and pigz"
 say ""
 say "Produced by \`benches/compare.sh\` (from the repository root) on $(date -u '+%Y-%m-%d %H:%M UTC'),"
-say "at commit $commit (release build)."
+say "at commit $commit (release build), corpus from \`${CORPUS/#$root\//}\`."
 say ""
 say "Each measurement is run $RUNS times (up to $((RUNS + EXTRA_RUNS)) while other processes kept the CPUs"
 say "busy) and the run with the least CPU time among the undisturbed ones is kept. CPU = user +"
@@ -186,7 +193,7 @@ say "machine to itself)."
 
 # ---------------------------------------------------------------- per input
 for c in "${corpora[@]}"; do
-  tar=$root/target/bench-corpus/$c.tar
+  tar=$CORPUS/$c.tar
   log "== $c"
   BUSY[$c]=$(wait_quiet)
   d=$work/$c; mkdir -p "$d"
@@ -232,7 +239,7 @@ while total < target:
 out.close()
 EOF
 big_busy=$(wait_quiet)
-python3 "$work/gen.py" "$root/target/bench-corpus/debian-minbase.tar" $((BIG_MIB << 20)) \
+python3 "$work/gen.py" "$CORPUS/debian-minbase.tar" $((BIG_MIB << 20)) \
   | /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$ours" convert - -o "$work/big.esgz" -q --json >"$work/big.json"
 read -r big_wall big_u big_s big_m <"$work/time"
 big_cpu=$(awk -v u="$big_u" -v s="$big_s" 'BEGIN{printf "%.2f", u + s}')

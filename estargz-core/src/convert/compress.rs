@@ -17,6 +17,10 @@ thread_local! {
     /// One compressor per thread: allocating one per member would dominate
     /// for layers made of many tiny files.
     static COMPRESSOR: RefCell<Option<(u32, Compressor)>> = const { RefCell::new(None) };
+    /// libdeflate wants room for the worst case, zeroed in safe Rust: one
+    /// reused buffer per thread is zeroed (and faulted in) once, instead of
+    /// a fresh worst-case buffer per member; only the bytes produced are copied out.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Appends `data` to `out` as one complete gzip member at `level`.
@@ -37,15 +41,21 @@ pub fn gzip_member(level: u32, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
             })?;
             *slot = Some((level, Compressor::new(lvl)));
         }
-        let (_, compressor) = slot.as_mut().expect("compressor was just created");
-        let start = out.len();
+        let Some((_, compressor)) = slot.as_mut() else {
+            return Err(Error::Compress("no compressor".into()));
+        };
         let bound = compressor.deflate_compress_bound(data.len());
-        out.resize(start + bound, 0);
-        let n = compressor
-            .deflate_compress(data, &mut out[start..])
-            .map_err(|e| Error::Compress(format!("{e:?}")))?;
-        out.truncate(start + n);
-        Ok(())
+        SCRATCH.with(|scratch| -> Result<()> {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.len() < bound {
+                scratch.resize(bound, 0);
+            }
+            let n = compressor
+                .deflate_compress(data, &mut scratch[..bound])
+                .map_err(|e| Error::Compress(format!("{e:?}")))?;
+            out.extend_from_slice(&scratch[..n]);
+            Ok(())
+        })
     })?;
     out.extend_from_slice(&libdeflater::crc32(data).to_le_bytes());
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());

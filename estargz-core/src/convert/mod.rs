@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::tar::{NamePolicy, ScanLimits, Scanner};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Cursor, Read, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Default chunk size: 4 MiB, as the reference.
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
@@ -217,13 +218,22 @@ fn convert_to<R: Read + Send, W: Write>(
     let is_gzip = magic == [0x1f, 0x8b, 0x08];
     let input = Cursor::new(magic).chain(input);
     if is_gzip {
-        let decoder = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
-        run(
-            BufReader::with_capacity(1 << 20, decoder),
-            output,
-            external_toc,
-            &options,
-        )
+        // Decoding gets its own thread: inline, it stalled planning, and so
+        // the whole pipeline, for as long as each read took to decode.
+        std::thread::scope(|s| {
+            let (buffers, received) = sync_channel(DECODED_IN_FLIGHT);
+            let decoder = s.spawn(move || decode_gzip(input, buffers));
+            let result = run(
+                BufReader::with_capacity(64 << 10, DecodedReader::new(received)),
+                output,
+                external_toc,
+                &options,
+            );
+            // The reader is gone, so the decoder stops at its next buffer. A
+            // panic there already showed as a truncated stream.
+            let _ = decoder.join();
+            result
+        })
     } else {
         run(
             BufReader::with_capacity(1 << 20, input),
@@ -231,6 +241,71 @@ fn convert_to<R: Read + Send, W: Write>(
             external_toc,
             &options,
         )
+    }
+}
+
+/// Decoded buffers queued between the decoding thread and the planner: with
+/// [`DECODED_BUFFER`] bytes each, memory stays flat and decoding can run
+/// ahead of a planner busy with a large member.
+const DECODED_IN_FLIGHT: usize = 4;
+const DECODED_BUFFER: usize = 1 << 20;
+
+/// Decodes a gzip stream into `out` until its end, an error, or the reader hanging up.
+fn decode_gzip<R: Read>(input: R, out: SyncSender<std::io::Result<Vec<u8>>>) {
+    let mut decoder = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
+    loop {
+        let mut buf = Vec::with_capacity(DECODED_BUFFER);
+        match (&mut decoder)
+            .take(DECODED_BUFFER as u64)
+            .read_to_end(&mut buf)
+        {
+            Ok(0) => return,
+            Ok(_) => {
+                if out.send(Ok(buf)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = out.send(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+/// The planner's side of [`decode_gzip`].
+struct DecodedReader {
+    received: Receiver<std::io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl DecodedReader {
+    fn new(received: Receiver<std::io::Result<Vec<u8>>>) -> Self {
+        DecodedReader {
+            received,
+            buf: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for DecodedReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.buf.len() {
+            match self.received.recv() {
+                Ok(next) => {
+                    self.buf = next?;
+                    self.at = 0;
+                }
+                // The decoder hung up: the stream ended (errors come as messages).
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 

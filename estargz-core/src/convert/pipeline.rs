@@ -3,7 +3,10 @@
 //! Members are planned in batches; while the pool compresses one batch (and
 //! hashes its chunks in the same pass over the bytes), the planner reads the
 //! next. Assembly is sequential and in plan order, so offsets, digests and
-//! bytes are the same whatever the thread count.
+//! bytes are the same whatever the thread count. The whole-stream digests
+//! (diffID, blob digest, multi-chunk file digests) are in-order too, but run
+//! on their own thread behind assembly: on the assembly thread they were the
+//! largest serial cost besides planning.
 
 use super::compress::gzip_member;
 use super::plan::{Member, Planner};
@@ -14,12 +17,15 @@ use crate::error::{Error, Result};
 use crate::footer;
 use crate::toc::{self, Toc};
 use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Mutex;
 
-/// Members per batch at most: bounds the bookkeeping for layers of tiny files.
-const MAX_BATCH_MEMBERS: usize = 4096;
+/// Members planned but not yet assembled, at most: bounds the bookkeeping
+/// for layers of tiny files.
+const MAX_IN_FLIGHT_MEMBERS: usize = 3 * 4096;
 /// Largest TOC JSON a ustar size field can describe (11 octal digits).
 const MAX_TOC_JSON: usize = 0o77777777777;
 
@@ -38,11 +44,70 @@ struct Output<W> {
 
 impl<W: Write> Output<W> {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.inner.write_all(bytes).map_err(Error::Write)?;
+        self.write_unhashed(bytes)?;
         self.hasher.update(bytes);
+        Ok(())
+    }
+
+    /// For payload members: the hashing thread digests them afterwards.
+    fn write_unhashed(&mut self, bytes: &[u8]) -> Result<()> {
+        self.inner.write_all(bytes).map_err(Error::Write)?;
         self.written += bytes.len() as u64;
         Ok(())
     }
+}
+
+/// An assembled batch on its way to the hashing thread.
+struct HashJob {
+    members: Vec<Member>,
+    compressed: Vec<Vec<u8>>,
+}
+
+/// The way to the hashing thread, and back the bytes it has finished with.
+struct HashFeed {
+    jobs: SyncSender<HashJob>,
+    hashed: Receiver<u64>,
+}
+
+/// What the hashing thread computed over the whole payload, in plan order.
+struct Hashes {
+    diff: Sha256,
+    blob: Sha256,
+    /// `digest` of every multi-chunk file, by index of its `reg` entry.
+    file_digests: Vec<(usize, Digest)>,
+}
+
+/// Digests every assembled batch in order until the sender hangs up.
+/// Reports the uncompressed bytes of each job once hashed, so that what it
+/// holds counts against the planner's memory budget.
+fn hash_batches(jobs: Receiver<HashJob>, hashed: Sender<u64>) -> Hashes {
+    let mut h = Hashes {
+        diff: Sha256::new(),
+        blob: Sha256::new(),
+        file_digests: Vec::new(),
+    };
+    let mut file: Option<Sha256> = None;
+    for job in jobs {
+        let mut job_bytes = 0u64;
+        for (m, bytes) in job.members.iter().zip(&job.compressed) {
+            job_bytes += m.data.len() as u64;
+            for chunk in m.chunks.iter().filter(|c| c.multi) {
+                let hasher = file.get_or_insert_with(Sha256::new);
+                hasher.update(&m.data[chunk.range.clone()]);
+                if chunk.last {
+                    if let Some(done) = file.take() {
+                        h.file_digests.push((chunk.file, Digest::from_hasher(done)));
+                    }
+                }
+            }
+            h.diff.update(&m.data);
+            h.blob.update(bytes);
+        }
+        drop(job);
+        // The planner may have finished already; nothing waits for this then.
+        let _ = hashed.send(job_bytes);
+    }
+    h
 }
 
 /// Runs the whole conversion: plan, compress, assemble, finish.
@@ -59,10 +124,10 @@ pub fn run<R: Read + Send, W: Write>(
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    // Three batches are in flight (being planned, compressed, assembled):
-    // one chunk per thread each keeps memory flat at roughly
-    // 3 x threads x chunk size, whatever the layer size.
-    let batch_bytes = (threads as u64 * opts.chunk_size).max(4 << 20);
+    // Up to three chunks per thread planned but not yet hashed (queued,
+    // being compressed, waiting for an earlier member, being hashed) keep the workers fed
+    // and memory flat at roughly 3 x threads x chunk size, whatever the layer size.
+    let budget = (3 * threads as u64 * opts.chunk_size).max(12 << 20);
 
     let mut asm = Assembler {
         out: Output {
@@ -72,33 +137,32 @@ pub fn run<R: Read + Send, W: Write>(
         },
         diff: Sha256::new(),
         uncompressed: 0,
-        file_hasher: None,
         members: 0,
         chunks: 0,
     };
-    // Three stages overlap: workers compress batch N while this thread
-    // assembles batch N-1 and plans batch N+1.
-    let mut compressed_batch: Option<(Vec<Member>, Vec<Compressed>)> = None;
-    let mut next = read_batch(&mut planner, batch_bytes)?;
-    while !next.is_empty() {
-        let batch = std::mem::take(&mut next);
-        let (compressed, following) = std::thread::scope(|s| {
-            let worker = s.spawn(|| compress_batch(&batch, opts.level, threads));
-            let following = match compressed_batch.take() {
-                Some((members, comp)) => asm.batch(&members, comp, &mut planner.entries),
-                None => Ok(()),
-            }
-            .and_then(|()| read_batch(&mut planner, batch_bytes));
-            let compressed = worker
-                .join()
-                .unwrap_or_else(|_| Err(Error::Compress("compression worker panicked".into())));
-            (compressed, following)
-        });
-        compressed_batch = Some((batch, compressed?));
-        next = following?;
-    }
-    if let Some((members, comp)) = compressed_batch {
-        asm.batch(&members, comp, &mut planner.entries)?;
+    let hashes = std::thread::scope(|s| -> Result<Hashes> {
+        // A rendezvous channel: nothing queues between assembly and hashing,
+        // and what the hashing thread holds counts against the budget.
+        let (to_hasher, jobs) = sync_channel(0);
+        let (acks, hashed) = channel();
+        let hasher = s.spawn(move || hash_batches(jobs, acks));
+        let to_hasher = HashFeed {
+            jobs: to_hasher,
+            hashed,
+        };
+        let assembled = assemble_all(&mut planner, &mut asm, opts, threads, budget, to_hasher);
+        let hashes = hasher
+            .join()
+            .map_err(|_| Error::Compress("hashing thread panicked".into()));
+        assembled?;
+        hashes
+    })?;
+    asm.out.hasher = hashes.blob;
+    asm.diff = hashes.diff;
+    for (file, digest) in hashes.file_digests {
+        if let Some(e) = planner.entries.get_mut(file) {
+            e.digest = digest.to_string();
+        }
     }
 
     let toc = Toc {
@@ -158,53 +222,122 @@ pub fn run<R: Read + Send, W: Write>(
     })
 }
 
-/// Plans members until the batch holds `max_bytes` or the input ends.
-fn read_batch<R: Read>(planner: &mut Planner<R>, max_bytes: u64) -> Result<Vec<Member>> {
-    let mut batch = Vec::new();
-    let mut bytes = 0u64;
-    while bytes < max_bytes && batch.len() < MAX_BATCH_MEMBERS {
-        match planner.next_member()? {
-            Some(m) => {
-                bytes += m.data.len() as u64;
-                batch.push(m);
-            }
-            None => break,
+/// Plans, compresses and assembles every member, handing what was assembled
+/// to the hashing thread.
+///
+/// Workers live for the whole conversion and take members one at a time
+/// from a queue, so a large member never leaves the others idle at a batch
+/// boundary, and each keeps its compressor and scratch buffer. This thread
+/// plans ahead while fewer than `budget` bytes are planned but not yet
+/// hashed, and assembles the results in plan order as they arrive.
+fn assemble_all<R: Read + Send, W: Write>(
+    planner: &mut Planner<R>,
+    asm: &mut Assembler<W>,
+    opts: &ConvertOptions,
+    threads: usize,
+    budget: u64,
+    to_hasher: HashFeed,
+) -> Result<()> {
+    let (work, queue) = channel::<(usize, Member)>();
+    let queue = Mutex::new(queue);
+    let (done, results) = channel::<(usize, Member, Result<Compressed>)>();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let done = done.clone();
+            let queue = &queue;
+            let level = opts.level;
+            s.spawn(move || compress_worker(queue, done, level));
         }
-    }
-    Ok(batch)
+        drop(done);
+        // `work` is dropped on the way out, error or not, which lets the workers finish.
+        let result = feed_and_assemble(planner, asm, budget, work, &results, &to_hasher);
+        drop(results);
+        result
+    })
 }
 
-/// Compresses a batch on `threads` threads that take members in turn.
-///
-/// Plain scoped threads rather than a rayon pool: no pool to build, and no
-/// workers spinning between batches. Measured against the rayon version
-/// with benches/compare.sh (RESULTS at a613862 and 058d73f): no CPU
-/// difference beyond run-to-run noise on this 2-vCPU machine.
-fn compress_batch(batch: &[Member], level: u32, threads: usize) -> Result<Vec<Compressed>> {
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Result<Compressed>>>> =
-        batch.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(batch.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(member) = batch.get(i) else { break };
-                let result = compress_member(member, level);
-                if let Ok(mut slot) = slots[i].lock() {
-                    *slot = Some(result);
-                }
-            });
+fn feed_and_assemble<R: Read, W: Write>(
+    planner: &mut Planner<R>,
+    asm: &mut Assembler<W>,
+    budget: u64,
+    work: Sender<(usize, Member)>,
+    results: &Receiver<(usize, Member, Result<Compressed>)>,
+    to_hasher: &HashFeed,
+) -> Result<()> {
+    let hashing_stopped = || Error::Compress("hashing thread stopped".into());
+    let stopped = || Error::Compress("compression threads stopped".into());
+    let mut planned = 0usize;
+    let mut assembled = 0usize;
+    let mut in_flight_bytes = 0u64;
+    let mut input_done = false;
+    // Results that arrived before an earlier member's.
+    let mut waiting: BTreeMap<usize, (Member, Result<Compressed>)> = BTreeMap::new();
+    loop {
+        // Members count against the budget until hashed, not just assembled.
+        while let Ok(n) = to_hasher.hashed.try_recv() {
+            in_flight_bytes = in_flight_bytes.saturating_sub(n);
         }
-    });
-    slots
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| Err(Error::Compress("a compression thread failed".into())))
-        })
-        .collect()
+        while !input_done && in_flight_bytes < budget && planned - assembled < MAX_IN_FLIGHT_MEMBERS
+        {
+            match planner.next_member()? {
+                Some(m) => {
+                    in_flight_bytes += m.data.len() as u64;
+                    work.send((planned, m)).map_err(|_| stopped())?;
+                    planned += 1;
+                }
+                None => input_done = true,
+            }
+        }
+        if assembled == planned {
+            if input_done {
+                return Ok(());
+            }
+            // The budget is all with the hashing thread: wait for it.
+            let n = to_hasher.hashed.recv().map_err(|_| hashing_stopped())?;
+            in_flight_bytes = in_flight_bytes.saturating_sub(n);
+            continue;
+        }
+        // Block for one result, then take whatever else is already there.
+        let (i, m, c) = results.recv().map_err(|_| stopped())?;
+        waiting.insert(i, (m, c));
+        while let Ok((i, m, c)) = results.try_recv() {
+            waiting.insert(i, (m, c));
+        }
+        let mut job = HashJob {
+            members: Vec::new(),
+            compressed: Vec::new(),
+        };
+        while let Some((m, c)) = waiting.remove(&assembled) {
+            let bytes = asm.member(&m, c?, &mut planner.entries)?;
+            job.members.push(m);
+            job.compressed.push(bytes);
+            assembled += 1;
+        }
+        if !job.members.is_empty() {
+            to_hasher.jobs.send(job).map_err(|_| hashing_stopped())?;
+        }
+    }
+}
+
+/// Compresses members from the shared queue until it is closed.
+fn compress_worker(
+    queue: &Mutex<Receiver<(usize, Member)>>,
+    done: Sender<(usize, Member, Result<Compressed>)>,
+    level: u32,
+) {
+    loop {
+        let next = match queue.lock() {
+            Ok(q) => q.recv(),
+            Err(_) => return,
+        };
+        let Ok((i, member)) = next else { return };
+        // A panic must still produce a result: the assembler waits for every index.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| compress_member(&member, level)))
+            .unwrap_or_else(|_| Err(Error::Compress("a compression thread panicked".into())));
+        if done.send((i, member, result)).is_err() {
+            return;
+        }
+    }
 }
 
 fn compress_member(m: &Member, level: u32) -> Result<Compressed> {
@@ -223,58 +356,39 @@ fn compress_member(m: &Member, level: u32) -> Result<Compressed> {
     })
 }
 
-/// The in-order stage: offsets, digests, diffID, output.
+/// The in-order stage: offsets, chunk digests, output.
 struct Assembler<W> {
     out: Output<W>,
+    /// The diffID hasher; payload bytes are hashed by the hashing thread.
     diff: Sha256,
     uncompressed: u64,
-    /// Running digest of the multi-chunk file being assembled.
-    file_hasher: Option<Sha256>,
     members: usize,
     chunks: usize,
 }
 
 impl<W: Write> Assembler<W> {
-    fn batch(
-        &mut self,
-        members: &[Member],
-        compressed: Vec<Compressed>,
-        entries: &mut [toc::TocEntry],
-    ) -> Result<()> {
-        for (member, comp) in members.iter().zip(compressed) {
-            self.member(member, comp, entries)?;
-        }
-        Ok(())
-    }
-
+    /// Assembles the next member; returns its compressed bytes for the hashing thread.
     fn member(
         &mut self,
         m: &Member,
         comp: Compressed,
         entries: &mut [toc::TocEntry],
-    ) -> Result<()> {
+    ) -> Result<Vec<u8>> {
         let offset = self.out.written as i64;
         for (chunk, digest) in m.chunks.iter().zip(comp.chunk_digests) {
             let digest_text = digest.to_string();
             entries[chunk.entry].offset = offset;
             entries[chunk.entry].inner_offset = chunk.range.start as i64;
-            if chunk.multi {
-                let hasher = self.file_hasher.get_or_insert_with(Sha256::new);
-                hasher.update(&m.data[chunk.range.clone()]);
-                if chunk.last {
-                    let whole = self.file_hasher.take().map(Digest::from_hasher);
-                    entries[chunk.file].digest = whole.map(|d| d.to_string()).unwrap_or_default();
-                }
-            } else {
+            // A multi-chunk file's own digest comes from the hashing thread.
+            if !chunk.multi {
                 entries[chunk.file].digest = digest_text.clone();
             }
             entries[chunk.entry].chunk_digest = digest_text;
             self.chunks += 1;
         }
-        self.diff.update(&m.data);
         self.uncompressed += m.data.len() as u64;
-        self.out.write(&comp.bytes)?;
+        self.out.write_unhashed(&comp.bytes)?;
         self.members += 1;
-        Ok(())
+        Ok(comp.bytes)
     }
 }
