@@ -26,17 +26,8 @@ pub struct Args {
     /// Output file, or `-` for stdout.
     #[arg(short, long, value_name = "OUTPUT")]
     output: Option<String>,
-    /// Compression level: 0 (stored) to 9 as in gzip; 10 to 12 are libdeflate's slower, smaller levels.
-    #[arg(long, default_value_t = estargz_core::convert::DEFAULT_LEVEL,
-          value_parser = clap::value_parser!(u32).range(0..=12))]
-    level: u32,
-    /// Largest chunk of a file per gzip member, in bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
-    #[arg(long, value_name = "BYTES", default_value = "4MiB", value_parser = parse_size)]
-    chunk_size: u64,
-    /// Let small files share a gzip member until it holds this many uncompressed bytes
-    /// (0: every chunk starts a member). Readers older than estargz v0.13.0 cannot read such blobs.
-    #[arg(long, value_name = "BYTES", default_value = "0", value_parser = parse_size)]
-    min_chunk_size: u64,
+    #[command(flatten)]
+    encoding: EncodingArgs,
     /// Write the TOC to FILE instead of into the blob, which then ends with the external-TOC
     /// footer and decompresses to exactly the input tar (its diffID is the input's).
     #[arg(long, value_name = "FILE")]
@@ -44,9 +35,6 @@ pub struct Args {
     /// Compression threads (default: all cores). The output is the same for any count.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Fail on names that are not UTF-8 instead of replacing invalid bytes with U+FFFD in the TOC.
-    #[arg(long)]
-    strict_names: bool,
     /// Print one JSON object describing the result on stdout.
     #[arg(long)]
     json: bool,
@@ -66,6 +54,46 @@ pub struct Args {
     /// the tar (landmarks and earlier duplicates dropped): the blob is NOT lossless.
     #[arg(long)]
     no_prefetch_landmark: bool,
+}
+
+/// How each layer is encoded: the options `convert` and `convert-image` share.
+#[derive(clap::Args)]
+pub struct EncodingArgs {
+    /// Compression level: 0 (stored) to 9 as in gzip; 10 to 12 are libdeflate's slower, smaller levels.
+    #[arg(long, default_value_t = estargz_core::convert::DEFAULT_LEVEL,
+          value_parser = clap::value_parser!(u32).range(0..=12))]
+    level: u32,
+    /// Largest chunk of a file per gzip member, in bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
+    #[arg(long, value_name = "BYTES", default_value = "4MiB", value_parser = parse_size)]
+    chunk_size: u64,
+    /// Let small files share a gzip member until it holds this many uncompressed bytes
+    /// (0: every chunk starts a member). Readers older than estargz v0.13.0 cannot read such blobs.
+    #[arg(long, value_name = "BYTES", default_value = "0", value_parser = parse_size)]
+    min_chunk_size: u64,
+    /// Fail on names that are not UTF-8 instead of replacing invalid bytes with U+FFFD in the TOC.
+    #[arg(long)]
+    strict_names: bool,
+}
+
+impl EncodingArgs {
+    /// The converter's options, with `threads` compression threads.
+    pub fn convert_options(&self, threads: Option<usize>) -> Result<ConvertOptions> {
+        if self.chunk_size == 0 {
+            return Err(UsageError("--chunk-size must be at least 1 byte".into()).into());
+        }
+        Ok(ConvertOptions {
+            level: self.level,
+            chunk_size: self.chunk_size,
+            min_chunk_size: self.min_chunk_size,
+            threads,
+            names: if self.strict_names {
+                NamePolicy::Strict
+            } else {
+                NamePolicy::Replace
+            },
+            ..ConvertOptions::default()
+        })
+    }
 }
 
 /// Parses `4194304`, `4M`, `4MiB`, `512K`, … (K/M/G are binary multiples).
@@ -102,21 +130,7 @@ fn derived_output(input: &str) -> PathBuf {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let options = ConvertOptions {
-        level: args.level,
-        chunk_size: args.chunk_size,
-        min_chunk_size: args.min_chunk_size,
-        threads: args.threads,
-        names: if args.strict_names {
-            NamePolicy::Strict
-        } else {
-            NamePolicy::Replace
-        },
-        ..ConvertOptions::default()
-    };
-    if args.chunk_size == 0 {
-        return Err(UsageError("--chunk-size must be at least 1 byte".into()).into());
-    }
+    let options = args.encoding.convert_options(args.threads)?;
     let target = match (&args.output, args.input.as_str()) {
         (Some(o), _) if o == "-" => None,
         (Some(o), _) => Some(PathBuf::from(o)),

@@ -1,11 +1,9 @@
 //! `estargz convert-image`: every layer of an OCI image to eStargz.
 
-use crate::cmd_convert::parse_size;
+use crate::cmd_convert::{parse_size, EncodingArgs};
 use crate::output::{forget_in_progress, print_json, track_in_progress, AtomicFile};
 use crate::UsageError;
 use anyhow::{Context, Result};
-use estargz_core::tar::NamePolicy;
-use estargz_core::ConvertOptions;
 use estargz_image::{
     convert_image, write_archive, ImageOptions, LayerReport, LayoutWriter, Progress, Source,
 };
@@ -24,13 +22,8 @@ pub struct Args {
     src: PathBuf,
     /// The destination: `NAME.tar` for an OCI archive, anything else for a layout directory.
     dst: PathBuf,
-    /// Compression level: 0 (stored) to 9 as in gzip; 10 to 12 are libdeflate's slower, smaller levels.
-    #[arg(long, default_value_t = estargz_core::convert::DEFAULT_LEVEL,
-          value_parser = clap::value_parser!(u32).range(0..=12))]
-    level: u32,
-    /// Largest chunk of a file per gzip member, in bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
-    #[arg(long, value_name = "BYTES", default_value = "4MiB", value_parser = parse_size)]
-    chunk_size: u64,
+    #[command(flatten)]
+    encoding: EncodingArgs,
     /// Compression threads in all, shared by the layers converted at once (default: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -40,9 +33,6 @@ pub struct Args {
     /// Memory budget for the layers converted at once (estimated as threads × chunk size × 4 + 40 MiB each).
     #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size)]
     memory: u64,
-    /// Fail on names that are not UTF-8 instead of replacing invalid bytes with U+FFFD in the TOC.
-    #[arg(long)]
-    strict_names: bool,
     /// Replace DST if it exists (it is replaced only once the new image is complete).
     #[arg(long)]
     force: bool,
@@ -55,21 +45,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.chunk_size == 0 {
-        return Err(UsageError("--chunk-size must be at least 1 byte".into()).into());
-    }
     let options = ImageOptions {
-        convert: ConvertOptions {
-            level: args.level,
-            chunk_size: args.chunk_size,
-            threads: args.threads,
-            names: if args.strict_names {
-                NamePolicy::Strict
-            } else {
-                NamePolicy::Replace
-            },
-            ..ConvertOptions::default()
-        },
+        convert: args.encoding.convert_options(args.threads)?,
         jobs: args.jobs.map(|j| j as usize),
         memory_budget: args.memory,
     };

@@ -40,29 +40,9 @@ fn convert(input: &Path, dir: &Path, name: &str) -> Converted {
     Converted { path, report }
 }
 
-/// The reference driver: `$ESTARGZ_REF`, `../target/tools/estargz-ref`, or
-/// `estargz-ref` on PATH (as in estargz-core's interop tests).
-fn reference() -> PathBuf {
-    if let Some(p) = std::env::var_os("ESTARGZ_REF") {
-        return PathBuf::from(p);
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/estargz-ref");
-    if local.exists() {
-        return local;
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("estargz-ref"))
-            .find(|p| p.exists())
-    });
-    found.unwrap_or_else(|| {
-        panic!("estargz-ref not found: set ESTARGZ_REF or build it into target/tools")
-    })
-}
-
 /// Runs the reference driver, asserting success, and returns its stdout.
 fn run_reference(args: &[&OsStr]) -> Vec<u8> {
-    let out = Command::new(reference())
+    let out = Command::new(reference_driver())
         .args(args)
         .stdin(Stdio::null())
         .output()

@@ -654,17 +654,7 @@ pub fn parse_list(text: &str) -> Result<Vec<String>> {
 /// an anonymous temporary file, decompressed, so that [`reorder`] can read
 /// it at random without holding it in memory.
 pub fn spool<R: Read>(input: R) -> Result<File> {
-    let mut input = input;
-    let mut magic = Vec::with_capacity(3);
-    (&mut input)
-        .take(3)
-        .read_to_end(&mut magic)
-        .map_err(|source| Error::Read { offset: 0, source })?;
-    if magic.is_empty() {
-        return Err(Error::EmptyInput);
-    }
-    let is_gzip = magic == [0x1f, 0x8b, 0x08];
-    let input = io::Cursor::new(magic).chain(input);
+    let (is_gzip, input) = crate::tar::sniff_gzip(input)?;
     let mut file = tempfile::tempfile().map_err(Error::Write)?;
     let mut writer = io::BufWriter::with_capacity(1 << 20, &mut file);
     if is_gzip {

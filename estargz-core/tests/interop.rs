@@ -6,45 +6,14 @@
 
 mod common;
 
+use common::run_reference;
 use common::tar_writer::*;
 use estargz_core::Digest;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// The driver: `$ESTARGZ_REF`, `target/tools/estargz-ref`, or `estargz-ref` on PATH.
-fn reference() -> PathBuf {
-    if let Some(p) = std::env::var_os("ESTARGZ_REF") {
-        return PathBuf::from(p);
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/estargz-ref");
-    if local.exists() {
-        return local;
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("estargz-ref"))
-            .find(|p| p.exists())
-    });
-    found.unwrap_or_else(|| {
-        panic!("estargz-ref not found: run ../shared/tools/estargz-ref/build.sh target/tools (scripts/test.sh does)")
-    })
-}
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(reference())
-        .args(args)
-        .output()
-        .expect("estargz-ref runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The reference's TOC of `blob` with every `offset` removed.
 fn toc_without_offsets(blob: &Path) -> serde_json::Value {
-    let (ok, out, err) = run(&["toc", blob.to_str().unwrap()]);
+    let (ok, out, err) = run_reference(&["toc", blob.to_str().unwrap()]);
     assert!(ok, "estargz-ref toc {}: {err}", blob.display());
     let mut toc: serde_json::Value = serde_json::from_str(&out).unwrap();
     for e in toc["entries"].as_array_mut().into_iter().flatten() {
@@ -65,7 +34,7 @@ fn check_against_reference(label: &str, tar: &[u8], chunk_size: u64) -> bool {
     let ours_s = ours.to_str().unwrap();
 
     let toc_digest = report.toc_digest.to_string();
-    let (ok, out, err) = run(&["verify", "-toc-digest", &toc_digest, ours_s]);
+    let (ok, out, err) = run_reference(&["verify", "-toc-digest", &toc_digest, ours_s]);
     let empty_layer = common::read_toc(&blob).0.entries.is_empty();
     if empty_layer {
         // v0.12.0 has no root for an empty TOC (spec §8.1 #13): a known reference gap.
@@ -75,7 +44,7 @@ fn check_against_reference(label: &str, tar: &[u8], chunk_size: u64) -> bool {
         assert!(out.contains(&toc_digest), "{label}: {out}");
     }
     let unpacked = dir.path().join("unpacked.tar");
-    let (ok, out, err) = run(&["unpack", ours_s, unpacked.to_str().unwrap()]);
+    let (ok, out, err) = run_reference(&["unpack", ours_s, unpacked.to_str().unwrap()]);
     assert!(ok, "{label}: reference unpack failed: {err}");
     assert_eq!(
         out.trim(),
@@ -85,7 +54,7 @@ fn check_against_reference(label: &str, tar: &[u8], chunk_size: u64) -> bool {
 
     // A wrong TOC digest must fail there too.
     if !empty_layer {
-        let (ok, ..) = run(&[
+        let (ok, ..) = run_reference(&[
             "verify",
             "-toc-digest",
             &Digest::of(b"wrong").to_string(),
@@ -96,7 +65,7 @@ fn check_against_reference(label: &str, tar: &[u8], chunk_size: u64) -> bool {
 
     let theirs = dir.path().join("theirs.esgz");
     let chunk = chunk_size.to_string();
-    let (ok, _, err) = run(&[
+    let (ok, _, err) = run_reference(&[
         "lossless",
         "-chunk",
         &chunk,
@@ -225,7 +194,7 @@ fn reference_blobs_verify_and_read_here() {
             let mut full = args.clone();
             full.push(input.to_str().unwrap());
             full.push(out.to_str().unwrap());
-            let (ok, stdout, err) = run(&full);
+            let (ok, stdout, err) = run_reference(&full);
             assert!(ok, "{source} {label}: {err}");
             let printed: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
             let toc_digest: Digest = printed["toc_digest"].as_str().unwrap().parse().unwrap();
@@ -244,7 +213,7 @@ fn reference_blobs_verify_and_read_here() {
             if label.starts_with("lossless") {
                 assert_eq!(unpacked, tar, "{source} {label}: unpack is the input");
             }
-            let (ok, theirs, _) = run(&[
+            let (ok, theirs, _) = run_reference(&[
                 "unpack",
                 out.to_str().unwrap(),
                 dir.path().join("u.tar").to_str().unwrap(),
@@ -280,7 +249,7 @@ fn reference_blobs_verify_and_read_here() {
                 !verify(&bad[..], &VerifyOptions::default()).is_valid(),
                 "{source} {label}: flipped byte accepted here"
             );
-            let (ok, ..) = run(&["verify", bad_path.to_str().unwrap()]);
+            let (ok, ..) = run_reference(&["verify", bad_path.to_str().unwrap()]);
             assert!(
                 !ok,
                 "{source} {label}: flipped byte accepted by the reference"

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::run_reference;
 use common::tar_writer::*;
 use estargz_core::prioritize::{
     parse_list, reorder, spool, tar_file, Landmark, PrioritizeOptions, Reordered, LANDMARK_DIGEST,
@@ -17,8 +18,6 @@ use estargz_core::toc::EntryType;
 use estargz_core::verify::{verify, VerifyOptions};
 use estargz_core::{convert, ConvertOptions, ConvertReport, Digest, Error};
 use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::Command;
 
 const L: &str = ".prefetch.landmark";
 const NL: &str = ".no.prefetch.landmark";
@@ -758,29 +757,6 @@ fn files_and_gzip_files_are_read_in_place_or_spooled() {
 // ---------------------------------------------------------------------------
 // The reference driver on our reordered blobs
 // ---------------------------------------------------------------------------
-
-fn reference() -> PathBuf {
-    if let Some(p) = std::env::var_os("ESTARGZ_REF") {
-        return PathBuf::from(p);
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/estargz-ref");
-    if local.exists() {
-        return local;
-    }
-    PathBuf::from("estargz-ref")
-}
-
-fn run_reference(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(reference())
-        .args(args)
-        .output()
-        .expect("estargz-ref runs (scripts/test.sh builds it)");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn reference_verifies_and_unpacks_reordered_blobs_and_sorts_alike() {

@@ -12,9 +12,9 @@ pub mod plan;
 use crate::blob_info::{layer_annotations, BlobInfo};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::tar::{NamePolicy, ScanLimits, Scanner};
+use crate::tar::{sniff_gzip, NamePolicy, ScanLimits, Scanner};
 use std::collections::BTreeMap;
-use std::io::{BufReader, Cursor, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Default chunk size: 4 MiB, as the reference.
@@ -206,17 +206,7 @@ fn convert_to<R: Read + Send, W: Write>(
     options: &ConvertOptions,
 ) -> Result<ConvertReport> {
     let options = options.validated()?;
-    let mut input = input;
-    let mut magic = Vec::with_capacity(3);
-    (&mut input)
-        .take(3)
-        .read_to_end(&mut magic)
-        .map_err(|source| Error::Read { offset: 0, source })?;
-    if magic.is_empty() {
-        return Err(Error::EmptyInput);
-    }
-    let is_gzip = magic == [0x1f, 0x8b, 0x08];
-    let input = Cursor::new(magic).chain(input);
+    let (is_gzip, input) = sniff_gzip(input)?;
     if is_gzip {
         // Decoding gets its own thread: inline, it stalled planning, and so
         // the whole pipeline, for as long as each read took to decode.

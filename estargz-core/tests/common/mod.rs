@@ -276,3 +276,38 @@ impl estargz_core::read::ReadAt for CountingSource<'_> {
         Ok(n)
     }
 }
+
+/// The reference driver: `$ESTARGZ_REF`, `target/tools/estargz-ref`, or
+/// `estargz-ref` on PATH (scripts/test.sh builds it when none is there).
+pub fn reference_driver() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os("ESTARGZ_REF") {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/estargz-ref");
+    if local.exists() {
+        return local;
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("estargz-ref"))
+            .find(|p| p.exists())
+    });
+    found.unwrap_or_else(|| {
+        panic!("estargz-ref not found: run ../shared/tools/estargz-ref/build.sh target/tools (scripts/test.sh does)")
+    })
+}
+
+/// Runs the reference driver: (success, stdout, stderr).
+pub fn run_reference(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(reference_driver())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("estargz-ref runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
