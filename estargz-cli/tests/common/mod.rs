@@ -196,23 +196,7 @@ pub fn convert_args<'a>(input: &'a Path, output: &'a Path, extra: &[&'a OsStr]) 
     args
 }
 
-/// The reference driver: `$ESTARGZ_REF`, `../target/tools/estargz-ref`, or
-/// `estargz-ref` on PATH (scripts/test.sh builds it when none is there).
-pub fn reference_driver() -> std::path::PathBuf {
-    use std::path::PathBuf;
-    if let Some(p) = std::env::var_os("ESTARGZ_REF") {
-        return PathBuf::from(p);
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/estargz-ref");
-    if local.exists() {
-        return local;
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("estargz-ref"))
-            .find(|p| p.exists())
-    });
-    found.unwrap_or_else(|| {
-        panic!("estargz-ref not found: set ESTARGZ_REF or build it into target/tools")
-    })
-}
+#[path = "../../../estargz-core/tests/common/reference.rs"]
+mod reference;
+#[allow(unused_imports)] // each test binary uses a subset
+pub use reference::reference_driver;

@@ -4,7 +4,10 @@
 
 #![allow(dead_code)]
 
+mod reference;
 pub mod tar_writer;
+#[allow(unused_imports)] // each test binary uses a subset
+pub use reference::reference_driver;
 
 use estargz_core::footer;
 use estargz_core::toc::{EntryType, Toc, TocEntry};
@@ -275,27 +278,6 @@ impl estargz_core::read::ReadAt for CountingSource<'_> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
-}
-
-/// The reference driver: `$ESTARGZ_REF`, `target/tools/estargz-ref`, or
-/// `estargz-ref` on PATH (scripts/test.sh builds it when none is there).
-pub fn reference_driver() -> std::path::PathBuf {
-    use std::path::PathBuf;
-    if let Some(p) = std::env::var_os("ESTARGZ_REF") {
-        return PathBuf::from(p);
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/estargz-ref");
-    if local.exists() {
-        return local;
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("estargz-ref"))
-            .find(|p| p.exists())
-    });
-    found.unwrap_or_else(|| {
-        panic!("estargz-ref not found: run ../shared/tools/estargz-ref/build.sh target/tools (scripts/test.sh does)")
-    })
 }
 
 /// Runs the reference driver: (success, stdout, stderr).
