@@ -1,6 +1,6 @@
 //! `estargz cat`: one file's bytes, by random access.
 
-use crate::input::{open_blob, RemoteArgs, TocArgs};
+use crate::input::BlobArgs;
 use anyhow::{Context, Result};
 use std::io::Write;
 
@@ -8,21 +8,17 @@ use std::io::Write;
 /// checking each chunk's digest.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The blob: a file, or an http:// or https:// URL read with range requests.
-    blob: String,
+    #[command(flatten)]
+    source: BlobArgs,
     /// Path of the file inside the blob (`./`, `/` prefixes are ignored).
     path: String,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    toc: TocArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let blob = open_blob(&args.blob, &args.remote, &args.toc)?;
+    let blob = args.source.open()?;
     let reader = blob
         .open_file(&args.path)
-        .with_context(|| format!("{}: {}", args.blob, args.path))?
+        .with_context(|| format!("{}: {}", args.source.blob, args.path))?
         .verifying(true);
     let mut out = std::io::stdout().lock();
     let mut buf = vec![0u8; 1 << 20];
@@ -30,7 +26,7 @@ pub fn run(args: Args) -> Result<()> {
     while at < reader.size() {
         let n = reader
             .read_at(&mut buf, at)
-            .with_context(|| format!("{}: {}", args.blob, args.path))?;
+            .with_context(|| format!("{}: {}", args.source.blob, args.path))?;
         if n == 0 {
             break;
         }

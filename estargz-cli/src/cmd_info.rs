@@ -1,6 +1,6 @@
 //! `estargz info`: what a blob is and the annotations its layer should carry.
 
-use crate::input::{open_blob, RemoteArgs, TocArgs};
+use crate::input::BlobArgs;
 use crate::output::print_json;
 use anyhow::{Context, Result};
 use estargz_core::blob_info::{layer_annotations, MEDIA_TYPE_LAYER_GZIP};
@@ -13,23 +13,19 @@ use std::io::BufReader;
 /// Describe a blob: footer, TOC, counts, prefetch landmark, digests and annotations.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The blob: a file, or an http:// or https:// URL read with range requests.
-    blob: String,
+    #[command(flatten)]
+    source: BlobArgs,
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    toc: TocArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let blob = open_blob(&args.blob, &args.remote, &args.toc)?;
+    let blob = args.source.open()?;
     // Through the blob's own source: a URL blob is read once more, in large
     // sequential requests, and its tail is not fetched again.
     let whole = BufReader::with_capacity(1 << 20, RangeReader::new(blob.source(), 0, blob.size()));
-    let info = blob_info_of(whole).with_context(|| format!("reading {}", args.blob))?;
+    let info = blob_info_of(whole).with_context(|| format!("reading {}", args.source.blob))?;
     let toc = blob.toc();
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     for e in &toc.entries {
@@ -50,7 +46,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let annotations = layer_annotations(&blob.toc_digest(), info.uncompressed_size);
     let value = serde_json::json!({
-        "blob": args.blob,
+        "blob": args.source.blob,
         "footer": blob.kind().to_string(),
         "size": blob.size(),
         "digest": info.digest.to_string(),
@@ -70,7 +66,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.json {
         return print_json(&value);
     }
-    println!("blob               {}", args.blob);
+    println!("blob               {}", args.source.blob);
     println!(
         "footer             {} ({} bytes)",
         blob.kind(),

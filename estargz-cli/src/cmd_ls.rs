@@ -1,6 +1,6 @@
 //! `estargz ls`: the entries of a blob, like `tar -t` / `tar -tv`.
 
-use crate::input::{open_blob, RemoteArgs, TocArgs};
+use crate::input::BlobArgs;
 use crate::output::print_json;
 use anyhow::Result;
 use estargz_core::read::{owner_names, parse_rfc3339};
@@ -10,18 +10,14 @@ use std::io::Write;
 /// List the entries of a blob in TOC order (chunks folded into their file).
 #[derive(clap::Args)]
 pub struct Args {
-    /// The blob: a file, or an http:// or https:// URL read with range requests.
-    blob: String,
+    #[command(flatten)]
+    source: BlobArgs,
     /// Long listing: mode, owner, size, time, name, link target.
     #[arg(short, long)]
     long: bool,
     /// Print a JSON array on stdout.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    toc: TocArgs,
 }
 
 fn mode_string(e: &TocEntry) -> String {
@@ -57,7 +53,7 @@ fn mode_string(e: &TocEntry) -> String {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let blob = open_blob(&args.blob, &args.remote, &args.toc)?;
+    let blob = args.source.open()?;
     let toc = blob.toc();
     let names = owner_names(toc);
     let entries: Vec<(usize, &TocEntry)> = toc

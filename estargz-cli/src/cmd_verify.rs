@@ -1,6 +1,6 @@
 //! `estargz verify`: check a blob's footer, TOC, structure and every byte.
 
-use crate::input::{open_blob_source, RemoteArgs, TocArgs};
+use crate::input::BlobArgs;
 use crate::output::print_json;
 use crate::UsageError;
 use anyhow::Result;
@@ -13,8 +13,8 @@ use estargz_core::Digest;
 /// stderr, or listed in the JSON report), 2 on usage errors.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The blob: a file, or an http:// or https:// URL read with range requests.
-    blob: String,
+    #[command(flatten)]
+    source: BlobArgs,
     /// The TOC digest the blob must have (its layer's
     /// containerd.io/snapshot/stargz/toc.digest annotation).
     #[arg(long, value_name = "DIGEST")]
@@ -25,10 +25,6 @@ pub struct Args {
     /// Print nothing on success: the exit code tells (problems still go to stderr).
     #[arg(short, long, conflicts_with = "json")]
     quiet: bool,
-    #[command(flatten)]
-    remote: RemoteArgs,
-    #[command(flatten)]
-    toc: TocArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -36,8 +32,8 @@ pub fn run(args: Args) -> Result<()> {
         Some(d) => Some(d.parse::<Digest>().map_err(|e| UsageError(e.to_string()))?),
         None => None,
     };
-    let open = args.toc.open_options()?;
-    let source = open_blob_source(&args.blob, &args.remote)?;
+    let open = args.source.toc.open_options()?;
+    let source = args.source.source()?;
     let report = verify(
         &source,
         &VerifyOptions {
@@ -54,7 +50,7 @@ pub fn run(args: Args) -> Result<()> {
             )
             .collect();
         print_json(&serde_json::json!({
-            "blob": args.blob,
+            "blob": args.source.blob,
             "valid": report.is_valid(),
             "footer": report.footer.map(|k| k.to_string()),
             "toc_digest": report.toc_digest.map(|d| d.to_string()),
@@ -67,12 +63,12 @@ pub fn run(args: Args) -> Result<()> {
         }))?;
     } else {
         for p in &report.problems {
-            eprintln!("estargz: {}: {p}", args.blob);
+            eprintln!("estargz: {}: {p}", args.source.blob);
         }
         if report.is_valid() && !args.quiet {
             println!(
                 "ok {} ({} footer, toc_digest={}, {} files, {} chunks, {} members)",
-                args.blob,
+                args.source.blob,
                 report.footer.map(|k| k.to_string()).unwrap_or_default(),
                 report.toc_digest.map(|d| d.to_string()).unwrap_or_default(),
                 report.files,
@@ -86,7 +82,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         Err(crate::Reported(format!(
             "{}: {} problem(s) found",
-            args.blob,
+            args.source.blob,
             report.problems.len()
         ))
         .into())

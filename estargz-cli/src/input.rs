@@ -129,9 +129,29 @@ impl TocArgs {
     }
 }
 
-/// A blob (file or URL) opened through its footer and TOC.
-pub fn open_blob(name: &str, remote: &RemoteArgs, toc: &TocArgs) -> Result<Blob<Box<dyn ReadAt>>> {
-    let opts = toc.open_options()?;
-    let source = open_blob_source(name, remote)?;
-    Blob::open(source, &opts).with_context(|| format!("opening {name}"))
+/// A blob named on the command line and how to read it: its path or URL,
+/// HTTP options, and the TOC file of an external-TOC blob. Flattened into
+/// every command that reads a blob's TOC.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BlobArgs {
+    /// The blob: a file, or an http:// or https:// URL read with range requests.
+    pub blob: String,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    #[command(flatten)]
+    pub toc: TocArgs,
+}
+
+impl BlobArgs {
+    /// The blob's bytes, for positioned reads.
+    pub fn source(&self) -> Result<Box<dyn ReadAt>> {
+        open_blob_source(&self.blob, &self.remote)
+    }
+
+    /// The blob opened through its footer and TOC.
+    pub fn open(&self) -> Result<Blob<Box<dyn ReadAt>>> {
+        let opts = self.toc.open_options()?;
+        let source = self.source()?;
+        Blob::open(source, &opts).with_context(|| format!("opening {}", self.blob))
+    }
 }
