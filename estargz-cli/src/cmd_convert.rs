@@ -150,6 +150,16 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
+    if let Some(toc) = &args.external_toc {
+        let clashes = [Some(Path::new(&args.input)), target.as_deref()];
+        if clashes.into_iter().flatten().any(|p| same_path(p, toc)) {
+            return Err(UsageError(format!(
+                "--external-toc {} names the input or the output",
+                toc.display()
+            ))
+            .into());
+        }
+    }
     let prefetch = prefetch::Request::from_flags(
         args.prioritized_files.as_deref(),
         args.allow_missing,
@@ -187,16 +197,6 @@ pub fn run(args: Args) -> Result<()> {
             }
         )
     };
-    if let Some(toc) = &args.external_toc {
-        let clashes = [Some(Path::new(&args.input)), target.as_deref()];
-        if clashes.into_iter().flatten().any(|p| same_path(p, toc)) {
-            return Err(UsageError(format!(
-                "--external-toc {} names the input or the output",
-                toc.display()
-            ))
-            .into());
-        }
-    }
     let mut toc_file = args
         .external_toc
         .as_deref()
