@@ -151,16 +151,21 @@ fn w13_several_files_in_one_member() {
     );
 }
 
-/// W14: min chunk 8000 and chunk size 32000: a file's chunks share members with others.
-#[test]
-fn w14_chunked_files_sharing_members() {
-    let entries = vec![
+/// The W14 layer: two files of two 32000-byte chunks around a small one.
+fn w14_entries() -> Vec<TestEntry> {
+    vec![
         dir("foo"),
         file("foo/foo1", alnum(64_000, 3)),
         file("foo2", "bb"),
         dir("bar"),
         file("foo3", alnum(64_000, 4)),
-    ];
+    ]
+}
+
+/// W14: min chunk 8000 and chunk size 32000: a file's chunks share members with others.
+#[test]
+fn w14_chunked_files_sharing_members() {
+    let entries = w14_entries();
     let tar = build_tar(Format::Gnu, &entries, 0);
     let (blob, _) = convert_with(&tar, 32_000);
     // Members: 0 headers, 1-2 foo1's two chunks, 3 foo2, 4-5 foo3's two chunks.
@@ -257,13 +262,7 @@ fn w13_written_with_min_chunk_size() {
 /// W14 as written here: chunk 32000 and min chunk 8000 give the spec's 6 members.
 #[test]
 fn w14_written_with_min_chunk_size() {
-    let entries = vec![
-        dir("foo"),
-        file("foo/foo1", alnum(64_000, 3)),
-        file("foo2", "bb"),
-        dir("bar"),
-        file("foo3", alnum(64_000, 4)),
-    ];
+    let entries = w14_entries();
     let tar = build_tar(Format::Pax, &entries, 0);
     let (blob, report) = convert_min(&tar, 32_000, 8000);
     assert_eq!(common::members(&blob).len(), 6);
