@@ -1,16 +1,19 @@
 //! `estargz convert`: lossless tar → eStargz.
 
 use crate::input::{open_input, TocArgs};
+use crate::mapped::MappedTar;
 use crate::output::{binary_stdout, print_json, AtomicFile};
 use crate::prefetch;
 use crate::progress::Progress;
 use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::blob_info::MEDIA_TYPE_LAYER_GZIP;
+use estargz_core::convert::{convert_in_memory, SharedInput};
 use estargz_core::tar::NamePolicy;
 use estargz_core::{convert, convert_external_toc, ConvertOptions, ConvertReport};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Convert a tar (plain or gzip) into a lossless eStargz blob.
 ///
@@ -41,6 +44,11 @@ pub struct Args {
     /// Print nothing on stderr but errors and warnings.
     #[arg(short, long)]
     quiet: bool,
+    /// Read a file input as a stream instead of memory-mapping it. Mapping saves
+    /// copying every byte, but a file truncated during the conversion then ends the
+    /// process with SIGBUS (a file changed in place is detected either way).
+    #[arg(long)]
+    no_mmap: bool,
     /// Move the paths listed in FILE (one per line, or ctr-remote's NDJSON records
     /// {"path": ...}), their parent directories and hard-link targets to the front,
     /// followed by .prefetch.landmark. Reorders the tar: the blob is NOT lossless.
@@ -165,23 +173,33 @@ pub fn run(args: Args) -> Result<()> {
         args.allow_missing,
         args.no_prefetch_landmark,
     )?;
-    let (input, reordered, input_size): (Box<dyn std::io::Read + Send>, _, _) = match &prefetch {
+    let (reordered_tar, reordered, input_size) = match &prefetch {
         Some(request) => {
             let tar = request.reorder(&args.input, options.names, args.quiet)?;
             let report = tar.report().clone();
             let size = report.tar_size;
-            (Box::new(tar), Some(report), Some(size))
+            (Some(tar), Some(report), Some(size))
         }
         None => {
             let size = std::fs::metadata(&args.input)
                 .ok()
                 .filter(|m| m.is_file() && args.input != "-")
                 .map(|m| m.len());
-            (open_input(&args.input)?, None, size)
+            (None, None, size)
         }
     };
     let progress = Progress::bytes("converting", input_size, args.quiet);
-    let input = progress.reader(input);
+    // A reordered tar is a stream over a spooled or reordered copy; the
+    // input itself is mapped unless --no-mmap or it is not a regular file.
+    let mapped = match (&reordered_tar, args.no_mmap) {
+        (None, false) => MappedTar::open(&args.input, progress.bar())?.map(Arc::new),
+        _ => None,
+    };
+    let input: Option<Box<dyn Read + Send>> = match (reordered_tar, &mapped) {
+        (Some(tar), _) => Some(Box::new(progress.reader(tar))),
+        (None, None) => Some(Box::new(progress.reader(open_input(&args.input)?))),
+        (None, Some(_)) => None,
+    };
     let context = || {
         format!(
             "converting {}{}",
@@ -202,14 +220,27 @@ pub fn run(args: Args) -> Result<()> {
         .as_deref()
         .map(AtomicFile::create)
         .transpose()?;
-    let write_blob = |out: &mut dyn Write| match toc_file.as_mut() {
-        Some(toc) => convert_external_toc(input, out, toc.writer(), &options),
-        None => convert(input, out, &options),
+    let write_blob = |out: &mut dyn Write| -> Result<ConvertReport> {
+        let report = match (input, &mapped, toc_file.as_mut()) {
+            (Some(input), _, Some(toc)) => convert_external_toc(input, out, toc.writer(), &options),
+            (Some(input), _, None) => convert(input, out, &options),
+            (None, Some(map), toc) => {
+                let mut toc_writer = toc.map(|t| t.writer());
+                let toc_out = toc_writer.as_mut().map(|w| w as &mut dyn Write);
+                convert_in_memory(map.clone() as SharedInput, out, toc_out, &options)
+            }
+            (None, None, _) => unreachable!("an input is either streamed or mapped"),
+        }
+        .with_context(context)?;
+        if let Some(map) = &mapped {
+            map.check_unchanged(&args.input)?;
+        }
+        Ok(report)
     };
     let report = match &target {
         Some(path) => {
             let mut file = AtomicFile::create(path)?;
-            let report = write_blob(&mut file.writer()).with_context(context)?;
+            let report = write_blob(&mut file.writer())?;
             if let Some(toc) = toc_file {
                 toc.commit()?;
             }
@@ -217,7 +248,7 @@ pub fn run(args: Args) -> Result<()> {
             report
         }
         None => {
-            let report = write_blob(&mut binary_stdout()?).with_context(context)?;
+            let report = write_blob(&mut binary_stdout()?)?;
             if let Some(toc) = toc_file {
                 toc.commit()?;
             }

@@ -41,6 +41,11 @@ impl Progress {
         }
     }
 
+    /// The bar itself, for progress that is not read through a reader.
+    pub fn bar(&self) -> Option<ProgressBar> {
+        self.bar.clone()
+    }
+
     /// Removes the bar, so that the summary lines that follow stand alone.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {

@@ -342,21 +342,46 @@ fn convert_rejects_invalid_and_sparse_tars_leaving_no_output() {
     for input in rejected_fixtures() {
         let dir = tempfile::tempdir().unwrap();
         let out_path = dir.path().join("out.esgz");
-        let out = run([
-            OsStr::new("convert"),
-            input.as_os_str(),
-            OsStr::new("-o"),
-            out_path.as_os_str(),
-        ]);
-        assert_exit_for(&out, 1, input.display());
-        assert_refusal_message(&out, &input);
-        assert!(
-            dir_listing(dir.path()).is_empty(),
-            "{}: files left behind: {:?}",
-            input.display(),
-            dir_listing(dir.path())
-        );
+        let mut stderrs = Vec::new();
+        // The file mapped (the default) and read as a stream fail alike.
+        for extra in [None, Some("--no-mmap")] {
+            let mut args = vec![
+                OsStr::new("convert"),
+                input.as_os_str(),
+                OsStr::new("-o"),
+                out_path.as_os_str(),
+            ];
+            args.extend(extra.map(OsStr::new));
+            let out = run(args);
+            assert_exit_for(&out, 1, input.display());
+            assert_refusal_message(&out, &input);
+            assert!(
+                dir_listing(dir.path()).is_empty(),
+                "{}: files left behind: {:?}",
+                input.display(),
+                dir_listing(dir.path())
+            );
+            stderrs.push(stderr_of(&out));
+        }
+        assert_eq!(stderrs[0], stderrs[1], "{}", input.display());
     }
+}
+
+#[test]
+fn a_mapped_file_a_streamed_file_and_stdin_convert_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = Path::new(SAMPLE_LAYER);
+    let args = ["--chunk-size", "1K", "--min-chunk-size", "3K"];
+    let mapped = convert_to_file(input, dir.path(), "mapped", &args);
+    let mut streamed_args = args.to_vec();
+    streamed_args.push("--no-mmap");
+    let streamed = convert_to_file(input, dir.path(), "streamed", &streamed_args);
+    assert!(mapped == streamed, "--no-mmap changes the blob");
+    let mut stdin_args = vec!["convert", "-", "-o", "-"];
+    stdin_args.extend(args);
+    let out = run_with_stdin(stdin_args, &read(input));
+    assert_exit(&out, 0);
+    assert!(out.stdout == mapped, "stdin gives another blob");
 }
 
 #[test]

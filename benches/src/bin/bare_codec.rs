@@ -148,7 +148,7 @@ fn run(args: Args) -> Result<String, String> {
         members
             .par_iter()
             .map(|data| {
-                let mut out = Vec::with_capacity(data.len() / 2 + 64);
+                let mut out = Vec::new();
                 gzip_member(args.level, data, &mut out).map(|()| out)
             })
             .collect::<Result<_, _>>()

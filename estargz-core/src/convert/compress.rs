@@ -30,7 +30,8 @@ pub fn gzip_member(level: u32, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
         1 => 4,
         _ => 0,
     };
-    out.extend_from_slice(&[0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, xfl, 0xff]);
+    // Go's: magic, deflate, no flags, zero mtime, XFL, OS unknown.
+    let header = [0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, xfl, 0xff];
     COMPRESSOR.with(|cell| -> Result<()> {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|(l, _)| *l != level) {
@@ -53,6 +54,10 @@ pub fn gzip_member(level: u32, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
             let n = compressor
                 .deflate_compress(data, &mut scratch[..bound])
                 .map_err(|e| Error::Compress(format!("{e:?}")))?;
+            // Exactly: members in flight then hold no slack, and nothing is copied twice.
+            // CRC-32 and size follow.
+            out.reserve_exact(header.len() + n + 8);
+            out.extend_from_slice(&header);
             out.extend_from_slice(&scratch[..n]);
             Ok(())
         })

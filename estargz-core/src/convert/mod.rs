@@ -6,8 +6,11 @@
 //! members, TOC and footer in order.
 
 pub mod compress;
+mod memory;
 mod pipeline;
 pub mod plan;
+
+pub use memory::{InputBytes, MemberData, MemoryReader, SharedInput};
 
 use crate::blob_info::{layer_annotations, BlobInfo};
 use crate::digest::Digest;
@@ -309,4 +312,31 @@ fn run<R: Read + Send, W: Write>(
     let planner =
         plan::Planner::new(scanner, options.chunk_size).with_min_chunk_size(options.min_chunk_size);
     pipeline::run(planner, options, output, external_toc)
+}
+
+/// Like [`convert`] (with `toc`, like [`convert_external_toc`]), for a tar
+/// held in memory as a whole, typically a memory-mapped file: file data is
+/// compressed, hashed and digested in place instead of being copied into
+/// member buffers. The output is byte for byte what [`convert`] makes of
+/// the same bytes. A gzip-compressed input is decoded as a stream.
+///
+/// See [`InputBytes`] for an example.
+pub fn convert_in_memory<W: Write>(
+    input: SharedInput,
+    output: W,
+    toc: Option<&mut dyn Write>,
+    options: &ConvertOptions,
+) -> Result<ConvertReport> {
+    let options = options.validated()?;
+    if sniff_gzip(input.bytes())?.0 {
+        return convert_to(input.bytes(), output, toc, &options);
+    }
+    let planner = plan::Planner::in_memory(
+        input,
+        options.names,
+        options.scan_limits,
+        options.chunk_size,
+    )
+    .with_min_chunk_size(options.min_chunk_size);
+    pipeline::run(planner, &options, output, toc)
 }

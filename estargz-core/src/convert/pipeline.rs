@@ -9,6 +9,7 @@
 //! largest serial cost besides planning.
 
 use super::compress::gzip_member;
+use super::memory::MemberData;
 use super::plan::{Member, Planner};
 use super::{ConvertOptions, ConvertReport, ExternalToc};
 use crate::blob_info::BlobInfo;
@@ -102,6 +103,9 @@ fn hash_batches(jobs: Receiver<HashJob>, hashed: Sender<u64>) -> Hashes {
             }
             h.diff.update(&m.data);
             h.blob.update(bytes);
+        }
+        if let Some(MemberData::Shared(input, range)) = job.members.last().map(|m| &m.data) {
+            input.release(range.end);
         }
         drop(job);
         // The planner may have finished already; nothing waits for this then.
@@ -225,7 +229,7 @@ pub fn run<R: Read + Send, W: Write>(
 /// Plans, compresses and assembles every member, handing what was assembled
 /// to the hashing thread.
 ///
-/// Workers live for the whole conversion and take members one at a time
+/// Workers live for the whole conversion and take batches one at a time
 /// from a queue, so a large member never leaves the others idle at a batch
 /// boundary, and each keeps its compressor and scratch buffer. This thread
 /// plans ahead while fewer than `budget` bytes are planned but not yet
@@ -238,9 +242,9 @@ fn assemble_all<R: Read + Send, W: Write>(
     budget: u64,
     to_hasher: HashFeed,
 ) -> Result<()> {
-    let (work, queue) = channel::<(usize, Member)>();
+    let (work, queue) = channel::<(usize, Vec<Member>)>();
     let queue = Mutex::new(queue);
-    let (done, results) = channel::<(usize, Member, Result<Compressed>)>();
+    let (done, results) = channel::<Done>();
     std::thread::scope(|s| {
         for _ in 0..threads {
             let done = done.clone();
@@ -256,39 +260,72 @@ fn assemble_all<R: Read + Send, W: Write>(
     })
 }
 
+/// A compressed batch: its index, its members and their results.
+type Done = (usize, Vec<Member>, Vec<Result<Compressed>>);
+
+/// Consecutive members travel to the workers together until they hold this
+/// many uncompressed bytes: a layer of small files would otherwise cost a
+/// queue hand-off, a wake-up and a result per file, which on two cores
+/// added up to a quarter of the CPU time of converting a node_modules tree.
+/// Batches never change what is compressed or in which order it is assembled.
+const BATCH_BYTES: u64 = 1 << 20;
+
 fn feed_and_assemble<R: Read, W: Write>(
     planner: &mut Planner<R>,
     asm: &mut Assembler<W>,
     budget: u64,
-    work: Sender<(usize, Member)>,
-    results: &Receiver<(usize, Member, Result<Compressed>)>,
+    work: Sender<(usize, Vec<Member>)>,
+    results: &Receiver<Done>,
     to_hasher: &HashFeed,
 ) -> Result<()> {
     let hashing_stopped = || Error::Compress("hashing thread stopped".into());
     let stopped = || Error::Compress("compression threads stopped".into());
     let mut planned = 0usize;
+    let mut sent = 0usize;
+    // Batches assembled, and the members in them.
     let mut assembled = 0usize;
+    let mut members_assembled = 0usize;
     let mut in_flight_bytes = 0u64;
     let mut input_done = false;
-    // Results that arrived before an earlier member's.
-    let mut waiting: BTreeMap<usize, (Member, Result<Compressed>)> = BTreeMap::new();
+    let mut batch: Vec<Member> = Vec::new();
+    let mut batch_bytes = 0u64;
+    // Batches that arrived before an earlier one.
+    let mut waiting: BTreeMap<usize, (Vec<Member>, Vec<Result<Compressed>>)> = BTreeMap::new();
     loop {
         // Members count against the budget until hashed, not just assembled.
         while let Ok(n) = to_hasher.hashed.try_recv() {
             in_flight_bytes = in_flight_bytes.saturating_sub(n);
         }
-        while !input_done && in_flight_bytes < budget && planned - assembled < MAX_IN_FLIGHT_MEMBERS
+        while !input_done
+            && in_flight_bytes < budget
+            && planned - members_assembled < MAX_IN_FLIGHT_MEMBERS
         {
             match planner.next_member()? {
                 Some(m) => {
-                    in_flight_bytes += m.data.len() as u64;
-                    work.send((planned, m)).map_err(|_| stopped())?;
+                    let len = m.data.len() as u64;
+                    in_flight_bytes += len;
+                    batch_bytes += len;
+                    batch.push(m);
                     planned += 1;
+                    if batch_bytes >= BATCH_BYTES {
+                        work.send((sent, std::mem::take(&mut batch)))
+                            .map_err(|_| stopped())?;
+                        sent += 1;
+                        batch_bytes = 0;
+                    }
                 }
                 None => input_done = true,
             }
         }
-        if assembled == planned {
+        // Planning paused (budget, member cap or end of input): what is
+        // batched must go now, or nothing would ever free the budget.
+        if !batch.is_empty() {
+            work.send((sent, std::mem::take(&mut batch)))
+                .map_err(|_| stopped())?;
+            sent += 1;
+            batch_bytes = 0;
+        }
+        if assembled == sent {
             if input_done {
                 return Ok(());
             }
@@ -298,19 +335,22 @@ fn feed_and_assemble<R: Read, W: Write>(
             continue;
         }
         // Block for one result, then take whatever else is already there.
-        let (i, m, c) = results.recv().map_err(|_| stopped())?;
-        waiting.insert(i, (m, c));
-        while let Ok((i, m, c)) = results.try_recv() {
-            waiting.insert(i, (m, c));
+        let (i, ms, cs) = results.recv().map_err(|_| stopped())?;
+        waiting.insert(i, (ms, cs));
+        while let Ok((i, ms, cs)) = results.try_recv() {
+            waiting.insert(i, (ms, cs));
         }
         let mut job = HashJob {
             members: Vec::new(),
             compressed: Vec::new(),
         };
-        while let Some((m, c)) = waiting.remove(&assembled) {
-            let bytes = asm.member(&m, c?, &mut planner.entries)?;
-            job.members.push(m);
-            job.compressed.push(bytes);
+        while let Some((ms, cs)) = waiting.remove(&assembled) {
+            for (m, c) in ms.into_iter().zip(cs) {
+                let bytes = asm.member(&m, c?, &mut planner.entries)?;
+                job.members.push(m);
+                job.compressed.push(bytes);
+                members_assembled += 1;
+            }
             assembled += 1;
         }
         if !job.members.is_empty() {
@@ -319,32 +359,33 @@ fn feed_and_assemble<R: Read, W: Write>(
     }
 }
 
-/// Compresses members from the shared queue until it is closed.
-fn compress_worker(
-    queue: &Mutex<Receiver<(usize, Member)>>,
-    done: Sender<(usize, Member, Result<Compressed>)>,
-    level: u32,
-) {
+/// Compresses batches from the shared queue until it is closed.
+fn compress_worker(queue: &Mutex<Receiver<(usize, Vec<Member>)>>, done: Sender<Done>, level: u32) {
     loop {
         let next = match queue.lock() {
             Ok(q) => q.recv(),
             Err(_) => return,
         };
-        let Ok((i, member)) = next else { return };
+        let Ok((i, members)) = next else { return };
         // A panic must still produce a result: the assembler waits for every index.
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| compress_member(&member, level)))
-            .unwrap_or_else(|_| Err(Error::Compress("a compression thread panicked".into())));
-        if done.send((i, member, result)).is_err() {
+        let results = members
+            .iter()
+            .map(|m| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| compress_member(m, level)))
+                    .unwrap_or_else(|_| {
+                        Err(Error::Compress("a compression thread panicked".into()))
+                    })
+            })
+            .collect();
+        if done.send((i, members, results)).is_err() {
             return;
         }
     }
 }
 
 fn compress_member(m: &Member, level: u32) -> Result<Compressed> {
-    let mut bytes = Vec::with_capacity(m.data.len() / 2 + 64);
+    let mut bytes = Vec::new();
     gzip_member(level, &m.data, &mut bytes)?;
-    // The codec sized the buffer for the worst case; batches in flight keep only what is used.
-    bytes.shrink_to_fit();
     let chunk_digests = m
         .chunks
         .iter()

@@ -7,11 +7,12 @@
 //! The plan is a function of the input bytes and the options only, never of
 //! threads or timing: that is what makes the output deterministic.
 
+use super::memory::{MemberData, MemoryReader, SharedInput};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::name;
 use crate::read::{NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK};
-use crate::tar::{Entry, EntryKind, Item, Scanner};
+use crate::tar::{Entry, EntryKind, Item, NamePolicy, ScanLimits, Scanner};
 use crate::toc::{format_modtime, EntryType, TocEntry, TOC_NAME};
 use std::collections::HashMap;
 use std::io::Read;
@@ -25,7 +26,7 @@ const HEADER_SLACK: usize = 16 << 10;
 #[derive(Debug, Default)]
 pub struct Member {
     /// Uncompressed bytes (a contiguous range of the input).
-    pub data: Vec<u8>,
+    pub data: MemberData,
     /// File chunks that start in this member (at most one with MinChunkSize 0).
     pub chunks: Vec<PlannedChunk>,
 }
@@ -53,6 +54,13 @@ struct FileCursor {
     at: u64,
 }
 
+/// An input held in memory: members are ranges of it, and file data is
+/// skipped rather than copied.
+struct InMemory<R> {
+    input: SharedInput,
+    skip: fn(&mut R, u64) -> std::io::Result<u64>,
+}
+
 /// Turns a tar stream into members and TOC entries, one member at a time.
 pub struct Planner<R> {
     scanner: Scanner<R>,
@@ -60,7 +68,12 @@ pub struct Planner<R> {
     min_chunk_size: u64,
     /// TOC entries so far; offsets and digests are filled in at assembly.
     pub entries: Vec<TocEntry>,
-    open: Member,
+    /// The open member's bytes (stream input only) and chunks.
+    open: Vec<u8>,
+    open_chunks: Vec<PlannedChunk>,
+    /// Input offset where the open member starts.
+    open_start: u64,
+    memory: Option<InMemory<R>>,
     ready: Option<Member>,
     file: Option<FileCursor>,
     user_names: HashMap<i64, String>,
@@ -72,6 +85,25 @@ pub struct Planner<R> {
     pub files: usize,
 }
 
+impl Planner<MemoryReader> {
+    /// A planner over a tar held in memory: its members are ranges of
+    /// `input`, with no copy of file data.
+    pub fn in_memory(
+        input: SharedInput,
+        names: NamePolicy,
+        limits: ScanLimits,
+        chunk_size: u64,
+    ) -> Self {
+        let scanner = Scanner::new(MemoryReader::new(input.clone()), names, limits);
+        let mut planner = Planner::new(scanner, chunk_size);
+        planner.memory = Some(InMemory {
+            input,
+            skip: MemoryReader::skip,
+        });
+        planner
+    }
+}
+
 impl<R: Read> Planner<R> {
     /// A planner reading tar bytes from `scanner`.
     pub fn new(scanner: Scanner<R>, chunk_size: u64) -> Self {
@@ -80,7 +112,10 @@ impl<R: Read> Planner<R> {
             chunk_size,
             min_chunk_size: 0,
             entries: Vec::new(),
-            open: Member::default(),
+            open: Vec::new(),
+            open_chunks: Vec::new(),
+            open_start: 0,
+            memory: None,
             ready: None,
             file: None,
             user_names: HashMap::new(),
@@ -114,12 +149,46 @@ impl<R: Read> Planner<R> {
         Ok(self.ready.take())
     }
 
+    /// Bytes in the open member so far.
+    fn open_len(&self) -> usize {
+        match self.memory {
+            Some(_) => (self.scanner.position() - self.open_start) as usize,
+            None => self.open.len(),
+        }
+    }
+
+    /// Adds bytes the scanner consumed (headers, padding) to the open member.
+    fn append_raw(&mut self, raw: &[u8]) {
+        // In memory, the member's range already covers what was consumed.
+        if self.memory.is_none() {
+            self.open.extend_from_slice(raw);
+        }
+    }
+
+    /// Adds the next `n` data bytes of the current entry to the open member.
+    fn append_data(&mut self, n: u64) -> Result<()> {
+        match &self.memory {
+            Some(m) => self.scanner.skip_data(n, m.skip),
+            None => self.scanner.read_data(&mut self.open, n),
+        }
+    }
+
     /// Closes the open member (if it holds anything) and starts a new one.
     fn cut(&mut self) {
-        if !self.open.data.is_empty() {
-            debug_assert!(self.ready.is_none());
-            self.ready = Some(std::mem::take(&mut self.open));
+        if self.open_len() == 0 {
+            return;
         }
+        debug_assert!(self.ready.is_none());
+        let end = self.scanner.position();
+        let data = match &self.memory {
+            Some(m) => MemberData::Shared(m.input.clone(), self.open_start as usize..end as usize),
+            None => MemberData::Owned(std::mem::take(&mut self.open)),
+        };
+        self.ready = Some(Member {
+            data,
+            chunks: std::mem::take(&mut self.open_chunks),
+        });
+        self.open_start = end;
     }
 
     fn step(&mut self) -> Result<()> {
@@ -132,7 +201,7 @@ impl<R: Read> Planner<R> {
                 if offset == 0 && raw.is_empty() {
                     return Err(Error::EmptyInput);
                 }
-                self.open.data.extend_from_slice(&raw);
+                self.append_raw(&raw);
                 self.cut();
                 self.done = true;
             }
@@ -150,12 +219,12 @@ impl<R: Read> Planner<R> {
         }
         self.warnings.extend(e.warnings.iter().cloned());
         let toc_entry = self.toc_entry(&e);
-        self.open.data.extend_from_slice(&e.raw);
+        self.append_raw(&e.raw);
         let index = self.entries.len();
         self.entries.push(toc_entry);
         if e.kind != EntryKind::Regular {
             // Only a GNU dumpdir carries data here; it stays in the open member.
-            self.scanner.read_data(&mut self.open.data, e.size)?;
+            self.append_data(e.size)?;
             return Ok(());
         }
         self.files += 1;
@@ -188,20 +257,22 @@ impl<R: Read> Planner<R> {
             self.entries[entry].chunk_size = self.chunk_size as i64;
         }
         if self.min_chunk_size == 0
-            || self.open.data.len() as u64 >= self.min_chunk_size
+            || self.open_len() as u64 >= self.min_chunk_size
             || is_landmark(&f.name)
         {
             self.cut();
         }
         // Exactly (plus room for the headers that follow): doubling growth
         // would hold up to twice each chunk in memory.
-        self.open.data.reserve_exact(len as usize + HEADER_SLACK);
-        let start = self.open.data.len();
-        self.scanner.read_data(&mut self.open.data, len)?;
-        self.open.chunks.push(PlannedChunk {
+        if self.memory.is_none() {
+            self.open.reserve_exact(len as usize + HEADER_SLACK);
+        }
+        let start = self.open_len();
+        self.append_data(len)?;
+        self.open_chunks.push(PlannedChunk {
             entry,
             file: f.reg,
-            range: start..self.open.data.len(),
+            range: start..self.open_len(),
             multi: f.size > self.chunk_size,
             last: f.at + len == f.size,
         });

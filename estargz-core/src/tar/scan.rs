@@ -221,6 +221,34 @@ impl<R: Read> Scanner<R> {
         Ok(())
     }
 
+    /// Moves past the next `n` data bytes of the current entry without
+    /// reading them: `skip` advances the input by up to `n` bytes and says
+    /// how many it passed (fewer only at end of input). For input held in
+    /// memory, whose bytes the caller takes straight from memory.
+    pub fn skip_data(
+        &mut self,
+        n: u64,
+        skip: impl FnOnce(&mut R, u64) -> std::io::Result<u64>,
+    ) -> Result<()> {
+        let n = n.min(self.data_left);
+        let got = skip(&mut self.input, n).map_err(|source| Error::Read {
+            offset: self.pos,
+            source,
+        })?;
+        self.pos += got;
+        if got < n {
+            return Err(self.err(
+                self.pos,
+                TarErrorKind::Truncated {
+                    what: "file data",
+                    needed: n - got,
+                },
+            ));
+        }
+        self.data_left -= n;
+        Ok(())
+    }
+
     /// The next entry, or the end of the archive.
     pub fn next_item(&mut self) -> Result<Option<Item>> {
         if self.finished {

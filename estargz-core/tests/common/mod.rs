@@ -9,10 +9,12 @@ pub mod tar_writer;
 #[allow(unused_imports)] // each test binary uses a subset
 pub use reference::reference_driver;
 
+use estargz_core::convert::convert_in_memory;
 use estargz_core::footer;
 use estargz_core::toc::{EntryType, Toc, TocEntry};
 use estargz_core::{convert, ConvertOptions, ConvertReport, Digest};
 use std::io::Read;
+use std::sync::Arc;
 
 /// Converts `tar` with `chunk_size` and default options otherwise.
 pub fn convert_with(tar: &[u8], chunk_size: u64) -> (Vec<u8>, ConvertReport) {
@@ -28,6 +30,12 @@ pub fn convert_min(tar: &[u8], chunk_size: u64, min_chunk_size: u64) -> (Vec<u8>
     };
     let mut blob = Vec::new();
     let report = convert(tar, &mut blob, &opts).expect("conversion succeeds");
+    // Every test that converts through here also checks the in-place path.
+    let mut in_place = Vec::new();
+    let in_place_report = convert_in_memory(Arc::new(tar.to_vec()), &mut in_place, None, &opts)
+        .expect("in-memory conversion succeeds");
+    assert_eq!(in_place, blob, "convert_in_memory differs from convert");
+    assert_eq!(in_place_report, report);
     (blob, report)
 }
 

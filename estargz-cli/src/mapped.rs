@@ -1,0 +1,183 @@
+//! `convert` reads a regular-file input through a read-only memory map, so
+//! the converter compresses and hashes file data in place (zero copy; see
+//! `estargz_core::convert::InputBytes`). `--no-mmap` reads it as a stream.
+//!
+//! Mapping a file is `unsafe` in Rust because another process may change
+//! the file while it is mapped. What that can do here, and what is done
+//! about it:
+//! - the file is changed in place: the blob may mix old and new bytes, so
+//!   its size, modification time and change time are compared before and
+//!   after the conversion, and a difference is an error (the output is then
+//!   never committed);
+//! - the file is truncated: reading past its new end raises SIGBUS and
+//!   ends the process, leaving at most a temporary file beside the output.
+//!
+//! Both need someone to rewrite the layer while it is being converted;
+//! a stream read would give a torn tar then too. This module is the only
+//! `unsafe` code in the workspace.
+#![allow(unsafe_code)]
+
+use anyhow::{bail, Context, Result};
+use estargz_core::convert::InputBytes;
+use indicatif::ProgressBar;
+use memmap2::{Advice, Mmap, UncheckedAdvice};
+use std::fs::{File, Metadata};
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Pages are given back in steps of this many bytes: a `madvise` call per
+/// member would cost more than the pages are worth on a layer of small files.
+const RELEASE_STEP: usize = 8 << 20;
+/// Every Linux page size divides 64 KiB, so its multiples are page-aligned.
+const RELEASE_ALIGN: usize = 64 << 10;
+
+/// A tar file mapped read-only.
+pub struct MappedTar {
+    map: Mmap,
+    file: File,
+    seen: Stamp,
+    /// Bytes before this offset have been given back.
+    released: AtomicUsize,
+    /// Serialises `release` calls (they come from one thread, but the trait allows any).
+    releasing: Mutex<()>,
+    bar: Option<ProgressBar>,
+}
+
+/// What tells that a file changed: size, modification and change times.
+#[derive(PartialEq, Eq, Debug)]
+struct Stamp(u64, i64, i64, i64, i64);
+
+impl Stamp {
+    fn of(m: &Metadata) -> Stamp {
+        Stamp(
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        )
+    }
+}
+
+impl MappedTar {
+    /// Maps `path` when it is a non-empty regular file; `None` otherwise
+    /// (stdin, pipes, devices, empty files), for the caller to stream.
+    pub fn open(path: &str, bar: Option<ProgressBar>) -> Result<Option<MappedTar>> {
+        if path == "-" {
+            return Ok(None);
+        }
+        let file = File::open(path).with_context(|| format!("cannot open {path}"))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot stat {path}"))?;
+        if !meta.is_file() || meta.len() == 0 {
+            return Ok(None);
+        }
+        // SAFETY: the map is read-only (a shared file mapping, never written
+        // through); what a concurrent writer of the file can do is described
+        // in the module docs and checked by `check_unchanged`.
+        let map = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {path}"))?;
+        // Read ahead aggressively; a failure only loses the hint.
+        let _ = map.advise(Advice::Sequential);
+        Ok(Some(MappedTar {
+            map,
+            seen: Stamp::of(&meta),
+            file,
+            released: AtomicUsize::new(0),
+            releasing: Mutex::new(()),
+            bar,
+        }))
+    }
+
+    /// Fails when the file changed since it was mapped.
+    pub fn check_unchanged(&self, path: &str) -> Result<()> {
+        let now = self
+            .file
+            .metadata()
+            .with_context(|| format!("cannot stat {path}"))?;
+        if Stamp::of(&now) != self.seen {
+            bail!("{path} changed while it was being converted; the output was not written");
+        }
+        Ok(())
+    }
+}
+
+impl InputBytes for MappedTar {
+    fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    fn release(&self, end: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(end as u64);
+        }
+        let Ok(_guard) = self.releasing.lock() else {
+            return;
+        };
+        let from = self.released.load(Ordering::Relaxed);
+        // Whole pages only: the page holding `end` may still be read.
+        let to = end - end % RELEASE_ALIGN;
+        if to < from + RELEASE_STEP {
+            return;
+        }
+        // SAFETY: DONTNEED on a shared read-only file mapping drops this
+        // process's page-table entries; a later access would fault the same
+        // file bytes back in from the page cache, nothing is zeroed. And
+        // nothing reads them again: `release` promises every byte before
+        // `end` is compressed and hashed.
+        let dropped = unsafe {
+            self.map
+                .unchecked_advise_range(UncheckedAdvice::DontNeed, from, to - from)
+        };
+        if dropped.is_ok() {
+            self.released.store(to, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_file_changed_after_mapping_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("layer.tar");
+        let len = RELEASE_STEP + 3 * RELEASE_ALIGN + 1;
+        std::fs::write(&path, vec![7u8; len]).unwrap();
+        let name = path.to_str().unwrap();
+        let mapped = MappedTar::open(name, None)
+            .unwrap()
+            .expect("a regular file is mapped");
+        assert_eq!(mapped.bytes().len(), len);
+        mapped.check_unchanged(name).unwrap();
+        // Pages given back read back the same bytes.
+        mapped.release(len - 1);
+        assert_eq!(
+            mapped.released.load(Ordering::Relaxed),
+            RELEASE_STEP + 3 * RELEASE_ALIGN
+        );
+        assert!(mapped.bytes().iter().all(|&b| b == 7));
+
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() + Duration::from_secs(5))
+            .unwrap();
+        let err = mapped.check_unchanged(name).unwrap_err();
+        assert!(err.to_string().contains("changed while"), "{err}");
+    }
+
+    #[test]
+    fn only_non_empty_regular_files_are_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.tar");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(MappedTar::open(empty.to_str().unwrap(), None)
+            .unwrap()
+            .is_none());
+        assert!(MappedTar::open("-", None).unwrap().is_none());
+        assert!(MappedTar::open("/dev/null", None).unwrap().is_none());
+        assert!(MappedTar::open(dir.path().join("absent").to_str().unwrap(), None).is_err());
+    }
+}
