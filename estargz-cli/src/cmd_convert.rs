@@ -195,10 +195,10 @@ pub fn run(args: Args) -> Result<()> {
         (None, false) => MappedTar::open(&args.input, progress.bar())?.map(Arc::new),
         _ => None,
     };
-    let input: Option<Box<dyn Read + Send>> = match (reordered_tar, &mapped) {
-        (Some(tar), _) => Some(Box::new(progress.reader(tar))),
-        (None, None) => Some(Box::new(progress.reader(open_input(&args.input)?))),
-        (None, Some(_)) => None,
+    let source = match (reordered_tar, &mapped) {
+        (Some(tar), _) => Source::Stream(Box::new(progress.reader(tar))),
+        (None, Some(map)) => Source::Mapped(map.clone()),
+        (None, None) => Source::Stream(Box::new(progress.reader(open_input(&args.input)?))),
     };
     let context = || {
         format!(
@@ -221,15 +221,16 @@ pub fn run(args: Args) -> Result<()> {
         .map(AtomicFile::create)
         .transpose()?;
     let write_blob = |out: &mut dyn Write| -> Result<ConvertReport> {
-        let report = match (input, &mapped, toc_file.as_mut()) {
-            (Some(input), _, Some(toc)) => convert_external_toc(input, out, toc.writer(), &options),
-            (Some(input), _, None) => convert(input, out, &options),
-            (None, Some(map), toc) => {
+        let report = match (source, toc_file.as_mut()) {
+            (Source::Stream(input), Some(toc)) => {
+                convert_external_toc(input, out, toc.writer(), &options)
+            }
+            (Source::Stream(input), None) => convert(input, out, &options),
+            (Source::Mapped(map), toc) => {
                 let mut toc_writer = toc.map(|t| t.writer());
                 let toc_out = toc_writer.as_mut().map(|w| w as &mut dyn Write);
-                convert_in_memory(map.clone() as SharedInput, out, toc_out, &options)
+                convert_in_memory(map as SharedInput, out, toc_out, &options)
             }
-            (None, None, _) => unreachable!("an input is either streamed or mapped"),
         }
         .with_context(context)?;
         if let Some(map) = &mapped {
@@ -281,6 +282,12 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where `convert` reads the tar from.
+enum Source {
+    Stream(Box<dyn Read + Send>),
+    Mapped(Arc<MappedTar>),
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

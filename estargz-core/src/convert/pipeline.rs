@@ -265,8 +265,8 @@ type Done = (usize, Vec<Member>, Vec<Result<Compressed>>);
 
 /// Consecutive members travel to the workers together until they hold this
 /// many uncompressed bytes: a layer of small files would otherwise cost a
-/// queue hand-off, a wake-up and a result per file, which on two cores
-/// added up to a quarter of the CPU time of converting a node_modules tree.
+/// queue hand-off, a wake-up and a result per file (node_modules: 2-9k
+/// voluntary context switches per conversion, about 170 batched).
 /// Batches never change what is compressed or in which order it is assembled.
 const BATCH_BYTES: u64 = 1 << 20;
 
