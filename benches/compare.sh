@@ -5,7 +5,7 @@
 # same text to benches/RESULTS.md.
 #
 # Usage: benches/compare.sh            (needs root for apt; a few minutes)
-# Environment: RUNS=N (default 2: each measurement is run N times and the run
+# Environment: RUNS=N (default 3: each measurement is run N times and the run
 # with the least CPU time is kept; up to EXTRA_RUNS, default 3, more while
 # other processes were using the CPUs during every run), QUIET_BUSY=PCT and QUIET_WAIT=SECONDS
 # (before each input, wait up to QUIET_WAIT s, default 600, until the
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 export DEBIAN_FRONTEND=noninteractive
-RUNS=${RUNS:-2}
+RUNS=${RUNS:-3}
 EXTRA_RUNS=${EXTRA_RUNS:-3}
 QUIET_BUSY=${QUIET_BUSY:-15}
 QUIET_WAIT=${QUIET_WAIT:-600}

@@ -316,7 +316,7 @@ fn run<R: Read + Send, W: Write>(
 
 /// Like [`convert`] (with `toc`, like [`convert_external_toc`]), for a tar
 /// held in memory as a whole, typically a memory-mapped file: file data is
-/// compressed, hashed and digested in place instead of being copied into
+/// compressed and hashed in place instead of being copied into
 /// member buffers. The output is byte for byte what [`convert`] makes of
 /// the same bytes. A gzip-compressed input is decoded as a stream.
 ///
