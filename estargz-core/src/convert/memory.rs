@@ -37,7 +37,7 @@ use std::sync::Arc;
 /// assert_eq!(report.blob.digest, Digest::of(&blob));
 /// ```
 pub trait InputBytes: Send + Sync {
-    /// The whole input.
+    /// The whole input: the same bytes, of the same length, on every call.
     fn bytes(&self) -> &[u8];
 
     /// Every byte before `end` has been compressed and hashed and is not
