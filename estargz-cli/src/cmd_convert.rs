@@ -44,9 +44,8 @@ pub struct Args {
     /// Print nothing on stderr but errors and warnings.
     #[arg(short, long)]
     quiet: bool,
-    /// Read a file input as a stream instead of memory-mapping it. Mapping saves
-    /// copying every byte, but a file truncated during the conversion then ends the
-    /// process with SIGBUS (a file changed in place is detected either way).
+    /// Read a file input as a stream instead of memory-mapping it (mapping saves
+    /// copying every byte; the output is the same).
     #[arg(long)]
     no_mmap: bool,
     /// Move the paths listed in FILE (one per line, or ctr-remote's NDJSON records

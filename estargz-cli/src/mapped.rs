@@ -9,8 +9,9 @@
 //!   its size, modification time and change time are compared before and
 //!   after the conversion, and a difference is an error (the output is then
 //!   never committed);
-//! - the file is truncated: reading past its new end raises SIGBUS and
-//!   ends the process, leaving at most a temporary file beside the output.
+//! - the file is truncated: reading past its new end raises SIGBUS. A
+//!   handler removes the temporary outputs, says what happened and exits
+//!   with 1; a SIGBUS outside the mapping keeps the default action.
 //!
 //! Both need someone to rewrite the layer while it is being converted;
 //! a stream read would give a torn tar then too. This module is the only
@@ -25,6 +26,7 @@ use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::Once;
 
 /// Pages are given back in steps of this many bytes: a `madvise` call per
 /// member would cost more than the pages are worth on a layer of small files.
@@ -80,6 +82,10 @@ impl MappedTar {
         let map = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {path}"))?;
         // Read ahead aggressively; a failure only loses the hint.
         let _ = map.advise(Advice::Sequential);
+        MAP_START.store(map.as_ptr() as usize, Ordering::Release);
+        MAP_LEN.store(map.len(), Ordering::Release);
+        static HANDLER: Once = Once::new();
+        HANDLER.call_once(install_sigbus_handler);
         Ok(Some(MappedTar {
             map,
             seen: Stamp::of(&meta),
@@ -100,6 +106,65 @@ impl MappedTar {
             bail!("{path} changed while it was being converted; the output was not written");
         }
         Ok(())
+    }
+}
+
+impl Drop for MappedTar {
+    fn drop(&mut self) {
+        // Unmapped next: a SIGBUS at these addresses is no longer ours.
+        MAP_LEN.store(0, Ordering::Release);
+    }
+}
+
+/// The mapping's address range, for the SIGBUS handler (one map per process).
+static MAP_START: AtomicUsize = AtomicUsize::new(0);
+static MAP_LEN: AtomicUsize = AtomicUsize::new(0);
+
+const TRUNCATED: &[u8] = b"estargz: error: the input file was truncated while it was being \
+converted (SIGBUS reading it); no output was written. --no-mmap reads the input as a stream\n";
+
+fn install_sigbus_handler() {
+    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
+    // the handler below only calls async-signal-safe functions.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigbus as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
+    }
+}
+
+/// SIGBUS: if the fault is inside the input mapping, the file shrank under
+/// it. Nothing here locks or allocates: the temporary outputs are unlinked
+/// through the C strings `output` prepared, the message is one write(2),
+/// and the process ends with `_exit(1)`. Outside the mapping, the default
+/// action is restored and the faulting access repeats into it.
+extern "C" fn on_sigbus(
+    _signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _context: *mut libc::c_void,
+) {
+    // SAFETY: `info` is the kernel's siginfo for this SIGBUS (SA_SIGINFO).
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let start = MAP_START.load(Ordering::Acquire);
+    let len = MAP_LEN.load(Ordering::Acquire);
+    if addr < start || addr - start >= len {
+        // SAFETY: restoring the default disposition is async-signal-safe.
+        unsafe { libc::signal(libc::SIGBUS, libc::SIG_DFL) };
+        return;
+    }
+    for slot in &crate::output::IN_PROGRESS_RAW {
+        let path = slot.load(Ordering::Acquire);
+        if !path.is_null() {
+            // SAFETY: a leaked, NUL-terminated CString (see `output`).
+            unsafe { libc::unlink(path) };
+        }
+    }
+    // SAFETY: write(2) and _exit(2) are async-signal-safe.
+    unsafe {
+        libc::write(2, TRUNCATED.as_ptr().cast(), TRUNCATED.len());
+        libc::_exit(1);
     }
 }
 

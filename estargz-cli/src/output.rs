@@ -1,13 +1,25 @@
 //! Where results go: atomic files and stdout.
 
 use anyhow::{Context, Result};
+use std::ffi::{c_char, CString};
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
 /// Temporary files in progress, removed if the process is interrupted.
 static IN_PROGRESS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// The same paths as C strings, for a signal handler that can neither lock
+/// nor allocate (SIGBUS from a mapped input, see `mapped`). The strings are
+/// leaked on purpose: a handler may read a slot at any moment, so what a
+/// slot pointed to must stay valid. A few dozen bytes per output.
+pub static IN_PROGRESS_RAW: [AtomicPtr<c_char>; 8] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; 8];
+/// Which slot of [`IN_PROGRESS_RAW`] holds which path.
+static RAW_SLOTS: Mutex<Vec<(PathBuf, usize)>> = Mutex::new(Vec::new());
 
 /// On SIGINT, SIGTERM or SIGHUP: remove every temporary output, then exit
 /// with 130 (the shell's code for an interrupted command).
@@ -62,9 +74,7 @@ impl AtomicFile {
             .suffix(".partial")
             .tempfile_in(dir)
             .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-        if let Ok(mut paths) = IN_PROGRESS.lock() {
-            paths.push(temp.path().to_path_buf());
-        }
+        track_in_progress(temp.path());
         Ok(AtomicFile {
             temp: Some(temp),
             direct: None,
@@ -124,12 +134,41 @@ pub fn track_in_progress(path: &Path) {
     if let Ok(mut paths) = IN_PROGRESS.lock() {
         paths.push(path.to_path_buf());
     }
+    if let Ok(raw) = CString::new(path.as_os_str().as_bytes()) {
+        let raw = raw.into_raw();
+        // All slots taken (convert-image's many layers): that output just
+        // is not removed on SIGBUS, which only `convert`'s mapping raises.
+        for (i, slot) in IN_PROGRESS_RAW.iter().enumerate() {
+            if slot
+                .compare_exchange(
+                    std::ptr::null_mut(),
+                    raw,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                if let Ok(mut slots) = RAW_SLOTS.lock() {
+                    slots.push((path.to_path_buf(), i));
+                }
+                break;
+            }
+        }
+    }
 }
 
 /// The temporary output is gone or renamed into place: stop tracking it.
 pub fn forget_in_progress(path: &Path) {
     if let Ok(mut paths) = IN_PROGRESS.lock() {
         paths.retain(|p| p != path);
+    }
+    if let Ok(mut slots) = RAW_SLOTS.lock() {
+        slots.retain(|(p, i)| {
+            if p == path {
+                IN_PROGRESS_RAW[*i].store(std::ptr::null_mut(), Ordering::Release);
+            }
+            p != path
+        });
     }
 }
 

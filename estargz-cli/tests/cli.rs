@@ -598,3 +598,63 @@ fn convert_interrupted_by_a_signal_leaves_nothing_behind() {
         assert!(left.is_empty(), "{signal}: left behind {left:?}");
     }
 }
+
+/// A mapped input truncated mid-conversion: exit 1 with a message, and no
+/// output or temporary file (the SIGBUS handler, or the change check when
+/// the conversion had already read everything).
+#[test]
+fn convert_of_a_file_truncated_underneath_fails_cleanly() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("layer.tar");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut state = 12345u32;
+    for i in 0..24 {
+        // Text-like bytes, slow to compress at level 12: the run lasts seconds.
+        let data: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                b"abcdefgh ijklmnop\n"[(state >> 16) as usize % 18]
+            })
+            .collect();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, format!("f{i}"), &data[..]).unwrap();
+    }
+    std::fs::write(&input, tar.into_inner().unwrap()).unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_estargz"))
+        .args(["convert", "--level", "12", "--threads", "1"])
+        .arg(&input)
+        .arg("-o")
+        .arg(out_dir.join("out.esgz"))
+        .arg("--external-toc")
+        .arg(out_dir.join("out.toc"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&input)
+        .unwrap()
+        .set_len(100_000)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("truncated while it was being converted")
+            || stderr.contains("changed while it was being converted"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        dir_listing(&out_dir).is_empty(),
+        "left behind: {:?}",
+        dir_listing(&out_dir)
+    );
+}
