@@ -103,7 +103,10 @@ impl MappedTar {
             .metadata()
             .with_context(|| format!("cannot stat {path}"))?;
         if Stamp::of(&now) != self.seen {
-            bail!("{path} changed while it was being converted; the output was not written");
+            // A file output is then never committed; stdout has the bytes already.
+            bail!(
+                "{path} changed while it was being converted: the blob may mix old and new bytes"
+            );
         }
         Ok(())
     }
@@ -121,7 +124,8 @@ static MAP_START: AtomicUsize = AtomicUsize::new(0);
 static MAP_LEN: AtomicUsize = AtomicUsize::new(0);
 
 const TRUNCATED: &[u8] = b"estargz: error: the input file was truncated while it was being \
-converted (SIGBUS reading it); no output was written. --no-mmap reads the input as a stream\n";
+converted (SIGBUS reading it); the conversion stopped and its output files were removed. \
+--no-mmap reads the input as a stream\n";
 
 fn install_sigbus_handler() {
     // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
