@@ -91,12 +91,60 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("estargz: error: {err:#}");
+            eprintln!("estargz: error: {}", describe(&err));
             if err.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+/// The error and its causes joined by ": ", as `{:#}` prints them, except
+/// that a cause the text before it already ends with is left out: some
+/// library errors print their io cause and also expose it as `source()`,
+/// which printed "Is a directory (os error 21): Is a directory (os error 21)".
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+    use anyhow::Context;
+
+    #[test]
+    fn a_cause_already_printed_is_not_repeated() {
+        let io = std::io::Error::other("Is a directory");
+        let lib = estargz_core::Error::Read {
+            offset: 0,
+            source: io,
+        };
+        let err = Err::<(), _>(lib).context("converting d").unwrap_err();
+        let text = describe(&err);
+        assert_eq!(text.matches("Is a directory").count(), 1, "{text}");
+        assert!(text.starts_with("converting d: "), "{text}");
+        assert!(text.contains("byte 0"), "{text}");
+
+        // Distinct causes all stay.
+        let err = Err::<(), _>(std::io::Error::other("disk full"))
+            .context("writing out.esgz")
+            .context("converting layer.tar")
+            .unwrap_err();
+        assert_eq!(
+            describe(&err),
+            "converting layer.tar: writing out.esgz: disk full"
+        );
     }
 }
