@@ -6,6 +6,7 @@
 mod common;
 
 use common::nginx::{Nginx, Request, TOKEN};
+use common::noise::noise;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -13,19 +14,6 @@ use std::process::Output;
 
 /// What `HttpBlob` fetches from the end of a blob on open (its default).
 const TAIL: u64 = 512 << 10;
-
-/// Deterministic incompressible bytes.
-fn noise(mut seed: u64, n: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
 
 fn tar_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());

@@ -5,22 +5,13 @@
 #[path = "../../estargz-cli/tests/common/nginx.rs"]
 #[allow(dead_code)] // the CLI tests use more of it
 mod nginx;
+#[path = "../../estargz-cli/tests/common/noise.rs"]
+mod noise;
 
 use estargz_core::read::ReadAt;
 use estargz_remote::{HttpBlob, HttpOptions};
 use nginx::Nginx;
-
-fn noise(mut seed: u64, n: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
+use noise::noise;
 
 fn opts(tail: u64, max_request: u64) -> HttpOptions {
     HttpOptions {

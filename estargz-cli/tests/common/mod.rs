@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a subset
 
 pub mod nginx;
+pub mod noise;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
