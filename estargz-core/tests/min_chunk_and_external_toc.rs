@@ -59,6 +59,19 @@ fn merge_members(blob: &[u8], group_of: impl Fn(usize) -> usize) -> (Vec<u8>, Di
     (out, Digest::of(&json))
 }
 
+/// Full verification of `blob` opened with `open`, against `toc_digest`, finds nothing.
+#[track_caller]
+fn assert_verifies(blob: &[u8], open: OpenOptions, toc_digest: Digest) {
+    let v = verify(
+        blob,
+        &VerifyOptions {
+            expected_toc_digest: Some(toc_digest),
+            open,
+        },
+    );
+    assert!(v.is_valid(), "{:?}", v.problems);
+}
+
 fn alnum(n: usize, seed: u64) -> Vec<u8> {
     const A: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut s = seed;
@@ -203,14 +216,7 @@ fn external_toc_blobs_read_when_the_toc_is_supplied() {
     assert_eq!(opened.toc_digest(), report.toc_digest);
     assert_eq!(opened.payload_end(), external.len() as u64 - 46);
     assert_eq!(opened.read_file("etc/b").unwrap(), alnum(10_000, 5));
-    let v = verify(
-        &external[..],
-        &VerifyOptions {
-            expected_toc_digest: Some(report.toc_digest),
-            open: opts,
-        },
-    );
-    assert!(v.is_valid(), "{:?}", v.problems);
+    assert_verifies(&external, opts, report.toc_digest);
     // The payload alone is the original tar: the layer keeps its diffID.
     assert_eq!(common::gunzip(&external), tar);
 }
@@ -372,13 +378,6 @@ fn external_toc_written_separately_keeps_the_diff_id() {
         };
         let opened = Blob::open(&blob[..], &opts).unwrap();
         assert_eq!(opened.read_file("foo/foo1").unwrap(), alnum(64_000, 1));
-        let v = verify(
-            &blob[..],
-            &VerifyOptions {
-                expected_toc_digest: Some(report.toc_digest),
-                open: opts,
-            },
-        );
-        assert!(v.is_valid(), "{:?}", v.problems);
+        assert_verifies(&blob, opts, report.toc_digest);
     }
 }
