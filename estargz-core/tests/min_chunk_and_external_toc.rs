@@ -110,15 +110,7 @@ fn check_blob(blob: Vec<u8>, digest: Digest, entries: &[TestEntry]) {
 /// W13: several files in one member (min chunk 8000).
 #[test]
 fn w13_several_files_in_one_member() {
-    let entries = vec![
-        dir("foo"),
-        file("foo/foo1", alnum(64_000, 1)),
-        file("foo2", "bb"),
-        file("foo22", "ccc"),
-        dir("bar"),
-        file("bar/bar.txt", "aaa"),
-        file("foo3", alnum(64_000, 2)),
-    ];
+    let entries = w13_entries();
     let tar = build_tar(Format::Pax, &entries, 0);
     let (blob, _) = convert_with(&tar, 4 << 20);
     // Members: 0 headers, 1 foo1, 2 foo2, 3 foo22, 4 bar.txt, 5 foo3: merge 0..=4, keep 5.
