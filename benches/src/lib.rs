@@ -1,12 +1,15 @@
-//! Synthetic layers for the benchmarks.
+//! Inputs for the benchmarks: synthetic layers, and the members of a real one.
 //!
 //! [`synthetic_layer`] builds a tar shaped like a real container layer (a
 //! directory tree, thousands of small semi-compressible files, a few large
 //! files, symlinks and hardlinks), deterministically from a seed, so that
 //! benchmark inputs are the same on every run and every machine without
-//! shipping fixtures.
+//! shipping fixtures. [`members::plan`] gives the gzip members `convert`
+//! would make from a real tar, for the codec-only measurements.
 
 use std::io;
+
+pub mod members;
 
 /// Smallest small-file size, in bytes.
 pub const SMALL_MIN: usize = 100;

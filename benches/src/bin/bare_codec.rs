@@ -23,11 +23,8 @@
 //! Prints one JSON object on stdout.
 
 use estargz_core::convert::compress::gzip_member;
-use estargz_core::convert::plan::Planner;
 use estargz_core::convert::{DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL};
-use estargz_core::tar::{NamePolicy, ScanLimits, Scanner};
 use rayon::prelude::*;
-use std::io::BufReader;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -113,17 +110,7 @@ fn process_cpu_ticks() -> Result<(u64, u64), String> {
 
 fn run(args: Args) -> Result<String, String> {
     // Untimed: plan every member, exactly as `convert` would.
-    let file = std::fs::File::open(&args.tar).map_err(|e| format!("{}: {e}", args.tar))?;
-    let scanner = Scanner::new(
-        BufReader::with_capacity(1 << 20, file),
-        NamePolicy::default(),
-        ScanLimits::default(),
-    );
-    let mut planner = Planner::new(scanner, args.chunk_size);
-    let mut members = Vec::new();
-    while let Some(m) = planner.next_member().map_err(|e| e.to_string())? {
-        members.push(m.data);
-    }
+    let members = estargz_benches::members::plan(&args.tar, args.chunk_size)?;
     let input_bytes: u64 = members.iter().map(|m| m.len() as u64).sum();
 
     let mut builder = rayon::ThreadPoolBuilder::new();
