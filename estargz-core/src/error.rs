@@ -57,6 +57,22 @@ pub enum Error {
         /// Which field: "name", "link name" or "xattr key".
         field: &'static str,
     },
+    /// The blob would hold an entry that makes readers refuse its TOC: a
+    /// hardlink to a name absent from the layer, to a directory or in a
+    /// cycle, or an entry that has children but is not a directory.
+    #[error(
+        "entry {entry:?} at byte {offset}: {reason}; eStargz readers refuse a TOC with this \
+         entry (`estargz verify` does, and the reference does for missing or cyclic hardlink \
+         targets), so the blob would not open lazily"
+    )]
+    UnreadableEntry {
+        /// Entry name as stored.
+        entry: String,
+        /// Byte offset of its header in the input tar.
+        offset: u64,
+        /// What readers object to.
+        reason: String,
+    },
     /// The input holds no bytes at all.
     #[error("input is empty (0 bytes): not a tar archive")]
     EmptyInput,

@@ -48,6 +48,12 @@ pub struct ConvertOptions {
     pub names: NamePolicy,
     /// Caps on extension headers.
     pub scan_limits: ScanLimits,
+    /// Convert even an entry that makes readers refuse the TOC (a hardlink
+    /// to a name absent from the layer, to a directory or in a cycle; a
+    /// non-directory with children), which is otherwise
+    /// [`Error::UnreadableEntry`](crate::Error::UnreadableEntry). Such a blob
+    /// cannot be opened for lazy reads; it is still a valid gzip tar.
+    pub skip_open_check: bool,
 }
 
 impl Default for ConvertOptions {
@@ -59,6 +65,7 @@ impl Default for ConvertOptions {
             threads: None,
             names: NamePolicy::default(),
             scan_limits: ScanLimits::default(),
+            skip_open_check: false,
         }
     }
 }

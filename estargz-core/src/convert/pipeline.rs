@@ -16,6 +16,7 @@ use crate::blob_info::BlobInfo;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::footer;
+use crate::read::{Index, IndexLimits};
 use crate::toc::{self, Toc};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -173,16 +174,19 @@ pub fn run<R: Read + Send, W: Write>(
         version: 1,
         entries: std::mem::take(&mut planner.entries),
     };
-    let json = toc.to_json();
-    if json.len() > MAX_TOC_JSON {
-        return Err(Error::InvalidOption(format!(
-            "TOC JSON of {} bytes is too large for a tar entry",
-            json.len()
-        )));
-    }
-    let toc_tar = toc::tar_bytes(&json);
-    let mut toc_member = Vec::with_capacity(json.len() / 4 + 1024);
-    gzip_member(opts.level, &toc_tar, &mut toc_member)?;
+    // The check needs no TOC bytes, so it runs beside their encoding.
+    let (opens, encoded) = std::thread::scope(|s| {
+        let check = (!opts.skip_open_check)
+            .then(|| s.spawn(|| check_opens(&toc, asm.out.written, &planner.header_offsets)));
+        let encoded = encode_toc(&toc, opts.level);
+        let opens = check.map_or(Ok(()), |c| {
+            c.join()
+                .unwrap_or_else(|_| Err(Error::Compress("TOC check panicked".into())))
+        });
+        (opens, encoded)
+    });
+    opens?;
+    let (json, toc_tar, toc_member) = encoded?;
     let tar_size = asm.uncompressed;
     let (toc_offset, external) = match external_toc {
         None => {
@@ -224,6 +228,46 @@ pub fn run<R: Read + Send, W: Write>(
         external_toc: external,
         warnings: std::mem::take(&mut planner.warnings),
     })
+}
+
+/// The TOC's JSON, the tar holding it, and that tar as a gzip member.
+fn encode_toc(toc: &Toc, level: u32) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let json = toc.to_json();
+    if json.len() > MAX_TOC_JSON {
+        return Err(Error::InvalidOption(format!(
+            "TOC JSON of {} bytes is too large for a tar entry",
+            json.len()
+        )));
+    }
+    let toc_tar = toc::tar_bytes(&json);
+    let mut toc_member = Vec::with_capacity(json.len() / 4 + 1024);
+    gzip_member(level, &toc_tar, &mut toc_member)?;
+    Ok((json, toc_tar, toc_member))
+}
+
+/// Fails if readers would refuse `toc`: the index a reader builds (name
+/// resolution, hardlinks, parents) is built here with the same rules, so
+/// that the error names the input entry and its offset instead of surfacing
+/// when the blob is mounted. Size limits are the reader's business.
+fn check_opens(toc: &Toc, payload_end: u64, header_offsets: &[u64]) -> Result<()> {
+    let unlimited = IndexLimits {
+        max_entries: usize::MAX,
+        max_name_len: usize::MAX,
+        max_depth: usize::MAX,
+    };
+    match Index::build(toc, payload_end, &unlimited) {
+        Ok(_) => Ok(()),
+        Err(Error::InvalidEntry {
+            index,
+            entry,
+            reason,
+        }) => Err(Error::UnreadableEntry {
+            entry,
+            offset: header_offsets.get(index).copied().unwrap_or(0),
+            reason,
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// Plans, compresses and assembles every member, handing what was assembled

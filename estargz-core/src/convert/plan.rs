@@ -50,6 +50,7 @@ pub struct PlannedChunk {
 struct FileCursor {
     reg: usize,
     name: String,
+    header_offset: u64,
     size: u64,
     at: u64,
 }
@@ -68,6 +69,9 @@ pub struct Planner<R> {
     min_chunk_size: u64,
     /// TOC entries so far; offsets and digests are filled in at assembly.
     pub entries: Vec<TocEntry>,
+    /// Input offset of the tar header behind each of `entries` (a chunk's
+    /// is its file's), for errors found once the TOC is complete.
+    pub header_offsets: Vec<u64>,
     /// The open member's bytes (stream input only) and chunks.
     open: Vec<u8>,
     open_chunks: Vec<PlannedChunk>,
@@ -112,6 +116,7 @@ impl<R: Read> Planner<R> {
             chunk_size,
             min_chunk_size: 0,
             entries: Vec::new(),
+            header_offsets: Vec::new(),
             open: Vec::new(),
             open_chunks: Vec::new(),
             open_start: 0,
@@ -222,6 +227,7 @@ impl<R: Read> Planner<R> {
         self.append_raw(&e.raw);
         let index = self.entries.len();
         self.entries.push(toc_entry);
+        self.header_offsets.push(e.header_offset);
         if e.kind != EntryKind::Regular {
             // Only a GNU dumpdir carries data here; it stays in the open member.
             self.append_data(e.size)?;
@@ -235,6 +241,7 @@ impl<R: Read> Planner<R> {
         self.file = Some(FileCursor {
             reg: index,
             name: e.name,
+            header_offset: e.header_offset,
             size: e.size,
             at: 0,
         });
@@ -250,6 +257,7 @@ impl<R: Read> Planner<R> {
             let mut c = TocEntry::new(f.name.clone(), EntryType::Chunk);
             c.chunk_offset = f.at as i64;
             self.entries.push(c);
+            self.header_offsets.push(f.header_offset);
             self.entries.len() - 1
         };
         // The reference writes chunkSize whenever a full chunk size remains (spec §3.5).
