@@ -80,6 +80,11 @@ pub struct EncodingArgs {
     /// Fail on names that are not UTF-8 instead of replacing invalid bytes with U+FFFD in the TOC.
     #[arg(long)]
     strict_names: bool,
+    /// Convert even a layer whose TOC eStargz readers would refuse (a hard link to a file
+    /// not in the layer, to a directory or in a cycle; children under a non-directory).
+    /// Such a blob cannot be mounted lazily; convert-image otherwise keeps such a layer as it was.
+    #[arg(long)]
+    no_open_check: bool,
 }
 
 impl EncodingArgs {
@@ -98,6 +103,7 @@ impl EncodingArgs {
             } else {
                 NamePolicy::Replace
             },
+            skip_open_check: self.no_open_check,
             ..ConvertOptions::default()
         })
     }
@@ -231,6 +237,12 @@ pub fn run(args: Args) -> Result<()> {
                 convert_in_memory(map as SharedInput, out, toc_out, &options)
             }
         }
+        .map_err(|e| match e {
+            estargz_core::Error::UnreadableEntry { .. } => {
+                anyhow::anyhow!("{e} (--no-open-check converts it anyway)")
+            }
+            e => e.into(),
+        })
         .with_context(context)?;
         if let Some(map) = &mapped {
             map.check_unchanged(&args.input)?;

@@ -368,6 +368,50 @@ fn convert_rejects_invalid_and_sparse_tars_leaving_no_output() {
 }
 
 #[test]
+fn convert_refuses_a_tar_readers_could_not_open_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut file = tar::Header::new_ustar();
+    file.set_size(3);
+    file.set_mode(0o644);
+    b.append_data(&mut file, "a", &b"abc"[..]).unwrap();
+    let mut link = tar::Header::new_ustar();
+    link.set_entry_type(tar::EntryType::Link);
+    link.set_size(0);
+    b.append_link(&mut link, "b", "not-here").unwrap();
+    let input = dir.path().join("in.tar");
+    std::fs::write(&input, b.into_inner().unwrap()).unwrap();
+    let out_path = dir.path().join("out.esgz");
+    let convert = |extra: &[&str]| {
+        let mut args = vec![
+            "convert",
+            input.to_str().unwrap(),
+            "-o",
+            out_path.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run(args)
+    };
+    for extra in [&[][..], &["--no-mmap"]] {
+        let out = convert(extra);
+        assert_exit(&out, 1);
+        let err = stderr_of(&out);
+        assert!(
+            err.contains("in.tar")
+                && err.contains("entry \"b\" at byte 1024")
+                && err.contains("isn't found")
+                && err.contains("--no-open-check"),
+            "{err}"
+        );
+        assert_eq!(dir_listing(dir.path()), ["in.tar"]);
+    }
+    assert_exit(&convert(&["--no-open-check"]), 0);
+    let verified = run(["verify", out_path.to_str().unwrap()]);
+    assert_exit(&verified, 1);
+    assert!(stderr_of(&verified).contains("isn't found"));
+}
+
+#[test]
 fn a_mapped_file_a_streamed_file_and_stdin_convert_alike() {
     let dir = tempfile::tempdir().unwrap();
     let input = Path::new(SAMPLE_LAYER);

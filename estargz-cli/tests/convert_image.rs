@@ -1096,3 +1096,85 @@ fn min_chunk_size_applies_to_every_layer() {
         assert!(shared > 0, "{digest}: no chunk shares a member");
     }
 }
+
+/// A layer with a hard link to a file of a lower layer: its TOC would not
+/// open, so the layer is kept as it was (the image still works, that layer
+/// pulled whole), or converted anyway with --no-open-check.
+#[test]
+fn a_layer_readers_would_refuse_is_kept_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let l = Layout::new(&src);
+    let sample = tar_fixture("sample-layer.tar");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_size(0);
+    h.set_mode(0o644);
+    b.append_link(&mut h, "usr/bin/link", "usr/bin/in-a-lower-layer")
+        .unwrap();
+    let linking = b.into_inner().unwrap();
+    let linking_gz = gzip(&linking);
+    let image = l.image(
+        &[
+            (&sample, OCI_TAR, &sample),
+            (&linking_gz, OCI_GZIP, &linking),
+        ],
+        OCI_MANIFEST,
+        OCI_CONFIG,
+    );
+    l.index(vec![image]);
+    let manifest_of = |dst: &Path| {
+        let index = read_json(dst.join("index.json"));
+        let digest = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        read_json(blob_path(dst, &digest))
+    };
+
+    let dst = tmp.path().join("out");
+    let out = convert_image(&src, &dst, &["--json"]);
+    assert_exit(&out, 0);
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("kept as it was") && stderr.contains("usr/bin/link"),
+        "{stderr}"
+    );
+    let layers = json_value(&out.stdout)["layers"].clone();
+    let actions: Vec<&str> = layers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["converted", "passed-through"], "{layers}");
+    let manifest = manifest_of(&dst);
+    assert_ne!(manifest["layers"][0]["digest"], sha256_digest(&sample));
+    assert_eq!(
+        manifest["layers"][1],
+        json!({"mediaType": OCI_GZIP, "digest": sha256_digest(&linking_gz), "size": linking_gz.len()}),
+        "the refused layer's descriptor is unchanged"
+    );
+    assert_eq!(
+        read(blob_path(&dst, &sha256_digest(&linking_gz))),
+        linking_gz
+    );
+    let config = read_json(blob_path(
+        &dst,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ));
+    assert_eq!(config["rootfs"]["diff_ids"][1], sha256_digest(&linking));
+
+    let forced = tmp.path().join("forced");
+    assert_exit(&convert_image(&src, &forced, &["-q", "--no-open-check"]), 0);
+    let layer = &manifest_of(&forced)["layers"][1];
+    assert!(
+        layer["annotations"]["containerd.io/snapshot/stargz/toc.digest"].is_string(),
+        "{layer}"
+    );
+    let blob = blob_path(&forced, layer["digest"].as_str().unwrap());
+    let verified = run(["verify", blob.to_str().unwrap()]);
+    assert_exit(&verified, 1);
+    assert!(stderr_of(&verified).contains("isn't found"));
+}

@@ -388,10 +388,21 @@ impl Driver<'_> {
         // the first error in job order is the same whatever the timing.
         for (i, result) in results.into_iter().enumerate() {
             match result {
-                Some(Ok((layer, annotations))) => {
+                Some(Ok((layer, Some(annotations)))) => {
                     self.report.layers.push(layer.clone());
                     self.converted
                         .insert(self.jobs[i].digest, (layer, annotations));
+                }
+                Some(Ok((layer, None))) => {
+                    // Copied by the third pass like any layer not converted, reported here.
+                    for w in &layer.warnings {
+                        self.report.warnings.push(format!(
+                            "layer {} is kept as it was (not eStargz): {w}",
+                            layer.source_digest
+                        ));
+                    }
+                    self.passed.insert(self.jobs[i].digest, ());
+                    self.report.layers.push(layer);
                 }
                 Some(Err(e)) => return Err(e),
                 None => break,
@@ -690,7 +701,7 @@ fn already_estargz(
     };
     Ok(Some((
         layer,
-        layer_annotations(&toc.digest, blob.uncompressed_size),
+        Some(layer_annotations(&toc.digest, blob.uncompressed_size)),
     )))
 }
 
@@ -709,7 +720,12 @@ fn replace(desc: &Descriptor, media_type: &str, digest: &Digest, size: u64) -> D
     d
 }
 
-type Converted = (LayerReport, std::collections::BTreeMap<String, String>);
+/// A layer's report and the annotations its new descriptor gets; `None`
+/// when the layer is kept as it was.
+type Converted = (
+    LayerReport,
+    Option<std::collections::BTreeMap<String, String>>,
+);
 
 fn convert_layer(
     source: &Source,
@@ -746,6 +762,26 @@ fn convert_layer(
     let verified = reader.finish();
     let report = match (result, verified, written) {
         (_, Err(e), _) => Err(e),
+        (Err(refused @ estargz_core::Error::UnreadableEntry { .. }), Ok(()), _) => {
+            // Readers would refuse the blob; the layer as it is still works, pulled whole.
+            let _ = std::fs::remove_file(&temp);
+            let layer = LayerReport {
+                source_digest: desc.digest.clone(),
+                source_media_type: desc.media_type.clone(),
+                source_size: desc.size,
+                action: "passed-through",
+                reason: Some("eStargz readers would refuse its TOC; kept as it was"),
+                media_type: desc.media_type.clone(),
+                digest: desc.digest.clone(),
+                size: desc.size,
+                diff_id: None,
+                toc_digest: None,
+                uncompressed_size: None,
+                seconds: start.elapsed().as_secs_f64(),
+                warnings: vec![refused.to_string()],
+            };
+            return Ok((layer, None));
+        }
         (Err(source), Ok(()), _) => Err(Error::Convert { file, source }),
         (Ok(_), Ok(()), Err(e)) => Err(io_err(&temp_name)(e)),
         (Ok(r), Ok(()), Ok(())) => Ok(r),
@@ -773,7 +809,7 @@ fn convert_layer(
         seconds: start.elapsed().as_secs_f64(),
         warnings: report.warnings.clone(),
     };
-    Ok((layer, report.annotations()))
+    Ok((layer, Some(report.annotations())))
 }
 
 #[cfg(test)]
