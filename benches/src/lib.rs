@@ -10,6 +10,7 @@
 use std::io;
 
 pub mod members;
+pub mod tool;
 
 /// Smallest small-file size, in bytes.
 pub const SMALL_MIN: usize = 100;

@@ -202,26 +202,7 @@ fn run(args: Args) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("level-probe: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
-        Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("level-probe: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    estargz_benches::tool::main("level-probe", USAGE, parse_args, run)
 }
 
 #[cfg(test)]
