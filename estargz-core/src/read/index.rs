@@ -178,8 +178,8 @@ impl Index {
                 limit: limits.max_entries as u64,
             });
         }
-        // Sized up front (the count is capped above): growing a vector of
-        // nodes moves every node, and that was a third of the time here.
+        // Sized up front (the count is capped above): each growth of the
+        // node vector would move every node built so far.
         let mut nodes = Vec::with_capacity(toc.entries.len() + 1);
         nodes.push(Node::synthesized_dir(""));
         let mut by_name = HashMap::with_capacity(toc.entries.len() + 1);
