@@ -15,7 +15,7 @@
 # default target/bench-corpus; built there by make-corpus.sh only when the
 # default is used, so a worktree can read another checkout's corpus), PROBE=0
 # (skip level-probe, the bound on what levels 10-11 could do for the
-# `--level 9` size within the CPU target: about a minute per 100 MB of tar).
+# `--level 9` size within the CPU target: about 40 s per 100 MB of tar).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
