@@ -2,7 +2,7 @@
 # Side-by-side comparison of this project, the reference driver (estargz-ref)
 # and pigz -9 on a corpus built from package registries (make-corpus.sh), and
 # the evaluation of the performance targets. Prints Markdown and writes the
-# same text to benches/RESULTS.md.
+# same text to benches/RESULTS.md (or RESULTS).
 #
 # Usage: benches/compare.sh            (needs root for apt; a few minutes)
 # Environment: RUNS=N (default 3: each measurement is run N times and the run
@@ -10,13 +10,17 @@
 # other processes were using the CPUs during every run), QUIET_BUSY=PCT and QUIET_WAIT=SECONDS
 # (before each input, wait up to QUIET_WAIT s, default 600, until the
 # machine's CPUs are less than QUIET_BUSY %, default 15, busy), BIG_MIB=N
-# (size of the stdin test, default 1024), CORPORA="NAME ..." (a subset of the
-# corpus, for trying the script out), CORPUS=DIR (where the corpus tars are,
-# default target/bench-corpus; built there by make-corpus.sh only when the
-# default is used, so a worktree can read another checkout's corpus), PROBE=0
-# (skip level-probe, the bound on what levels 10-11 could do for the
-# `--level 9` size within the CPU target: about 40 s per 100 MB of tar).
+# (size of the stdin test, default 1024; 0 skips it), CORPORA="NAME ..." (a
+# subset of the corpus, for trying the script out), CORPUS=DIR (where the
+# corpus tars are, default target/bench-corpus; built there by make-corpus.sh
+# only when the default is used, so a worktree can read another checkout's
+# corpus, and a private corpus is any directory of layer tars: every NAME.tar
+# in it is run unless CORPORA says otherwise), PROBE=0 (skip level-probe, the
+# bound on what levels 10-11 could do for the `--level 9` size within the CPU
+# target: about 40 s per 100 MB of tar), RESULTS=FILE (where the report is
+# written, default benches/RESULTS.md).
 set -euo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
 root=$PWD
 export DEBIAN_FRONTEND=noninteractive
@@ -26,8 +30,14 @@ QUIET_BUSY=${QUIET_BUSY:-15}
 QUIET_WAIT=${QUIET_WAIT:-600}
 BIG_MIB=${BIG_MIB:-1024}
 PROBE=${PROBE:-1}
+# CORPUS and RESULTS are relative to the caller's directory.
+CORPUS=$(cd "$caller" && realpath -m "${CORPUS:-$root/target/bench-corpus}")
+RESULTS=$(cd "$caller" && realpath -m "${RESULTS:-$root/benches/RESULTS.md}")
+if [ -z "${CORPORA:-}" ] && [ "$CORPUS" != "$root/target/bench-corpus" ]; then
+  CORPORA=$(find "$CORPUS" -maxdepth 1 -name '*.tar' -printf '%f\n' | sed 's/\.tar$//' | sort | tr '\n' ' ')
+  [ -n "$CORPORA" ] || { printf 'no *.tar in %s\n' "$CORPUS" >&2; exit 1; }
+fi
 read -r -a corpora <<<"${CORPORA:-debian-minbase python-site-packages node-modules}"
-CORPUS=${CORPUS:-$root/target/bench-corpus}
 
 log() { printf '%s\n' "$*" >&2; }
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -q --no-install-recommends "$2" >/dev/null; }; }
@@ -282,6 +292,9 @@ for c in "${corpora[@]}"; do
 done
 
 # ---------------------------------------------------------------- 1 GiB from stdin
+# The pool the stream's files are cut from: the first layer of the corpus.
+big_pool=${corpora[0]}.tar
+if [ "$BIG_MIB" -gt 0 ]; then
 log "== ${BIG_MIB} MiB tar from stdin"
 cat >"$work/gen.py" <<'EOF'
 # A tar stream of TARGET bytes of file data on stdout: files of 1-8 MiB cut
@@ -303,7 +316,7 @@ while total < target:
 out.close()
 EOF
 big_busy=$(wait_quiet)
-python3 "$work/gen.py" "$CORPUS/debian-minbase.tar" $((BIG_MIB << 20)) \
+python3 "$work/gen.py" "$CORPUS/$big_pool" $((BIG_MIB << 20)) \
   | /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$ours" convert - -o "$work/big.esgz" -q --json >"$work/big.json"
 read -r big_wall big_u big_s big_m <"$work/time"
 big_cpu=$(awk -v u="$big_u" -v s="$big_s" 'BEGIN{printf "%.2f", u + s}')
@@ -312,6 +325,7 @@ big_in=$(json_num "$work/big.json" tar_size)
 big_out=$(stat -c %s "$work/big.esgz")
 rm -f "$work/big.esgz"
 log "   cpu $big_cpu s, wall $big_wall s, rss $big_rss MB"
+fi
 
 # ---------------------------------------------------------------- tables
 row() { # row INPUT KEY TOOL OPERATION REFKEY
@@ -350,15 +364,17 @@ say "reference's verify and unpack; size ratios of unpack are of the tar written
 say "rows include everything the bare codec leaves out: process start, tar scanning, SHA-256"
 say "of chunks, diffID and blob, the TOC, and writing the output."
 
-say ""
-say "## ${BIG_MIB} MiB layer from stdin"
-say ""
-say "A ${BIG_MIB} MiB tar stream (files of 1–8 MiB cut from debian-minbase.tar, written by Python's"
-say "tarfile) piped into \`estargz convert - -o FILE\` at default settings; CPUs ${big_busy}% busy before."
-say ""
-say "| input MB | output MB | CPU s | wall s | peak RSS MB |"
-say "|---:|---:|---:|---:|---:|"
-say "| $(mb "$big_in") | $(mb "$big_out") | $big_cpu | $big_wall | $big_rss |"
+if [ "$BIG_MIB" -gt 0 ]; then
+  say ""
+  say "## ${BIG_MIB} MiB layer from stdin"
+  say ""
+  say "A ${BIG_MIB} MiB tar stream (files of 1–8 MiB cut from $big_pool, written by Python's"
+  say "tarfile) piped into \`estargz convert - -o FILE\` at default settings; CPUs ${big_busy}% busy before."
+  say ""
+  say "| input MB | output MB | CPU s | wall s | peak RSS MB |"
+  say "|---:|---:|---:|---:|---:|"
+  say "| $(mb "$big_in") | $(mb "$big_out") | $big_cpu | $big_wall | $big_rss |"
+fi
 
 # ---------------------------------------------------------------- targets
 met() { awk -v v="$1" -v lim="$2" 'BEGIN{if (v == "–") print "n/a"; else if (v + 0 <= lim + 0) print "met"; else print "**not met**"}'; }
@@ -393,7 +409,7 @@ for c in "${corpora[@]}"; do
   t "verify CPU / reference verify CPU" "$c" "$(ratio "${CPU[$c|ours-verify]}" "${CPU[$c|ref-verify]}" 3)" 0.35 "$c|ours-verify" "$c|ref-verify"
   t "unpack to tar CPU / reference unpack CPU" "$c" "$(ratio "${CPU[$c|ours-unpack]}" "${CPU[$c|ref-unpack]}" 3)" 0.50 "$c|ours-unpack" "$c|ref-unpack"
 done
-say "| peak RSS converting ${BIG_MIB} MiB from stdin, MB | stdin | $big_rss | 100 | $([ "$BIG_MIB" -ge 1024 ] && awk -v v="$big_rss" 'BEGIN{print ((v < 100) ? "met" : "**not met**")}' || echo "n/a (test smaller than 1 GiB)") |"
+[ "$BIG_MIB" -eq 0 ] || say "| peak RSS converting ${BIG_MIB} MiB from stdin, MB | stdin | $big_rss | 100 | $([ "$BIG_MIB" -ge 1024 ] && awk -v v="$big_rss" 'BEGIN{print ((v < 100) ? "met" : "**not met**")}' || echo "n/a (test smaller than 1 GiB)") |"
 for c in "${corpora[@]}"; do
   # Throughput ratio = wall(one CPU) / wall(all CPUs).
   v=${PAIRED[$c|scaling]}
@@ -425,5 +441,5 @@ say "alone sizes the compression pool only, and tar scanning, assembly and the h
 say "beside it, so unpinned it already uses more than one core (its CPU s above can exceed its"
 say "wall s); the unpinned ratio is shown for information."
 
-cp "$report" benches/RESULTS.md
-log "== wrote benches/RESULTS.md"
+cp "$report" "$RESULTS"
+log "== wrote ${RESULTS#$root/}"
