@@ -33,7 +33,7 @@ level_args=()
 
 # ir FILE: the instructions a callgrind profile counted.
 ir() {
-  callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ { n = $1; gsub(",", "", n) } END { print n + 0 }'
+  callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ { n = $1; gsub(",", "", n) } END { printf "%.0f\n", n + 0 }'
 }
 # sys_seconds CMD...: kernel CPU seconds of one native run of CMD.
 sys_seconds() {
