@@ -17,11 +17,8 @@
 # corpus, and a private corpus is any directory of layer tars: every NAME.tar
 # in it is run unless CORPORA says otherwise), PROBE=0 (skip level-probe, the
 # bound on what levels 10-11 could do for the `--level 9` size within the CPU
-# target: about 40 s per 100 MB of tar), INSTR=0 (skip benches/instructions.sh,
-# the convert / bare codec ratio in instructions counted by callgrind, which
-# the machine's load cannot move: about 2.5 min per 100 MB of tar, after
-# every timed measurement), RESULTS=FILE (where the report is written,
-# default benches/RESULTS.md).
+# target: about 40 s per 100 MB of tar), RESULTS=FILE (where the report is
+# written, default benches/RESULTS.md).
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -33,7 +30,6 @@ QUIET_BUSY=${QUIET_BUSY:-15}
 QUIET_WAIT=${QUIET_WAIT:-600}
 BIG_MIB=${BIG_MIB:-1024}
 PROBE=${PROBE:-1}
-INSTR=${INSTR:-1}
 # CORPUS and RESULTS are relative to the caller's directory.
 CORPUS=$(cd "$caller" && realpath -m "${CORPUS:-$root/target/bench-corpus}")
 RESULTS=$(cd "$caller" && realpath -m "${RESULTS:-$root/benches/RESULTS.md}")
@@ -331,21 +327,6 @@ rm -f "$work/big.esgz"
 log "   cpu $big_cpu s, wall $big_wall s, rss $big_rss MB"
 fi
 
-# ---------------------------------------------------------------- instructions
-# Last: its valgrind runs take both CPUs, and counts need no quiet machine.
-declare -A INSTR_RATIO
-if [ "$INSTR" != 0 ]; then
-  log "== instructions (callgrind)"
-  tars=()
-  for c in "${corpora[@]}"; do tars+=("$CORPUS/$c.tar"); done
-  # A failure here must not cost the timed results above.
-  benches/instructions.sh "${tars[@]}" >"$work/instructions.md" \
-    || { log "   instructions.sh failed: no instruction counts in this report"; INSTR=0; : >"$work/instructions.md"; }
-  while IFS='|' read -r _ name _ _ r _; do
-    name=$(echo "$name" | xargs); INSTR_RATIO[$name]=$(echo "$r" | xargs)
-  done < <(tail -n +3 "$work/instructions.md")
-fi
-
 # ---------------------------------------------------------------- tables
 row() { # row INPUT KEY TOOL OPERATION REFKEY
   local k="$1|$2" r="$1|$5"
@@ -424,7 +405,6 @@ for c in "${corpora[@]}"; do
   fi
   t "convert (default) CPU / bare codec CPU, same members (median of ${PAIRS[$c|codec]} undisturbed pairs)" "$c" "${PAIRED[$c|codec]}" 1.20
   say "| (for information) the same, least CPU of each row above | $c | $(ratio "${CPU[$c|ours-default]}" "${CPU[$c|bare-default]}" 3) | – | – |"
-  [ -z "${INSTR_RATIO[$c]:-}" ] || say "| (for information) the same in user-space instructions (callgrind; no kernel time) | $c | ${INSTR_RATIO[$c]} | 1.20 | $(met "${INSTR_RATIO[$c]}" 1.20) |"
   t "convert --level 9 CPU / bare codec CPU, same members" "$c" "$(ratio "${CPU[$c|ours-l9]}" "${CPU[$c|bare-l9]}" 3)" 1.20 "$c|ours-l9" "$c|bare-l9"
   t "verify CPU / reference verify CPU" "$c" "$(ratio "${CPU[$c|ours-verify]}" "${CPU[$c|ref-verify]}" 3)" 0.35 "$c|ours-verify" "$c|ref-verify"
   t "unpack to tar CPU / reference unpack CPU" "$c" "$(ratio "${CPU[$c|ours-unpack]}" "${CPU[$c|ref-unpack]}" 3)" 0.50 "$c|ours-unpack" "$c|ref-unpack"
@@ -448,18 +428,6 @@ if [ "$PROBE" != 0 ]; then
   say "thread at levels 9, 10 and 11, times each, and prints the optimum of the linear relaxation of"
   say "choosing a level per member within S extra seconds. No real choice of levels saves more, so"
   say "\"out of reach\" means no mix of libdeflate levels meets both --level 9 targets on that layer."
-fi
-if [ "$INSTR" != 0 ]; then
-  say ""
-  say "## Instructions"
-  say ""
-  say "\`benches/instructions.sh\` on the same layers: user-space instructions of \`estargz convert\` at"
-  say "the default level, and of the bare codec inside \`gzip_member\` (its compression phase), both"
-  say "counted by valgrind's callgrind, which neither the load nor the machine's speed changes. Kernel"
-  say "work is not counted; the system CPU s of one native run of each is shown for scale."
-  say ""
-  cat "$work/instructions.md" >>"$report"
-  cat "$work/instructions.md"
 fi
 say ""
 say "The two ratio targets marked \"median of pairs\" run their two commands one after the other,"
