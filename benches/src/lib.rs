@@ -503,7 +503,7 @@ impl LayerBuilder {
                 }
             }
         }
-        let name = if n % 2 == 0 {
+        let name = if n.is_multiple_of(2) {
             format!("usr/lib/libsynthetic{n}.so.1")
         } else {
             format!("opt/data/blob{n}.bin")
