@@ -1,5 +1,5 @@
 //! Criterion benchmarks: conversion, the read side (verify, unpack, random
-//! access), TOC JSON and the footer.
+//! access), TOC JSON, the footer, and SHA-256 lanes.
 //!
 //! Inputs are built once, outside the timed loops, from the deterministic
 //! generator in `estargz_benches`. Sample counts and measurement times are
@@ -39,7 +39,7 @@ fn layer() -> &'static [u8] {
     })
 }
 
-/// The layer converted with the default options (level 9, 4 MiB chunks).
+/// The layer converted with the default options (default level, 4 MiB chunks).
 fn blob() -> &'static [u8] {
     static BLOB: OnceLock<Vec<u8>> = OnceLock::new();
     BLOB.get_or_init(|| {
@@ -184,5 +184,39 @@ fn bench_footer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_convert, bench_read, bench_toc, bench_footer);
+/// One stream through the `sha2` crate against 1-3 hashers fed the same
+/// bytes by `sha256_lanes` (diffID, chunk and file digests in `convert`):
+/// the lanes pay off when 2 lanes cost about what 1 does.
+fn bench_sha256(c: &mut Criterion) {
+    use sha2::Digest as _;
+    let data = &layer()[..16 << 20];
+    let mut group = configure(c, "sha256");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.bench_function("sha2", |b| {
+        b.iter(|| sha2::Sha256::digest(black_box(data)));
+    });
+    for lanes in 1..=3 {
+        group.bench_function(BenchmarkId::new("lanes", lanes), |b| {
+            b.iter(|| {
+                let mut hashers = vec![sha256_lanes::Sha256::new(); lanes];
+                let mut refs: Vec<&mut sha256_lanes::Sha256> = hashers.iter_mut().collect();
+                sha256_lanes::update_all(&mut refs, black_box(data));
+                hashers
+                    .into_iter()
+                    .map(|h| h.finalize())
+                    .collect::<Vec<_>>()
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_convert,
+    bench_read,
+    bench_toc,
+    bench_footer,
+    bench_sha256
+);
 criterion_main!(benches);
