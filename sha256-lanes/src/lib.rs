@@ -162,7 +162,7 @@ pub fn update_all(hashers: &mut [&mut Sha256], data: &[u8]) {
             h.len += take as u64;
             if h.pending == BLOCK {
                 let block = h.block;
-                compress(&mut [&mut h.state], &block);
+                compress(std::slice::from_mut(h), &block);
                 h.pending = 0;
             }
         }
@@ -171,8 +171,7 @@ pub fn update_all(hashers: &mut [&mut Sha256], data: &[u8]) {
     let whole = data.len() - data.len() % BLOCK;
     if whole > 0 {
         for group in hashers.chunks_mut(MAX_LANES) {
-            let mut states: Vec<&mut [u32; 8]> = group.iter_mut().map(|h| &mut h.state).collect();
-            compress(&mut states, &data[..whole]);
+            compress(group, &data[..whole]);
         }
     }
     let tail = &data[whole..];
@@ -186,23 +185,25 @@ pub fn update_all(hashers: &mut [&mut Sha256], data: &[u8]) {
     }
 }
 
-/// Runs every state in `states` (at most [`MAX_LANES`]) over `blocks`, whole 64-byte blocks.
-fn compress(states: &mut [&mut [u32; 8]], blocks: &[u8]) {
-    debug_assert!(blocks.len().is_multiple_of(BLOCK) && states.len() <= MAX_LANES);
+/// Runs the state of every hasher in `group` (at most [`MAX_LANES`]) over
+/// `blocks`, whole 64-byte blocks.
+fn compress(group: &mut [&mut Sha256], blocks: &[u8]) {
+    debug_assert!(blocks.len().is_multiple_of(BLOCK) && group.len() <= MAX_LANES);
     #[cfg(target_arch = "x86_64")]
-    if shani::available() {
-        match states {
-            [a] => return shani::compress_lanes([&mut **a], blocks),
-            [a, b] => return shani::compress_lanes([&mut **a, &mut **b], blocks),
-            [a, b, c] => return shani::compress_lanes([&mut **a, &mut **b, &mut **c], blocks),
-            [a, b, c, d] => {
-                return shani::compress_lanes([&mut **a, &mut **b, &mut **c, &mut **d], blocks)
-            }
-            _ => {}
+    match group {
+        [a] => return shani::compress_lanes([&mut a.state], blocks),
+        [a, b] => return shani::compress_lanes([&mut a.state, &mut b.state], blocks),
+        [a, b, c] => {
+            return shani::compress_lanes([&mut a.state, &mut b.state, &mut c.state], blocks)
         }
+        [a, b, c, d] => {
+            let states = [&mut a.state, &mut b.state, &mut c.state, &mut d.state];
+            return shani::compress_lanes(states, blocks);
+        }
+        _ => {}
     }
-    for state in states.iter_mut() {
-        portable::compress(state, blocks);
+    for h in group.iter_mut() {
+        portable::compress(&mut h.state, blocks);
     }
 }
 
