@@ -15,7 +15,8 @@
 //!
 //! Both need someone to rewrite the layer while it is being converted;
 //! a stream read would give a torn tar then too. This module is the only
-//! `unsafe` code in the workspace.
+//! `unsafe` code in the workspace besides the call into `sha256-lanes`'
+//! SHA-NI kernel.
 #![allow(unsafe_code)]
 
 use anyhow::{bail, Context, Result};

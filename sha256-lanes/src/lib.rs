@@ -38,7 +38,7 @@
 //! assert_eq!(part.finalize()[..], sha2::Sha256::digest(body)[..]);
 //! ```
 
-#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 mod portable;

@@ -23,6 +23,7 @@ pub(crate) fn available() -> bool {
 
 /// Runs every state over `blocks` (whole 64-byte blocks). Falls back to
 /// the portable code if the CPU lacks the SHA extensions.
+#[allow(unsafe_code)] // The crate's one unsafe block, below.
 pub(crate) fn compress_lanes<const N: usize>(states: [&mut [u32; 8]; N], blocks: &[u8]) {
     if !available() {
         for state in states {
