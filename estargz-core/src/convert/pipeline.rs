@@ -370,7 +370,7 @@ fn assemble_all<R: Read + Send, W: Write>(
 /// A batch's members and their gzip members (or why one failed).
 type Compressed = (Vec<Member>, Vec<Result<Vec<u8>>>);
 /// A compressed batch and its index.
-type Done = (usize, Vec<Member>, Vec<Result<Vec<u8>>>);
+type Done = (usize, Compressed);
 
 /// Consecutive members travel to the workers together until they hold this
 /// many uncompressed bytes: a layer of small files would otherwise cost a
@@ -444,10 +444,10 @@ fn feed_and_assemble<R: Read, W: Write>(
             continue;
         }
         // Block for one result, then take whatever else is already there.
-        let (i, ms, cs) = results.recv().map_err(|_| stopped())?;
-        waiting.insert(i, (ms, cs));
-        while let Ok((i, ms, cs)) = results.try_recv() {
-            waiting.insert(i, (ms, cs));
+        let (i, compressed) = results.recv().map_err(|_| stopped())?;
+        waiting.insert(i, compressed);
+        while let Ok((i, compressed)) = results.try_recv() {
+            waiting.insert(i, compressed);
         }
         let mut job = HashJob {
             members: Vec::new(),
@@ -486,7 +486,7 @@ fn compress_worker(queue: &Mutex<Receiver<(usize, Vec<Member>)>>, done: Sender<D
                     })
             })
             .collect();
-        if done.send((i, members, results)).is_err() {
+        if done.send((i, (members, results))).is_err() {
             return;
         }
     }
