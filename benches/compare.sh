@@ -12,10 +12,15 @@
 # machine's CPUs are less than QUIET_BUSY %, default 15, busy), BIG_MIB=N
 # (size of the stdin test, default 1024; 0 skips it), CORPORA="NAME ..." (a
 # subset of the corpus, for trying the script out), CORPUS=DIR (where the
-# corpus tars are, default target/bench-corpus; built there by make-corpus.sh
-# only when the default is used, so a worktree can read another checkout's
-# corpus, and a private corpus is any directory of layer tars: every NAME.tar
-# in it is run unless CORPORA says otherwise), PROBE=0 (skip level-probe, the
+# layers are, default target/bench-corpus, built there by make-corpus.sh only
+# when the default is used, so a worktree can read another checkout's
+# corpus). A private corpus is any directory of layers or images: plain
+# tars, tar+gzip or tar+zstd blobs (whatever their names), OCI layout
+# directories, OCI archives and Docker >= 25 `docker save` tars. Each
+# distinct layer is imported with import-layers (benches/src/import.rs:
+# plain tars symlinked, the rest decompressed into the work directory) and
+# named NAME for CORPORA and the report; layers under MIN_MIB MiB
+# uncompressed (default 1) are skipped. PROBE=0 (skip level-probe, the
 # bound on what levels 10-11 could do for the `--level 9` size within the CPU
 # target: about 40 s per 100 MB of tar), RESULTS=FILE (where the report is
 # written, default benches/RESULTS.md).
@@ -30,35 +35,43 @@ QUIET_BUSY=${QUIET_BUSY:-15}
 QUIET_WAIT=${QUIET_WAIT:-600}
 BIG_MIB=${BIG_MIB:-1024}
 PROBE=${PROBE:-1}
+MIN_MIB=${MIN_MIB:-1}
 # CORPUS and RESULTS are relative to the caller's directory.
-CORPUS=$(cd "$caller" && realpath -m "${CORPUS:-$root/target/bench-corpus}")
+default_corpus=$root/target/bench-corpus
+CORPUS=$(cd "$caller" && realpath -m "${CORPUS:-$default_corpus}")
 RESULTS=$(cd "$caller" && realpath -m "${RESULTS:-$root/benches/RESULTS.md}")
-if [ -z "${CORPORA:-}" ] && [ "$CORPUS" != "$root/target/bench-corpus" ]; then
-  CORPORA=$(find "$CORPUS" -maxdepth 1 -name '*.tar' -printf '%f\n' | sed 's/\.tar$//' | sort | tr '\n' ' ')
-  [ -n "$CORPORA" ] || { printf 'no *.tar in %s\n' "$CORPUS" >&2; exit 1; }
-fi
-read -r -a corpora <<<"${CORPORA:-debian-minbase python-site-packages node-modules}"
+[ -e "$CORPUS" ] || [ "$CORPUS" = "$default_corpus" ] || { printf 'no %s\n' "$CORPUS" >&2; exit 1; }
 
 log() { printf '%s\n' "$*" >&2; }
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq; apt-get install -y -q --no-install-recommends "$2" >/dev/null; }; }
 
 # ---------------------------------------------------------------- setup
 log "== corpus"
-if [ "$CORPUS" = "$root/target/bench-corpus" ]; then
-  benches/make-corpus.sh >&2
-else
-  for c in "${corpora[@]}"; do [ -f "$CORPUS/$c.tar" ] || { log "no $CORPUS/$c.tar"; exit 1; }; done
-fi
+[ "$CORPUS" != "$default_corpus" ] || benches/make-corpus.sh >&2
 log "== build"
 cargo build --release -p estargz-cli -p estargz-benches >&2
 work=$(mktemp -d "$root/target/bench-compare.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 # Private copies: the shared target/ may be rebuilt while this runs.
 mkdir -p "$work/bin"
-cp target/release/estargz target/release/bare-codec target/release/level-probe "$work/bin/"
+cp target/release/estargz target/release/bare-codec target/release/level-probe target/release/import-layers "$work/bin/"
 ours=$work/bin/estargz
 bare=$work/bin/bare-codec
 probe=$work/bin/level-probe
+
+# The layers: NAME.tar in $layers.
+if [ "$CORPUS" = "$default_corpus" ]; then
+  layers=$CORPUS
+  CORPORA=${CORPORA:-debian-minbase python-site-packages node-modules}
+else
+  log "== importing the layers of $CORPUS"
+  layers=$work/layers
+  "$work/bin/import-layers" --link --min-size $((MIN_MIB << 20)) "$layers" "$CORPUS" >"$work/import.json"
+  CORPORA=${CORPORA:-$(find "$layers" -maxdepth 1 -name '*.tar' -printf '%f\n' | sed 's/\.tar$//' | sort | tr '\n' ' ')}
+  [ -n "$CORPORA" ] || { log "no layer of at least $MIN_MIB MiB in $CORPUS"; exit 1; }
+fi
+read -r -a corpora <<<"$CORPORA"
+for c in "${corpora[@]}"; do [ -f "$layers/$c.tar" ] || { log "no layer $c (no $layers/$c.tar)"; exit 1; }; done
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit + uncommitted changes"; fi
 
@@ -165,7 +178,7 @@ json_field() { json_num "$work/kept.stdout" "$1"; }
 bare_codec() {
   local input=$1 row=$2 k="$1|$2"
   shift 2
-  measure "$input" "$row" "$work/bare.json" - "$bare" "$CORPUS/$input.tar" "$@"
+  measure "$input" "$row" "$work/bare.json" - "$bare" "$layers/$input.tar" "$@"
   CPU[$k]=$(json_field cpu_seconds); WALL[$k]=$(json_field wall_seconds); SIZE[$k]=$(json_field output_bytes)
   MEMBERS[$input]=$(json_field members)
   log "   $row (compression phase): $(cat "$work/kept.stdout")"
@@ -261,10 +274,33 @@ say "this converter and pigz use every core, and other processes may share the m
 say "compare CPU seconds and the ratios built on them, not wall seconds. \"other CPU s\" is the"
 say "CPU time the rest of the machine used during the kept run (0 when the measurement had the"
 say "machine to itself)."
+if [ -f "$work/import.json" ]; then
+  say ""
+  say "## Corpus"
+  say ""
+  say "Imported by \`import-layers --link --min-size $((MIN_MIB << 20))\` from \`${CORPUS/#$root\//}\`: each distinct layer once, as its uncompressed tar."
+  say ""
+  python3 - "$work/import.json" "$CORPUS" <<'EOF_PY' | tee -a "$report"
+import json, sys
+doc, root = json.load(open(sys.argv[1])), sys.argv[2].rstrip("/") + "/"
+print("| layer | from | uncompressed MB | imported as |")
+print("|---|---|---:|---|")
+for r in doc["layers"]:
+    size = "–" if r["size"] is None else f'{r["size"] / 1048576:.1f}'
+    what = {"written": "decompressed", "linked": "symlink"}.get(r["outcome"], r["outcome"])
+    if r["outcome"] == "duplicate":
+        what = f'duplicate of {r["name"]}'
+    elif r["outcome"] == "skipped":
+        what = f'skipped: {r["reason"]}'
+    name = r["name"] if r["outcome"] in ("written", "linked") else "–"
+    src = r["source"][len(root):] if r["source"].startswith(root) else r["source"]
+    print(f"| {name} | {src} | {size} | {what} |")
+EOF_PY
+fi
 
 # ---------------------------------------------------------------- per input
 for c in "${corpora[@]}"; do
-  tar=$CORPUS/$c.tar
+  tar=$layers/$c.tar
   log "== $c"
   BUSY[$c]=$(wait_quiet)
   d=$work/$c; mkdir -p "$d"
@@ -327,7 +363,7 @@ while total < target:
 out.close()
 EOF
 big_busy=$(wait_quiet)
-python3 "$work/gen.py" "$CORPUS/$big_pool" $((BIG_MIB << 20)) \
+python3 "$work/gen.py" "$layers/$big_pool" $((BIG_MIB << 20)) \
   | /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$ours" convert - -o "$work/big.esgz" -q --json >"$work/big.json"
 read -r big_wall big_u big_s big_m <"$work/time"
 big_cpu=$(awk -v u="$big_u" -v s="$big_s" 'BEGIN{printf "%.2f", u + s}')

@@ -9,6 +9,7 @@
 
 use std::io;
 
+pub mod import;
 pub mod members;
 pub mod tool;
 
