@@ -192,7 +192,10 @@ fn loose_blobs_are_sniffed_linked_and_filtered() {
     .unwrap();
     std::fs::write(blobs.join("notes.txt"), "not a layer\n").unwrap();
     // Opening a FIFO would block: it must not even be opened.
-    let fifo = Command::new("mkfifo").arg(blobs.join("f-fifo")).status().unwrap();
+    let fifo = Command::new("mkfifo")
+        .arg(blobs.join("f-fifo"))
+        .status()
+        .unwrap();
     assert!(fifo.success());
     std::fs::write(blobs.join("e-junk.gz"), gzip(b"plain text, gzipped")).unwrap();
 
