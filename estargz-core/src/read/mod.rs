@@ -24,6 +24,7 @@
 
 mod file;
 mod index;
+mod payload;
 mod source;
 
 pub(crate) use file::decode_chunk;
@@ -32,6 +33,7 @@ pub use index::{
     owner_names, parse_rfc3339, Chunk, Index, IndexLimits, Node, NodeId, NO_PREFETCH_LANDMARK,
     PREFETCH_LANDMARK,
 };
+pub use payload::{MemberStarts, PayloadReader};
 pub use source::{RangeReader, ReadAt};
 
 use crate::digest::Digest;
@@ -204,12 +206,10 @@ pub fn read_footer<S: ReadAt + ?Sized>(source: &S) -> Result<(Footer, u64)> {
     Ok((footer::parse(&tail, size)?, size))
 }
 
-/// The decompressed payload `[0, payload_end)` of a blob: its tar stream.
-pub fn decompressed_payload<S: ReadAt>(source: S, payload_end: u64) -> impl Read {
-    flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(
-        1 << 20,
-        RangeReader::new(source, 0, payload_end),
-    ))
+/// The decompressed payload `[0, payload_end)` of a blob: its tar stream
+/// (see [`PayloadReader`]).
+pub fn decompressed_payload<S: ReadAt + Clone>(source: S, payload_end: u64) -> impl Read {
+    PayloadReader::new(source, payload_end)
 }
 
 /// The footer and TOC of a blob, before any index is built: what

@@ -13,7 +13,6 @@
 //!
 //! Every problem found is reported with the entry and offset concerned.
 
-mod members;
 mod payload;
 mod structure;
 

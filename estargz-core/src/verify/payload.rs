@@ -1,10 +1,9 @@
 //! §6.5: one pass over the payload: member tiling, the tar against the TOC,
 //! chunk positions, chunk and file digests.
 
-use super::members::MemberStream;
 use super::{is_data, Problem, VerifyReport};
 use crate::digest::Digest;
-use crate::read::{Index, ReadAt, TocInfo};
+use crate::read::{Index, PayloadReader, ReadAt, TocInfo};
 use crate::tar::{EntryKind, Item, NamePolicy, ScanLimits, Scanner};
 use crate::toc::{EntryType, TocEntry};
 use rayon::prelude::*;
@@ -58,7 +57,7 @@ pub(super) fn walk_payload<S: ReadAt>(
     report: &mut VerifyReport,
 ) -> bool {
     let starts = Arc::new(Mutex::new(Vec::new()));
-    let stream = MemberStream::new(source, info.payload_end, Arc::clone(&starts));
+    let stream = PayloadReader::new(source, info.payload_end).recording(Arc::clone(&starts));
     let mut scanner = Scanner::new(
         BufReader::with_capacity(1 << 20, stream),
         NamePolicy::Replace,
