@@ -30,19 +30,20 @@ struct PendingChunk {
     digest: String,
 }
 
+fn chunk_mismatch(entry: &str, offset: u64, chunk_offset: i64) -> Problem {
+    Problem {
+        entry: Some(entry.to_string()),
+        offset: Some(offset),
+        message: format!("chunk at file offset {chunk_offset} does not match its chunkDigest"),
+    }
+}
+
 /// Checks a batch of chunk digests in parallel.
 fn flush_chunks(pending: &mut Vec<PendingChunk>, report: &mut VerifyReport) {
     let bad: Vec<Problem> = pending
         .par_iter()
         .filter(|c| Digest::of(&c.data).to_string() != c.digest)
-        .map(|c| Problem {
-            entry: Some(c.entry.clone()),
-            offset: Some(c.offset),
-            message: format!(
-                "chunk at file offset {} does not match its chunkDigest",
-                c.chunk_offset
-            ),
-        })
+        .map(|c| chunk_mismatch(&c.entry, c.offset, c.chunk_offset))
         .collect();
     report.chunks += pending.len();
     report.problems.extend(bad);
@@ -153,7 +154,7 @@ pub(super) fn walk_payload<S: ReadAt>(
         }
         report.files += 1;
         let data_start = scanner.position();
-        let mut file_hash = Sha256::new();
+        let mut file_hash = sha256_lanes::Sha256::new();
         let mut chunk_list: Vec<&TocEntry> = vec![toc_entry];
         chunk_list.extend(
             entries[reg_index + 1..]
@@ -209,10 +210,22 @@ pub(super) fn walk_payload<S: ReadAt>(
                 ),
                 Some(_) => {}
             }
-            if !skip_file_hash {
+            if !skip_file_hash && !c.chunk_digest.is_empty() {
+                // The chunk's digest and the file's in one pass over the
+                // bytes (on SHA-NI the second costs next to nothing), here
+                // rather than in the parallel batch, which would hash them
+                // a second time.
+                let mut chunk_hash = sha256_lanes::Sha256::new();
+                sha256_lanes::update_all(&mut [&mut file_hash, &mut chunk_hash], &buf);
+                report.chunks += 1;
+                if Digest(chunk_hash.finalize()).to_string() != c.chunk_digest {
+                    report
+                        .problems
+                        .push(chunk_mismatch(name, c.offset as u64, c.chunk_offset));
+                }
+            } else if !skip_file_hash {
                 file_hash.update(&buf);
-            }
-            if !c.chunk_digest.is_empty() {
+            } else if !c.chunk_digest.is_empty() {
                 pending_bytes += buf.len();
                 pending.push(PendingChunk {
                     entry: name.to_string(),
@@ -228,7 +241,7 @@ pub(super) fn walk_payload<S: ReadAt>(
             }
         }
         if read_so_far == entry.size && !skip_file_hash {
-            let got = Digest::from_hasher(file_hash).to_string();
+            let got = Digest(file_hash.finalize()).to_string();
             if got != toc_entry.digest {
                 report.problem(
                     Some(name),
