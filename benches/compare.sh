@@ -117,6 +117,12 @@ wait_quiet() { # [MAX_SECONDS]
   echo "$busy"
 }
 clk_tck=$(getconf CLK_TCK)
+# warm ARG...: reads every ARG that is a regular file (inputs, blobs, the
+# binaries), untimed. This machine's kernel runs DAMON reclaim, which pages
+# out file pages nobody touched for about a minute; without this, whichever
+# tool ran first after a pause would pay for reading its input back from
+# disk, and the bare codec, which loads its members untimed, never would.
+warm() { local a; for a in "$@"; do if [ -f "$a" ]; then cat "$a" >/dev/null; fi; done; }
 
 # ---------------------------------------------------------------- measuring
 # Results, keyed "INPUT|ROW": cpu, wall, rss (MB), size (bytes), other (CPU s
@@ -137,6 +143,7 @@ measure() {
   while :; do
     i=$((i + 1))
     [ "$sizefile" = - ] || rm -f "$sizefile"
+    warm "$@"
     read -r b0 t0 < <(cpu_jiffies)
     if ! /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$@" >"$stdout" 2>"$work/stderr"; then
       log "FAILED: $*"; cat "$work/stderr" >&2; exit 1
@@ -194,6 +201,7 @@ declare -A PAIRED PAIRS
 # timed CMD...: "cpu wall other" of one run of CMD (stdout discarded).
 timed() {
   local b0 t0 b1 t1 e u s m
+  warm "$@"
   read -r b0 t0 < <(cpu_jiffies)
   /usr/bin/time -f '%e %U %S %M' -o "$work/ptime" "$@" >"$work/pout" 2>/dev/null || { log "FAILED: $*"; exit 1; }
   read -r b1 t1 < <(cpu_jiffies)
@@ -256,7 +264,9 @@ say "Each measurement is run $RUNS times (up to $((RUNS + EXTRA_RUNS)) while oth
 say "busy) and the run with the least CPU time among the undisturbed ones is kept. CPU = user +"
 say "system seconds and peak RSS = max resident set, both from \`/usr/bin/time\`; wall = elapsed"
 say "seconds. A run counts as disturbed when the rest of the machine used more than 0.2 s + 5% of"
-say "its CPU capacity (from /proc/stat); such rows are marked (!)."
+say "its CPU capacity (from /proc/stat); such rows are marked (!). Before every run, the files it"
+say "reads are read once, untimed: the kernel here pages out file pages left untouched for about a"
+say "minute (DAMON reclaim), so every tool starts with its input in the page cache."
 say ""
 say "## Machine"
 say ""
@@ -496,4 +506,4 @@ say "seconds of both commands; on one CPU no thread of either runs beside anothe
 say "rows lists every pair's ratio after the median, so the spread of this run shows beside it."
 
 cp "$report" "$RESULTS"
-log "== wrote ${RESULTS#$root/}"
+log "== wrote ${RESULTS#"$root"/}"
