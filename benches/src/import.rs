@@ -253,7 +253,10 @@ impl Importer {
                 return self.add_image(&source, &stem_of(path));
             }
             if !named {
-                return self.skip(path, "a directory inside a directory (not searched)");
+                return self.skip(
+                    path.display().to_string(),
+                    "a directory inside a directory (not searched)",
+                );
             }
             let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(io_err(path.display()))?
@@ -308,13 +311,13 @@ impl Importer {
         if named {
             Err(format!("{}: {why}", path.display()))
         } else {
-            self.skip(path, why)
+            self.skip(path.display().to_string(), why)
         }
     }
 
-    fn skip(&mut self, path: &Path, why: &str) -> Result<(), String> {
+    fn skip(&mut self, source: String, why: &str) -> Result<(), String> {
         self.records.push(Record {
-            source: path.display().to_string(),
+            source,
             size: None,
             diff_id: None,
             outcome: Outcome::Skipped(why.to_string()),
@@ -351,12 +354,7 @@ impl Importer {
                 LayerKind::Other => Some(format!("not a layer: {}", layer.media_type)),
             };
             if let Some(why) = why {
-                self.records.push(Record {
-                    source: file,
-                    size: None,
-                    diff_id: None,
-                    outcome: Outcome::Skipped(why),
-                });
+                self.skip(file, &why)?;
                 continue;
             }
             let mut blob = source
