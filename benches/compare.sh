@@ -344,7 +344,7 @@ for c in "${corpora[@]}"; do
   measure "$c" ref-unpack /dev/null "$d/ref.tar" "$ref" unpack "$d/ref.esgz" "$d/ref.tar"
   SAME[$c]="ours unpack $(cmp -s "$tar" "$d/ours.tar" && echo "=" || echo "≠") input tar, ref unpack $(cmp -s "$tar" "$d/ref.tar" && echo "=" || echo "≠") input tar"
   SAME[$c]="${SAME[$c]}; --threads 1, pinned and --no-mmap blobs $(cmp -s "$d/ours.esgz" "$d/ours1.esgz" && cmp -s "$d/ours.esgz" "$d/ours1c.esgz" && cmp -s "$d/ours.esgz" "$d/oursst.esgz" && echo "=" || echo "≠") default blob"
-  SIZE["$c|input"]=$(stat -c %s "$tar")
+  SIZE["$c|input"]=$(stat -L -c %s "$tar")
   rm -rf "$d"
 done
 
