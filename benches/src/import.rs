@@ -39,8 +39,10 @@
 //! # Ok::<(), String>(())
 //! ```
 
+use estargz_core::blob_info::ANNOTATION_TOC_DIGEST;
 use estargz_core::tar::{Header, BLOCK};
 use estargz_core::Digest;
+use estargz_image::driver::MAX_INDEX_DEPTH;
 use estargz_image::oci::{
     kind_of, layer_kind, parse_digest, parse_json, Index, Kind, LayerKind, Manifest,
 };
@@ -52,12 +54,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-
-/// Annotation that marks a layer as eStargz already.
-const ANNOTATION_TOC_DIGEST: &str = "containerd.io/snapshot/stargz/toc.digest";
-
-/// Indexes nested deeper than this are refused (as `convert-image` does).
-const MAX_INDEX_DEPTH: usize = 8;
 
 /// How to import.
 #[derive(Debug, Clone, Default)]
