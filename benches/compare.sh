@@ -22,19 +22,23 @@
 # named NAME for CORPORA and the report; layers under MIN_MIB MiB
 # uncompressed (default 1) are skipped. PROBE=0 (skip level-probe, the
 # bound on what levels 10-11 could do for the `--level 9` size within the CPU
-# target: about 40 s per 100 MB of tar), RESULTS=FILE (where the report is
-# written, default benches/RESULTS.md).
+# target: about 40 s per 100 MB of tar), PAIR_RUNS=N (pairs behind each
+# "median of pairs" ratio, default 5), PERF=0 (skip the codec share sampled
+# with perf), RESULTS=FILE (where the report is written, default
+# benches/RESULTS.md).
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
 root=$PWD
 export DEBIAN_FRONTEND=noninteractive
 RUNS=${RUNS:-3}
+PAIR_RUNS=${PAIR_RUNS:-5}
 EXTRA_RUNS=${EXTRA_RUNS:-3}
 QUIET_BUSY=${QUIET_BUSY:-15}
 QUIET_WAIT=${QUIET_WAIT:-600}
 BIG_MIB=${BIG_MIB:-1024}
 PROBE=${PROBE:-1}
+PERF=${PERF:-1}
 MIN_MIB=${MIN_MIB:-1}
 # CORPUS and RESULTS are relative to the caller's directory.
 default_corpus=$root/target/bench-corpus
@@ -223,14 +227,15 @@ pair_convert() { timed "$ours" convert "$tar" -o "$d/pair.esgz" -q; }
 pair_pinned() { timed taskset -c 0 "$ours" convert "$tar" -o "$d/pair.esgz" -q --threads 1; }
 pair_bare() { timed_bare "$tar"; }
 pair_bare_pinned() { timed_bare taskset -c 0 "$tar" --threads 1; }
-# paired KEY FIELD A B: runs the functions A and B in turn RUNS times;
-# PAIRED[KEY] = median of A/B of FIELD (1 = CPU, 2 = wall) over the
-# undisturbed pairs (all pairs if none was).
+# paired KEY FIELD A B: runs the functions A and B in turn PAIR_RUNS times,
+# A first in odd pairs and B first in even ones, so neither always runs on
+# the heels of the other; PAIRED[KEY] = median of A/B of FIELD (1 = CPU,
+# 2 = wall) over the undisturbed pairs (all pairs if none was).
 paired() {
   local key=$1 field=$2 a=$3 b=$4 i ra rb r clean=() measured=() all=()
   wait_quiet >/dev/null
-  for ((i = 1; i <= RUNS; i++)); do
-    ra=$("$a"); rb=$("$b")
+  for ((i = 1; i <= PAIR_RUNS; i++)); do
+    if ((i % 2)); then ra=$("$a"); rb=$("$b"); else rb=$("$b"); ra=$("$a"); fi
     # Below the clock's 10 ms a side reads 0 and the pair has no ratio.
     r=$(awk -v x="$ra" -v y="$rb" -v f="$field" 'BEGIN{split(x, p, " "); split(y, q, " "); if (p[f] <= 0 || q[f] <= 0) print "–"; else printf "%.3f", p[f]/q[f]}')
     all+=("$r")
@@ -246,10 +251,45 @@ paired() {
     PAIRED[$key]=$(printf '%s\n' "${clean[@]}" | sort -n | awk '{v[NR]=$1} END{printf "%.3f", (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1])/2}')
   fi
   # Every pair's ratio goes into the row, so the spread shows with the median.
-  PAIRS[$key]="${#clean[@]} of $RUNS undisturbed pairs: $(printf '%s\n' "${all[@]}" | paste -sd, - | sed 's/,/, /g')"
+  PAIRS[$key]="${#clean[@]} of $PAIR_RUNS undisturbed pairs: $(printf '%s\n' "${all[@]}" | paste -sd, - | sed 's/,/, /g')"
 }
 
-# ratio A B: A/B to 2 decimals, "–" when either is missing or B is 0.
+# ---------------------------------------------------------------- codec share
+# The paired codec ratio divides two processes' CPU seconds, and both move
+# by 10-20% from run to run here. perf samples all threads of one convert run
+# instead: the share of its samples in libdeflate's own functions is what the
+# codec cost inside that very run, so convert / codec = 100 / share, whatever
+# the machine's speed at that moment. The function names are read from the
+# libdeflate archive the binary was linked with.
+declare -A SHARE
+codec_symbols=$work/codec-symbols
+if [ "$PERF" != 0 ]; then
+  need perf linux-perf
+  find target/release/build -path '*/libdeflate-sys-*/out/lib/libdeflate.a' -exec nm --defined-only {} + 2>/dev/null |
+    awk '$2 ~ /^[tT]$/ {print $3}' | sort -u >"$codec_symbols"
+  [ -s "$codec_symbols" ] || { log "no libdeflate.a under target/release/build: PERF=0"; PERF=0; }
+fi
+# codec_share KEY CMD...: SHARE[KEY] = "RATIO SHARE% SAMPLES" of one run of CMD
+# under perf (cpu-clock, all threads), or "–" when perf cannot sample.
+codec_share() {
+  local key=$1
+  shift
+  SHARE[$key]="–"
+  [ "$PERF" != 0 ] || return 0
+  warm "$@"
+  perf record -q -e cpu-clock -F 1999 -o "$work/perf.data" -- "$@" >/dev/null 2>"$work/perf.err" || { log "   perf record failed: $(head -c 300 "$work/perf.err")"; return 0; }
+  # "-F overhead,sym" prints "PCT%  [.] NAME"; GCC's clones (NAME.constprop.N,
+  # NAME.isra.N, ...) count as NAME.
+  SHARE[$key]=$(perf report -i "$work/perf.data" --no-children --sort symbol -F overhead,sample,sym --stdio -g none 2>/dev/null |
+    awk -v list="$codec_symbols" '
+      BEGIN { while ((getline s < list) > 0) codec[s] = 1 }
+      /^#/ || NF < 4 { next }
+      { pct = $1; sub(/%$/, "", pct); n = $2; name = $4; sub(/\..*$/, "", name)
+        total += n; if (name in codec) share += pct }
+      END { if (share > 0) printf "%.3f %.1f %d", 100 / share, share, total; else print "–" }')
+  log "   $key codec share: ${SHARE[$key]}"
+}
+
 # ratio A B [DECIMALS]: A/B, "–" when either is missing or B is 0.
 ratio() { awk -v a="${1:-}" -v b="${2:-}" -v d="${3:-2}" 'BEGIN{if (a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.*f", d, a/b}'; }
 mb() { awk -v b="${1:-}" 'BEGIN{if (b == "") print "–"; else printf "%.1f", b/1048576}'; }
@@ -326,6 +366,7 @@ for c in "${corpora[@]}"; do
   paired "$c|codec" 1 pair_convert pair_bare
   paired "$c|codec1" 1 pair_pinned pair_bare_pinned
   paired "$c|scaling" 2 pair_pinned pair_convert
+  codec_share "$c|share" "$ours" convert "$tar" -o "$d/pair.esgz" -q
   measure "$c" ref-lossless /dev/null "$d/ref.esgz" "$ref" lossless -level 9 "$tar" "$d/ref.esgz"
   if [ "$PROBE" != 0 ]; then
     # The CPU the --level 9 target leaves unspent, and the most bytes it could buy.
@@ -463,6 +504,8 @@ for c in "${corpora[@]}"; do
   t "convert (default) CPU / bare codec CPU, same members (median of ${PAIRS[$c|codec]})" "$c" "${PAIRED[$c|codec]}" 1.20
   say "| (for information) the same, least CPU of each row above | $c | $(ratio "${CPU[$c|ours-default]}" "${CPU[$c|bare-default]}" 3) | – | – |"
   t "the same with both on one CPU (taskset -c 0, --threads 1; median of ${PAIRS[$c|codec1]})" "$c" "${PAIRED[$c|codec1]}" 1.20
+  read -r v pct n <<<"${SHARE[$c|share]}"
+  [ "$v" = "–" ] || t "the same within one convert run (default): all perf samples / samples in libdeflate (${pct}% of $n samples)" "$c" "$v" 1.20
   t "convert --level 9 CPU / bare codec CPU, same members" "$c" "$(ratio "${CPU[$c|ours-l9]}" "${CPU[$c|bare-l9]}" 3)" 1.20 "$c|ours-l9" "$c|bare-l9"
   t "verify CPU / reference verify CPU" "$c" "$(ratio "${CPU[$c|ours-verify]}" "${CPU[$c|ref-verify]}" 3)" 0.35 "$c|ours-verify" "$c|ref-verify"
   t "unpack to tar CPU / reference unpack CPU" "$c" "$(ratio "${CPU[$c|ours-unpack]}" "${CPU[$c|ref-unpack]}" 3)" 0.50 "$c|ours-unpack" "$c|ref-unpack"
@@ -489,21 +532,30 @@ if [ "$PROBE" != 0 ]; then
 fi
 say ""
 say "The two ratio targets marked \"median of pairs\" run their two commands one after the other,"
-say "$RUNS times: convert then bare-codec on the same input, and \`--threads 1\` pinned to one CPU"
-say "with \`taskset -c 0\` then the default (all $ncpu cores). Each pair gives a ratio (CPU s for the"
-say "codec, wall s for throughput); the median over the pairs the rest of the machine left alone is"
-say "the value. This machine's speed drifts by 10-20% over minutes, so the ratio of two rows' least"
-say "times (shown for information) compares runs made minutes apart. Throughput is input bytes per"
-say "wall second, so its ratio is the wall time of one thread over that of all cores. \`--threads 1\`"
-say "alone sizes the compression pool only, and tar scanning, assembly and the hashing thread run"
-say "beside it, so unpinned it already uses more than one core (its CPU s above can exceed its"
-say "wall s); the unpinned ratio is shown for information."
+say "$PAIR_RUNS times, alternating which goes first: convert and bare-codec on the same input, and"
+say "\`--threads 1\` pinned to one CPU with \`taskset -c 0\` and the default (all $ncpu cores). Each"
+say "pair gives a ratio (CPU s for the codec, wall s for throughput); the median over the pairs the"
+say "rest of the machine left alone is the value. This machine's speed drifts by 10-20% over"
+say "minutes, so the ratio of two rows' least times (shown for information) compares runs made"
+say "minutes apart. Throughput is input bytes per wall second, so its ratio is the wall time of one"
+say "thread over that of all cores. \`--threads 1\` alone sizes the compression pool only, and tar"
+say "scanning, assembly and the hashing thread run beside it, so unpinned it already uses more than"
+say "one core (its CPU s above can exceed its wall s); the unpinned ratio is shown for information."
 say ""
-say "The codec target is measured twice: as users run convert (all cores), and with convert and"
-say "bare-codec both pinned to one CPU with \`--threads 1\`. Two threads busy at once on these"
-say "vCPUs slow each other down by an amount that changes from run to run, which moves the CPU"
+say "The codec target is measured in pairs twice: as users run convert (all cores), and with"
+say "convert and bare-codec both pinned to one CPU with \`--threads 1\`. Two threads busy at once on"
+say "these vCPUs slow each other down by an amount that changes from run to run, which moves the CPU"
 say "seconds of both commands; on one CPU no thread of either runs beside another. Each of these"
 say "rows lists every pair's ratio after the median, so the spread of this run shows beside it."
+if [ "$PERF" != 0 ]; then
+  say ""
+  say "The third codec row needs no second process: \`perf record -e cpu-clock\` samples every thread"
+  say "of one default convert run, and the value is all its samples over those that fell in"
+  say "libdeflate's functions (the names \`nm\` lists in the libdeflate.a the binary links). Whatever"
+  say "the machine's speed during that run, it moves both counts alike. It counts libdeflate's time"
+  say "inside convert as the codec's, which matches bare-codec as long as the codec runs as fast in"
+  say "both (in a check on one layer, pinned runs of the two had the same libdeflate samples within 1.1%)."
+fi
 
 cp "$report" "$RESULTS"
 log "== wrote ${RESULTS#"$root"/}"
