@@ -79,18 +79,9 @@ for c in "${corpora[@]}"; do [ -f "$layers/$c.tar" ] || { log "no layer $c (no $
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit + uncommitted changes"; fi
 
-# The reference driver, located or built as scripts/test.sh does.
-if [ -z "${ESTARGZ_REF:-}" ]; then
-  if [ -x target/tools/estargz-ref ]; then
-    ESTARGZ_REF="$PWD/target/tools/estargz-ref"
-  elif command -v estargz-ref >/dev/null 2>&1; then
-    ESTARGZ_REF="$(command -v estargz-ref)"
-  else
-    mkdir -p target/tools
-    ../shared/tools/estargz-ref/build.sh "$PWD/target/tools" >&2
-    ESTARGZ_REF="$PWD/target/tools/estargz-ref"
-  fi
-fi
+# The reference driver, found or built as the test suite finds it.
+# shellcheck source=scripts/ref-driver.sh
+. scripts/ref-driver.sh
 ref=$ESTARGZ_REF
 need pigz pigz
 [ -x /usr/bin/time ] || { apt-get update -qq; apt-get install -y -q --no-install-recommends time >/dev/null; }

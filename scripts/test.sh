@@ -5,18 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -z "${ESTARGZ_REF:-}" ]; then
-  if [ -x target/tools/estargz-ref ]; then
-    export ESTARGZ_REF="$PWD/target/tools/estargz-ref"
-  elif command -v estargz-ref >/dev/null 2>&1; then
-    ESTARGZ_REF="$(command -v estargz-ref)"
-    export ESTARGZ_REF
-  else
-    mkdir -p target/tools
-    ../shared/tools/estargz-ref/build.sh "$PWD/target/tools"
-    export ESTARGZ_REF="$PWD/target/tools/estargz-ref"
-  fi
-fi
+# shellcheck source=scripts/ref-driver.sh
+. scripts/ref-driver.sh
 
 # Tests that run real peers: the remote-blob tests
 # (estargz-cli/tests/cli_remote.rs) serve blobs with nginx, over HTTPS with
