@@ -269,8 +269,8 @@ codec_share() {
   [ "$PERF" != 0 ] || return 0
   warm "$@"
   perf record -q -e cpu-clock -F 1999 -o "$work/perf.data" -- "$@" >/dev/null 2>"$work/perf.err" || { log "   perf record failed: $(head -c 300 "$work/perf.err")"; return 0; }
-  # "-F overhead,sym" prints "PCT%  [.] NAME"; GCC's clones (NAME.constprop.N,
-  # NAME.isra.N, ...) count as NAME.
+  # "-F overhead,sample,sym" prints "PCT%  SAMPLES  [.] NAME"; GCC's clones
+  # (NAME.constprop.N, NAME.isra.N, ...) count as NAME.
   SHARE[$key]=$(perf report -i "$work/perf.data" --no-children --sort symbol -F overhead,sample,sym --stdio -g none 2>/dev/null |
     awk -v list="$codec_symbols" '
       BEGIN { while ((getline s < list) > 0) codec[s] = 1 }

@@ -6,15 +6,16 @@
 #
 # Every file under the PATHs (files or directories) that is a tar or a
 # gzip-compressed tar is checked; the format is sniffed from the first bytes,
-# not the name, and other files are skipped. Without PATH: cargo's download
+# not the name (a tar is one with the ustar magic: GNU, ustar and pax tars),
+# and other files are skipped. Without PATH: cargo's download
 # cache (~/.cargo/registry/cache, .crate files written by cargo's tar crate)
 # and npm's (~/.npm/_cacache/content-v2, tarballs written by npm's node-tar),
 # where they exist. `--pypi N` also downloads the source distributions of up
 # to N of the package names below from PyPI's JSON API, four releases of each
 # spread over its history (oldest, newest and two between), into
-# target/real-tars/pypi (kept between runs): tarballs written by distutils,
-# setuptools, flit, hatch and others' tar code since the early 2000s, in GNU,
-# ustar and pax formats.
+# target/real-tars/pypi (kept between runs): tarballs written by the tar code
+# of distutils, setuptools, flit, hatch and others, from the oldest release
+# each package has on PyPI to the newest, in GNU, ustar and pax formats.
 #
 # For each tar:
 #  1. `estargz convert`; `estargz verify` and `estargz-ref verify` accept the
@@ -33,7 +34,10 @@ PYPI=0
 paths=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --pypi) PYPI=${2:?--pypi needs a number}; shift 2 ;;
+    --pypi)
+      PYPI=${2:-}
+      case $PYPI in '' | *[!0-9]*) echo "real-tars.sh: --pypi needs a number" >&2; exit 2 ;; esac
+      shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "real-tars.sh: unknown option $1" >&2; exit 2 ;;
     *) paths+=("$1"); shift ;;
