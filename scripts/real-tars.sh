@@ -103,10 +103,9 @@ fi
 
 # kind FILE: gzip, tar or other, from the first bytes.
 kind() {
-  local magic
-  magic=$(head -c 2 "$1" | od -An -tx1 | tr -d ' \n')
-  if [ "$magic" = 1f8b ]; then echo gzip
-  elif [ "$(head -c 262 "$1" | tail -c 5)" = ustar ]; then echo tar
+  local hex=(od -An -tx1)
+  if [ "$("${hex[@]}" -N2 "$1" | tr -d ' \n')" = 1f8b ]; then echo gzip
+  elif [ "$("${hex[@]}" -j257 -N5 "$1" | tr -d ' \n')" = 7573746172 ]; then echo tar # "ustar"
   else echo other
   fi
 }
@@ -128,29 +127,31 @@ step() {
 for p in "${paths[@]}"; do
   checked=0 skipped=0 before=$failed before_refused=$refused
   while IFS= read -r -d '' f; do
+    in=$f
     case $(kind "$f") in
-      gzip) gzip -dc "$f" >"$tmp/in.tar" 2>/dev/null || { skipped=$((skipped + 1)); continue; }
-            [ "$(kind "$tmp/in.tar")" = tar ] || { skipped=$((skipped + 1)); continue; } ;;
-      tar) cp "$f" "$tmp/in.tar" ;;
+      gzip) in=$tmp/in.tar
+            gzip -dc "$f" >"$in" 2>/dev/null || { skipped=$((skipped + 1)); continue; }
+            [ "$(kind "$in")" = tar ] || { skipped=$((skipped + 1)); continue; } ;;
+      tar) ;;
       *) skipped=$((skipped + 1)); continue ;;
     esac
     checked=$((checked + 1))
-    if step "$f" "estargz convert" "$ours" convert -q "$tmp/in.tar" -o "$tmp/ours.esgz"; then
+    if step "$f" "estargz convert" "$ours" convert -q "$in" -o "$tmp/ours.esgz"; then
       step "$f" "estargz verify (our blob)" "$ours" verify "$tmp/ours.esgz" || true
       step "$f" "estargz-ref verify (our blob)" "$ref" verify "$tmp/ours.esgz" || true
       if step "$f" "estargz unpack (our blob)" "$ours" unpack "$tmp/ours.esgz" -o "$tmp/back.tar"; then
-        step "$f" "round trip (our blob)" cmp "$tmp/in.tar" "$tmp/back.tar" || true
+        step "$f" "round trip (our blob)" cmp "$in" "$tmp/back.tar" || true
       fi
     fi
     # The reference's own limits (it refuses pax global headers, for one)
     # are listed, not counted as failures.
-    if ! "$ref" lossless "$tmp/in.tar" "$tmp/ref.esgz" >"$tmp/out" 2>&1; then
+    if ! "$ref" lossless "$in" "$tmp/ref.esgz" >"$tmp/out" 2>&1; then
       printf 'reference refused %s: %s\n' "$f" "$(grep -m1 . "$tmp/out" || true)"
       refused=$((refused + 1))
     else
       step "$f" "estargz verify (reference blob)" "$ours" verify "$tmp/ref.esgz" || true
       if step "$f" "estargz unpack (reference blob)" "$ours" unpack "$tmp/ref.esgz" -o "$tmp/back.tar"; then
-        step "$f" "round trip (reference blob)" cmp "$tmp/in.tar" "$tmp/back.tar" || true
+        step "$f" "round trip (reference blob)" cmp "$in" "$tmp/back.tar" || true
       fi
     fi
   done < <(find "$p" -type f -print0 | sort -z)
