@@ -178,6 +178,20 @@ pub fn open_blob_source(name: &str, remote: &RemoteArgs) -> Result<Box<dyn ReadA
     Ok(Box::new(open_blob_file(name)?))
 }
 
+/// Like [`open_blob_source`], with a [`Watch`] when the blob is a local
+/// regular file, for a caller whose output a changed blob would spoil.
+pub fn open_watched_blob_source(
+    name: &str,
+    remote: &RemoteArgs,
+) -> Result<(Box<dyn ReadAt>, Option<Watch>)> {
+    if estargz_remote::is_url(name) {
+        return Ok((open_blob_source(name, remote)?, None));
+    }
+    let file = open_blob_file(name)?;
+    let watch = Watch::of(&file, name)?;
+    Ok((Box::new(file), watch))
+}
+
 /// Header names are tokens (RFC 9110 §5.6.2): checked here so that a typo
 /// is a usage error (exit 2) rather than a failed request.
 fn is_token(name: &str) -> bool {
