@@ -44,8 +44,8 @@ fn create(new: &Path, dst: &Path) -> Result<()> {
     match renamed {
         Ok(()) => Ok(()),
         Err(e) if occupied(&e) => Err(anyhow!(
-            "{} was created while converting (by another convert-image run?); \
-             it is left as it is (--force replaces it)",
+            "{} appeared or was filled while converting (by another convert-image \
+             run?); it is left as it is and the new image discarded (--force replaces it)",
             dst.display()
         )),
         Err(e) => Err(e).with_context(|| cannot_rename(dst)),
@@ -103,6 +103,8 @@ fn replace_in_two_steps(new: &Path, dst: &Path, aside: &Path) -> Result<()> {
         std::fs::rename(dst, aside)
             .with_context(|| format!("cannot move the existing {} aside", dst.display()))?;
         if let Err(e) = std::fs::rename(new, dst) {
+            // Putting it back fails only if `dst` was taken meanwhile (a
+            // concurrent run's image): DST then still holds a whole image.
             let restored = std::fs::rename(aside, dst);
             let e = Err::<(), _>(e).with_context(|| cannot_rename(dst));
             return match restored {
@@ -188,7 +190,10 @@ mod tests {
         image_dir(&new, "second");
         let err = place(&new, &dst, &aside, false).unwrap_err().to_string();
         assert!(err.contains(&dst.display().to_string()), "{err}");
-        assert!(err.contains("created while converting"), "{err}");
+        assert!(
+            err.contains("appeared or was filled while converting"),
+            "{err}"
+        );
         assert_eq!(marker(&dst), "new");
         assert_eq!(marker(&new), "second");
 

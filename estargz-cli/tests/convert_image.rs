@@ -1199,7 +1199,10 @@ fn concurrent_runs_to_one_destination_do_not_both_succeed() {
         assert_exit(&outs[1], 1);
         let err = stderr_of(&outs[1]);
         assert!(
-            err.contains(&format!("{} was created while converting", dst.display())),
+            err.contains(&format!(
+                "{} appeared or was filled while converting",
+                dst.display()
+            )),
             "{err}"
         );
         assert_only(root, &["src", name]);
