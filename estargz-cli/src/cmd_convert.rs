@@ -1,6 +1,6 @@
 //! `estargz convert`: lossless tar → eStargz.
 
-use crate::input::{open_input, TocArgs};
+use crate::input::{open_input, TocArgs, Watch};
 use crate::mapped::MappedTar;
 use crate::output::{binary_stdout, print_json, AtomicFile};
 use crate::prefetch;
@@ -178,6 +178,13 @@ pub fn run(args: Args) -> Result<()> {
         args.allow_missing,
         args.no_prefetch_landmark,
     )?;
+    // A regular-file input read as a stream (reordered, or --no-mmap) is
+    // checked for changes like a mapped one; the reorder opens it itself,
+    // so it is watched from before that.
+    let mut watch = match &prefetch {
+        Some(_) => Watch::open(&args.input)?,
+        None => None,
+    };
     let (reordered_tar, reordered, input_size) = match &prefetch {
         Some(request) => {
             let tar = request.reorder(&args.input, options.names, args.quiet)?;
@@ -203,7 +210,11 @@ pub fn run(args: Args) -> Result<()> {
     let source = match (reordered_tar, &mapped) {
         (Some(tar), _) => Source::Stream(Box::new(progress.reader(tar))),
         (None, Some(map)) => Source::Mapped(map.clone()),
-        (None, None) => Source::Stream(Box::new(progress.reader(open_input(&args.input)?))),
+        (None, None) => {
+            let (input, input_watch) = open_input(&args.input)?;
+            watch = input_watch;
+            Source::Stream(Box::new(progress.reader(input)))
+        }
     };
     let context = || {
         format!(
@@ -245,7 +256,10 @@ pub fn run(args: Args) -> Result<()> {
         })
         .with_context(context)?;
         if let Some(map) = &mapped {
-            map.check_unchanged(&args.input)?;
+            map.check_unchanged()?;
+        }
+        if let Some(watch) = &watch {
+            watch.check_unchanged()?;
         }
         Ok(report)
     };

@@ -1,12 +1,16 @@
 //! `estargz convert-image`: every layer of an OCI image to eStargz.
 
 use crate::cmd_convert::{parse_size, EncodingArgs};
-use crate::output::{forget_in_progress, print_json, track_in_progress, AtomicFile};
+use crate::output::{
+    forget_in_progress, print_json, track_in_progress, without_interruption, AtomicFile,
+};
+use crate::place::place;
 use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_image::{
     convert_image, write_archive, ImageOptions, LayerReport, LayoutWriter, Progress, Source,
 };
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -71,16 +75,15 @@ pub fn run(args: Args) -> Result<()> {
         })?;
     track_in_progress(temp.path());
     let result = build(&args, &source, &options, temp.path(), to_archive);
-    let result = result.and_then(|report| {
-        if !to_archive {
-            move_into_place(temp.path(), &args.dst)?;
-        }
-        Ok(report)
-    });
-    forget_in_progress(temp.path());
-    // Dropping `temp` removes whatever is left (all of it on failure).
-    drop(temp);
+    let temp_path = temp.path().to_path_buf();
+    // What is left in the temporary directory is the partial output on
+    // failure, the replaced DST on success. It is removed with the signal
+    // handler held off (which would remove it too, racing this), and only
+    // then forgotten: a signal meanwhile still finds it tracked.
+    let closed = without_interruption(|| temp.close());
+    forget_in_progress(&temp_path);
     let report = result?;
+    closed.with_context(|| format!("cannot remove {}", temp_path.display()))?;
 
     for warning in &report.warnings {
         eprintln!("estargz: warning: {warning}");
@@ -115,6 +118,8 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Converts into `temp/image` (a layout directory, or an archive built
+/// from `temp/layout`) and puts that at DST.
 fn build(
     args: &Args,
     source: &Source,
@@ -122,12 +127,13 @@ fn build(
     temp: &Path,
     to_archive: bool,
 ) -> Result<estargz_image::ImageReport> {
+    let image = temp.join("image");
     let layout_dir = if to_archive {
         temp.join("layout")
     } else {
-        temp.to_path_buf()
+        image.clone()
     };
-    std::fs::create_dir_all(&layout_dir)
+    std::fs::create_dir(&layout_dir)
         .with_context(|| format!("cannot create {}", layout_dir.display()))?;
     let out = LayoutWriter::new(&layout_dir)?;
     let quiet = args.quiet;
@@ -136,10 +142,24 @@ fn build(
             progress_line(&p);
         }
     })?;
-    if to_archive {
+    if !to_archive {
+        place(&image, &args.dst, &temp.join("old"), args.force)?;
+    } else if std::fs::metadata(&args.dst).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        // A FIFO or device (allowed by --force) is written in place.
         let mut file = AtomicFile::create(&args.dst)?;
         write_archive(&layout_dir, file.writer())?;
         file.commit()?;
+    } else {
+        let mut file = std::fs::File::create(&image)
+            .with_context(|| format!("cannot create {}", image.display()))?;
+        let mut writer = BufWriter::with_capacity(1 << 20, &mut file);
+        write_archive(&layout_dir, &mut writer)?;
+        writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("cannot write {}", image.display()))?;
+        place(&image, &args.dst, &temp.join("old"), args.force)?;
     }
     Ok(report)
 }
@@ -177,42 +197,6 @@ fn check_destination(src: &Path, dst: &Path, to_archive: bool, force: bool) -> R
         dst.display()
     ))
     .into())
-}
-
-/// Renames the finished layout to `dst`; an existing `dst` (allowed by
-/// --force or empty) is moved aside first and removed only afterwards.
-fn move_into_place(temp: &Path, dst: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Temporary directories are private; the result is an ordinary one.
-        std::fs::set_permissions(temp, std::fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("cannot set permissions of {}", temp.display()))?;
-    }
-    let aside = if std::fs::symlink_metadata(dst).is_ok() {
-        let aside = temp.with_extension("old");
-        std::fs::rename(dst, &aside)
-            .with_context(|| format!("cannot move the existing {} aside", dst.display()))?;
-        Some(aside)
-    } else {
-        None
-    };
-    if let Err(e) = std::fs::rename(temp, dst) {
-        if let Some(aside) = &aside {
-            let _ = std::fs::rename(aside, dst);
-        }
-        return Err(e)
-            .with_context(|| format!("cannot rename the output into place at {}", dst.display()));
-    }
-    if let Some(aside) = aside {
-        let removed = if aside.is_dir() {
-            std::fs::remove_dir_all(&aside)
-        } else {
-            std::fs::remove_file(&aside)
-        };
-        removed.with_context(|| format!("cannot remove the replaced {}", aside.display()))?;
-    }
-    Ok(())
 }
 
 fn progress_line(p: &Progress<'_>) {

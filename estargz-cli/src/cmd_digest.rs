@@ -16,8 +16,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let input = open_input(&args.layer)?;
+    let (input, watch) = open_input(&args.layer)?;
     let info = blob_info_of(input).with_context(|| format!("reading layer {}", args.layer))?;
+    if let Some(watch) = watch {
+        watch.check_unchanged()?;
+    }
     if args.json {
         print_json(&serde_json::json!({
             "digest": info.digest.to_string(),

@@ -1,6 +1,6 @@
 //! `estargz unpack`: back to the tar stream, or into a directory.
 
-use crate::input::{open_blob_source, RemoteArgs};
+use crate::input::{open_watched_blob_source, RemoteArgs};
 use crate::output::{binary_stdout, print_json, AtomicFile};
 use crate::UsageError;
 use anyhow::{Context, Result};
@@ -42,7 +42,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let file = open_blob_source(&args.blob, &args.remote)?;
+    let (file, watch) = open_watched_blob_source(&args.blob, &args.remote)?;
+    // A blob rewritten while it is unpacked gives a well-formed mix of old
+    // and new bytes: an error, checked before a tar output is committed.
+    let unchanged = || watch.as_ref().map_or(Ok(()), |w| w.check_unchanged());
     let context = || format!("unpacking {}", args.blob);
     let report = match (&args.output, &args.directory) {
         (Some(out), None) if out == "-" => {
@@ -53,11 +56,13 @@ pub fn run(args: Args) -> Result<()> {
                 .into());
             }
             let bytes = unpack_tar(&file, binary_stdout()?).with_context(context)?;
+            unchanged()?;
             serde_json::json!({ "blob": args.blob, "output": "-", "bytes": bytes })
         }
         (Some(out), None) => {
             let mut target = AtomicFile::create(std::path::Path::new(out))?;
             let bytes = unpack_tar(&file, target.writer()).with_context(context)?;
+            unchanged()?;
             target.commit()?;
             serde_json::json!({ "blob": args.blob, "output": out, "bytes": bytes })
         }
@@ -76,6 +81,7 @@ pub fn run(args: Args) -> Result<()> {
             }
             let report = unpack_to_dir(&file, dir, &opts)
                 .with_context(|| format!("unpacking {} into {}", args.blob, dir.display()))?;
+            unchanged()?;
             for w in &report.warnings {
                 eprintln!("estargz: warning: {w}");
             }

@@ -2,24 +2,107 @@
 //! random access from a file or an `http(s)://` URL.
 
 use crate::UsageError;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use estargz_core::read::{Blob, OpenOptions, ReadAt};
 use estargz_remote::{HttpBlob, HttpOptions};
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 
 /// Environment variable with extra HTTP headers for URL blobs, one
 /// `Name: value` per line: a token kept there stays out of `ps` output and
 /// shell history, unlike `--header`.
 pub const HEADERS_ENV: &str = "ESTARGZ_HTTP_HEADERS";
 
-/// An input named on the command line: a path or `-` for stdin.
-pub fn open_input(name: &str) -> Result<Box<dyn Read + Send>> {
+/// An input named on the command line: a path or `-` for stdin, with a
+/// [`Watch`] on it when it is a regular file, for the caller to check once
+/// it has read everything.
+pub fn open_input(name: &str) -> Result<(Box<dyn Read + Send>, Option<Watch>)> {
     if name == "-" {
-        return Ok(Box::new(io::stdin()));
+        return Ok((Box::new(io::stdin()), None));
     }
     let file = File::open(name).with_context(|| format!("cannot open {name}"))?;
-    Ok(Box::new(file))
+    let watch = Watch::of(&file, name)?;
+    Ok((Box::new(file), watch))
+}
+
+/// What tells that a file changed: size, modification and change times.
+#[derive(PartialEq, Eq, Debug)]
+struct Stamp(u64, i64, i64, i64, i64);
+
+impl Stamp {
+    fn of(m: &Metadata) -> Stamp {
+        Stamp(
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        )
+    }
+}
+
+/// A regular-file input watched for changes while it is read: a file
+/// appended to or rewritten during the run gives a result that mixes old
+/// and new bytes (or misses the new ones) yet is well formed, so the
+/// stamps before and after are compared and a difference is an error.
+pub struct Watch {
+    /// The same open file: its stamp is taken through the descriptor, so a
+    /// rename over the path (which leaves what was read intact) is no change.
+    file: File,
+    name: String,
+    seen: Stamp,
+}
+
+impl Watch {
+    /// Watches `file`, already stat'ed as `meta`, named `name` in messages.
+    pub fn new(file: File, name: &str, meta: &Metadata) -> Watch {
+        Watch {
+            file,
+            name: name.to_string(),
+            seen: Stamp::of(meta),
+        }
+    }
+
+    /// Watches `file` if it is a regular file; pipes, terminals and devices
+    /// have no size or times that tell a change.
+    pub fn of(file: &File, name: &str) -> Result<Option<Watch>> {
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot stat {name}"))?;
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        let file = file
+            .try_clone()
+            .with_context(|| format!("cannot watch {name}"))?;
+        Ok(Some(Watch::new(file, name, &meta)))
+    }
+
+    /// Opens `path` to watch it; `-` (stdin) is not watched.
+    pub fn open(path: &str) -> Result<Option<Watch>> {
+        if path == "-" {
+            return Ok(None);
+        }
+        let file = File::open(path).with_context(|| format!("cannot open {path}"))?;
+        Watch::of(&file, path)
+    }
+
+    /// Fails when the file changed since it was first stat'ed.
+    pub fn check_unchanged(&self) -> Result<()> {
+        let now = self
+            .file
+            .metadata()
+            .with_context(|| format!("cannot stat {}", self.name))?;
+        if Stamp::of(&now) != self.seen {
+            // A file output is then never committed; stdout has the bytes already.
+            bail!(
+                "{} changed while it was being read: the result may mix old and new bytes",
+                self.name
+            );
+        }
+        Ok(())
+    }
 }
 
 /// A blob file, for positioned reads.
@@ -95,6 +178,20 @@ pub fn open_blob_source(name: &str, remote: &RemoteArgs) -> Result<Box<dyn ReadA
     Ok(Box::new(open_blob_file(name)?))
 }
 
+/// Like [`open_blob_source`], with a [`Watch`] when the blob is a local
+/// regular file, for a caller whose output a changed blob would spoil.
+pub fn open_watched_blob_source(
+    name: &str,
+    remote: &RemoteArgs,
+) -> Result<(Box<dyn ReadAt>, Option<Watch>)> {
+    if estargz_remote::is_url(name) {
+        return Ok((open_blob_source(name, remote)?, None));
+    }
+    let file = open_blob_file(name)?;
+    let watch = Watch::of(&file, name)?;
+    Ok((Box::new(file), watch))
+}
+
 /// Header names are tokens (RFC 9110 §5.6.2): checked here so that a typo
 /// is a usage error (exit 2) rather than a failed request.
 fn is_token(name: &str) -> bool {
@@ -153,5 +250,37 @@ impl BlobArgs {
         let opts = self.toc.open_options()?;
         let source = self.source()?;
         Blob::open(source, &opts).with_context(|| format!("opening {}", self.blob))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_regular_file_changed_while_read_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("layer.tar");
+        std::fs::write(&path, b"first bytes").unwrap();
+        let name = path.to_str().unwrap();
+        let (mut input, watch) = open_input(name).unwrap();
+        let watch = watch.expect("a regular file is watched");
+        let mut head = [0u8; 5];
+        input.read_exact(&mut head).unwrap();
+        watch.check_unchanged().unwrap();
+        // Appended: the stream would go on to read the new bytes.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(b" and more").unwrap();
+        let err = watch.check_unchanged().unwrap_err().to_string();
+        assert!(err.contains(name) && err.contains("changed while"), "{err}");
+
+        // Stdin and devices are not watched.
+        assert!(open_input("-").unwrap().1.is_none());
+        assert!(open_input("/dev/null").unwrap().1.is_none());
+        assert!(Watch::open("-").unwrap().is_none());
     }
 }

@@ -17,6 +17,7 @@ mod cmd_verify;
 mod input;
 mod mapped;
 mod output;
+mod place;
 mod prefetch;
 mod progress;
 

@@ -19,12 +19,12 @@
 //! SHA-NI kernel.
 #![allow(unsafe_code)]
 
-use anyhow::{bail, Context, Result};
+use crate::input::Watch;
+use anyhow::{Context, Result};
 use estargz_core::convert::InputBytes;
 use indicatif::ProgressBar;
 use memmap2::{Advice, Mmap, UncheckedAdvice};
-use std::fs::{File, Metadata};
-use std::os::unix::fs::MetadataExt;
+use std::fs::File;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::sync::Once;
@@ -38,29 +38,13 @@ const RELEASE_ALIGN: usize = 64 << 10;
 /// A tar file mapped read-only.
 pub struct MappedTar {
     map: Mmap,
-    file: File,
-    seen: Stamp,
+    /// The file, to tell whether it changed (see the module docs).
+    watch: Watch,
     /// Bytes before this offset have been given back.
     released: AtomicUsize,
     /// Serialises `release` calls (they come from one thread, but the trait allows any).
     releasing: Mutex<()>,
     bar: Option<ProgressBar>,
-}
-
-/// What tells that a file changed: size, modification and change times.
-#[derive(PartialEq, Eq, Debug)]
-struct Stamp(u64, i64, i64, i64, i64);
-
-impl Stamp {
-    fn of(m: &Metadata) -> Stamp {
-        Stamp(
-            m.len(),
-            m.mtime(),
-            m.mtime_nsec(),
-            m.ctime(),
-            m.ctime_nsec(),
-        )
-    }
 }
 
 impl MappedTar {
@@ -89,8 +73,7 @@ impl MappedTar {
         HANDLER.call_once(install_sigbus_handler);
         Ok(Some(MappedTar {
             map,
-            seen: Stamp::of(&meta),
-            file,
+            watch: Watch::new(file, path, &meta),
             released: AtomicUsize::new(0),
             releasing: Mutex::new(()),
             bar,
@@ -98,18 +81,8 @@ impl MappedTar {
     }
 
     /// Fails when the file changed since it was mapped.
-    pub fn check_unchanged(&self, path: &str) -> Result<()> {
-        let now = self
-            .file
-            .metadata()
-            .with_context(|| format!("cannot stat {path}"))?;
-        if Stamp::of(&now) != self.seen {
-            // A file output is then never committed; stdout has the bytes already.
-            bail!(
-                "{path} changed while it was being converted: the blob may mix old and new bytes"
-            );
-        }
-        Ok(())
+    pub fn check_unchanged(&self) -> Result<()> {
+        self.watch.check_unchanged()
     }
 }
 
@@ -222,7 +195,7 @@ mod tests {
             .unwrap()
             .expect("a regular file is mapped");
         assert_eq!(mapped.bytes().len(), len);
-        mapped.check_unchanged(name).unwrap();
+        mapped.check_unchanged().unwrap();
         // Pages given back read back the same bytes.
         mapped.release(len - 1);
         assert_eq!(
@@ -234,7 +207,7 @@ mod tests {
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.set_modified(SystemTime::now() + Duration::from_secs(5))
             .unwrap();
-        let err = mapped.check_unchanged(name).unwrap_err();
+        let err = mapped.check_unchanged().unwrap_err();
         assert!(err.to_string().contains("changed while"), "{err}");
     }
 

@@ -37,6 +37,15 @@ pub fn remove_partial_outputs_on_signal() {
     });
 }
 
+/// Runs `f` with the signal handler held off: a signal arriving meanwhile
+/// removes the temporary outputs and ends the process only once `f` has
+/// returned, so that a step of several renames is never cut in the middle.
+/// `f` must not track or forget outputs (the handler's list is held).
+pub fn without_interruption<T>(f: impl FnOnce() -> T) -> T {
+    let _held = IN_PROGRESS.lock();
+    f()
+}
+
 /// A file written next to its final name and renamed into place only on
 /// success, so a failed or interrupted run leaves no partial output.
 ///

@@ -693,7 +693,7 @@ fn convert_of_a_file_truncated_underneath_fails_cleanly() {
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(
         stderr.contains("truncated while it was being converted")
-            || stderr.contains("changed while it was being converted"),
+            || stderr.contains("changed while it was being read"),
         "stderr: {stderr}"
     );
     assert!(
@@ -701,4 +701,90 @@ fn convert_of_a_file_truncated_underneath_fails_cleanly() {
         "left behind: {:?}",
         dir_listing(&out_dir)
     );
+}
+
+/// `--no-mmap` reads a regular file as a stream; bytes appended to it while
+/// it is read must not give a blob that verifies: exit 1, no output.
+#[test]
+fn convert_no_mmap_of_a_file_appended_to_underneath_fails_cleanly() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("layer.tar");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut state = 12345u32;
+    // Text-like bytes, slow to compress at level 12: the run lasts seconds.
+    let data: Vec<u8> = (0..16 << 20)
+        .map(|_| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            b"abcdefgh ijklmnop\n"[(state >> 16) as usize % 18]
+        })
+        .collect();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "big", &data[..]).unwrap();
+    std::fs::write(&input, tar.into_inner().unwrap()).unwrap();
+    let output = dir.path().join("out.esgz");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_estargz"))
+        .args([
+            "convert",
+            "--no-mmap",
+            "--level",
+            "12",
+            "--threads",
+            "1",
+            "-q",
+        ])
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Appended once the run has begun reading the input (its offset moved),
+    // so after the input was opened and stat'ed, and long before its end.
+    let pid = child.id();
+    let reading = || {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return false;
+        };
+        fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|t| t == input)
+                && std::fs::read_to_string(format!(
+                    "/proc/{pid}/fdinfo/{}",
+                    fd.file_name().to_string_lossy()
+                ))
+                .is_ok_and(|info| !info.starts_with("pos:\t0\n"))
+        })
+    };
+    let started = std::time::Instant::now();
+    while !reading() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .unwrap()
+        .write_all(&[0u8; 4096])
+        .unwrap();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before the append: make the input bigger"
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} changed while it was being read",
+            input.display()
+        )),
+        "stderr: {stderr}"
+    );
+    assert_eq!(dir_listing(dir.path()), ["layer.tar"]);
 }

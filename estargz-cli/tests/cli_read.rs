@@ -1098,3 +1098,56 @@ fn usage_errors_exit_2() {
         assert!(out.stdout.is_empty(), "{args:?}: stdout written");
     }
 }
+
+/// A blob changed while `unpack` reads it: exit 1 naming it, whatever was
+/// already written. The run is held mid-way by not reading its stdout.
+#[test]
+fn unpack_of_a_blob_changed_underneath_fails() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut state = 12345u32;
+    let data: Vec<u8> = (0..16 << 20)
+        .map(|_| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (state >> 16) as u8
+        })
+        .collect();
+    let mut h = tar::Header::new_ustar();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "big", &data[..]).unwrap();
+    let input = dir.path().join("layer.tar");
+    std::fs::write(&input, tar.into_inner().unwrap()).unwrap();
+    let blob = convert(&input, dir.path(), "layer.esgz").path;
+    let mut child = estargz([OsStr::new("unpack"), blob.as_os_str()])
+        .args(["-o", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // Output has come, so the blob was opened; the run then blocks on the
+    // full pipe, megabytes before the blob's end.
+    let mut head = [0u8; 512];
+    stdout.read_exact(&mut head).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&blob)
+        .unwrap()
+        .write_all(b"appended")
+        .unwrap();
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 1);
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!(
+            "{} changed while it was being read",
+            blob.display()
+        )),
+        "{err}"
+    );
+}

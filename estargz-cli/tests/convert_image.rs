@@ -87,6 +87,31 @@ impl Layout {
     }
 }
 
+/// `root/src`: an image of one uncompressed layer holding `size` bytes of
+/// varied text, slow to compress.
+fn text_image(root: &Path, size: usize) -> PathBuf {
+    let mut text = Vec::with_capacity(size);
+    let mut x: u64 = 1;
+    while text.len() < size {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        text.extend_from_slice(format!("line {} {:x}\n", x >> 40, x).as_bytes());
+    }
+    let mut header = tar::Header::new_ustar();
+    header.set_size(text.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_data(&mut header, "big.txt", &text[..]).unwrap();
+    let tar = tar.into_inner().unwrap();
+    let src = root.join("src");
+    let l = Layout::new(&src);
+    let image = l.image(&[(&tar, OCI_TAR, &tar)], OCI_MANIFEST, OCI_CONFIG);
+    l.index(vec![image]);
+    src
+}
+
 fn blob_path(dir: &Path, digest: &str) -> PathBuf {
     dir.join("blobs/sha256")
         .join(digest.trim_start_matches("sha256:"))
@@ -991,36 +1016,7 @@ fn an_interrupt_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     // 24 MB of varied text at level 12 on one thread: seconds of work.
-    let data_dir = root.join("data");
-    std::fs::create_dir(&data_dir).unwrap();
-    let mut text = Vec::with_capacity(24 << 20);
-    let mut x: u64 = 1;
-    while text.len() < 24 << 20 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        text.extend_from_slice(format!("line {} {:x}\n", x >> 40, x).as_bytes());
-    }
-    std::fs::write(data_dir.join("big.txt"), &text).unwrap();
-    let tar_path = root.join("layer.tar");
-    let status = Command::new("tar")
-        .args([
-            "-C",
-            data_dir.to_str().unwrap(),
-            "-cf",
-            tar_path.to_str().unwrap(),
-            "big.txt",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let tar = read(&tar_path);
-    let src = root.join("src");
-    let l = Layout::new(&src);
-    let image = l.image(&[(&tar, OCI_TAR, &tar)], OCI_MANIFEST, OCI_CONFIG);
-    l.index(vec![image]);
-    std::fs::remove_dir_all(&data_dir).unwrap();
-    std::fs::remove_file(&tar_path).unwrap();
+    let src = text_image(root, 24 << 20);
 
     let dst = root.join("dst");
     let mut child = estargz([
@@ -1177,4 +1173,116 @@ fn a_layer_readers_would_refuse_is_kept_as_it_was() {
     let verified = run(["verify", blob.to_str().unwrap()]);
     assert_exit(&verified, 1);
     assert!(stderr_of(&verified).contains("isn't found"));
+}
+
+/// Two runs to one absent DST started together: exactly one succeeds; the
+/// other fails naming DST, replaces nothing and leaves nothing behind.
+#[test]
+fn concurrent_runs_to_one_destination_do_not_both_succeed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // Seconds of work, so that both runs find DST absent when they start.
+    let src = text_image(root, 6 << 20);
+    for name in ["dst", "dst.tar"] {
+        let dst = root.join(name);
+        let spawn = || {
+            estargz(["convert-image", "-q", "--level", "9", "--threads", "1"])
+                .args([&src, &dst])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let mut outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        outs.sort_by_key(|o| o.status.code());
+        assert_exit(&outs[0], 0);
+        assert_exit(&outs[1], 1);
+        let err = stderr_of(&outs[1]);
+        assert!(
+            err.contains(&format!(
+                "{} appeared or was filled while converting",
+                dst.display()
+            )),
+            "{err}"
+        );
+        assert_only(root, &["src", name]);
+        if dst.is_dir() {
+            check_layout(&dst);
+            std::fs::remove_dir_all(&dst).unwrap();
+        } else {
+            let mut archive = tar::Archive::new(std::fs::File::open(&dst).unwrap());
+            let names: Vec<String> = archive
+                .entries()
+                .unwrap()
+                .map(|e| e.unwrap().path().unwrap().display().to_string())
+                .collect();
+            assert!(names.iter().any(|n| n == "index.json"), "{names:?}");
+            std::fs::remove_file(&dst).unwrap();
+        }
+    }
+}
+
+/// SIGTERM at many points of a --force run over an existing DST: DST is
+/// always a complete image, the old or the new one, and nothing else is
+/// left (no moved-aside `.old`, no partial output).
+#[test]
+fn an_interrupted_forced_replacement_leaves_the_old_or_the_new_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let src = text_image(root, 2 << 20);
+    let keep = tempfile::tempdir().unwrap();
+    let old_copy = keep.path().join("old");
+    assert_exit(&convert_image(&src, &old_copy, &["-q", "--level", "1"]), 0);
+    // Many files in the old DST: removing it once replaced takes a while,
+    // and that must not be cut short either.
+    std::fs::create_dir(old_copy.join("junk")).unwrap();
+    for i in 0..3000 {
+        std::fs::write(old_copy.join("junk").join(i.to_string()), b"").unwrap();
+    }
+    let old = read(old_copy.join("index.json"));
+    // The new image, timed: the signals below are spread over that time.
+    let dst = root.join("dst");
+    let started = std::time::Instant::now();
+    assert_exit(&convert_image(&src, &dst, &["-q", "--threads", "1"]), 0);
+    let run_time = started.elapsed();
+    let new = read(dst.join("index.json"));
+    assert_ne!(old, new);
+    for i in 0..30u32 {
+        if read(dst.join("index.json")) != old {
+            std::fs::remove_dir_all(&dst).unwrap();
+            let copied = Command::new("cp")
+                .arg("-a")
+                .args([&old_copy, &dst])
+                .status()
+                .unwrap();
+            assert!(copied.success());
+        }
+        let mut child = estargz(["convert-image", "--force", "-q", "--threads", "1"])
+            .args([&src, &dst])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(run_time * 2 * i / 50 + run_time / 10);
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        // 0: done before the signal; 130: the handler ran; no code: killed
+        // before the handler was installed.
+        assert!(
+            matches!(status.code(), Some(0 | 130) | None),
+            "run {i}: {status:?}"
+        );
+        let index = read(dst.join("index.json"));
+        assert!(
+            index == old || index == new,
+            "run {i}: DST is neither image"
+        );
+        if status.code() == Some(0) {
+            assert_eq!(index, new, "run {i}");
+        }
+        check_layout(&dst);
+        assert_only(root, &["src", "dst"]);
+    }
 }
