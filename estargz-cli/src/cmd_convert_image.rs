@@ -138,7 +138,7 @@ fn build(
     })?;
     if to_archive {
         let mut file = AtomicFile::create(&args.dst)?;
-        write_archive(&layout_dir, file.writer())?;
+        write_archive(&layout_dir, file.writer(), &args.dst.display().to_string())?;
         file.commit()?;
     }
     Ok(report)
