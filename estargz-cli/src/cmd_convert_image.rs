@@ -1,7 +1,7 @@
 //! `estargz convert-image`: every layer of an OCI image to eStargz.
 
 use crate::cmd_convert::{parse_size, EncodingArgs};
-use crate::output::{forget_in_progress, print_json, track_in_progress, AtomicFile};
+use crate::output::{forget_in_progress, partial_dir_in, print_json, AtomicFile};
 use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_image::{
@@ -59,17 +59,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let temp = tempfile::Builder::new()
-        .prefix(".estargz-image-")
-        .suffix(".partial")
-        .tempdir_in(&parent)
-        .with_context(|| {
-            format!(
-                "cannot create a temporary directory in {}",
-                parent.display()
-            )
-        })?;
-    track_in_progress(temp.path());
+    let temp = partial_dir_in(&parent)?;
     let result = build(&args, &source, &options, temp.path(), to_archive);
     let result = result.and_then(|report| {
         if !to_archive {

@@ -17,6 +17,7 @@ mod cmd_verify;
 mod input;
 mod mapped;
 mod output;
+mod partial;
 mod prefetch;
 mod progress;
 
@@ -90,6 +91,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `estargz ls … | head`: the reader had what it wanted.
+        Err(err) if output::reader_gone(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("estargz: error: {}", describe(&err));
             if err.downcast_ref::<UsageError>().is_some() {
