@@ -17,7 +17,9 @@ static IN_PROGRESS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// The same paths as C strings, for a signal handler that can neither lock
 /// nor allocate (SIGBUS from a mapped input, see `mapped`). The strings are
 /// leaked on purpose: a handler may read a slot at any moment, so what a
-/// slot pointed to must stay valid. A few dozen bytes per output.
+/// slot pointed to must stay valid. A few dozen bytes per output. An
+/// unnamed (`O_TMPFILE`) output has no path until it is linked for its
+/// rename, so it is not here: exiting frees it.
 pub static IN_PROGRESS_RAW: [AtomicPtr<c_char>; 8] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; 8];
 /// Which slot of [`IN_PROGRESS_RAW`] holds which path.
