@@ -191,10 +191,16 @@ fn binary_output_to_a_closed_stdout_fails() {
     }
 }
 
-/// A blob whose listing is far larger than a pipe's buffer, so the lister
-/// is still writing when its reader goes away.
+/// A blob whose listing, and whose file `dir/big`, are far larger than a
+/// pipe's buffer, so the writer is still writing when its reader goes away.
 fn many_entries_blob(dir: &Path) -> PathBuf {
     let mut tar = tar::Builder::new(Vec::new());
+    let big = vec![b'y'; 4 << 20];
+    let mut header = tar::Header::new_gnu();
+    header.set_size(big.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "dir/big", &big[..]).unwrap();
     for i in 0..6000 {
         let mut header = tar::Header::new_gnu();
         header.set_size(1000);
@@ -264,7 +270,7 @@ fn a_reader_going_away_ends_listings_quietly_and_fails_blobs() {
         &["ls", blob][..],
         &["ls", "-l", blob],
         &["ls", "--json", blob],
-        &["cat", blob, "dir/a-rather-long-name-00000"],
+        &["cat", blob, "dir/big"],
     ] {
         let out = read_a_little_and_hang_up(spawn(args));
         let what = args.join(" ");
@@ -291,6 +297,49 @@ fn a_reader_going_away_ends_listings_quietly_and_fails_blobs() {
         .unwrap();
     assert_exit(&out, 0);
     assert_eq!(stderr_of(&out), "");
+}
+
+/// Every command's stdout a pipe nobody reads any more: the first write
+/// fails with EPIPE. Printing commands end quietly (`info`, `digest` and
+/// `verify` used to panic in println!); blob writers fail.
+#[test]
+fn a_pipe_already_closed_ends_printing_quietly_and_fails_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob = many_entries_blob(dir.path());
+    let blob = blob.to_str().unwrap();
+    let run_into_closed_pipe = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        estargz(args).stdout(writer).output().unwrap()
+    };
+    for args in [
+        &["ls", blob][..],
+        &["cat", blob, "dir/big"],
+        &["info", blob],
+        &["info", "--json", blob],
+        &["digest", blob],
+        &["digest", "--json", blob],
+        &["verify", blob],
+        &["verify", "--json", blob],
+    ] {
+        let out = run_into_closed_pipe(args);
+        let what = args.join(" ");
+        assert_exit_for(&out, 0, &what);
+        assert_eq!(stderr_of(&out), "", "{what}");
+    }
+    for args in [
+        &["convert", SAMPLE_LAYER, "-o", "-", "-q"][..],
+        &["unpack", blob, "-o", "-"],
+    ] {
+        let out = run_into_closed_pipe(args);
+        let what = args.join(" ");
+        assert_exit_for(&out, 1, &what);
+        assert!(
+            stderr_of(&out).contains("Broken pipe"),
+            "{what}: {}",
+            stderr_of(&out)
+        );
+    }
 }
 
 /// Whether `pid` has a file in `dir` open (an unnamed O_TMPFILE shows as
