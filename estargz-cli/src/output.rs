@@ -194,6 +194,12 @@ impl AtomicFile {
     /// Checks `target` and prepares the temporary file; call it before
     /// reading any input, so a bad destination fails at once.
     pub fn create(target: &Path) -> Result<Self> {
+        Self::create_in(target, true)
+    }
+
+    /// [`AtomicFile::create`]; `unnamed: false` takes the path of
+    /// filesystems without `O_TMPFILE`.
+    fn create_in(target: &Path, unnamed: bool) -> Result<Self> {
         let target = match resolve(target)? {
             Resolved::Replace(path) => path,
             Resolved::InPlace => {
@@ -205,7 +211,7 @@ impl AtomicFile {
         };
         let dir = parent_of(&target).to_path_buf();
         crate::partial::remove_stale(&dir);
-        let state = match unnamed_in(&dir) {
+        let state = match unnamed.then(|| unnamed_in(&dir)).flatten() {
             Some(file) => State::Unnamed { file, dir },
             None => {
                 let temp = temp_builder(&crate::partial::prefix(""))
@@ -441,4 +447,47 @@ pub fn print_json(value: &serde_json::Value) -> Result<()> {
     out.write_all(&text)?;
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_kinds_of_temporary_commit_whole_and_vanish_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out");
+        for unnamed in [true, false] {
+            let mut file = AtomicFile::create_in(&target, unnamed).unwrap();
+            assert_eq!(matches!(file.state, Some(State::Unnamed { .. })), unnamed);
+            let names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            if unnamed {
+                assert!(names.is_empty(), "{names:?}");
+            } else {
+                assert_eq!(names.len(), 1);
+                assert!(
+                    names[0].starts_with(&crate::partial::prefix("")),
+                    "{names:?}"
+                );
+            }
+            file.writer().write_all(b"whole").unwrap();
+            file.commit().unwrap();
+            assert_eq!(std::fs::read(&target).unwrap(), b"whole");
+            let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+            // 0644 less the umask: never more, and always the owner's rw.
+            assert_eq!(mode & 0o777 & !0o644, 0, "{mode:o}");
+            assert_eq!(mode & 0o600, 0o600, "{mode:o}");
+
+            // Dropped without commit: the target keeps its contents, no temporary stays.
+            let mut failed = AtomicFile::create_in(&target, unnamed).unwrap();
+            failed.writer().write_all(b"partial").unwrap();
+            drop(failed);
+            assert_eq!(std::fs::read(&target).unwrap(), b"whole");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+            std::fs::remove_file(&target).unwrap();
+        }
+    }
 }
