@@ -20,7 +20,7 @@ pub fn run(args: Args) -> Result<()> {
         .open_file(&args.path)
         .with_context(|| format!("{}: {}", args.source.blob, args.path))?
         .verifying(true);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::text_stdout();
     let mut buf = vec![0u8; 1 << 20];
     let mut at = 0u64;
     while at < reader.size() {

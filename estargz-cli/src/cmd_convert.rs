@@ -26,7 +26,8 @@ use std::sync::Arc;
 pub struct Args {
     /// The input tar or tar.gz, or `-` for stdin.
     input: String,
-    /// Output file, or `-` for stdout.
+    /// Output file, or `-` for stdout. Through a symbolic link, the file it leads to is
+    /// replaced (the link stays); a device, FIFO or /dev/stdout is written in place.
     #[arg(short, long, value_name = "OUTPUT")]
     output: Option<String>,
     #[command(flatten)]
@@ -173,6 +174,17 @@ pub fn run(args: Args) -> Result<()> {
             .into());
         }
     }
+    // Destinations first: a bad one fails before the input is read.
+    let mut out_file = target.as_deref().map(AtomicFile::create).transpose()?;
+    let mut stdout = match target {
+        Some(_) => None,
+        None => Some(binary_stdout()?),
+    };
+    let mut toc_file = args
+        .external_toc
+        .as_deref()
+        .map(AtomicFile::create)
+        .transpose()?;
     let prefetch = prefetch::Request::from_flags(
         args.prioritized_files.as_deref(),
         args.allow_missing,
@@ -231,11 +243,6 @@ pub fn run(args: Args) -> Result<()> {
             }
         )
     };
-    let mut toc_file = args
-        .external_toc
-        .as_deref()
-        .map(AtomicFile::create)
-        .transpose()?;
     let write_blob = |out: &mut dyn Write| -> Result<ConvertReport> {
         let report = match (source, toc_file.as_mut()) {
             (Source::Stream(input), Some(toc)) => {
@@ -263,24 +270,18 @@ pub fn run(args: Args) -> Result<()> {
         }
         Ok(report)
     };
-    let report = match &target {
-        Some(path) => {
-            let mut file = AtomicFile::create(path)?;
-            let report = write_blob(&mut file.writer())?;
-            if let Some(toc) = toc_file {
-                toc.commit()?;
-            }
-            file.commit()?;
-            report
-        }
-        None => {
-            let report = write_blob(&mut binary_stdout()?)?;
-            if let Some(toc) = toc_file {
-                toc.commit()?;
-            }
-            report
-        }
+    let report = match (out_file.as_mut(), stdout.as_mut()) {
+        (Some(file), _) => write_blob(&mut file.writer())?,
+        (None, Some(stdout)) => write_blob(stdout)?,
+        (None, None) => unreachable!("an output was opened above"),
     };
+    if let Some(toc) = toc_file {
+        toc.commit()?;
+    }
+    if let Some(file) = out_file {
+        file.commit()?;
+    }
+    drop(stdout);
     progress.finish();
     for warning in &report.warnings {
         eprintln!("estargz: warning: {warning}");

@@ -2,7 +2,7 @@
 
 use crate::cmd_convert::{parse_size, EncodingArgs};
 use crate::output::{
-    forget_in_progress, print_json, track_in_progress, without_interruption, AtomicFile,
+    forget_in_progress, partial_dir_in, print_json, without_interruption, AtomicFile,
 };
 use crate::place::place;
 use crate::UsageError;
@@ -63,17 +63,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let temp = tempfile::Builder::new()
-        .prefix(".estargz-image-")
-        .suffix(".partial")
-        .tempdir_in(&parent)
-        .with_context(|| {
-            format!(
-                "cannot create a temporary directory in {}",
-                parent.display()
-            )
-        })?;
-    track_in_progress(temp.path());
+    let temp = partial_dir_in(&parent)?;
     let result = build(&args, &source, &options, temp.path(), to_archive);
     let temp_path = temp.path().to_path_buf();
     // What is left in the temporary directory is the partial output on
@@ -147,13 +137,13 @@ fn build(
     } else if std::fs::metadata(&args.dst).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
         // A FIFO or device (allowed by --force) is written in place.
         let mut file = AtomicFile::create(&args.dst)?;
-        write_archive(&layout_dir, file.writer())?;
+        write_archive(&layout_dir, file.writer(), &args.dst.display().to_string())?;
         file.commit()?;
     } else {
         let mut file = std::fs::File::create(&image)
             .with_context(|| format!("cannot create {}", image.display()))?;
         let mut writer = BufWriter::with_capacity(1 << 20, &mut file);
-        write_archive(&layout_dir, &mut writer)?;
+        write_archive(&layout_dir, &mut writer, &args.dst.display().to_string())?;
         writer
             .into_inner()
             .map_err(|e| e.into_error())

@@ -4,6 +4,7 @@ use crate::input::open_input;
 use crate::output::print_json;
 use anyhow::{Context, Result};
 use estargz_core::blob_info_of;
+use std::io::Write;
 
 /// Compute a gzip layer's digest, size, diffID and uncompressed size in one pass.
 #[derive(clap::Args)]
@@ -29,10 +30,11 @@ pub fn run(args: Args) -> Result<()> {
             "uncompressed_size": info.uncompressed_size,
         }))
     } else {
-        println!("digest             {}", info.digest);
-        println!("size               {}", info.size);
-        println!("diff_id            {}", info.diff_id);
-        println!("uncompressed_size  {}", info.uncompressed_size);
+        let mut out = crate::output::text_stdout();
+        writeln!(out, "digest             {}", info.digest)?;
+        writeln!(out, "size               {}", info.size)?;
+        writeln!(out, "diff_id            {}", info.diff_id)?;
+        writeln!(out, "uncompressed_size  {}", info.uncompressed_size)?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use estargz_core::blob_info_of;
 use estargz_core::read::RangeReader;
 use estargz_core::toc::EntryType;
 use std::collections::BTreeMap;
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 
 /// Describe a blob: footer, TOC, counts, prefetch landmark, digests and annotations.
 #[derive(clap::Args)]
@@ -66,30 +66,35 @@ pub fn run(args: Args) -> Result<()> {
     if args.json {
         return print_json(&value);
     }
-    println!("blob               {}", args.source.blob);
-    println!(
+    let mut out = crate::output::text_stdout();
+    writeln!(out, "blob               {}", args.source.blob)?;
+    writeln!(
+        out,
         "footer             {} ({} bytes)",
         blob.kind(),
         blob.kind().size()
-    );
-    println!("size               {}", blob.size());
-    println!("digest             {}", info.digest);
-    println!("diff_id            {}", info.diff_id);
-    println!("uncompressed_size  {}", info.uncompressed_size);
-    println!(
+    )?;
+    writeln!(out, "size               {}", blob.size())?;
+    writeln!(out, "digest             {}", info.digest)?;
+    writeln!(out, "diff_id            {}", info.diff_id)?;
+    writeln!(out, "uncompressed_size  {}", info.uncompressed_size)?;
+    writeln!(
+        out,
         "toc                offset {:?}, {} bytes of JSON, {}",
         blob.footer().toc_offset.unwrap_or(0),
         blob.toc_json_len(),
         blob.toc_digest()
-    );
+    )?;
     let types: Vec<String> = kinds.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    println!(
+    writeln!(
+        out,
         "entries            {} ({})",
         toc.entries.len(),
         types.join(", ")
-    );
-    println!("data chunks        {data_entries}");
-    println!(
+    )?;
+    writeln!(out, "data chunks        {data_entries}")?;
+    writeln!(
+        out,
         "prefetch           {}",
         match (
             blob.index().prefetch_end(),
@@ -99,10 +104,10 @@ pub fn run(args: Args) -> Result<()> {
             (None, true) => "none (.no.prefetch.landmark)".into(),
             (None, false) => "no landmark".into(),
         }
-    );
-    println!("annotations");
+    )?;
+    writeln!(out, "annotations")?;
     for (k, v) in &annotations {
-        println!("  {k}: {v}");
+        writeln!(out, "  {k}: {v}")?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `estargz ls`: the entries of a blob, like `tar -t` / `tar -tv`.
 
 use crate::input::BlobArgs;
-use crate::output::print_json;
+use crate::output::{print_json, text_stdout};
 use anyhow::Result;
 use estargz_core::read::{owner_names, parse_rfc3339};
 use estargz_core::toc::{format_modtime, EntryType, TocEntry};
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> Result<()> {
             .collect();
         return print_json(&serde_json::Value::Array(list));
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = text_stdout();
     for (i, e) in entries {
         if args.long {
             let owner = |name: &str, id: i64| {

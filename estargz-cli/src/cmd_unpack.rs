@@ -13,7 +13,8 @@ use std::path::PathBuf;
 pub struct Args {
     /// The blob: a file, or an http:// or https:// URL read with range requests.
     blob: String,
-    /// Write the tar stream to this file, or `-` for stdout.
+    /// Write the tar stream to this file, or `-` for stdout (a symbolic link's target is
+    /// replaced, a device, FIFO or /dev/stdout written in place).
     #[arg(short, long, value_name = "OUT.tar", conflicts_with = "directory")]
     output: Option<String>,
     /// Unpack into this directory (created if missing).
@@ -42,6 +43,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // The destination first: a bad one fails before the blob is read.
+    let mut target = match args.output.as_deref() {
+        Some(out) if out != "-" && args.directory.is_none() => {
+            Some(AtomicFile::create(std::path::Path::new(out))?)
+        }
+        _ => None,
+    };
     let (file, watch) = open_watched_blob_source(&args.blob, &args.remote)?;
     // A blob rewritten while it is unpacked gives a well-formed mix of old
     // and new bytes: an error, checked before a tar output is committed.
@@ -60,7 +68,7 @@ pub fn run(args: Args) -> Result<()> {
             serde_json::json!({ "blob": args.blob, "output": "-", "bytes": bytes })
         }
         (Some(out), None) => {
-            let mut target = AtomicFile::create(std::path::Path::new(out))?;
+            let mut target = target.take().expect("created above for -o FILE");
             let bytes = unpack_tar(&file, target.writer()).with_context(context)?;
             unchanged()?;
             target.commit()?;

@@ -6,6 +6,7 @@ use crate::UsageError;
 use anyhow::Result;
 use estargz_core::verify::{verify, VerifyOptions};
 use estargz_core::Digest;
+use std::io::Write;
 
 /// Verify a blob: footer, TOC digest, structure, the tar inside, every chunk and file digest.
 ///
@@ -66,7 +67,9 @@ pub fn run(args: Args) -> Result<()> {
             eprintln!("estargz: {}: {p}", args.source.blob);
         }
         if report.is_valid() && !args.quiet {
-            println!(
+            let mut out = crate::output::text_stdout();
+            writeln!(
+                out,
                 "ok {} ({} footer, toc_digest={}, {} files, {} chunks, {} members)",
                 args.source.blob,
                 report.footer.map(|k| k.to_string()).unwrap_or_default(),
@@ -74,7 +77,7 @@ pub fn run(args: Args) -> Result<()> {
                 report.files,
                 report.chunks,
                 report.members
-            );
+            )?;
         }
     }
     if report.is_valid() {

@@ -18,6 +18,7 @@ mod input;
 mod mapped;
 mod output;
 mod place;
+mod partial;
 mod prefetch;
 mod progress;
 
@@ -91,6 +92,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `estargz ls … | head`: the reader had what it wanted.
+        Err(err) if output::reader_gone(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("estargz: error: {}", describe(&err));
             if err.downcast_ref::<UsageError>().is_some() {

@@ -4,7 +4,9 @@ use anyhow::{Context, Result};
 use std::ffi::{c_char, CString};
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
@@ -15,7 +17,9 @@ static IN_PROGRESS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// The same paths as C strings, for a signal handler that can neither lock
 /// nor allocate (SIGBUS from a mapped input, see `mapped`). The strings are
 /// leaked on purpose: a handler may read a slot at any moment, so what a
-/// slot pointed to must stay valid. A few dozen bytes per output.
+/// slot pointed to must stay valid. A few dozen bytes per output. An
+/// unnamed (`O_TMPFILE`) output has no path until it is linked for its
+/// rename, so it is not here: exiting frees it.
 pub static IN_PROGRESS_RAW: [AtomicPtr<c_char>; 8] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; 8];
 /// Which slot of [`IN_PROGRESS_RAW`] holds which path.
@@ -46,96 +50,274 @@ pub fn without_interruption<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// A file written next to its final name and renamed into place only on
-/// success, so a failed or interrupted run leaves no partial output.
+/// An output file that appears whole or not at all.
 ///
-/// A target that exists and is not a regular file (`/dev/null`, a FIFO, a
-/// terminal) is written in place instead: renaming over it would replace
-/// the device node with an ordinary file.
+/// What `-o PATH` does depends on what PATH is (symbolic links followed
+/// one by one):
+/// - a new name or a regular file: the output is written to a temporary
+///   file in the same directory and renamed over it only on success, so a
+///   failed or interrupted run leaves no partial output and no lost
+///   destination. Through a symbolic link, the file the link leads to is
+///   replaced, in its own directory; the link stays;
+/// - a device, FIFO or socket, or anything reached through a link in
+///   /proc (`/dev/stdout`, `/dev/fd/N`): written in place, as `-o -` is.
+///   Renaming over it would replace the node or the link with a file;
+/// - a directory: an error, before any work.
+///
+/// The temporary file is an unnamed `O_TMPFILE` where the filesystem has
+/// them, so a run killed by SIGKILL leaves nothing; it is linked under a
+/// temporary name just before the rename (linkat cannot replace). Elsewhere
+/// it is a named partial (`partial`), which the next run removes if its
+/// owner died.
 pub struct AtomicFile {
     /// `None` once committed.
-    temp: Option<tempfile::NamedTempFile>,
-    /// The opened target when it is not a regular file.
-    direct: Option<File>,
+    state: Option<State>,
+    /// Where the file is renamed to (symbolic links resolved).
     target: PathBuf,
 }
 
-impl AtomicFile {
-    /// Creates the temporary file in `target`'s directory.
-    pub fn create(target: &Path) -> Result<Self> {
-        if std::fs::metadata(target).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(target)
-                .with_context(|| format!("cannot open {} for writing", target.display()))?;
-            return Ok(AtomicFile {
-                temp: None,
-                direct: Some(file),
-                target: target.to_path_buf(),
-            });
-        }
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
+enum State {
+    /// An `O_TMPFILE` in `dir`, not yet linked anywhere.
+    Unnamed { file: File, dir: PathBuf },
+    /// A named temporary file next to the target.
+    Named(tempfile::NamedTempFile),
+    /// The target itself.
+    InPlace(File),
+}
+
+/// What an output path leads to.
+enum Resolved {
+    /// A name to rename a finished file to.
+    Replace(PathBuf),
+    /// An existing object to write through.
+    InPlace,
+}
+
+/// Links followed before giving up, as the kernel's limit.
+const MAX_LINKS: usize = 40;
+
+/// Follows `path`'s symbolic links one by one, to tell what it leads to.
+fn resolve(path: &Path) -> Result<Resolved> {
+    if path.as_os_str().is_empty() {
+        return Err(crate::UsageError("the output path is empty".into()).into());
+    }
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let meta = match std::fs::symlink_metadata(&current) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Resolved::Replace(current)),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot inspect {}", current.display()))
+            }
+            Ok(meta) => meta,
         };
-        let temp = tempfile::Builder::new()
-            .prefix(".estargz-")
-            .suffix(".partial")
-            .tempfile_in(dir)
-            .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-        track_in_progress(temp.path());
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            return Err(crate::UsageError(format!(
+                "output {} is a directory; name a file",
+                path.display()
+            ))
+            .into());
+        }
+        if kind.is_file() {
+            return Ok(Resolved::Replace(current));
+        }
+        if !kind.is_symlink() || on_procfs(&current) {
+            // A device, FIFO, socket, or a /proc link to an open file
+            // (whose path may be stale, deleted or in another namespace).
+            return Ok(Resolved::InPlace);
+        }
+        let link = std::fs::read_link(&current)
+            .with_context(|| format!("cannot read the link {}", current.display()))?;
+        current = parent_of(&current).join(link);
+    }
+    Err(anyhow::anyhow!(
+        "output {}: too many levels of symbolic links",
+        path.display()
+    ))
+}
+
+/// Whether `link` lives in /proc, where links are the kernel's handles on
+/// open files rather than paths.
+fn on_procfs(link: &Path) -> bool {
+    rustix::fs::statfs(parent_of(link)).is_ok_and(|s| s.f_type == rustix::fs::PROC_SUPER_MAGIC)
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Opens an existing non-regular target, or a regular file reached through
+/// /proc, for writing in place. Our own stdout is written through its
+/// descriptor, sharing its offset and append mode as `-o -` does; another
+/// regular file is truncated first, as `cp` does.
+fn open_in_place(target: &Path) -> Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(target)
+        .with_context(|| format!("cannot open {} for writing", target.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot stat {}", target.display()))?;
+    if !meta.is_file() {
+        return Ok(file);
+    }
+    let stdout = io::stdout();
+    if let Ok(out) = rustix::fs::fstat(stdout.as_fd()) {
+        if out.st_dev == meta.dev() && out.st_ino == meta.ino() {
+            let dup = stdout
+                .as_fd()
+                .try_clone_to_owned()
+                .context("cannot duplicate stdout")?;
+            return Ok(File::from(dup));
+        }
+    }
+    file.set_len(0)
+        .with_context(|| format!("cannot truncate {}", target.display()))?;
+    Ok(file)
+}
+
+/// An unnamed file in `dir`, mode 0644 less the umask; `None` where the
+/// filesystem or kernel has no `O_TMPFILE`, or no /proc to link it through.
+fn unnamed_in(dir: &Path) -> Option<File> {
+    if !Path::new("/proc/self/fd").is_dir() {
+        return None;
+    }
+    let flags =
+        rustix::fs::OFlags::TMPFILE | rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC;
+    rustix::fs::open(dir, flags, rustix::fs::Mode::from_raw_mode(0o644))
+        .ok()
+        .map(File::from)
+}
+
+/// A builder for temporary names starting with `prefix` (see `partial`).
+fn temp_builder(prefix: &str) -> tempfile::Builder<'_, 'static> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix).suffix(crate::partial::suffix());
+    builder
+}
+
+impl AtomicFile {
+    /// Checks `target` and prepares the temporary file; call it before
+    /// reading any input, so a bad destination fails at once.
+    pub fn create(target: &Path) -> Result<Self> {
+        Self::create_in(target, true)
+    }
+
+    /// [`AtomicFile::create`]; `unnamed: false` takes the path of
+    /// filesystems without `O_TMPFILE`.
+    fn create_in(target: &Path, unnamed: bool) -> Result<Self> {
+        let target = match resolve(target)? {
+            Resolved::Replace(path) => path,
+            Resolved::InPlace => {
+                return Ok(AtomicFile {
+                    state: Some(State::InPlace(open_in_place(target)?)),
+                    target: target.to_path_buf(),
+                })
+            }
+        };
+        let dir = parent_of(&target).to_path_buf();
+        crate::partial::remove_stale(&dir);
+        let state = match unnamed.then(|| unnamed_in(&dir)).flatten() {
+            Some(file) => State::Unnamed { file, dir },
+            None => {
+                let temp = temp_builder(&crate::partial::prefix(""))
+                    .permissions(std::fs::Permissions::from_mode(0o644))
+                    .tempfile_in(&dir)
+                    .with_context(|| {
+                        format!("cannot create a temporary file in {}", dir.display())
+                    })?;
+                track_in_progress(temp.path());
+                State::Named(temp)
+            }
+        };
         Ok(AtomicFile {
-            temp: Some(temp),
-            direct: None,
-            target: target.to_path_buf(),
+            state: Some(state),
+            target,
         })
     }
 
     /// The writer to fill.
     pub fn writer(&mut self) -> BufWriter<&mut File> {
-        let file = match (&mut self.temp, &mut self.direct) {
-            (Some(temp), _) => temp.as_file_mut(),
-            (None, Some(direct)) => direct,
-            (None, None) => unreachable!("writer() after commit()"),
+        let file = match &mut self.state {
+            Some(State::Unnamed { file, .. }) | Some(State::InPlace(file)) => file,
+            Some(State::Named(temp)) => temp.as_file_mut(),
+            None => unreachable!("writer() after commit()"),
         };
         BufWriter::with_capacity(1 << 20, file)
     }
 
     /// Syncs and renames the file into place.
     pub fn commit(mut self) -> Result<()> {
-        let Some(temp) = self.temp.take() else {
+        let temp = match self.state.take() {
             // Written in place: nothing to rename.
-            return Ok(());
+            Some(State::InPlace(_)) | None => return Ok(()),
+            Some(State::Named(temp)) => {
+                temp.as_file()
+                    .sync_all()
+                    .context("cannot sync the output")?;
+                temp.into_temp_path()
+            }
+            Some(State::Unnamed { file, dir }) => {
+                file.sync_all().context("cannot sync the output")?;
+                let from = format!("/proc/self/fd/{}", file.as_raw_fd());
+                let linked = temp_builder(&crate::partial::prefix(""))
+                    .make_in(&dir, |path| {
+                        rustix::fs::linkat(
+                            rustix::fs::CWD,
+                            from.as_str(),
+                            rustix::fs::CWD,
+                            path,
+                            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+                        )
+                        .map_err(io::Error::from)
+                    })
+                    .with_context(|| format!("cannot link the output into {}", dir.display()))?;
+                // Until the rename, a signal removes it; a SIGKILL leaves
+                // it to the next run (see `partial`).
+                track_in_progress(linked.path());
+                linked.into_temp_path()
+            }
         };
-        let temp_path = temp.path().to_path_buf();
-        let file = temp.as_file();
-        file.sync_all().context("cannot sync the output")?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // Temporary files are private; the result is an ordinary file.
-            file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        }
+        let temp_path = temp.to_path_buf();
         let persisted = temp.persist(&self.target);
         // Only now: a signal before the rename must still remove the file.
         forget_in_progress(&temp_path);
-        persisted.with_context(|| {
+        persisted.map_err(|e| e.error).with_context(|| {
             format!(
                 "cannot rename the output into place at {}",
                 self.target.display()
             )
-        })?;
-        Ok(())
+        })
     }
 }
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
         // NamedTempFile removes the file itself; only the bookkeeping is ours.
-        if let Some(temp) = &self.temp {
+        if let Some(State::Named(temp)) = &self.state {
             forget_in_progress(temp.path());
         }
     }
+}
+
+/// A temporary directory in `parent` named for this process (see
+/// `partial`), after removing those of dead runs; tracked for removal on
+/// a signal. The caller forgets it once done.
+pub fn partial_dir_in(parent: &Path) -> Result<tempfile::TempDir> {
+    crate::partial::remove_stale(parent);
+    let temp = temp_builder(&crate::partial::prefix("image-"))
+        .tempdir_in(parent)
+        .with_context(|| {
+            format!(
+                "cannot create a temporary directory in {}",
+                parent.display()
+            )
+        })?;
+    track_in_progress(temp.path());
+    Ok(temp)
 }
 
 /// Registers a temporary output (file or directory) for removal on a signal.
@@ -181,7 +363,10 @@ pub fn forget_in_progress(path: &Path) {
     }
 }
 
-/// Refuses to write binary data to a terminal.
+/// stdout for a binary blob. Refuses a terminal, and a stdout that was
+/// closed: the Rust runtime puts /dev/null, opened read-write, in place of
+/// a closed stdout, and the blob would silently vanish there. A
+/// `>/dev/null` the user wrote is opened write-only and accepted.
 pub fn binary_stdout() -> Result<BufWriter<io::StdoutLock<'static>>> {
     let stdout = io::stdout();
     if stdout.is_terminal() {
@@ -190,13 +375,128 @@ pub fn binary_stdout() -> Result<BufWriter<io::StdoutLock<'static>>> {
         )
         .into());
     }
+    if stands_in_for_closed(stdout.as_fd()) {
+        anyhow::bail!("stdout is closed: the blob would be lost (use -o /dev/null to discard it)");
+    }
     Ok(BufWriter::with_capacity(1 << 20, stdout.lock()))
+}
+
+/// Whether `fd` is the /dev/null the runtime opened for a closed descriptor.
+fn stands_in_for_closed(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    let (Ok(stat), Ok(flags)) = (rustix::fs::fstat(fd), rustix::fs::fcntl_getfl(fd)) else {
+        return true;
+    };
+    let Ok(null) = std::fs::metadata("/dev/null") else {
+        return false;
+    };
+    let is_null = rustix::fs::FileType::from_raw_mode(stat.st_mode)
+        == rustix::fs::FileType::CharacterDevice
+        && stat.st_rdev == null.rdev();
+    is_null && flags & rustix::fs::OFlags::RWMODE == rustix::fs::OFlags::RDWR
+}
+
+/// The cause of a write to stdout failing because its reader went away
+/// (`estargz ls … | head`): listing and printing commands then end quietly
+/// with success, as `ls | head` does. Binary output does not use it: a blob
+/// cut short is a failure.
+#[derive(Debug)]
+pub struct ReaderGone;
+
+impl std::fmt::Display for ReaderGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the reader of stdout went away")
+    }
+}
+
+impl std::error::Error for ReaderGone {}
+
+/// Whether `err` is a write to stdout whose reader went away.
+pub fn reader_gone(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .and_then(|e| e.get_ref())
+            .is_some_and(|inner| inner.is::<ReaderGone>())
+    })
+}
+
+/// stdout for text (listings, reports, a file printed by `cat`): a broken
+/// pipe becomes [`ReaderGone`].
+pub struct TextOut(io::StdoutLock<'static>);
+
+/// Locks stdout for text output.
+pub fn text_stdout() -> TextOut {
+    TextOut(io::stdout().lock())
+}
+
+fn mark_reader_gone(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        io::Error::new(io::ErrorKind::BrokenPipe, ReaderGone)
+    } else {
+        e
+    }
+}
+
+impl Write for TextOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(mark_reader_gone)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(mark_reader_gone)
+    }
 }
 
 /// Prints one JSON value on stdout.
 pub fn print_json(value: &serde_json::Value) -> Result<()> {
-    let mut out = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
+    // Rendered first: serde_json's error would hide the io error's cause.
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    let mut out = text_stdout();
+    out.write_all(&text)?;
+    out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_kinds_of_temporary_commit_whole_and_vanish_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out");
+        for unnamed in [true, false] {
+            let mut file = AtomicFile::create_in(&target, unnamed).unwrap();
+            assert_eq!(matches!(file.state, Some(State::Unnamed { .. })), unnamed);
+            let names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            if unnamed {
+                assert!(names.is_empty(), "{names:?}");
+            } else {
+                assert_eq!(names.len(), 1);
+                assert!(
+                    names[0].starts_with(&crate::partial::prefix("")),
+                    "{names:?}"
+                );
+            }
+            file.writer().write_all(b"whole").unwrap();
+            file.commit().unwrap();
+            assert_eq!(std::fs::read(&target).unwrap(), b"whole");
+            let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+            // 0644 less the umask: never more, and always the owner's rw.
+            assert_eq!(mode & 0o777 & !0o644, 0, "{mode:o}");
+            assert_eq!(mode & 0o600, 0o600, "{mode:o}");
+
+            // Dropped without commit: the target keeps its contents, no temporary stays.
+            let mut failed = AtomicFile::create_in(&target, unnamed).unwrap();
+            failed.writer().write_all(b"partial").unwrap();
+            drop(failed);
+            assert_eq!(std::fs::read(&target).unwrap(), b"whole");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+            std::fs::remove_file(&target).unwrap();
+        }
+    }
 }

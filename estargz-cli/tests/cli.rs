@@ -621,12 +621,22 @@ fn convert_interrupted_by_a_signal_leaves_nothing_behind() {
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(&tar[..tar.len() / 2]).unwrap();
         stdin.flush().unwrap();
-        // Wait until the temporary file exists, so the signal lands mid-conversion.
+        // Wait until the temporary file is open (unnamed: an O_TMPFILE shows
+        // only in /proc), so the signal lands mid-conversion.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::fs::read_dir(dir.path()).unwrap().count() == 0 {
+        let dir_path = dir.path().canonicalize().unwrap();
+        let output_open = || {
+            std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|target| target.starts_with(&dir_path))
+        };
+        while !output_open() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "no temporary file appeared"
+                "the output was never opened"
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }

@@ -87,6 +87,15 @@ pub enum Error {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Write(#[source] io::Error),
+    /// Writing the temporary copy of the input (`prioritize::spool`) failed,
+    /// typically because the temporary directory is full.
+    #[error("writing the temporary spool in {} ($TMPDIR): {source}", .dir.display())]
+    Spool {
+        /// The temporary directory.
+        dir: std::path::PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
     /// A gzip stream could not be decoded.
     #[error("gzip stream invalid near compressed byte {offset}: {message}")]
     Gzip {

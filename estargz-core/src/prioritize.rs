@@ -654,16 +654,34 @@ pub fn parse_list(text: &str) -> Result<Vec<String>> {
 /// an anonymous temporary file, decompressed, so that [`reorder`] can read
 /// it at random without holding it in memory.
 pub fn spool<R: Read>(input: R) -> Result<File> {
+    let dir = std::env::temp_dir();
+    let file = tempfile::tempfile_in(&dir).map_err(|source| Error::Spool {
+        dir: dir.clone(),
+        source,
+    })?;
+    spool_into(input, file, &dir)
+}
+
+/// [`spool`] into `file`, a temporary file in `dir`.
+fn spool_into<R: Read>(input: R, mut file: File, dir: &std::path::Path) -> Result<File> {
+    let spool_err = |source| Error::Spool {
+        dir: dir.to_path_buf(),
+        source,
+    };
     let (is_gzip, input) = crate::tar::sniff_gzip(input)?;
-    let mut file = tempfile::tempfile().map_err(Error::Write)?;
     let mut writer = io::BufWriter::with_capacity(1 << 20, &mut file);
-    if is_gzip {
+    let copied = if is_gzip {
         let decoder = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
-        copy(decoder, &mut writer)?;
+        copy(decoder, &mut writer)
     } else {
-        copy(input, &mut writer)?;
-    }
-    writer.flush().map_err(Error::Write)?;
+        copy(input, &mut writer)
+    };
+    // `copy` reports its writes as the output's; here they are the spool's.
+    copied.map_err(|e| match e {
+        Error::Write(source) => spool_err(source),
+        e => e,
+    })?;
+    writer.flush().map_err(spool_err)?;
     drop(writer);
     Ok(file)
 }
@@ -712,6 +730,21 @@ fn copy<R: Read, W: Write>(mut from: R, to: &mut W) -> Result<u64> {
 mod tests {
     use super::*;
     use crate::Digest;
+
+    #[test]
+    fn a_full_spool_says_it_is_the_spool() {
+        // /dev/full: every write fails with ENOSPC, as a full $TMPDIR would.
+        let full = File::options().write(true).open("/dev/full").unwrap();
+        let dir = std::path::Path::new("/spool/dir");
+        let err = spool_into(&vec![0u8; 3 << 20][..], full, dir).unwrap_err();
+        assert!(matches!(err, Error::Spool { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("temporary spool in /spool/dir ($TMPDIR)"),
+            "{text}"
+        );
+        assert!(!text.contains("writing output"), "{text}");
+    }
 
     #[test]
     fn landmark_bytes_are_a_valid_header_with_the_known_digest() {

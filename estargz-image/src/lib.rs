@@ -21,7 +21,7 @@
 //! })?;
 //! println!("{} layers", report.layers.len());
 //! // As an OCI archive instead of a directory:
-//! write_archive(Path::new("converted"), std::fs::File::create("converted.tar")?)?;
+//! write_archive(Path::new("converted"), std::fs::File::create("converted.tar")?, "converted.tar")?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

@@ -100,7 +100,8 @@ impl LayoutWriter {
 /// directories, `oci-layout`, `index.json`, `manifest.json` if there is
 /// one, then the blobs sorted by name, with fixed
 /// owner, mode and time, so the same layout always gives the same bytes.
-pub fn write_archive(dir: &Path, out: impl Write) -> Result<()> {
+/// `out_name` names `out` in errors (its path, say).
+pub fn write_archive(dir: &Path, out: impl Write, out_name: &str) -> Result<()> {
     let mut files = Vec::new();
     for name in ["oci-layout", "index.json", "manifest.json"] {
         if dir.join(name).is_file() {
@@ -118,27 +119,64 @@ pub fn write_archive(dir: &Path, out: impl Write) -> Result<()> {
     }
     blobs.sort();
 
-    let mut tar = tar::Builder::new(out);
-    let archive_err = |e: io::Error| crate::Error::Io {
-        file: "the output archive".into(),
-        source: e,
-    };
+    let mut tar = tar::Builder::new(WriteFailures {
+        inner: out,
+        failed: false,
+    });
+    let archive_err = io_err(out_name);
     for d in ["blobs/", "blobs/sha256/"] {
         let mut h = header(tar::EntryType::Directory, 0o755, 0);
         tar.append_data(&mut h, d, io::empty())
-            .map_err(archive_err)?;
+            .map_err(io_err(out_name))?;
     }
     for rel in files.iter().chain(&blobs) {
         let path = dir.join(rel);
         let f = File::open(&path).map_err(io_err(path.display()))?;
         let len = f.metadata().map_err(io_err(path.display()))?.len();
         let mut h = header(tar::EntryType::Regular, 0o644, len);
-        tar.append_data(&mut h, rel, io::BufReader::with_capacity(1 << 20, f))
-            .map_err(io_err(path.display()))?;
+        let appended = tar.append_data(&mut h, rel, io::BufReader::with_capacity(1 << 20, f));
+        // The copy reads the blob and writes the archive: blame the side that failed.
+        if let Err(e) = appended {
+            return Err(if tar.get_ref().failed {
+                io_err(out_name)(e)
+            } else {
+                io_err(path.display())(e)
+            });
+        }
     }
     tar.into_inner()
         .and_then(|mut w| w.flush())
         .map_err(archive_err)
+}
+
+/// A writer that remembers whether a write failed, to tell an error
+/// writing the archive from one reading a blob into it.
+struct WriteFailures<W> {
+    inner: W,
+    failed: bool,
+}
+
+impl<W: Write> Write for WriteFailures<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf);
+        self.note(&written);
+        written
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let flushed = self.inner.flush();
+        self.note(&flushed);
+        flushed
+    }
+}
+
+impl<W> WriteFailures<W> {
+    fn note<T>(&mut self, result: &io::Result<T>) {
+        // `write_all` retries an interrupted write: that one did not fail.
+        self.failed |= result
+            .as_ref()
+            .is_err_and(|e| e.kind() != io::ErrorKind::Interrupted);
+    }
 }
 
 fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
@@ -150,4 +188,49 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     h.set_uid(0);
     h.set_gid(0);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes `room` bytes, then fails as a full disk does.
+    struct Full {
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::other("No space left on device"));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_error_names_the_archive_not_the_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = LayoutWriter::new(dir.path()).unwrap();
+        let (digest, _) = layout.write_blob(&vec![7u8; 100_000]).unwrap();
+        let blob = layout.blob_file(&digest);
+        // Past the headers before the blob's data: the failure is inside its copy.
+        for room in [4096, 3 * 512] {
+            let err = write_archive(dir.path(), Full { room }, "out.tar").unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with("out.tar: "), "{text}");
+            assert!(!text.contains(&*blob.to_string_lossy()), "{text}");
+        }
+        // A blob that cannot be read is still the blob's fault.
+        std::fs::remove_file(&blob).unwrap();
+        std::fs::create_dir(&blob).unwrap();
+        let err = write_archive(dir.path(), io::sink(), "out.tar").unwrap_err();
+        assert!(err.to_string().contains(&*blob.to_string_lossy()), "{err}");
+    }
 }
