@@ -508,3 +508,36 @@ fn a_server_that_never_answers_fails_by_the_timeout() {
     }
     drop(holder);
 }
+
+#[test]
+fn another_server_on_the_port_is_not_taken_for_nginx() {
+    // Another test's server holds the port nginx was to bind: nginx exits
+    // (here: a child that never listens, and exits), and the harness must
+    // see that rather than the other server answering.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let foreign = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        listener.set_nonblocking(true).unwrap();
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(10) {
+            let Ok((mut stream, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            };
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+            let _ = stream.read(&mut [0u8; 1024]);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nother\n");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = common::nginx::wait_ready(&mut child, port, "this instance\n", dir.path());
+    assert!(ready.is_err(), "a foreign listener was taken for nginx");
+    drop(foreign);
+}
