@@ -28,7 +28,7 @@
 //! reason that says nothing about the blob (the connection reset, `503`,
 //! `429`, ...) is made again after a growing wait, a few times, within a
 //! time budget ([`HttpOptions::max_retries`], [`HttpOptions::retry_budget`]);
-//! see [`retry`](crate::retry) for which failures those are.
+//! see [`retry`] for which failures those are.
 //!
 //! Every response is checked: `206 Partial Content` with a `Content-Range`
 //! for exactly the requested start, the blob size it was opened with, and

@@ -5,8 +5,8 @@
 //! failures that say nothing about the blob: the connection reset or closed
 //! before the whole body arrived, or a status saying "try later" (`408`,
 //! `429`, `500`, `502`, `503`, `504`). A `404`, a `416`, a wrong
-//! `Content-Range` or a deadline that ran out is an answer, and repeating
-//! the question would only delay the error.
+//! `Content-Range`, a refused connection or a deadline that ran out is an
+//! answer, and repeating the question would only delay the error.
 
 use std::io;
 use std::time::{Duration, SystemTime};
@@ -17,13 +17,13 @@ use ureq::http::StatusCode;
 pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
 /// Whether a response with this status is worth asking for again.
-pub fn is_transient_status(status: StatusCode) -> bool {
+pub(crate) fn is_transient_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
 
 /// Whether an I/O error means the connection went away rather than that
 /// the server answered something.
-pub fn is_transient_io(e: &io::Error) -> bool {
+pub(crate) fn is_transient_io(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(
         e.kind(),
@@ -33,7 +33,7 @@ pub fn is_transient_io(e: &io::Error) -> bool {
 
 /// The wait before retry number `retry` (0 for the first retry): `first`
 /// doubled each time, at most [`MAX_BACKOFF`].
-pub fn backoff(first: Duration, retry: u32) -> Duration {
+pub(crate) fn backoff(first: Duration, retry: u32) -> Duration {
     first
         .checked_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX))
         .unwrap_or(MAX_BACKOFF)
@@ -42,7 +42,7 @@ pub fn backoff(first: Duration, retry: u32) -> Duration {
 
 /// The wait a `Retry-After` header asks for: a number of seconds or an
 /// HTTP date (a date in the past means now). `None` when it is neither.
-pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
