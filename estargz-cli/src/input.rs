@@ -123,6 +123,15 @@ pub struct RemoteArgs {
     /// instead of the bundled Mozilla roots (e.g. a private registry's CA).
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<std::path::PathBuf>,
+    /// Seconds each HTTP request may take in all, plus 1 s per 128 KiB it
+    /// asks for, when BLOB is a URL [default: 30]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+    /// Times an HTTP request is tried again after a connection reset or a
+    /// 408, 429, 500, 502, 503 or 504, waiting 0.5 s, then twice as long
+    /// each time (or what Retry-After says), within 60 s [default: 4]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
 }
 
 impl RemoteArgs {
@@ -159,10 +168,15 @@ impl RemoteArgs {
             ),
             None => None,
         };
+        let defaults = HttpOptions::default();
         Ok(HttpOptions {
             headers,
             ca_certs,
-            ..HttpOptions::default()
+            request_timeout: self
+                .timeout
+                .map_or(defaults.request_timeout, std::time::Duration::from_secs),
+            max_retries: self.retries.unwrap_or(defaults.max_retries),
+            ..defaults
         })
     }
 }

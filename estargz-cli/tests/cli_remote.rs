@@ -356,18 +356,27 @@ fn a_server_failing_mid_read_is_an_error_naming_url_range_and_status() {
     let url = server.url("flaky/big.esgz");
     // Opening works (the tail is served), reading the file's member does not.
     let (start, end) = member_range(&bytes, "etc/hostname");
-    let out = run(["cat", &url, "etc/hostname"]);
+    // A 503 is retried: once here, to keep the test short.
+    let (out, requests) =
+        server.requests_during(|| run(["cat", "--retries", "1", &url, "etc/hostname"]));
     assert_exit(&out, 1);
     no_panic(&out);
     let stderr = stderr_of(&out);
     let wanted = range(start, end).unwrap();
-    for part in [url.as_str(), wanted.as_str(), "503 Service Unavailable"] {
+    for part in [
+        url.as_str(),
+        wanted.as_str(),
+        "503 Service Unavailable",
+        "gave up after 2 attempts",
+    ] {
         assert!(stderr.contains(part), "{part:?} not in {stderr}");
     }
+    let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [206, 503, 503]);
     for args in [
-        vec!["verify", &url],
-        vec!["info", &url],
-        vec!["unpack", &url, "-o", "-"],
+        vec!["verify", "--retries", "0", &url],
+        vec!["info", "--retries", "0", &url],
+        vec!["unpack", "--retries", "0", &url, "-o", "-"],
     ] {
         let out = run(&args);
         assert_exit_for(&out, 1, format!("{args:?}"));
@@ -459,4 +468,76 @@ fn headers_for_a_private_blob() {
         assert_exit_for(&out, 2, bad);
         assert!(!stderr_of(&out).contains(TOKEN));
     }
+}
+
+#[test]
+fn a_server_that_never_answers_fails_by_the_timeout() {
+    // Connections are accepted and held, never answered; the listener
+    // lives as long as this test, so its port is nobody else's.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/blob", listener.local_addr().unwrap());
+    let holder = std::thread::spawn(move || {
+        // Bounded: `ls` makes one request, and retries none after a timeout.
+        listener.set_nonblocking(true).unwrap();
+        let started = std::time::Instant::now();
+        let mut held = Vec::new();
+        while started.elapsed() < std::time::Duration::from_secs(30) && held.len() < 4 {
+            match listener.accept() {
+                Ok((stream, _)) => held.push(stream),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+        held.len()
+    });
+    let started = std::time::Instant::now();
+    let out = run(["ls", "--timeout", "1", &url]);
+    let took = started.elapsed();
+    assert_exit(&out, 1);
+    no_panic(&out);
+    let stderr = stderr_of(&out);
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "{took:?}: {stderr}"
+    );
+    for part in [
+        url.as_str(),
+        "bytes=-524288",
+        "timed out: no complete response within 5.0 s",
+    ] {
+        assert!(stderr.contains(part), "{part:?} not in {stderr}");
+    }
+    drop(holder);
+}
+
+#[test]
+fn another_server_on_the_port_is_not_taken_for_nginx() {
+    // Another test's server holds the port nginx was to bind: nginx exits
+    // (here: a child that never listens, and exits), and the harness must
+    // see that rather than the other server answering.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let foreign = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        listener.set_nonblocking(true).unwrap();
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(10) {
+            let Ok((mut stream, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            };
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+            let _ = stream.read(&mut [0u8; 1024]);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nother\n");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = common::nginx::wait_ready(&mut child, port, "this instance\n", dir.path());
+    assert!(ready.is_err(), "a foreign listener was taken for nginx");
+    drop(foreign);
 }

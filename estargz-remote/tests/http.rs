@@ -1,7 +1,10 @@
 //! `HttpBlob` against a real nginx on loopback (the harness is the CLI
 //! tests' one): read-ahead, bounded requests, a blob replaced while open,
-//! reads from several threads.
+//! reads from several threads; and against a server that misbehaves on
+//! purpose: deadlines, retries.
 
+#[path = "common/misbehaving.rs"]
+mod misbehaving;
 #[path = "../../estargz-cli/tests/common/nginx.rs"]
 #[allow(dead_code)] // the CLI tests use more of it
 mod nginx;
@@ -9,9 +12,11 @@ mod nginx;
 mod noise;
 
 use estargz_core::read::ReadAt;
-use estargz_remote::{HttpBlob, HttpOptions};
+use estargz_remote::{Error, HttpBlob, HttpOptions};
+use misbehaving::{Reply, Server};
 use nginx::Nginx;
 use noise::noise;
+use std::time::{Duration, Instant};
 
 fn opts(tail: u64, max_request: u64) -> HttpOptions {
     HttpOptions {
@@ -155,4 +160,156 @@ fn a_url_nothing_listens_on_is_a_transport_error() {
         "{err}"
     );
     assert!(err.to_string().contains(&url), "{err}");
+}
+
+/// Options for the misbehaving server: a 1 KiB tail, short waits.
+fn quick() -> HttpOptions {
+    HttpOptions {
+        tail_size: 1024,
+        retry_backoff: Duration::from_millis(50),
+        ..HttpOptions::default()
+    }
+}
+
+/// `HttpBlob::open` against `server`, with how long it took.
+fn open_timed(server: &Server, opts: &HttpOptions) -> (Result<HttpBlob, Error>, Duration) {
+    let started = Instant::now();
+    let result = HttpBlob::open(&server.url("blob"), opts);
+    (result, started.elapsed())
+}
+
+#[test]
+fn a_trickling_server_fails_by_the_deadline() {
+    let opts = HttpOptions {
+        request_timeout: Duration::from_secs(2),
+        ..quick()
+    };
+    // Headers and all one byte per 100 ms; then a good tail and a body so
+    // paced.
+    let headers = Server::start(noise(10, 10_000), |_| Reply::Trickle);
+    let body = Server::start(noise(10, 10_000), |n| match n {
+        0 => Reply::Good,
+        _ => Reply::TrickleBody,
+    });
+    let (result, took) = open_timed(&headers, &opts);
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(took < Duration::from_secs(20), "{took:?}: {err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&headers.url("blob")) && message.contains("bytes=-1024"),
+        "{message}"
+    );
+    assert_eq!(headers.requests(), 1, "a deadline is not retried");
+
+    let blob = HttpBlob::open(&body.url("blob"), &opts).unwrap();
+    let started = Instant::now();
+    let err = blob.read_range(0, 5000).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(20), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("bytes=0-4999") && message.contains("no complete response within 2."),
+        "{message}"
+    );
+    assert_eq!(body.requests(), 2);
+}
+
+#[test]
+fn a_503_is_retried() {
+    let bytes = noise(11, 10_000);
+    let server = Server::start(bytes.clone(), |n| match n {
+        0 | 1 => Reply::Status(503, vec![]),
+        _ => Reply::Good,
+    });
+    let (blob, _) = open_timed(&server, &quick());
+    let blob = blob.unwrap();
+    assert_eq!(blob.size(), 10_000);
+    assert_eq!((server.requests(), blob.requests()), (3, 3));
+    assert!(blob.read_range(9_000, 100).unwrap() == bytes[9_000..9_100]);
+}
+
+#[test]
+fn a_429_waits_as_long_as_retry_after_says() {
+    let server = Server::start(noise(12, 10_000), |n| match n {
+        0 => Reply::Status(429, vec![("Retry-After", "1".into())]),
+        _ => Reply::Good,
+    });
+    let (blob, took) = open_timed(&server, &quick());
+    blob.unwrap();
+    assert!(took >= Duration::from_millis(950), "{took:?}");
+    assert_eq!(server.requests(), 2);
+
+    // A wait past the retry budget is not waited for.
+    let server = Server::start(noise(12, 10_000), |_| {
+        Reply::Status(503, vec![("Retry-After", "3600".into())])
+    });
+    let (result, took) = open_timed(&server, &quick());
+    let message = result.unwrap_err().to_string();
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(message.contains("asked to wait 3600 s"), "{message}");
+    assert_eq!(server.requests(), 1);
+}
+
+#[test]
+fn a_connection_reset_mid_body_is_retried() {
+    let bytes = noise(13, 10_000);
+    let server = Server::start(bytes.clone(), |n| match n {
+        1 => Reply::ResetMidBody,
+        _ => Reply::Good,
+    });
+    let (blob, _) = open_timed(&server, &quick());
+    let blob = blob.unwrap();
+    assert!(blob.read_range(100, 8_000).unwrap() == bytes[100..8_100]);
+    assert_eq!(server.requests(), 3);
+}
+
+#[test]
+fn a_server_always_failing_is_given_up_on_after_the_retries() {
+    let server = Server::start(noise(14, 10_000), |_| Reply::Status(500, vec![]));
+    let opts = HttpOptions {
+        max_retries: 3,
+        ..quick()
+    };
+    let (result, _) = open_timed(&server, &opts);
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::GaveUp { attempts: 4, .. }), "{err}");
+    assert_eq!(server.requests(), 4);
+    let message = err.to_string();
+    for part in [
+        server.url("blob").as_str(),
+        "bytes=-1024",
+        "500 Internal Server Error",
+        "4 attempts",
+        "3 retries allowed",
+    ] {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+
+    // Nor past the retry budget.
+    let opts = HttpOptions {
+        retry_budget: Duration::ZERO,
+        ..quick()
+    };
+    let message = open_timed(&server, &opts).0.unwrap_err().to_string();
+    assert!(
+        message.contains("1 attempt:") && message.contains("budget"),
+        "{message}"
+    );
+    assert_eq!(server.requests(), 5);
+}
+
+#[test]
+fn answers_about_the_blob_are_not_retried() {
+    for (reply, expected) in [
+        (Reply::Status(404, vec![]), "404 Not Found"),
+        (Reply::Status(416, vec![]), "416 Range Not Satisfiable"),
+        (Reply::Status(501, vec![]), "501 Not Implemented"),
+        (Reply::WrongContentRange, "is not the range requested"),
+    ] {
+        let server = Server::start(noise(15, 10_000), move |_| reply.clone());
+        let err = open_timed(&server, &quick()).0.unwrap_err();
+        assert!(!matches!(err, Error::GaveUp { .. }), "{err}");
+        assert!(err.to_string().contains(expected), "{err}");
+        assert_eq!(server.requests(), 1, "{err}");
+    }
 }

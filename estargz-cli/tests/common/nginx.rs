@@ -13,6 +13,13 @@
 //!
 //! The access log has one line per request: status, `Range` header, body
 //! bytes sent, URI.
+//!
+//! The port is picked by the kernel and released before nginx binds it, so
+//! someone else (another test's server) may take it in between. Readiness
+//! is therefore checked on this instance only: `/.ready` serves a token
+//! unique to it, not logged, and nginx is up when that token comes back
+//! and the child is still running. An nginx that cannot bind exits, and
+//! is started again on other ports.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -138,6 +145,10 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {d}/www;
+        location = /.ready {{
+            alias {d}/ready;
+            access_log off;
+        }}
         location /noranges/ {{
             alias {d}/www/;
             max_ranges 0;
@@ -162,6 +173,69 @@ http {{
 }}
 "#
     )
+}
+
+/// A port for HTTP and, with `tls`, another for HTTPS, free a moment ago.
+/// Both listeners are held until both are picked, so the two differ.
+fn free_ports(tls: bool) -> (u16, Option<u16>) {
+    let bind = || TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    let plain = bind();
+    let secure = tls.then(bind);
+    let port = |l: &TcpListener| l.local_addr().expect("a bound address").port();
+    (port(&plain), secure.as_ref().map(port))
+}
+
+/// Waits until `child` answers `/.ready` on `port` with `token`, and is
+/// still running after; an error when it exits first (it could not bind,
+/// say: it is started again on other ports). Panics after 30 s (generous:
+/// the machine may be loaded).
+pub fn wait_ready(child: &mut Child, port: u16, token: &str, dir: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                use std::io::Read;
+                let _ = s.read_to_string(&mut stderr);
+            }
+            let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            return Err(format!("nginx exited with {status}: {stderr}{log}"));
+        }
+        if probe(port).is_some_and(|body| body == token.as_bytes()) {
+            // The token could only come from this child; it must still
+            // be the one listening.
+            if matches!(child.try_wait(), Ok(None)) {
+                return Ok(());
+            }
+            continue;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("nginx did not serve its readiness token on 127.0.0.1:{port} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The body of `GET /.ready` on `port` when the answer is `200`; `None`
+/// when nothing answers that, in time (another process may hold the port).
+fn probe(port: u16) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(1);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    stream
+        .write_all(b"GET /.ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut response = Vec::new();
+    stream.take(64 << 10).read_to_end(&mut response).ok()?;
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    response
+        .starts_with(b"HTTP/1.1 200 ")
+        .then(|| response.split_off(head_end + 4))
 }
 
 impl Nginx {
@@ -194,18 +268,16 @@ impl Nginx {
         if tls {
             make_certificates(dir.path());
         }
-        // A port picked by the kernel may be taken by someone else before
-        // nginx binds it: try a few.
+        // Unique to this instance: the directory is, and the time tells
+        // apart two instances that happen to reuse a directory name.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let token = format!("{} {} {nanos}\n", dir.path().display(), std::process::id());
+        std::fs::write(dir.path().join("ready"), &token).unwrap();
         let mut last_error = String::new();
-        let free_port = || {
-            TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free loopback port")
-                .port()
-        };
         for _ in 0..5 {
-            let port = free_port();
-            let tls_port = tls.then(free_port);
+            let (port, tls_port) = free_ports(tls);
             let conf = dir.path().join("nginx.conf");
             std::fs::write(&conf, config(dir.path(), port, tls_port)).unwrap();
             let mut child = Command::new(&binary)
@@ -220,34 +292,16 @@ impl Nginx {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let mut stderr = String::new();
-                    if let Some(mut s) = child.stderr.take() {
-                        use std::io::Read;
-                        let _ = s.read_to_string(&mut stderr);
-                    }
-                    let log =
-                        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-                    last_error = format!("nginx exited with {status}: {stderr}{log}");
-                    break;
-                }
-                let listening = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
-                if listening(port) && tls_port.is_none_or(listening) {
+            match wait_ready(&mut child, port, &token, dir.path()) {
+                Ok(()) => {
                     return Some(Nginx {
                         child,
                         dir,
                         port,
                         tls_port,
-                    });
+                    })
                 }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("nginx did not listen on 127.0.0.1:{port} within 10 s");
-                }
-                std::thread::sleep(Duration::from_millis(20));
+                Err(e) => last_error = e,
             }
         }
         panic!("cannot start nginx: {last_error}");

@@ -1,0 +1,165 @@
+//! When a failed range request is tried again, and how long to wait first.
+//!
+//! Every request [`HttpBlob`](crate::HttpBlob) makes is a `GET` of a byte
+//! range: idempotent, so repeating it is safe. It is repeated only for
+//! failures that say nothing about the blob: the connection reset or closed
+//! before the whole body arrived, or a status saying "try later" (`408`,
+//! `429`, `500`, `502`, `503`, `504`). A `404`, a `416`, a wrong
+//! `Content-Range`, a refused connection or a deadline that ran out is an
+//! answer, and repeating the question would only delay the error.
+
+use std::io;
+use std::time::{Duration, SystemTime};
+use ureq::http::StatusCode;
+
+/// Longest wait between two attempts computed by the backoff (a
+/// `Retry-After` may ask for more, within the retry budget).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// Whether a response with this status is worth asking for again.
+pub(crate) fn is_transient_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Whether an I/O error means the connection went away rather than that
+/// the server answered something.
+pub(crate) fn is_transient_io(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
+}
+
+/// The wait before retry number `retry` (0 for the first retry): `first`
+/// doubled each time, at most [`MAX_BACKOFF`].
+pub(crate) fn backoff(first: Duration, retry: u32) -> Duration {
+    first
+        .checked_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX))
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF)
+}
+
+/// The wait a `Retry-After` header asks for: a number of seconds or an
+/// HTTP date (a date in the past means now). `None` when it is neither.
+pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = parse_http_date(value)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the one HTTP date
+/// format senders must use (RFC 9110 §5.6.7). The two obsolete formats are
+/// not parsed: a `Retry-After` in them is ignored and the backoff applies.
+fn parse_http_date(value: &str) -> Option<SystemTime> {
+    let mut fields = value.split(' ');
+    let _weekday = fields.next()?.strip_suffix(',')?;
+    let day: u64 = number(fields.next()?, 2)?;
+    let month = fields.next()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == month)? as u64
+        + 1;
+    let year: u64 = number(fields.next()?, 4)?;
+    let mut time = fields.next()?.split(':');
+    let (h, m, s) = (
+        number(time.next()?, 2)?,
+        number(time.next()?, 2)?,
+        number(time.next()?, 2)?,
+    );
+    if fields.next()? != "GMT" || fields.next().is_some() || time.next().is_some() {
+        return None;
+    }
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || year < 1970 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + h * 3600 + m * 60 + s;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
+}
+
+/// `digits` ASCII digits, as a number.
+fn number(field: &str, digits: usize) -> Option<u64> {
+    (field.len() == digits && field.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| field.parse().ok())
+        .flatten()
+}
+
+/// Days from 1970-01-01 to the given date (year ≥ 1970), after Howard
+/// Hinnant's `days_from_civil`.
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates() {
+        let at = |s: u64| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            at(784_111_777)
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), at(0));
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2000 23:59:59 GMT"),
+            at(951_868_799)
+        );
+        for bad in [
+            "",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT x",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(retry_after(" 120 ", now), secs(120));
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:40 GMT", now), secs(3));
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), secs(0));
+        assert_eq!(retry_after("-1", now), None);
+        assert_eq!(retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let ms = Duration::from_millis;
+        let waits: Vec<_> = (0..7).map(|r| backoff(ms(500), r)).collect();
+        assert_eq!(
+            waits,
+            [
+                ms(500),
+                ms(1000),
+                ms(2000),
+                ms(4000),
+                ms(8000),
+                ms(8000),
+                ms(8000)
+            ]
+        );
+        assert_eq!(backoff(ms(500), 40), MAX_BACKOFF);
+        assert_eq!(backoff(Duration::MAX, 1), MAX_BACKOFF);
+    }
+}
