@@ -41,6 +41,15 @@ pub(super) struct Writer<'a> {
     pub dirs: Vec<PendingDir>,
 }
 
+/// Where an entry goes: its parent's handle and its name there, and the
+/// path for messages.
+struct Place<'a> {
+    rel: &'a str,
+    path: PathBuf,
+    parent: BorrowedFd<'a>,
+    base: &'a str,
+}
+
 fn unsafe_entry(entry: &Entry, reason: impl Into<String>) -> Error {
     Error::Unsafe {
         entry: entry.name.clone(),
@@ -91,8 +100,13 @@ impl DirUnpacker<'_> {
             .walker
             .dir(parent_rel, true)
             .map_err(|e| parent_error(&self.out.root, entry, e))?;
-        self.out
-            .write(entry, &rel, parent, base, link_target, scanner)
+        let place = Place {
+            rel: &rel,
+            path: self.out.root.join(&rel),
+            parent,
+            base,
+        };
+        self.out.write(entry, &place, link_target, scanner)
     }
 
     fn whiteout(&mut self, entry: &Entry, parent_rel: &str, base: &str) -> Result<()> {
@@ -152,14 +166,12 @@ impl Writer<'_> {
     fn write<R: Read>(
         &mut self,
         entry: &Entry,
-        rel: &str,
-        parent: BorrowedFd<'_>,
-        base: &str,
+        place: &Place<'_>,
         link_target: Option<(OwnedFd, String)>,
         scanner: &mut Scanner<R>,
     ) -> Result<()> {
-        let path = self.root.join(rel);
-        let err = |e: std::io::Error| fs_err(&path, e);
+        let (parent, base) = (place.parent, place.base);
+        let err = |e: std::io::Error| fs_err(&place.path, e);
         let existing = match statat(parent, base, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Some(FileType::from_raw_mode(st.st_mode)),
             Err(Errno::NOENT) => None,
@@ -178,8 +190,8 @@ impl Writer<'_> {
         };
         let mtime = (entry.mtime.0 != 0).then_some(entry.mtime.0);
         match entry.kind {
-            EntryKind::Directory => self.directory(entry, rel, parent, base, keep_dir, mode, mtime),
-            EntryKind::Regular => self.regular(entry, rel, parent, base, mode, mtime, scanner),
+            EntryKind::Directory => self.directory(entry, place, keep_dir, mode, mtime),
+            EntryKind::Regular => self.regular(entry, place, mode, mtime, scanner),
             EntryKind::Symlink | EntryKind::Hardlink => {
                 match link_target {
                     Some((dir, target)) => {
@@ -188,7 +200,7 @@ impl Writer<'_> {
                     None => symlinkat(entry.link_name.as_str(), parent, base),
                 }
                 .map_err(|e| err(e.into()))?;
-                self.metadata_at(entry, parent, base, None)
+                self.metadata_at(entry, place, None)
             }
             EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo => {
                 let kind = match entry.kind {
@@ -205,27 +217,21 @@ impl Writer<'_> {
                     ));
                     return Ok(());
                 }
-                self.metadata_at(entry, parent, base, Some(mode))
+                self.metadata_at(entry, place, Some(mode))
             }
         }
     }
 
     /// Owner, mode (device nodes and FIFOs) and xattrs of something with no
     /// handle of its own; then counts the entry.
-    fn metadata_at(
-        &mut self,
-        entry: &Entry,
-        parent: BorrowedFd<'_>,
-        base: &str,
-        mode: Option<u32>,
-    ) -> Result<()> {
-        let path = self.root.join(name::clean(&entry.name));
+    fn metadata_at(&mut self, entry: &Entry, place: &Place<'_>, mode: Option<u32>) -> Result<()> {
+        let (parent, base, path) = (place.parent, place.base, &place.path);
         if self.opts.same_owner {
-            chown_at(parent, base, entry.uid, entry.gid).map_err(|e| fs_err(&path, e))?;
+            chown_at(parent, base, entry.uid, entry.gid).map_err(|e| fs_err(path, e))?;
         }
         // After chown, which clears setuid and setgid.
         if let Some(mode) = mode {
-            chmod_special(parent, base, mode).map_err(|e| fs_err(&path, e))?;
+            chmod_special(parent, base, mode).map_err(|e| fs_err(path, e))?;
         }
         self.set_xattrs(entry, |k, v| xattr_at(parent, base, k, v));
         self.count();
@@ -247,21 +253,18 @@ impl Writer<'_> {
         self.progress.set_entries(self.report.entries);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn directory(
         &mut self,
         entry: &Entry,
-        rel: &str,
-        parent: BorrowedFd<'_>,
-        base: &str,
+        place: &Place<'_>,
         exists: bool,
         mode: u32,
         mtime: Option<i64>,
     ) -> Result<()> {
-        let path = self.root.join(rel);
+        let (parent, base, path) = (place.parent, place.base, &place.path);
         if !exists {
             rustix::fs::mkdirat(parent, base, Mode::from_raw_mode(0o777))
-                .map_err(|e| fs_err(&path, e.into()))?;
+                .map_err(|e| fs_err(path, e.into()))?;
         }
         let dir = openat(
             parent,
@@ -269,30 +272,27 @@ impl Writer<'_> {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| fs_err(&path, e.into()))?;
-        let st = fstat(&dir).map_err(|e| fs_err(&path, e.into()))?;
+        .map_err(|e| fs_err(path, e.into()))?;
+        let st = fstat(&dir).map_err(|e| fs_err(path, e.into()))?;
         self.dirs.push(PendingDir {
-            rel: rel.to_owned(),
+            rel: place.rel.to_owned(),
             mode,
             mtime,
             dev: st.st_dev,
             ino: st.st_ino,
         });
-        self.metadata_fd(entry, dir.as_fd(), &path)
+        self.metadata_fd(entry, dir.as_fd(), path)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn regular<R: Read>(
         &mut self,
         entry: &Entry,
-        rel: &str,
-        parent: BorrowedFd<'_>,
-        base: &str,
+        place: &Place<'_>,
         mode: u32,
         mtime: Option<i64>,
         scanner: &mut Scanner<R>,
     ) -> Result<()> {
-        let path = self.root.join(rel);
+        let (parent, base, path) = (place.parent, place.base, &place.path);
         let total = self.report.bytes.saturating_add(entry.size);
         if total > self.opts.max_total_bytes {
             return Err(Error::LimitExceeded {
@@ -307,8 +307,8 @@ impl Writer<'_> {
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
-        .map_err(|e| fs_err(&path, e.into()))?;
-        self.progress.set_partial(Some(rel));
+        .map_err(|e| fs_err(path, e.into()))?;
+        self.progress.set_partial(Some(place.rel));
         let mut file = std::fs::File::from(fd);
         let mut left = entry.size;
         let mut buf = Vec::with_capacity(1 << 20);
@@ -316,18 +316,18 @@ impl Writer<'_> {
             buf.clear();
             let n = left.min(1 << 20);
             scanner.read_data(&mut buf, n)?;
-            file.write_all(&buf).map_err(|e| fs_err(&path, e))?;
+            file.write_all(&buf).map_err(|e| fs_err(path, e))?;
             left -= n;
         }
         self.report.bytes += entry.size;
         if let Some(t) = mtime {
-            set_mtime(file.as_fd(), t).map_err(|e| fs_err(&path, e))?;
+            set_mtime(file.as_fd(), t).map_err(|e| fs_err(path, e))?;
         }
         if self.opts.same_owner {
-            chown_fd(file.as_fd(), entry.uid, entry.gid).map_err(|e| fs_err(&path, e))?;
+            chown_fd(file.as_fd(), entry.uid, entry.gid).map_err(|e| fs_err(path, e))?;
         }
         // After chown, which clears setuid and setgid.
-        chmod_fd(file.as_fd(), mode).map_err(|e| fs_err(&path, e))?;
+        chmod_fd(file.as_fd(), mode).map_err(|e| fs_err(path, e))?;
         self.set_xattrs(entry, |k, v| xattr_fd(file.as_fd(), k, v));
         self.progress.set_partial(None);
         self.count();
