@@ -1,11 +1,19 @@
 //! `estargz unpack`: back to the tar stream, or into a directory.
 
 use crate::input::{open_watched_blob_source, RemoteArgs};
-use crate::output::{binary_stdout, print_json, AtomicFile};
+use crate::output::{binary_stdout, print_json, AtomicFile, ON_SIGNAL};
 use crate::UsageError;
 use anyhow::{Context, Result};
-use estargz_core::unpack::{unpack_tar, unpack_to_dir, UnpackOptions};
-use std::path::PathBuf;
+use estargz_core::unpack::{
+    unpack_tar, unpack_to_dir_with_progress, UnpackOptions, UnpackProgress,
+};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// How far `unpack -C` got; static so the signal handler can read it.
+static PROGRESS: UnpackProgress = UnpackProgress::new();
+/// The blob and the directory of the `unpack -C` under way.
+static UNPACKING: OnceLock<(String, PathBuf)> = OnceLock::new();
 
 /// Unpack a blob: to its tar stream (-o; for a lossless blob, the original tar
 /// byte for byte) or into a directory (-C), never writing outside it.
@@ -87,8 +95,14 @@ pub fn run(args: Args) -> Result<()> {
             if args.no_same_owner {
                 opts.same_owner = false;
             }
-            let report = unpack_to_dir(&file, dir, &opts)
-                .with_context(|| format!("unpacking {} into {}", args.blob, dir.display()))?;
+            let _ = UNPACKING.set((args.blob.clone(), dir.clone()));
+            let _ = ON_SIGNAL.set(|| {
+                if let Some((blob, dir)) = UNPACKING.get() {
+                    eprintln!("estargz: interrupted: {}", stopped(blob, dir));
+                }
+            });
+            let report = unpack_to_dir_with_progress(&file, dir, &opts, &PROGRESS)
+                .with_context(|| stopped(&args.blob, dir))?;
             unchanged()?;
             for w in &report.warnings {
                 eprintln!("estargz: warning: {w}");
@@ -107,4 +121,23 @@ pub fn run(args: Args) -> Result<()> {
         print_json(&report)?;
     }
     Ok(())
+}
+
+/// What an `unpack -C` that stopped leaves: the entries it wrote stay, and
+/// the file it was writing may be cut short.
+fn stopped(blob: &str, dir: &Path) -> String {
+    let (entries, partial) = (PROGRESS.entries(), PROGRESS.partial());
+    if entries == 0 && partial.is_none() {
+        return format!("unpacking {blob} into {}", dir.display());
+    }
+    let mut text = format!(
+        "unpacking {blob} into {} stopped after {entries} {}",
+        dir.display(),
+        if entries == 1 { "entry" } else { "entries" }
+    );
+    if let Some(p) = partial {
+        text.push_str(&format!("; {} may be incomplete", dir.join(p).display()));
+    }
+    text.push_str(&format!("; {} holds a partial tree", dir.display()));
+    text
 }

@@ -25,10 +25,17 @@ pub static IN_PROGRESS_RAW: [AtomicPtr<c_char>; 8] =
 /// Which slot of [`IN_PROGRESS_RAW`] holds which path.
 static RAW_SLOTS: Mutex<Vec<(PathBuf, usize)>> = Mutex::new(Vec::new());
 
+/// Run by the signal handler before it exits: what a command that writes in
+/// place (`unpack -C`) has to say about what it leaves.
+pub static ON_SIGNAL: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
 /// On SIGINT, SIGTERM or SIGHUP: remove every temporary output, then exit
 /// with 130 (the shell's code for an interrupted command).
 pub fn remove_partial_outputs_on_signal() {
     let _ = ctrlc::set_handler(|| {
+        if let Some(say) = ON_SIGNAL.get() {
+            say();
+        }
         if let Ok(paths) = IN_PROGRESS.lock() {
             for p in paths.iter() {
                 // Directories too: convert-image builds its output in one.

@@ -4,7 +4,9 @@
 mod common;
 
 use common::tar_writer::*;
-use estargz_core::unpack::{unpack_to_dir, UnpackOptions};
+use estargz_core::unpack::{
+    unpack_to_dir, unpack_to_dir_with_progress, UnpackOptions, UnpackProgress,
+};
 use estargz_core::{convert, ConvertOptions, Error};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -287,4 +289,176 @@ fn unsafe_entries_can_be_skipped_with_warnings_and_totals_are_capped() {
         ),
         "{err}"
     );
+}
+
+/// Opens `rel` under `root` one component at a time, as a path longer than
+/// `PATH_MAX` cannot be opened whole.
+fn open_deep(root: &Path, rel: &str) -> std::os::fd::OwnedFd {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    let mut fd = openat(CWD, root, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+    for comp in rel.split('/') {
+        fd = openat(&fd, comp, OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty()).unwrap();
+    }
+    fd
+}
+
+#[test]
+fn paths_longer_than_path_max_unpack_and_keep_their_modes_and_times() {
+    // 1500 levels of `abcd/`: 7500 bytes, past PATH_MAX (4096), where a
+    // check by full path fails with ENAMETOOLONG.
+    const DEPTH: usize = 1500;
+    let level = |d: usize| vec!["abcd"; d].join("/");
+    let mut entries: Vec<TestEntry> = (1..=DEPTH)
+        .map(|d| {
+            dir(&level(d))
+                .mode(0o750)
+                .mtime(1_000_000_000 + d as i64, 0)
+        })
+        .collect();
+    let deep = format!("{}/f", level(DEPTH));
+    entries.push(file(&deep, "at the bottom").mode(0o640));
+    entries.push(hardlink(&format!("{}/h", level(DEPTH - 1)), &deep));
+    entries.push(symlink(&format!("{}/s", level(DEPTH)), "f"));
+    entries.push(file("top", "back at the top"));
+    let s = sandbox();
+    let report =
+        unpack_to_dir(&blob_of(&entries)[..], &s.target, &UnpackOptions::default()).unwrap();
+    assert_eq!(report.entries, DEPTH + 4);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut fs::File::from(open_deep(&s.target, &deep)), &mut text)
+        .unwrap();
+    assert_eq!(text, "at the bottom");
+    let f = rustix::fs::fstat(open_deep(&s.target, &deep)).unwrap();
+    let h = rustix::fs::fstat(open_deep(&s.target, &format!("{}/h", level(DEPTH - 1)))).unwrap();
+    assert_eq!((f.st_ino, f.st_mode & 0o7777), (h.st_ino, 0o640));
+    let link =
+        rustix::fs::readlinkat(open_deep(&s.target, &level(DEPTH)), "s", Vec::new()).unwrap();
+    assert_eq!(link.to_bytes(), b"f");
+    // Directory modes and times are set last, the deepest ones included.
+    for d in [1, 700, DEPTH] {
+        let st = rustix::fs::fstat(open_deep(&s.target, &level(d))).unwrap();
+        assert_eq!(
+            (st.st_mode & 0o7777, st.st_mtime),
+            (0o750, 1_000_000_000 + d as i64),
+            "depth {d}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(s.target.join("top")).unwrap(),
+        "back at the top"
+    );
+    s.assert_outside_untouched();
+}
+
+#[test]
+fn a_directory_replaced_by_a_symlink_is_neither_walked_through_nor_changed() {
+    // `a` is a directory, then a symlink to `outside`: what comes after must
+    // not go through it, and the mode and time recorded for the directory
+    // `a` must not land on `outside` when directories are finished.
+    let entries = [
+        dir("a").mode(0o700).mtime(1_000_000_000, 0),
+        file("a/b/x", "x"),
+        symlink("a", "../outside"),
+        file("a/evil", "x"),
+        file("a/b/evil", "x"),
+    ];
+    let s = sandbox();
+    let before = fs::metadata(&s.outside).unwrap();
+    let opts = UnpackOptions {
+        skip_unsafe: true,
+        ..UnpackOptions::default()
+    };
+    let report = unpack_to_dir(&blob_of(&entries)[..], &s.target, &opts).unwrap();
+    assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
+    assert!(
+        report.warnings.iter().all(|w| w.contains("is a symlink")),
+        "{:?}",
+        report.warnings
+    );
+    let after = fs::metadata(&s.outside).unwrap();
+    assert_eq!(
+        (after.permissions().mode(), after.mtime()),
+        (before.permissions().mode(), before.mtime())
+    );
+    s.assert_outside_untouched();
+    // Without --skip-unsafe the first entry through the symlink stops it.
+    let s = sandbox();
+    let err =
+        unpack_to_dir(&blob_of(&entries)[..], &s.target, &UnpackOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsafe { entry, .. } if entry == "a/evil"),
+        "{err}"
+    );
+    s.assert_outside_untouched();
+}
+
+#[test]
+fn a_symlink_already_in_the_directory_is_not_followed() {
+    let s = sandbox();
+    fs::create_dir_all(s.target.join("d")).unwrap();
+    std::os::unix::fs::symlink("../../outside", s.target.join("d/l")).unwrap();
+    let err = unpack_to_dir(
+        &blob_of(&[file("d/l/evil", "x")])[..],
+        &s.target,
+        &UnpackOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsafe { reason, .. } if reason.contains("symlink")),
+        "{err}"
+    );
+    s.assert_outside_untouched();
+}
+
+#[test]
+fn a_deep_tree_in_the_way_is_removed() {
+    // A file replacing a 600-deep chain: removal must not recurse or keep a
+    // descriptor per level.
+    let chain = vec!["d"; 600].join("/");
+    let entries = [
+        dir(&chain),
+        file(&format!("{chain}/f"), "x"),
+        file("d", "now a file"),
+    ];
+    let s = sandbox();
+    unpack_to_dir(&blob_of(&entries)[..], &s.target, &UnpackOptions::default()).unwrap();
+    assert_eq!(
+        fs::read_to_string(s.target.join("d")).unwrap(),
+        "now a file"
+    );
+    assert_eq!(tree(&s.target), vec!["d"]);
+}
+
+#[test]
+fn a_failed_unpack_reports_what_it_wrote_and_the_partial_file() {
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let opts = ConvertOptions {
+        chunk_size: 16 << 10,
+        skip_open_check: true,
+        ..ConvertOptions::default()
+    };
+    let mut blob = Vec::new();
+    let tar = build_tar(Format::Pax, &[file("a", "first"), file("b", &noise)], 0);
+    convert(&tar[..], &mut blob, &opts).unwrap();
+    // Inside b's data, well past its first chunk.
+    let at = blob.len() * 3 / 4;
+    for byte in &mut blob[at..at + 64] {
+        *byte ^= 0x5a;
+    }
+    let s = sandbox();
+    let progress = UnpackProgress::new();
+    let err =
+        unpack_to_dir_with_progress(&blob[..], &s.target, &UnpackOptions::default(), &progress)
+            .unwrap_err();
+    assert!(
+        matches!(err, Error::Gzip { .. } | Error::Read { .. }),
+        "{err}"
+    );
+    assert_eq!(progress.entries(), 1);
+    assert_eq!(progress.partial().as_deref(), Some("b"));
+    assert_eq!(fs::read_to_string(s.target.join("a")).unwrap(), "first");
+    let written = fs::metadata(s.target.join("b")).unwrap().len();
+    assert!(written < noise.len() as u64, "{written}");
 }
