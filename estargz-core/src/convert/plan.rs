@@ -4,6 +4,8 @@
 //! headers, padding and non-file entries go into whatever member is open.
 //! With a minimum chunk size (spec §4.4), a chunk joins the open member, at
 //! an `innerOffset`, until that member holds at least that many bytes.
+//! Bytes after the end-of-archive block fill members of at most the chunk
+//! size, so a long zero tail costs no more memory than a large file.
 //! The plan is a function of the input bytes and the options only, never of
 //! threads or timing: that is what makes the output deterministic.
 
@@ -21,6 +23,10 @@ use std::ops::Range;
 /// Room reserved after a chunk for the padding and headers that follow it
 /// in the same member, so that they rarely reallocate the chunk's buffer.
 const HEADER_SLACK: usize = 16 << 10;
+
+/// Trailing bytes read per step: a step never reserves more than this
+/// beyond what it has read (most tars have only a few KiB there).
+const TRAILING_PIECE: u64 = 1 << 20;
 
 /// A planned member: its uncompressed bytes and the chunks inside them.
 #[derive(Debug, Default)]
@@ -80,6 +86,8 @@ pub struct Planner<R> {
     memory: Option<InMemory<R>>,
     ready: Option<Member>,
     file: Option<FileCursor>,
+    /// The end-of-archive block is planned; trailing bytes come next.
+    trailing: bool,
     user_names: HashMap<i64, String>,
     group_names: HashMap<i64, String>,
     done: bool,
@@ -123,6 +131,7 @@ impl<R: Read> Planner<R> {
             memory: None,
             ready: None,
             file: None,
+            trailing: false,
             user_names: HashMap::new(),
             group_names: HashMap::new(),
             done: false,
@@ -200,6 +209,9 @@ impl<R: Read> Planner<R> {
         if let Some(file) = self.file.take() {
             return self.next_chunk(file);
         }
+        if self.trailing {
+            return self.trailing_step();
+        }
         match self.scanner.next_item()? {
             None => self.done = true,
             Some(Item::End { raw, offset }) => {
@@ -207,10 +219,34 @@ impl<R: Read> Planner<R> {
                     return Err(Error::EmptyInput);
                 }
                 self.append_raw(&raw);
-                self.cut();
-                self.done = true;
+                self.trailing = true;
             }
             Some(Item::Entry(entry)) => self.entry(*entry)?,
+        }
+        Ok(())
+    }
+
+    /// Adds the next piece of trailing data to the open member, which is
+    /// cut at the chunk size: where members end depends on the bytes and
+    /// the chunk size only, so memory and stream input cut alike.
+    fn trailing_step(&mut self) -> Result<()> {
+        let open = self.open_len() as u64;
+        if open >= self.chunk_size {
+            self.cut();
+            return Ok(());
+        }
+        let room = (self.chunk_size - open).min(TRAILING_PIECE);
+        let got = match &self.memory {
+            Some(m) => self.scanner.skip_trailing(room, m.skip)?,
+            None => {
+                // Exactly: doubling growth would hold up to twice a member.
+                self.open.reserve_exact(room as usize);
+                self.scanner.read_trailing(&mut self.open, room)?
+            }
+        };
+        if got == 0 {
+            self.cut();
+            self.done = true;
         }
         Ok(())
     }
