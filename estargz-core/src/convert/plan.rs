@@ -4,8 +4,9 @@
 //! headers, padding and non-file entries go into whatever member is open.
 //! With a minimum chunk size (spec §4.4), a chunk joins the open member, at
 //! an `innerOffset`, until that member holds at least that many bytes.
-//! Bytes after the end-of-archive block fill members of at most the chunk
-//! size, so a long zero tail costs no more memory than a large file.
+//! Bytes after the end-of-archive block go into the open member up to a
+//! chunk size of them, then into members of a chunk size each, so a long
+//! zero tail costs no more memory than a large file.
 //! The plan is a function of the input bytes and the options only, never of
 //! threads or timing: that is what makes the output deterministic.
 
@@ -88,6 +89,8 @@ pub struct Planner<R> {
     file: Option<FileCursor>,
     /// The end-of-archive block is planned; trailing bytes come next.
     trailing: bool,
+    /// Trailing bytes in the open member.
+    trailing_in_open: u64,
     user_names: HashMap<i64, String>,
     group_names: HashMap<i64, String>,
     done: bool,
@@ -132,6 +135,7 @@ impl<R: Read> Planner<R> {
             ready: None,
             file: None,
             trailing: false,
+            trailing_in_open: 0,
             user_names: HashMap::new(),
             group_names: HashMap::new(),
             done: false,
@@ -226,16 +230,18 @@ impl<R: Read> Planner<R> {
         Ok(())
     }
 
-    /// Adds the next piece of trailing data to the open member, which is
-    /// cut at the chunk size: where members end depends on the bytes and
-    /// the chunk size only, so memory and stream input cut alike.
+    /// Adds the next piece of trailing data to the open member. A member
+    /// takes at most a chunk size of it: the few KiB real tars carry stay
+    /// in the open member, as the reference writes them, and a long tail
+    /// costs no more memory than a large file. Where members end depends on
+    /// the bytes and the chunk size only, so memory and stream input cut alike.
     fn trailing_step(&mut self) -> Result<()> {
-        let open = self.open_len() as u64;
-        if open >= self.chunk_size {
+        if self.trailing_in_open >= self.chunk_size {
             self.cut();
+            self.trailing_in_open = 0;
             return Ok(());
         }
-        let room = (self.chunk_size - open).min(TRAILING_PIECE);
+        let room = (self.chunk_size - self.trailing_in_open).min(TRAILING_PIECE);
         let got = match &self.memory {
             Some(m) => self.scanner.skip_trailing(room, m.skip)?,
             None => {
@@ -244,6 +250,7 @@ impl<R: Read> Planner<R> {
                 self.scanner.read_trailing(&mut self.open, room)?
             }
         };
+        self.trailing_in_open += got;
         if got == 0 {
             self.cut();
             self.done = true;
