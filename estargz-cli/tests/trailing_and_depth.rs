@@ -121,6 +121,91 @@ fn a_zero_tail_is_capped_or_streamed_in_bounded_memory() {
     );
 }
 
+/// Stores `bytes` as a blob of the layout at `dir`; returns its descriptor.
+fn add_blob(dir: &Path, bytes: &[u8], media_type: &str) -> serde_json::Value {
+    let digest = common::sha256_digest(bytes);
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(blobs.join(&digest["sha256:".len()..]), bytes).unwrap();
+    serde_json::json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
+}
+
+/// An OCI layout at `dir` of one image whose one layer is `layer` (gzip),
+/// which decompresses to a tar with digest `diff_id`.
+fn one_layer_image(dir: &Path, layer: &[u8], diff_id: &str) {
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    });
+    let config = add_blob(
+        dir,
+        config.to_string().as_bytes(),
+        "application/vnd.oci.image.config.v1+json",
+    );
+    let layer = add_blob(dir, layer, "application/vnd.oci.image.layer.v1.tar+gzip");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config,
+        "layers": [layer],
+    });
+    let manifest = add_blob(
+        dir,
+        manifest.to_string().as_bytes(),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [manifest]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// The digest of the bomb's decompressed bytes, hashed as a stream.
+fn bomb_diff_id(bomb: &Path) -> String {
+    use sha2::Digest;
+    let mut d = flate2::read::MultiGzDecoder::new(std::fs::File::open(bomb).unwrap());
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut d, &mut hasher).unwrap();
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+#[test]
+fn convert_image_caps_a_zero_tail_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.tar.gz");
+    write_bomb(&bomb, &small_tar());
+    let src = dir.path().join("src");
+    let layer = std::fs::read(&bomb).unwrap();
+    one_layer_image(&src, &layer, &bomb_diff_id(&bomb));
+    let layer_file = format!("blobs/sha256/{}", &common::sha256_digest(&layer)[7..]);
+    let dst = dir.path().join("dst");
+    let mut args: Vec<&OsStr> = ["convert-image", "--threads", "2", "--jobs", "1"]
+        .iter()
+        .map(OsStr::new)
+        .collect();
+    args.extend([src.as_os_str(), dst.as_os_str()]);
+
+    let refused = limited(CONVERT_AS, &args);
+    assert_exit(&refused, 1);
+    let err = stderr_of(&refused);
+    assert!(err.contains(&layer_file), "names the layer: {err}");
+    assert!(err.contains("trailing data"), "{err}");
+    assert_eq!(
+        dir_listing(dir.path()),
+        ["bomb.tar.gz", "src"],
+        "nothing left behind"
+    );
+
+    args.extend([OsStr::new("--max-trailing"), OsStr::new("1G")]);
+    let converted = limited(CONVERT_AS, &args);
+    assert_exit(&converted, 0);
+    assert_eq!(dir_listing(dir.path()), ["bomb.tar.gz", "dst", "src"]);
+}
+
 /// A tar of one file whose name, `a/` × `depth` then `x`, is in a PAX header.
 fn deep_pax_tar(depth: usize) -> (Vec<u8>, String) {
     let name = format!("{}x", "a/".repeat(depth));
