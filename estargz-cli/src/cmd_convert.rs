@@ -87,7 +87,8 @@ pub struct EncodingArgs {
     no_open_check: bool,
     /// Most bytes accepted after a layer's end-of-archive block (suffixes as for --chunk-size).
     /// Tars carry at most a little record padding there (10 KiB with tar's defaults); those
-    /// bytes are kept in the blob, streamed in members of at most --chunk-size.
+    /// bytes are kept in the blob, streamed in members of at most --chunk-size or 1 MiB of them
+    /// (whichever is larger).
     #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_size)]
     max_trailing: u64,
 }

@@ -24,24 +24,31 @@ fn tar_with_tail(tail: usize) -> Vec<u8> {
 }
 
 #[test]
-fn trailing_data_fills_members_of_at_most_the_chunk_size() {
-    let tar = tar_with_tail(10_000);
+fn trailing_data_fills_members_of_at_most_the_chunk_size_or_1_mib() {
+    const MIB: usize = 1 << 20;
+    let tar = tar_with_tail(2 * MIB + 1000);
     let (blob, report) = convert_with(&tar, 1000);
     assert_eq!(&common::gunzip(&blob)[..tar.len()], &tar[..], "lossless");
     assert_eq!(report.tar_size, tar.len() as u64);
     let sizes: Vec<usize> = members(&blob).iter().map(|(_, d)| d.len()).collect();
     // The file's header; its data, padding, the zero block and the first
-    // 1000 trailing bytes; nine members of 1000 (then the TOC and footer).
+    // MiB of the tail; a MiB; the rest (then the TOC and the footer).
+    assert_eq!(sizes[..sizes.len() - 2], [512, 1024 + MIB, MIB, 1000]);
+    let verified = verify(&blob[..], &VerifyOptions::default());
+    assert!(verified.is_valid(), "{:?}", verified.problems);
+    assert_eq!(verified.members, 4);
+    // With a chunk size over 1 MiB, members take up to a chunk size of it.
+    let (blob, _) = convert_with(&tar, (MIB + MIB / 2) as u64);
+    let sizes: Vec<usize> = members(&blob).iter().map(|(_, d)| d.len()).collect();
     assert_eq!(
         sizes[..sizes.len() - 2],
-        [512, 2024, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000]
+        [512, 1024 + MIB + MIB / 2, MIB / 2 + 1000]
     );
-    let report = verify(&blob[..], &VerifyOptions::default());
-    assert!(report.is_valid(), "{:?}", report.problems);
-    assert_eq!(report.members, 11);
-    // The tails real tars carry stay in the last member, as the reference writes them.
-    let (blob, report) = convert_with(&tar_with_tail(999), 1000);
-    check_lossless(&tar_with_tail(999), &blob, &report, 1000);
+    // The record padding real tars carry stays in the last member, as the
+    // reference writes it, even with a tiny chunk size.
+    let small = tar_with_tail(10_240);
+    let (blob, report) = convert_with(&small, 4);
+    check_lossless(&small, &blob, &report, 4);
 }
 
 #[test]

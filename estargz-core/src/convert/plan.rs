@@ -5,8 +5,8 @@
 //! With a minimum chunk size (spec §4.4), a chunk joins the open member, at
 //! an `innerOffset`, until that member holds at least that many bytes.
 //! Bytes after the end-of-archive block go into the open member up to a
-//! chunk size of them, then into members of a chunk size each, so a long
-//! zero tail costs no more memory than a large file.
+//! chunk size (at least 1 MiB) of them, then into members of that size, so
+//! a long zero tail costs no more memory than a large file.
 //! The plan is a function of the input bytes and the options only, never of
 //! threads or timing: that is what makes the output deterministic.
 
@@ -25,8 +25,9 @@ use std::ops::Range;
 /// in the same member, so that they rarely reallocate the chunk's buffer.
 const HEADER_SLACK: usize = 16 << 10;
 
-/// Trailing bytes read per step: a step never reserves more than this
-/// beyond what it has read (most tars have only a few KiB there).
+/// Trailing bytes read per step (a step never reserves more than this
+/// beyond what it has read), and the least a member takes of them: tars
+/// carry a record of padding at most, 1 MiB at the largest blocking factor.
 const TRAILING_PIECE: u64 = 1 << 20;
 
 /// A planned member: its uncompressed bytes and the chunks inside them.
@@ -231,17 +232,19 @@ impl<R: Read> Planner<R> {
     }
 
     /// Adds the next piece of trailing data to the open member. A member
-    /// takes at most a chunk size of it: the few KiB real tars carry stay
-    /// in the open member, as the reference writes them, and a long tail
-    /// costs no more memory than a large file. Where members end depends on
-    /// the bytes and the chunk size only, so memory and stream input cut alike.
+    /// takes at most the chunk size of it, and at least 1 MiB: the record
+    /// padding real tars carry stays in the open member, as the reference
+    /// writes it (whatever the chunk size), and a long tail costs no more
+    /// memory than a large file. Where members end depends on the bytes and
+    /// the chunk size only, so memory and stream input cut alike.
     fn trailing_step(&mut self) -> Result<()> {
-        if self.trailing_in_open >= self.chunk_size {
+        let per_member = self.chunk_size.max(TRAILING_PIECE);
+        if self.trailing_in_open >= per_member {
             self.cut();
             self.trailing_in_open = 0;
             return Ok(());
         }
-        let room = (self.chunk_size - self.trailing_in_open).min(TRAILING_PIECE);
+        let room = (per_member - self.trailing_in_open).min(TRAILING_PIECE);
         let got = match &self.memory {
             Some(m) => self.scanner.skip_trailing(room, m.skip)?,
             None => {
