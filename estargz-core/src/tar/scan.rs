@@ -57,7 +57,7 @@ pub enum NamePolicy {
 pub struct ScanLimits {
     /// Largest PAX extended header payload (`x` or `g`).
     pub max_pax_size: u64,
-    /// Largest GNU long name or long link payload (`L`, `K`).
+    /// Largest GNU long name or long link payload (`L`, `K`), or volume label (`V`).
     pub max_long_name: u64,
     /// Most bytes accepted after the first end-of-archive block (the second
     /// one, record padding, anything else). Real tars carry at most a record
@@ -127,12 +127,12 @@ pub enum Item {
     /// [`Scanner::read_data`], or leave them: the next call passes over them).
     Entry(Box<Entry>),
     /// The end of the entries: the bytes since the last entry's data (its
-    /// padding and the first end-of-archive block; empty when the tar simply
-    /// stops after its last entry). Whatever follows that block is trailing
+    /// padding, any global headers, and the first end-of-archive block;
+    /// empty when the tar simply stops after its last entry). Whatever follows that block is trailing
     /// data, read piece by piece with [`Scanner::read_trailing`] (or
     /// [`Scanner::skip_trailing`]), or left unread.
     End {
-        /// The bytes, at most a block of padding and one zero block.
+        /// The bytes.
         raw: Vec<u8>,
         /// Their offset in the input.
         offset: u64,
@@ -442,6 +442,14 @@ impl<R: Read> Scanner<R> {
                 }
                 b'V' => {
                     // A GNU volume label: kept in the stream, not a file.
+                    // It is gathered with the headers, so its size is capped
+                    // like a long name's (GNU tar writes none at all).
+                    let limit = self.limits.max_long_name;
+                    if size > limit {
+                        let what = "GNU volume label";
+                        let kind = TarErrorKind::TooLarge { what, size, limit };
+                        return Err(self.err(header_offset, kind));
+                    }
                     let pad = padding(size);
                     self.pull_exact(&mut raw, size + pad, "volume label")?;
                     if ext.any {
@@ -899,6 +907,14 @@ mod tests {
         seal((&mut big[..BLOCK]).try_into().unwrap());
         let err = entries(&big).unwrap_err();
         assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        // A volume label is held with the headers: its size is capped too.
+        let label = header(b"label", b'V', 1 << 30, GNU);
+        let err = entries(&label).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("GNU volume label of 1073741824 bytes exceeds"),
+            "{err}"
+        );
         let bad_name = header(b"bad\xffname", b'0', 0, USTAR);
         let mut strict = Scanner::new(&bad_name[..], NamePolicy::Strict, ScanLimits::default());
         assert!(matches!(strict.next_item(), Err(Error::NonUtf8 { .. })));
