@@ -423,35 +423,9 @@ impl<R: Read> Scanner<R> {
                     apply_records(&mut ext.pax, records);
                     ext.any = true;
                 }
-                flag @ (b'L' | b'K') => {
-                    let mut payload = self.extension_payload(
-                        &mut raw,
-                        size,
-                        self.limits.max_long_name,
-                        "GNU long name",
-                    )?;
-                    if let Some(nul) = payload.iter().position(|&b| b == 0) {
-                        payload.truncate(nul);
-                    }
-                    if flag == b'L' {
-                        ext.long_name = Some(payload);
-                    } else {
-                        ext.long_link = Some(payload);
-                    }
-                    ext.any = true;
-                }
+                flag @ (b'L' | b'K') => self.long_name(&mut raw, size, flag, &mut ext)?,
                 b'V' => {
-                    // A GNU volume label: kept in the stream, not a file.
-                    // It is gathered with the headers, so its size is capped
-                    // like a long name's (GNU tar writes none at all).
-                    let limit = self.limits.max_long_name;
-                    if size > limit {
-                        let what = "GNU volume label";
-                        let kind = TarErrorKind::TooLarge { what, size, limit };
-                        return Err(self.err(header_offset, kind));
-                    }
-                    let pad = padding(size);
-                    self.pull_exact(&mut raw, size + pad, "volume label")?;
+                    self.volume_label(&mut raw, size, header_offset)?;
                     if ext.any {
                         return Err(self.err(header_offset, TarErrorKind::DanglingExtension));
                     }
@@ -464,6 +438,41 @@ impl<R: Read> Scanner<R> {
                 }
             }
         }
+    }
+
+    /// Reads a GNU long name (`L`) or long link (`K`) into `raw` and `ext`.
+    fn long_name(
+        &mut self,
+        raw: &mut Vec<u8>,
+        size: u64,
+        flag: u8,
+        ext: &mut Extensions,
+    ) -> Result<()> {
+        let limit = self.limits.max_long_name;
+        let mut payload = self.extension_payload(raw, size, limit, "GNU long name")?;
+        if let Some(nul) = payload.iter().position(|&b| b == 0) {
+            payload.truncate(nul);
+        }
+        if flag == b'L' {
+            ext.long_name = Some(payload);
+        } else {
+            ext.long_link = Some(payload);
+        }
+        ext.any = true;
+        Ok(())
+    }
+
+    /// Reads a GNU volume label's payload into `raw`: kept in the stream,
+    /// not a file. It is gathered with the headers, so its size is capped
+    /// like a long name's (GNU tar writes none at all).
+    fn volume_label(&mut self, raw: &mut Vec<u8>, size: u64, header_offset: u64) -> Result<()> {
+        let limit = self.limits.max_long_name;
+        if size > limit {
+            let what = "GNU volume label";
+            let kind = TarErrorKind::TooLarge { what, size, limit };
+            return Err(self.err(header_offset, kind));
+        }
+        self.pull_exact(raw, size + padding(size), "volume label")
     }
 
     /// Reads an extension header's payload (and padding) into `raw` and
