@@ -9,7 +9,7 @@ use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::blob_info::MEDIA_TYPE_LAYER_GZIP;
 use estargz_core::convert::{convert_in_memory, SharedInput};
-use estargz_core::tar::NamePolicy;
+use estargz_core::tar::{NamePolicy, ScanLimits};
 use estargz_core::{convert, convert_external_toc, ConvertOptions, ConvertReport};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -86,6 +86,12 @@ pub struct EncodingArgs {
     /// Such a blob cannot be mounted lazily; convert-image otherwise keeps such a layer as it was.
     #[arg(long)]
     no_open_check: bool,
+    /// Most bytes accepted after a layer's end-of-archive block (suffixes as for --chunk-size).
+    /// Tars carry at most a little record padding there (10 KiB with tar's defaults); those
+    /// bytes are kept in the blob, streamed in members of at most --chunk-size or 1 MiB of them
+    /// (whichever is larger).
+    #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_size)]
+    max_trailing: u64,
 }
 
 impl EncodingArgs {
@@ -105,7 +111,10 @@ impl EncodingArgs {
                 NamePolicy::Replace
             },
             skip_open_check: self.no_open_check,
-            ..ConvertOptions::default()
+            scan_limits: ScanLimits {
+                max_trailing: self.max_trailing,
+                ..ScanLimits::default()
+            },
         })
     }
 }

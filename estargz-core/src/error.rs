@@ -275,4 +275,15 @@ pub enum TarErrorKind {
     /// Extension headers with no entry after them.
     #[error("extension header not followed by an entry")]
     DanglingExtension,
+    /// More data after the end-of-archive block than the limit accepts.
+    #[error(
+        "more than {limit} bytes of trailing data from byte {from}, after the end-of-archive \
+         block (tars carry at most a little record padding there; the limit is configurable)"
+    )]
+    TrailingTooLarge {
+        /// Offset of the first trailing byte.
+        from: u64,
+        /// The limit.
+        limit: u64,
+    },
 }

@@ -399,7 +399,14 @@ fn scan<S: ReadAt>(tar: &S, options: &PrioritizeOptions) -> Result<Scan> {
         return Err(Error::EmptyInput);
     }
     let reader = BufReader::with_capacity(1 << 20, RangeReader::new(tar, 0, size));
-    let mut scanner = Scanner::new(reader, options.names, options.scan_limits);
+    // Trailing bytes are dropped from the output (a plain end-of-archive
+    // replaces them), so their length is no concern here: they are only
+    // looked through, in bounded pieces, for the warning.
+    let limits = ScanLimits {
+        max_trailing: u64::MAX,
+        ..options.scan_limits
+    };
+    let mut scanner = Scanner::new(reader, options.names, limits);
     let mut out = Scan {
         members: Vec::new(),
         by_name: HashMap::new(),
@@ -418,11 +425,12 @@ fn scan<S: ReadAt>(tar: &S, options: &PrioritizeOptions) -> Result<Scan> {
             Item::End { raw, offset } => {
                 check_globals(&raw, prev_pad as usize, offset, None, first)?;
                 let after = raw.get(prev_pad as usize..).unwrap_or_default();
-                if after.iter().any(|&b| b != 0) {
+                let (trailing, nonzero) = look_through_trailing(&mut scanner)?;
+                if nonzero || after.iter().any(|&b| b != 0) {
                     out.warnings.push(format!(
                         "the {} bytes after the last entry (from byte {}) are replaced by a \
                          plain end-of-archive",
-                        after.len(),
+                        after.len() as u64 + trailing,
                         offset + prev_pad
                     ));
                 }
@@ -482,6 +490,22 @@ fn scan<S: ReadAt>(tar: &S, options: &PrioritizeOptions) -> Result<Scan> {
 /// previous entry's `skip` padding bytes). PAX global headers and GNU
 /// volume labels may only lead the archive: returns how many bytes of them
 /// lead `raw` when `leading_allowed`, and fails on any other.
+/// Reads the trailing data to its end: how long it is, and whether any of
+/// it is not zero.
+fn look_through_trailing<R: std::io::Read>(scanner: &mut Scanner<R>) -> Result<(u64, bool)> {
+    let (mut len, mut nonzero) = (0u64, false);
+    let mut piece = Vec::new();
+    loop {
+        piece.clear();
+        let got = scanner.read_trailing(&mut piece, 1 << 20)?;
+        if got == 0 {
+            return Ok((len, nonzero));
+        }
+        len += got;
+        nonzero |= piece.iter().any(|&b| b != 0);
+    }
+}
+
 fn check_globals(
     raw: &[u8],
     skip: usize,

@@ -51,7 +51,7 @@ pub struct ConvertOptions {
     pub threads: Option<usize>,
     /// What to do with names that are not UTF-8.
     pub names: NamePolicy,
-    /// Caps on extension headers.
+    /// Caps on extension headers and on data after the end-of-archive block.
     pub scan_limits: ScanLimits,
     /// Convert even an entry that makes readers refuse the TOC (a hardlink
     /// to a name absent from the layer, to a directory or in a cycle; a

@@ -287,9 +287,10 @@ fn encode_toc(toc: &Toc, level: u32) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
 }
 
 /// Fails if readers would refuse `toc`: the index a reader builds (name
-/// resolution, hardlinks, parents) is built here with the same code, so
-/// that the error names the input entry and its offset instead of surfacing
-/// when the blob is mounted. Size limits are the reader's business.
+/// resolution, hardlinks, parents) is built here with the same code and
+/// the reader's default limits (entries, name length, path depth), so that
+/// the error names the input entry and its offset instead of surfacing
+/// when the blob is opened.
 ///
 /// Only names, types and link targets decide whether an index builds, so
 /// the index is built over a skeleton of the TOC with just those: no
@@ -309,12 +310,20 @@ fn check_opens(toc: &Toc, payload_end: u64, header_offsets: &[u64]) -> Result<()
             from.push(i);
         }
     }
-    let unlimited = IndexLimits {
+    // The skeleton leaves chunks out; the reader counts them.
+    let limits = IndexLimits::default();
+    if toc.entries.len() > limits.max_entries {
+        return Err(Error::LimitExceeded {
+            what: "TOC entry count (chunks included)",
+            value: toc.entries.len() as u64,
+            limit: limits.max_entries as u64,
+        });
+    }
+    let skeleton_limits = IndexLimits {
         max_entries: usize::MAX,
-        max_name_len: usize::MAX,
-        max_depth: usize::MAX,
+        ..limits
     };
-    match Index::build(&skeleton, payload_end, &unlimited) {
+    match Index::build(&skeleton, payload_end, &skeleton_limits) {
         Ok(_) => Ok(()),
         Err(Error::InvalidEntry {
             index,

@@ -4,6 +4,9 @@
 //! headers, padding and non-file entries go into whatever member is open.
 //! With a minimum chunk size (spec §4.4), a chunk joins the open member, at
 //! an `innerOffset`, until that member holds at least that many bytes.
+//! Bytes after the end-of-archive block go into the open member up to a
+//! chunk size (at least 1 MiB) of them, then into members of that size, so
+//! a long zero tail costs no more memory than a large file.
 //! The plan is a function of the input bytes and the options only, never of
 //! threads or timing: that is what makes the output deterministic.
 
@@ -21,6 +24,11 @@ use std::ops::Range;
 /// Room reserved after a chunk for the padding and headers that follow it
 /// in the same member, so that they rarely reallocate the chunk's buffer.
 const HEADER_SLACK: usize = 16 << 10;
+
+/// Trailing bytes read per step (a step never reserves more than this
+/// beyond what it has read), and the least a member takes of them: tars
+/// carry a record of padding at most, 1 MiB at the largest blocking factor.
+const TRAILING_PIECE: u64 = 1 << 20;
 
 /// A planned member: its uncompressed bytes and the chunks inside them.
 #[derive(Debug, Default)]
@@ -80,6 +88,10 @@ pub struct Planner<R> {
     memory: Option<InMemory<R>>,
     ready: Option<Member>,
     file: Option<FileCursor>,
+    /// The end-of-archive block is planned; trailing bytes come next.
+    trailing: bool,
+    /// Trailing bytes in the open member.
+    trailing_in_open: u64,
     user_names: HashMap<i64, String>,
     group_names: HashMap<i64, String>,
     done: bool,
@@ -123,6 +135,8 @@ impl<R: Read> Planner<R> {
             memory: None,
             ready: None,
             file: None,
+            trailing: false,
+            trailing_in_open: 0,
             user_names: HashMap::new(),
             group_names: HashMap::new(),
             done: false,
@@ -200,6 +214,9 @@ impl<R: Read> Planner<R> {
         if let Some(file) = self.file.take() {
             return self.next_chunk(file);
         }
+        if self.trailing {
+            return self.trailing_step();
+        }
         match self.scanner.next_item()? {
             None => self.done = true,
             Some(Item::End { raw, offset }) => {
@@ -207,10 +224,39 @@ impl<R: Read> Planner<R> {
                     return Err(Error::EmptyInput);
                 }
                 self.append_raw(&raw);
-                self.cut();
-                self.done = true;
+                self.trailing = true;
             }
             Some(Item::Entry(entry)) => self.entry(*entry)?,
+        }
+        Ok(())
+    }
+
+    /// Adds the next piece of trailing data to the open member. A member
+    /// takes at most the chunk size of it, and at least 1 MiB: the record
+    /// padding real tars carry stays in the open member, as the reference
+    /// writes it (whatever the chunk size), and a long tail costs no more
+    /// memory than a large file. Where members end depends on the bytes and
+    /// the chunk size only, so memory and stream input cut alike.
+    fn trailing_step(&mut self) -> Result<()> {
+        let per_member = self.chunk_size.max(TRAILING_PIECE);
+        if self.trailing_in_open >= per_member {
+            self.cut();
+            self.trailing_in_open = 0;
+            return Ok(());
+        }
+        let room = (per_member - self.trailing_in_open).min(TRAILING_PIECE);
+        let got = match &self.memory {
+            Some(m) => self.scanner.skip_trailing(room, m.skip)?,
+            None => {
+                // Exactly: doubling growth would hold up to twice a member.
+                self.open.reserve_exact(room as usize);
+                self.scanner.read_trailing(&mut self.open, room)?
+            }
+        };
+        self.trailing_in_open += got;
+        if got == 0 {
+            self.cut();
+            self.done = true;
         }
         Ok(())
     }

@@ -156,6 +156,11 @@ pub struct Index {
     payload_end: u64,
 }
 
+/// `a/b` → `a`; a top-level name → `""`, the root.
+fn parent_of(name: &str) -> &str {
+    name.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
 fn invalid(index: usize, e: &TocEntry, reason: impl Into<String>) -> Error {
     Error::InvalidEntry {
         index,
@@ -382,24 +387,38 @@ impl Index {
     }
 
     /// The parent of `name`, synthesising missing ancestors as directories.
+    ///
+    /// Iterative: a name may have thousands of components, and a recursion
+    /// per component overflowed the stack of a converter thread.
     fn ensure_parent(&mut self, name: &str) -> Result<NodeId> {
-        let parent_name = name.rsplit_once('/').map_or("", |(p, _)| p);
-        if let Some(&id) = self.by_name.get(parent_name) {
-            let node = &self.nodes[id];
-            if node.kind != EntryType::Dir {
-                return Err(Error::InvalidEntry {
-                    index: node.toc_index.unwrap_or(0),
-                    entry: node.raw_name.clone(),
-                    reason: format!("has children (such as {name:?}) but is not a directory"),
-                });
+        // Up to the nearest ancestor that exists (the root always does)...
+        let mut missing = Vec::new();
+        let mut child = name;
+        let mut parent = parent_of(name);
+        let mut id = loop {
+            if let Some(&id) = self.by_name.get(parent) {
+                let node = &self.nodes[id];
+                if node.kind != EntryType::Dir {
+                    return Err(Error::InvalidEntry {
+                        index: node.toc_index.unwrap_or(0),
+                        entry: node.raw_name.clone(),
+                        reason: format!("has children (such as {child:?}) but is not a directory"),
+                    });
+                }
+                break id;
             }
-            return Ok(id);
+            missing.push(parent);
+            child = parent;
+            parent = parent_of(parent);
+        };
+        // ...then the missing ones, top down.
+        for dir in missing.into_iter().rev() {
+            let new = self.nodes.len();
+            self.nodes.push(Node::synthesized_dir(dir));
+            self.by_name.insert(dir.to_string(), new);
+            self.attach(id, dir, new);
+            id = new;
         }
-        let grand = self.ensure_parent(parent_name)?;
-        let id = self.nodes.len();
-        self.nodes.push(Node::synthesized_dir(parent_name));
-        self.by_name.insert(parent_name.to_string(), id);
-        self.attach(grand, parent_name, id);
         Ok(id)
     }
 

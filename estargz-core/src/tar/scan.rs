@@ -57,8 +57,14 @@ pub enum NamePolicy {
 pub struct ScanLimits {
     /// Largest PAX extended header payload (`x` or `g`).
     pub max_pax_size: u64,
-    /// Largest GNU long name or long link payload (`L`, `K`).
+    /// Largest GNU long name or long link payload (`L`, `K`), or volume label (`V`).
     pub max_long_name: u64,
+    /// Most bytes accepted after the first end-of-archive block (the second
+    /// one, record padding, anything else). Real tars carry at most a record
+    /// or so (10 KiB for tar's default blocking, 1 MiB at the largest
+    /// blocking factors); the bytes are streamed, never held whole, but an
+    /// endless zero tail would still be converted forever.
+    pub max_trailing: u64,
 }
 
 impl Default for ScanLimits {
@@ -66,6 +72,7 @@ impl Default for ScanLimits {
         ScanLimits {
             max_pax_size: 16 << 20,
             max_long_name: 1 << 20,
+            max_trailing: 16 << 20,
         }
     }
 }
@@ -75,6 +82,7 @@ impl Default for ScanLimits {
 pub struct Entry {
     /// Input bytes since the previous entry's data: the previous entry's
     /// padding, extension headers and their payloads, and this header.
+    /// (Data the caller left unread is passed over, not kept here.)
     pub raw: Vec<u8>,
     /// Offset of `raw[0]` in the input.
     pub raw_offset: u64,
@@ -116,10 +124,13 @@ pub struct Entry {
 #[derive(Debug)]
 pub enum Item {
     /// A real entry; its `size` data bytes follow (read them with
-    /// [`Scanner::read_data`], or leave them: they then lead the next raw).
+    /// [`Scanner::read_data`], or leave them: the next call passes over them).
     Entry(Box<Entry>),
-    /// The end: the remaining input bytes (end-of-archive blocks and any
-    /// trailing data; empty when the tar simply stops after its last entry).
+    /// The end of the entries: the bytes since the last entry's data (its
+    /// padding, any global headers, and the first end-of-archive block;
+    /// empty when the tar simply stops after its last entry). Whatever follows that block is trailing
+    /// data, read piece by piece with [`Scanner::read_trailing`] (or
+    /// [`Scanner::skip_trailing`]), or left unread.
     End {
         /// The bytes.
         raw: Vec<u8>,
@@ -148,6 +159,8 @@ pub struct Scanner<R> {
     names: NamePolicy,
     limits: ScanLimits,
     finished: bool,
+    /// Where the trailing data starts, once the end-of-archive block is read.
+    trailing_from: Option<u64>,
 }
 
 impl<R: Read> Scanner<R> {
@@ -163,6 +176,7 @@ impl<R: Read> Scanner<R> {
             names,
             limits,
             finished: false,
+            trailing_from: None,
         }
     }
 
@@ -249,16 +263,94 @@ impl<R: Read> Scanner<R> {
         Ok(())
     }
 
+    /// Passes over the data of the current entry that the caller left
+    /// unread, through a small buffer: an entry may be gigabytes long.
+    fn pass_over_data(&mut self) -> Result<()> {
+        let n = self.data_left;
+        let got = std::io::copy(&mut (&mut self.input).take(n), &mut std::io::sink()).map_err(
+            |source| Error::Read {
+                offset: self.pos,
+                source,
+            },
+        )?;
+        self.pos += got;
+        self.data_left -= got;
+        if got < n {
+            return Err(self.err(
+                self.pos,
+                TarErrorKind::Truncated {
+                    what: "file data",
+                    needed: n - got,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many trailing bytes to ask the input for when the caller wants
+    /// `n`: one more than the cap allows, to tell a tail that ends exactly
+    /// at the cap from one that goes on. `None` before the end-of-archive
+    /// block (or when the tar had none).
+    fn trailing_request(&self, n: u64) -> Option<u64> {
+        let from = self.trailing_from?;
+        let allowed = self.limits.max_trailing.saturating_sub(self.pos - from);
+        Some(n.min(allowed.saturating_add(1)))
+    }
+
+    /// Fails once more trailing bytes were consumed than the cap allows.
+    fn check_trailing(&self) -> Result<()> {
+        let from = self.trailing_from.unwrap_or(self.pos);
+        let limit = self.limits.max_trailing;
+        if self.pos - from > limit {
+            return Err(Error::Tar {
+                offset: from.saturating_add(limit),
+                entry: None,
+                kind: TarErrorKind::TrailingTooLarge { from, limit },
+            });
+        }
+        Ok(())
+    }
+
+    /// After [`Item::End`]: appends up to `n` trailing bytes to `buf` and
+    /// says how many (0 once the input ends, or when there is no trailing
+    /// data). Past [`ScanLimits::max_trailing`] bytes in all, an error.
+    pub fn read_trailing(&mut self, buf: &mut Vec<u8>, n: u64) -> Result<u64> {
+        let Some(want) = self.trailing_request(n) else {
+            return Ok(0);
+        };
+        let got = self.pull(buf, want)?;
+        self.check_trailing()?;
+        Ok(got)
+    }
+
+    /// Like [`Scanner::read_trailing`], for input held in memory: `skip`
+    /// advances the input by up to `n` bytes and says how many it passed.
+    pub fn skip_trailing(
+        &mut self,
+        n: u64,
+        skip: impl FnOnce(&mut R, u64) -> std::io::Result<u64>,
+    ) -> Result<u64> {
+        let Some(want) = self.trailing_request(n) else {
+            return Ok(0);
+        };
+        let got = skip(&mut self.input, want).map_err(|source| Error::Read {
+            offset: self.pos,
+            source,
+        })?;
+        self.pos += got;
+        self.check_trailing()?;
+        Ok(got)
+    }
+
     /// The next entry, or the end of the archive.
     pub fn next_item(&mut self) -> Result<Option<Item>> {
         if self.finished {
             return Ok(None);
         }
+        self.pass_over_data()?;
         let raw_offset = self.pos;
         let mut raw = Vec::new();
-        let (data_left, pad_left) = (self.data_left, self.pad_left);
-        self.pull_exact(&mut raw, data_left, "file data")?;
-        self.data_left = 0;
+        let pad_left = self.pad_left;
         self.pull_exact(&mut raw, pad_left, "padding after file data")?;
         self.pad_left = 0;
         self.current = None;
@@ -297,7 +389,8 @@ impl<R: Read> Scanner<R> {
                 if ext.any {
                     return Err(self.err(header_offset, TarErrorKind::DanglingExtension));
                 }
-                self.pull(&mut raw, u64::MAX)?;
+                // What follows is streamed by the caller, never gathered here.
+                self.trailing_from = Some(self.pos);
                 self.finished = true;
                 return Ok(Some(Item::End {
                     raw,
@@ -330,27 +423,9 @@ impl<R: Read> Scanner<R> {
                     apply_records(&mut ext.pax, records);
                     ext.any = true;
                 }
-                flag @ (b'L' | b'K') => {
-                    let mut payload = self.extension_payload(
-                        &mut raw,
-                        size,
-                        self.limits.max_long_name,
-                        "GNU long name",
-                    )?;
-                    if let Some(nul) = payload.iter().position(|&b| b == 0) {
-                        payload.truncate(nul);
-                    }
-                    if flag == b'L' {
-                        ext.long_name = Some(payload);
-                    } else {
-                        ext.long_link = Some(payload);
-                    }
-                    ext.any = true;
-                }
+                flag @ (b'L' | b'K') => self.long_name(&mut raw, size, flag, &mut ext)?,
                 b'V' => {
-                    // A GNU volume label: kept in the stream, not a file.
-                    let pad = padding(size);
-                    self.pull_exact(&mut raw, size + pad, "volume label")?;
+                    self.volume_label(&mut raw, size, header_offset)?;
                     if ext.any {
                         return Err(self.err(header_offset, TarErrorKind::DanglingExtension));
                     }
@@ -363,6 +438,41 @@ impl<R: Read> Scanner<R> {
                 }
             }
         }
+    }
+
+    /// Reads a GNU long name (`L`) or long link (`K`) into `raw` and `ext`.
+    fn long_name(
+        &mut self,
+        raw: &mut Vec<u8>,
+        size: u64,
+        flag: u8,
+        ext: &mut Extensions,
+    ) -> Result<()> {
+        let limit = self.limits.max_long_name;
+        let mut payload = self.extension_payload(raw, size, limit, "GNU long name")?;
+        if let Some(nul) = payload.iter().position(|&b| b == 0) {
+            payload.truncate(nul);
+        }
+        if flag == b'L' {
+            ext.long_name = Some(payload);
+        } else {
+            ext.long_link = Some(payload);
+        }
+        ext.any = true;
+        Ok(())
+    }
+
+    /// Reads a GNU volume label's payload into `raw`: kept in the stream,
+    /// not a file. It is gathered with the headers, so its size is capped
+    /// like a long name's (GNU tar writes none at all).
+    fn volume_label(&mut self, raw: &mut Vec<u8>, size: u64, header_offset: u64) -> Result<()> {
+        let limit = self.limits.max_long_name;
+        if size > limit {
+            let what = "GNU volume label";
+            let kind = TarErrorKind::TooLarge { what, size, limit };
+            return Err(self.err(header_offset, kind));
+        }
+        self.pull_exact(raw, size + padding(size), "volume label")
     }
 
     /// Reads an extension header's payload (and padding) into `raw` and
@@ -710,7 +820,7 @@ mod tests {
     }
 
     #[test]
-    fn end_keeps_everything_after_the_first_zero_block() {
+    fn trailing_bytes_stream_after_the_first_zero_block() {
         let mut tar = header(b"a", b'0', 0, USTAR).to_vec();
         tar.extend_from_slice(&[0u8; BLOCK]);
         tar.extend_from_slice(b"garbage after a lone zero block");
@@ -719,11 +829,64 @@ mod tests {
         match s.next_item().unwrap() {
             Some(Item::End { raw, offset }) => {
                 assert_eq!(offset, BLOCK as u64);
-                assert_eq!(raw, &tar[BLOCK..]);
+                assert_eq!(raw, &tar[BLOCK..2 * BLOCK], "only the zero block");
             }
             other => panic!("{other:?}"),
         }
+        let mut rest = Vec::new();
+        while s.read_trailing(&mut rest, 5).unwrap() > 0 {}
+        assert_eq!(rest, &tar[2 * BLOCK..]);
         assert!(s.next_item().unwrap().is_none());
+    }
+
+    /// Reads every trailing byte, `piece` at a time.
+    fn trailing(tar: &[u8], limits: ScanLimits, piece: u64) -> Result<Vec<u8>> {
+        let mut s = Scanner::new(tar, NamePolicy::Replace, limits);
+        while let Some(Item::Entry(_)) = s.next_item()? {}
+        let mut rest = Vec::new();
+        while s.read_trailing(&mut rest, piece)? > 0 {}
+        Ok(rest)
+    }
+
+    #[test]
+    fn trailing_data_is_capped() {
+        let mut tar = header(b"a", b'0', 0, USTAR).to_vec();
+        tar.extend_from_slice(&[0u8; 3 * BLOCK]);
+        let limits = |max_trailing| ScanLimits {
+            max_trailing,
+            ..ScanLimits::default()
+        };
+        // Exactly at the cap is fine, whatever the piece size.
+        for piece in [1, 100, 2 * BLOCK as u64, u64::MAX] {
+            let rest = trailing(&tar, limits(2 * BLOCK as u64), piece).unwrap();
+            assert_eq!(rest.len(), 2 * BLOCK);
+        }
+        for piece in [1, 100, u64::MAX] {
+            let err = trailing(&tar, limits(2 * BLOCK as u64 - 1), piece).unwrap_err();
+            match &err {
+                Error::Tar {
+                    offset,
+                    kind: TarErrorKind::TrailingTooLarge { from, limit },
+                    ..
+                } => {
+                    assert_eq!((*from, *limit), (2 * BLOCK as u64, 2 * BLOCK as u64 - 1));
+                    assert_eq!(*offset, 4 * BLOCK as u64 - 1, "where the cap was passed");
+                }
+                other => panic!("{other}"),
+            }
+        }
+        // Data left unread is passed over, not gathered into the next raw.
+        let mut big = header(b"big", b'0', 3 * BLOCK as u64, USTAR).to_vec();
+        big.extend_from_slice(&[7u8; 3 * BLOCK]);
+        big.extend_from_slice(&header(b"next", b'0', 0, USTAR));
+        let mut s = Scanner::new(&big[..], NamePolicy::Replace, ScanLimits::default());
+        assert!(matches!(s.next_item().unwrap(), Some(Item::Entry(_))));
+        match s.next_item().unwrap() {
+            Some(Item::Entry(e)) => {
+                assert_eq!((e.raw.len(), e.raw_offset), (BLOCK, 4 * BLOCK as u64))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -753,6 +916,14 @@ mod tests {
         seal((&mut big[..BLOCK]).try_into().unwrap());
         let err = entries(&big).unwrap_err();
         assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        // A volume label is held with the headers: its size is capped too.
+        let label = header(b"label", b'V', 1 << 30, GNU);
+        let err = entries(&label).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("GNU volume label of 1073741824 bytes exceeds"),
+            "{err}"
+        );
         let bad_name = header(b"bad\xffname", b'0', 0, USTAR);
         let mut strict = Scanner::new(&bad_name[..], NamePolicy::Strict, ScanLimits::default());
         assert!(matches!(strict.next_item(), Err(Error::NonUtf8 { .. })));
