@@ -17,8 +17,8 @@ mod cmd_verify;
 mod input;
 mod mapped;
 mod output;
-mod place;
 mod partial;
+mod place;
 mod prefetch;
 mod progress;
 

@@ -128,3 +128,61 @@ fn a_path_deeper_than_readers_accept_is_not_converted() {
         other => panic!("{other}"),
     }
 }
+
+/// Largest uncompressed member of a blob, the TOC member excluded.
+fn largest_member(blob: &[u8]) -> usize {
+    let members = members(blob);
+    members[..members.len() - 1]
+        .iter()
+        .map(|(_, d)| d.len())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Converts `tar` streamed and in memory; both must give the same bytes.
+fn convert_both_ways(tar: &[u8]) -> Vec<u8> {
+    let opts = ConvertOptions::default();
+    let mut streamed = Vec::new();
+    convert(tar, &mut streamed, &opts).expect("streamed");
+    let mut in_memory = Vec::new();
+    convert_in_memory(Arc::new(tar.to_vec()), &mut in_memory, None, &opts).expect("in memory");
+    assert!(streamed == in_memory, "streamed and in-memory blobs differ");
+    let verified = verify(&streamed[..], &VerifyOptions::default());
+    assert!(verified.is_valid(), "{:?}", verified.problems);
+    assert_eq!(&common::gunzip(&streamed)[..tar.len()], tar, "lossless");
+    streamed
+}
+
+#[test]
+fn a_long_run_of_headers_is_split_into_members_of_bounded_size() {
+    // 12,000 empty directories in a row: 6 MB of headers with no file data
+    // to start a member. They used to pile up in one member, however many.
+    let entries: Vec<_> = (0..12_000)
+        .map(|i| common::tar_writer::dir(&format!("d{i}")))
+        .collect();
+    let tar = build_tar(Format::Ustar, &entries, 0);
+    let blob = convert_both_ways(&tar);
+    let cap = ConvertOptions::default().chunk_size as usize;
+    let largest = largest_member(&blob);
+    assert!(largest <= cap + 512, "a member of {largest} bytes");
+    assert!(members(&blob).len() >= 3, "the run was not split");
+}
+
+#[test]
+fn non_file_data_goes_into_members_piece_by_piece() {
+    // A GNU dumpdir carries data (the directory's listing); 9 MiB of it
+    // must not be held at once, nor fill one member.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::new(b'D'));
+    h.set_mode(0o755);
+    let listing = vec![b'Y'; 9 << 20];
+    h.set_size(listing.len() as u64);
+    h.set_cksum();
+    b.append_data(&mut h, "dumped/", &listing[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let blob = convert_both_ways(&tar);
+    let cap = ConvertOptions::default().chunk_size as usize;
+    let largest = largest_member(&blob);
+    assert!(largest <= cap + 512, "a member of {largest} bytes");
+}

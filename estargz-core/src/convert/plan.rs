@@ -92,6 +92,11 @@ pub struct Planner<R> {
     trailing: bool,
     /// Trailing bytes in the open member.
     trailing_in_open: u64,
+    /// Where the open member's last chunk ends (0: it holds none). What
+    /// follows it is headers and non-file data, bounded per member.
+    chunk_end_in_open: usize,
+    /// Data of a non-file entry (a GNU dumpdir's) still to add.
+    other_data_left: u64,
     user_names: HashMap<i64, String>,
     group_names: HashMap<i64, String>,
     done: bool,
@@ -137,6 +142,8 @@ impl<R: Read> Planner<R> {
             file: None,
             trailing: false,
             trailing_in_open: 0,
+            chunk_end_in_open: 0,
+            other_data_left: 0,
             user_names: HashMap::new(),
             group_names: HashMap::new(),
             done: false,
@@ -208,6 +215,17 @@ impl<R: Read> Planner<R> {
             chunks: std::mem::take(&mut self.open_chunks),
         });
         self.open_start = end;
+        self.chunk_end_in_open = 0;
+    }
+
+    /// The most a member takes of anything but file chunks: headers of
+    /// entries without data, non-file data and trailing bytes. As much as
+    /// a chunk, and at least 1 MiB, so that ordinary runs of headers stay
+    /// in one member as the reference writes them, while a tar of millions
+    /// of empty entries (or a gzip bomb of them) costs no more memory than
+    /// a large file.
+    fn member_cap(&self) -> u64 {
+        self.chunk_size.max(TRAILING_PIECE)
     }
 
     fn step(&mut self) -> Result<()> {
@@ -216,6 +234,19 @@ impl<R: Read> Planner<R> {
         }
         if self.trailing {
             return self.trailing_step();
+        }
+        // Between entries (or pieces of non-file data): where members end
+        // depends on the bytes and the chunk size only, alike in memory
+        // and streamed.
+        if (self.open_len() - self.chunk_end_in_open) as u64 >= self.member_cap() {
+            self.cut();
+            return Ok(());
+        }
+        if self.other_data_left > 0 {
+            let n = self.other_data_left.min(TRAILING_PIECE);
+            self.append_data(n)?;
+            self.other_data_left -= n;
+            return Ok(());
         }
         match self.scanner.next_item()? {
             None => self.done = true,
@@ -238,7 +269,7 @@ impl<R: Read> Planner<R> {
     /// memory than a large file. Where members end depends on the bytes and
     /// the chunk size only, so memory and stream input cut alike.
     fn trailing_step(&mut self) -> Result<()> {
-        let per_member = self.chunk_size.max(TRAILING_PIECE);
+        let per_member = self.member_cap();
         if self.trailing_in_open >= per_member {
             self.cut();
             self.trailing_in_open = 0;
@@ -275,8 +306,9 @@ impl<R: Read> Planner<R> {
         self.entries.push(toc_entry);
         self.header_offsets.push(e.header_offset);
         if e.kind != EntryKind::Regular {
-            // Only a GNU dumpdir carries data here; it stays in the open member.
-            self.append_data(e.size)?;
+            // Only a GNU dumpdir carries data here: it goes into the open
+            // member piece by piece (its size field allows 8 GiB).
+            self.other_data_left = e.size;
             return Ok(());
         }
         self.files += 1;
@@ -323,6 +355,7 @@ impl<R: Read> Planner<R> {
         }
         let start = self.open_len();
         self.append_data(len)?;
+        self.chunk_end_in_open = self.open_len();
         self.open_chunks.push(PlannedChunk {
             entry,
             file: f.reg,
