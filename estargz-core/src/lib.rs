@@ -28,7 +28,7 @@
 //! ```
 //!
 //! Modules, one concept each: [`footer`], [`toc`], [`tar`] (lossless
-//! scanning), [`convert`] (plan, codec, pipeline), [`blob_info`] (the digest
+//! scanning), [`convert`](mod@convert) (plan, codec, pipeline), [`blob_info`] (the digest
 //! tee), [`name`] (path cleaning), [`digest`], [`prioritize`] (prefetch
 //! ordering and landmarks; not lossless).
 

@@ -3,7 +3,7 @@
 //! The "bare codec on the same members" baseline for `benches/compare.sh`.
 //!
 //! It plans exactly the gzip members `estargz convert` would make from TAR
-//! (the same [`Scanner`] and [`Planner`], default name policy and scan
+//! (the same `Scanner` and `Planner`, default name policy and scan
 //! limits), keeps them all in memory, and only then times compressing every
 //! member with [`gzip_member`] in parallel on a rayon pool sized as the
 //! converter sizes its own (`--threads N`, else rayon's default: every core

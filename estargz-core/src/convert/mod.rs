@@ -2,7 +2,7 @@
 //!
 //! Layout follows `design.md`: [`plan`] scans the tar and decides member
 //! boundaries, [`compress`] turns each member into an independent gzip
-//! member, [`pipeline`] runs compression in parallel and assembles the
+//! member, `pipeline` runs compression in parallel and assembles the
 //! members, TOC and footer in order.
 
 pub mod compress;
@@ -56,7 +56,7 @@ pub struct ConvertOptions {
     /// Convert even an entry that makes readers refuse the TOC (a hardlink
     /// to a name absent from the layer, to a directory or in a cycle; a
     /// non-directory with children), which is otherwise
-    /// [`Error::UnreadableEntry`](crate::Error::UnreadableEntry). Such a blob
+    /// [`crate::Error::UnreadableEntry`]. Such a blob
     /// cannot be opened for lazy reads; it is still a valid gzip tar.
     pub skip_open_check: bool,
 }
