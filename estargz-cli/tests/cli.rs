@@ -661,23 +661,9 @@ fn convert_of_a_file_truncated_underneath_fails_cleanly() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("layer.tar");
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut state = 12345u32;
-    for i in 0..24 {
-        // Text-like bytes, slow to compress at level 12: the run lasts seconds.
-        let data: Vec<u8> = (0..1 << 20)
-            .map(|_| {
-                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                b"abcdefgh ijklmnop\n"[(state >> 16) as usize % 18]
-            })
-            .collect();
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append_data(&mut h, format!("f{i}"), &data[..]).unwrap();
-    }
-    std::fs::write(&input, tar.into_inner().unwrap()).unwrap();
+    let names: Vec<String> = (0..24).map(|i| format!("f{i}")).collect();
+    let files: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 1 << 20)).collect();
+    std::fs::write(&input, common::lcg_tar(&files, true)).unwrap();
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_estargz"))
@@ -721,21 +707,7 @@ fn convert_no_mmap_of_a_file_appended_to_underneath_fails_cleanly() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("layer.tar");
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut state = 12345u32;
-    // Text-like bytes, slow to compress at level 12: the run lasts seconds.
-    let data: Vec<u8> = (0..16 << 20)
-        .map(|_| {
-            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            b"abcdefgh ijklmnop\n"[(state >> 16) as usize % 18]
-        })
-        .collect();
-    let mut h = tar::Header::new_ustar();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    tar.append_data(&mut h, "big", &data[..]).unwrap();
-    std::fs::write(&input, tar.into_inner().unwrap()).unwrap();
+    std::fs::write(&input, common::lcg_tar(&[("big", 16 << 20)], true)).unwrap();
     let output = dir.path().join("out.esgz");
     let mut child = Command::new(env!("CARGO_BIN_EXE_estargz"))
         .args([

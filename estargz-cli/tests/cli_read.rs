@@ -1105,21 +1105,8 @@ fn usage_errors_exit_2() {
 fn unpack_of_a_blob_changed_underneath_fails() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut state = 12345u32;
-    let data: Vec<u8> = (0..16 << 20)
-        .map(|_| {
-            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            (state >> 16) as u8
-        })
-        .collect();
-    let mut h = tar::Header::new_ustar();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    tar.append_data(&mut h, "big", &data[..]).unwrap();
     let input = dir.path().join("layer.tar");
-    std::fs::write(&input, tar.into_inner().unwrap()).unwrap();
+    std::fs::write(&input, common::lcg_tar(&[("big", 16 << 20)], false)).unwrap();
     let blob = convert(&input, dir.path(), "layer.esgz").path;
     let mut child = estargz([OsStr::new("unpack"), blob.as_os_str()])
         .args(["-o", "-"])

@@ -51,55 +51,11 @@ pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the one HTTP date
-/// format senders must use (RFC 9110 §5.6.7). The two obsolete formats are
-/// not parsed: a `Retry-After` in them is ignored and the backoff applies.
+/// An HTTP date (RFC 9110 §5.6.7: the IMF-fixdate senders must use, and
+/// the two obsolete formats recipients must accept), by the `httpdate`
+/// crate, which hyper and reqwest use for the same header.
 fn parse_http_date(value: &str) -> Option<SystemTime> {
-    let mut fields = value.split(' ');
-    let _weekday = fields.next()?.strip_suffix(',')?;
-    let day: u64 = number(fields.next()?, 2)?;
-    let month = fields.next()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == month)? as u64
-        + 1;
-    let year: u64 = number(fields.next()?, 4)?;
-    let mut time = fields.next()?.split(':');
-    let (h, m, s) = (
-        number(time.next()?, 2)?,
-        number(time.next()?, 2)?,
-        number(time.next()?, 2)?,
-    );
-    if fields.next()? != "GMT" || fields.next().is_some() || time.next().is_some() {
-        return None;
-    }
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || year < 1970 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + h * 3600 + m * 60 + s;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
-}
-
-/// `digits` ASCII digits, as a number.
-fn number(field: &str, digits: usize) -> Option<u64> {
-    (field.len() == digits && field.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| field.parse().ok())
-        .flatten()
-}
-
-/// Days from 1970-01-01 to the given date (year ≥ 1970), after Howard
-/// Hinnant's `days_from_civil`.
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    httpdate::parse_http_date(value.trim()).ok()
 }
 
 #[cfg(test)]
@@ -118,10 +74,12 @@ mod tests {
             parse_http_date("Tue, 29 Feb 2000 23:59:59 GMT"),
             at(951_868_799)
         );
+        // The obsolete formats name the same instant.
+        for old in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            assert_eq!(parse_http_date(old), at(784_111_777), "{old:?}");
+        }
         for bad in [
             "",
-            "Sunday, 06-Nov-94 08:49:37 GMT",
-            "Sun Nov  6 08:49:37 1994",
             "Sun, 06 Nov 1994 08:49:37 UTC",
             "Sun, 6 Nov 1994 08:49:37 GMT",
             "Sun, 06 Foo 1994 08:49:37 GMT",

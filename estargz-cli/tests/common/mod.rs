@@ -201,3 +201,30 @@ pub fn convert_args<'a>(input: &'a Path, output: &'a Path, extra: &[&'a OsStr]) 
 mod reference;
 #[allow(unused_imports)] // each test binary uses a subset
 pub use reference::reference_driver;
+
+/// A ustar tar of `files` (name, size), their data from one linear
+/// congruential generator: text-like bytes, which are slow to compress at
+/// level 12 (so a run lasts seconds, long enough to change its input), or
+/// raw ones. The same arguments give the same bytes.
+pub fn lcg_tar(files: &[(&str, usize)], text_like: bool) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut state = 12345u32;
+    for (name, size) in files {
+        let data: Vec<u8> = (0..*size)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if text_like {
+                    b"abcdefgh ijklmnop\n"[(state >> 16) as usize % 18]
+                } else {
+                    (state >> 16) as u8
+                }
+            })
+            .collect();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    tar.into_inner().unwrap()
+}
