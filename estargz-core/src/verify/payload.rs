@@ -25,11 +25,14 @@ const FLUSH_BYTES: usize = 4 << 20;
 const TRAILING_PIECE: u64 = 1 << 20;
 
 /// A chunk waiting for its digest check.
-struct PendingChunk {
-    /// Its problem, should the digest not match.
-    mismatch: Problem,
+struct PendingChunk<'a> {
+    entry: &'a str,
+    toc_index: usize,
+    offset: Option<u64>,
+    chunk_offset: u64,
+    tar_offset: u64,
     data: Vec<u8>,
-    digest: String,
+    digest: &'a str,
 }
 
 fn chunk_mismatch(
@@ -52,7 +55,9 @@ fn flush_chunks(pending: &mut Vec<PendingChunk>, report: &mut VerifyReport) {
     let bad: Vec<Problem> = pending
         .par_iter()
         .filter(|c| Digest::of(&c.data).to_string() != c.digest)
-        .map(|c| c.mismatch.clone())
+        .map(|c| {
+            chunk_mismatch(c.entry, c.toc_index, c.offset, c.chunk_offset).tar_at(c.tar_offset)
+        })
         .collect();
     report.chunks += pending.len();
     report.problems.extend(bad);
@@ -109,12 +114,12 @@ struct PayloadWalk<'a, R> {
     /// Member starts, recorded by the payload reader as it decodes.
     starts: MemberStarts,
     /// Chunks waiting for their digest checks, and their bytes.
-    pending: Vec<PendingChunk>,
+    pending: Vec<PendingChunk<'a>>,
     pending_bytes: usize,
     buf: Vec<u8>,
 }
 
-impl<R: std::io::Read> PayloadWalk<'_, R> {
+impl<'a, R: std::io::Read> PayloadWalk<'a, R> {
     /// Every tar entry to the end of the payload. False if the payload
     /// could not be walked to its end.
     fn run(&mut self, report: &mut VerifyReport) -> bool {
@@ -225,9 +230,13 @@ impl<R: std::io::Read> PayloadWalk<'_, R> {
             } else if !c.chunk_digest.is_empty() {
                 self.pending_bytes += self.buf.len();
                 self.pending.push(PendingChunk {
-                    mismatch: at.mismatch(name).tar_at(entry.header_offset),
+                    entry: name,
+                    toc_index: ci,
+                    offset: at.offset(),
+                    chunk_offset: c_off,
+                    tar_offset: entry.header_offset,
                     data: std::mem::take(&mut self.buf),
-                    digest: c.chunk_digest.clone(),
+                    digest: &c.chunk_digest,
                 });
             }
             if self.pending_bytes >= FLUSH_BYTES {
