@@ -43,25 +43,14 @@ pub fn run(args: Args) -> Result<()> {
         },
     );
     if args.json {
-        let problems: Vec<serde_json::Value> = report
-            .problems
-            .iter()
-            .map(
-                |p| serde_json::json!({"entry": p.entry, "offset": p.offset, "message": p.message}),
-            )
-            .collect();
-        print_json(&serde_json::json!({
-            "blob": args.source.blob,
-            "valid": report.is_valid(),
-            "footer": report.footer.map(|k| k.to_string()),
-            "toc_digest": report.toc_digest.map(|d| d.to_string()),
-            "toc_offset": report.toc_offset,
-            "entries": report.entries,
-            "files": report.files,
-            "chunks": report.chunks,
-            "members": report.members,
-            "problems": problems,
-        }))?;
+        // The report's own serialization, with the blob's name and the
+        // verdict added; its keys come out sorted, as every JSON output's.
+        let mut json = serde_json::to_value(&report)?;
+        if let Some(object) = json.as_object_mut() {
+            object.insert("blob".into(), serde_json::json!(args.source.blob));
+            object.insert("valid".into(), serde_json::json!(report.is_valid()));
+        }
+        print_json(&json)?;
     } else {
         for p in &report.problems {
             eprintln!("estargz: {}: {p}", args.source.blob);

@@ -357,6 +357,53 @@ fn verify_json_report() {
     );
 }
 
+#[test]
+fn verify_json_says_what_the_library_reports() {
+    use estargz_core::verify::{verify, VerifyOptions};
+    let (dir, blob) = sample_blob();
+    let mut bytes = read(&blob.path);
+    let n = bytes.len();
+    bytes[n / 3 + n / 15] ^= 0xff;
+    let corrupt = dir.path().join("corrupt.esgz");
+    std::fs::write(&corrupt, &bytes).unwrap();
+
+    let wrong = sha256_digest(b"not the TOC");
+    for extra in [&[][..], &["--toc-digest", &wrong]] {
+        let out = run_on("verify", &corrupt, &[&["--json"], extra].concat());
+        assert_exit(&out, 1);
+        let cli = json_object(&out.stdout);
+        let library = verify(
+            &bytes[..],
+            &VerifyOptions {
+                expected_toc_digest: extra.get(1).map(|d| d.parse().unwrap()),
+                ..VerifyOptions::default()
+            },
+        );
+        let Value::Object(mut want) = serde_json::to_value(&library).unwrap() else {
+            panic!("the report does not serialize to an object");
+        };
+        want.insert("blob".into(), Value::from(corrupt.to_str().unwrap()));
+        want.insert("valid".into(), Value::Bool(false));
+        assert_eq!(cli, want, "{extra:?}");
+        // Each problem: a kind to match on, beside where it is.
+        for p in problems_of(&cli) {
+            assert!(p["kind"].is_string(), "{p}");
+            for key in ["entry", "toc_index", "offset", "tar_offset", "message"] {
+                assert!(p.get(key).is_some(), "{key} missing: {p}");
+            }
+        }
+        let kinds: Vec<&str> = problems_of(&cli)
+            .iter()
+            .filter_map(|p| p["kind"].as_str())
+            .collect();
+        if extra.is_empty() {
+            assert!(!kinds.contains(&"toc_digest_mismatch"), "{kinds:?}");
+        } else {
+            assert!(kinds.contains(&"toc_digest_mismatch"), "{kinds:?}");
+        }
+    }
+}
+
 /// The problems of `verify BLOB --json EXTRA...`, asserting exit code 1 and
 /// an invalid report with at least one problem.
 #[track_caller]

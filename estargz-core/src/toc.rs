@@ -207,6 +207,27 @@ impl TocEntry {
             chunk_digest: String::new(),
         }
     }
+
+    /// Length of the data this entry covers, for a file of `file_size`
+    /// bytes (its own size for a `reg` entry, its file's for a `chunk`):
+    /// the one rule the reader and the verifier share.
+    ///
+    /// A `reg` entry holds the first chunk: `chunkSize` bytes when that is
+    /// set and shorter than the file, else the whole file. A `chunk` entry
+    /// holds `chunkSize` bytes, or without one (the last chunk) the rest of
+    /// the file from its `chunkOffset`. `None` for other types, a negative
+    /// `chunkSize` or `chunkOffset`, or a last chunk starting past the end
+    /// of its file.
+    pub fn chunk_len(&self, file_size: u64) -> Option<u64> {
+        let chunk_size = u64::try_from(self.chunk_size).ok()?;
+        match self.kind {
+            EntryType::Reg if chunk_size > 0 && chunk_size < file_size => Some(chunk_size),
+            EntryType::Reg => Some(file_size),
+            EntryType::Chunk if chunk_size > 0 => Some(chunk_size),
+            EntryType::Chunk => file_size.checked_sub(u64::try_from(self.chunk_offset).ok()?),
+            _ => None,
+        }
+    }
 }
 
 impl Toc {

@@ -625,3 +625,128 @@ fn broken_toc_members_are_rejected() {
     };
     assert!(Blob::open(blob, &small).is_err());
 }
+
+/// A blob of two files in chunks of 4 bytes (a member each) and a hardlink.
+fn chunked_blob() -> (Vec<u8>, Digest) {
+    let entries = vec![
+        file("a.txt", "hello, world"),
+        file("b.txt", "0123456789abcdef"),
+        hardlink("c.txt", "a.txt"),
+    ];
+    let tar = build_tar(Format::Ustar, &entries, 100);
+    let (blob, report) = convert_with(&tar, 4);
+    assert!(check(&blob, report.toc_digest).is_valid());
+    (blob, report.toc_digest)
+}
+
+#[test]
+fn a_broken_chunk_is_reported_with_its_kind_entry_index_and_offsets() {
+    use estargz_core::verify::ProblemKind;
+    let (blob, _) = chunked_blob();
+    let toc = common::read_toc(&blob).0;
+    // b.txt's third chunk: its own member, one byte of it flipped.
+    let (index, chunk) = toc
+        .entries
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.name == "b.txt" && e.chunk_offset == 8)
+        .unwrap();
+    assert_eq!(chunk.kind, EntryType::Chunk);
+    let (bad, digest) = tamper(&blob, |members, _| {
+        let i = common::members(&blob)
+            .iter()
+            .position(|m| m.0 == chunk.offset as u64)
+            .unwrap();
+        members[i][chunk.inner_offset as usize] ^= 0x55;
+    });
+    let offset = common::read_toc(&bad).0.entries[index].offset as u64;
+    let v = check(&bad, digest);
+    let p = v
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::ChunkDigest)
+        .unwrap_or_else(|| panic!("no chunk digest problem: {:?}", v.problems));
+    assert_eq!(p.entry.as_deref(), Some("b.txt"));
+    assert_eq!(p.toc_index, Some(index));
+    assert_eq!(p.offset, Some(offset));
+    assert!(p.tar_offset.is_some(), "{p:?}");
+    assert_eq!(
+        p.to_string(),
+        format!("entry \"b.txt\": at byte {offset}: {}", p.message)
+    );
+    // The file's digest fails too, named at its first member.
+    let file = v
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::FileDigest)
+        .unwrap_or_else(|| panic!("no file digest problem: {:?}", v.problems));
+    let reg = toc.entries.iter().position(|e| e.name == "b.txt").unwrap();
+    assert_eq!(file.toc_index, Some(reg));
+    assert_eq!(file.entry.as_deref(), Some("b.txt"));
+
+    // Serialized: the kind by its snake_case name, every field beside it.
+    let json = serde_json::to_value(p).unwrap();
+    assert_eq!(json["kind"], "chunk_digest");
+    assert_eq!(json["entry"], "b.txt");
+    assert_eq!(json["toc_index"], index as u64);
+    assert_eq!(json["offset"], offset);
+    assert_eq!(json["message"], p.message.as_str());
+}
+
+#[test]
+fn a_tar_toc_mismatch_carries_offsets_its_text_does_not_name() {
+    use estargz_core::verify::ProblemKind;
+    let (blob, _) = chunked_blob();
+    let (bad, digest) = tamper(&blob, |_, toc| {
+        let e = toc.entries.iter_mut().find(|e| e.name == "a.txt").unwrap();
+        e.size += 1;
+    });
+    let toc = common::read_toc(&bad).0;
+    let reg = toc.entries.iter().position(|e| e.name == "a.txt").unwrap();
+    let v = check(&bad, digest);
+    let p = v
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::SizeMismatch)
+        .unwrap_or_else(|| panic!("no size mismatch: {:?}", v.problems));
+    assert_eq!(p.entry.as_deref(), Some("a.txt"));
+    assert_eq!(p.toc_index, Some(reg));
+    assert_eq!(p.offset, Some(toc.entries[reg].offset as u64));
+    // a.txt is the first entry: its header opens the payload.
+    assert_eq!(p.tar_offset, Some(0));
+    assert_eq!(
+        p.to_string(),
+        "entry \"a.txt\": size 12 in the tar, 13 in the TOC"
+    );
+}
+
+#[test]
+fn an_index_error_keeps_its_entry_and_toc_index() {
+    use estargz_core::verify::ProblemKind;
+    let (blob, _) = chunked_blob();
+    let (bad, digest) = tamper(&blob, |_, toc| {
+        let e = toc.entries.iter_mut().find(|e| e.name == "c.txt").unwrap();
+        e.link_name = "missing.txt".into();
+    });
+    let toc = common::read_toc(&bad).0;
+    let link = toc.entries.iter().position(|e| e.name == "c.txt").unwrap();
+    let v = check(&bad, digest);
+    let p = v
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::Index)
+        .unwrap_or_else(|| panic!("no index problem: {:?}", v.problems));
+    assert_eq!(p.entry.as_deref(), Some("c.txt"));
+    assert_eq!(p.toc_index, Some(link));
+    // The text is the library error's, which names both already.
+    assert_eq!(p.to_string(), p.message);
+    assert!(p
+        .message
+        .starts_with(&format!("TOC entry {link} (\"c.txt\")")));
+    let l = v
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::LinkMismatch)
+        .unwrap_or_else(|| panic!("no link mismatch: {:?}", v.problems));
+    assert_eq!((l.toc_index, l.offset), (Some(link), None));
+}

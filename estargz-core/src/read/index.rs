@@ -207,17 +207,14 @@ impl Index {
             let offset = non_negative(i, e, "offset", e.offset)?;
             let inner_offset = non_negative(i, e, "innerOffset", e.inner_offset)?;
             let chunk_offset = non_negative(i, e, "chunkOffset", e.chunk_offset)?;
-            let chunk_size = non_negative(i, e, "chunkSize", e.chunk_size)?;
+            non_negative(i, e, "chunkSize", e.chunk_size)?; // read by chunk_len below
             if e.kind == EntryType::Chunk {
                 let file = last_file
                     .filter(|&f| Some(f) == last_non_chunk)
                     .ok_or_else(|| invalid(i, e, "chunk entry does not follow a regular file"))?;
                 let node = &mut idx.nodes[file];
-                let size = if chunk_size == 0 {
-                    node.size.saturating_sub(chunk_offset)
-                } else {
-                    chunk_size
-                };
+                // A last chunk starting past its file's end covers nothing.
+                let size = e.chunk_len(node.size).unwrap_or(0);
                 node.chunks.push(Chunk {
                     toc_index: i,
                     offset,
@@ -268,11 +265,7 @@ impl Index {
                 toc_index: Some(i),
             };
             if e.kind == EntryType::Reg && size > 0 {
-                let first = if chunk_size > 0 && chunk_size < size {
-                    chunk_size
-                } else {
-                    size
-                };
+                let first = e.chunk_len(size).unwrap_or(size);
                 node.chunks.push(Chunk {
                     toc_index: i,
                     offset,

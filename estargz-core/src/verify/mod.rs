@@ -11,16 +11,22 @@
 //!    where the TOC says and matches its `chunkDigest`, and every file its
 //!    `digest`. Chunk digests are checked in parallel batches.
 //!
-//! Every problem found is reported with the entry and offset concerned.
+//! Every problem found is a [`Problem`]: a [`ProblemKind`] to match on, the
+//! entry, its position in the TOC and the blob offset concerned where they
+//! apply, and a message.
 
 mod payload;
+mod problem;
 mod structure;
+
+pub use problem::{Problem, ProblemKind};
 
 use crate::digest::Digest;
 use crate::footer::FooterKind;
 use crate::read::{Index, OpenOptions, ReadAt, TocInfo};
 use crate::toc::{EntryType, TocEntry};
 use payload::{check_chunks_random_access, walk_payload};
+use serde::{Serialize, Serializer};
 use structure::check_structure;
 
 /// What to verify against.
@@ -32,35 +38,16 @@ pub struct VerifyOptions {
     pub open: OpenOptions,
 }
 
-/// One problem found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The entry concerned, as named in the TOC or tar.
-    pub entry: Option<String>,
-    /// The blob offset concerned.
-    pub offset: Option<u64>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(e) = &self.entry {
-            write!(f, "entry {e:?}: ")?;
-        }
-        if let Some(o) = self.offset {
-            write!(f, "at byte {o}: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-/// The outcome of [`verify`].
-#[derive(Debug, Clone, Default)]
+/// The outcome of [`verify`]. Serializes (with serde) to the object
+/// `estargz verify --json` prints, less its `blob` and `valid` keys: the
+/// footer and digest as their display text.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyReport {
     /// Footer layout, when one was found.
+    #[serde(serialize_with = "as_display")]
     pub footer: Option<FooterKind>,
     /// Digest of the stored TOC JSON, when it could be read.
+    #[serde(serialize_with = "as_display")]
     pub toc_digest: Option<Digest>,
     /// Offset of the TOC member.
     pub toc_offset: Option<u64>,
@@ -76,18 +63,22 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
 }
 
+/// `Some(x)` as the string `x.to_string()`, `None` as null.
+fn as_display<T: std::fmt::Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
 impl VerifyReport {
     /// True when no problem was found.
     pub fn is_valid(&self) -> bool {
         self.problems.is_empty()
     }
 
-    fn problem(&mut self, entry: Option<&str>, offset: Option<u64>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            entry: entry.map(str::to_string),
-            offset,
-            message: message.into(),
-        });
+    fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
     }
 }
 
@@ -117,8 +108,11 @@ pub fn verify<S: ReadAt>(source: S, opts: &VerifyOptions) -> VerifyReport {
     let (info, source) = match TocInfo::read(source, &opts.open) {
         Ok(v) => v,
         Err(e) => {
-            // The message already names the offset where one applies.
-            report.problem(None, None, e.to_string());
+            let kind = match e {
+                crate::Error::Footer(_) => ProblemKind::Footer,
+                _ => ProblemKind::Toc,
+            };
+            report.push(Problem::from_error(kind, &e));
             return report;
         }
     };
@@ -128,21 +122,27 @@ pub fn verify<S: ReadAt>(source: S, opts: &VerifyOptions) -> VerifyReport {
     report.entries = info.toc.entries.len();
     let footer_at = info.blob_size - info.footer.kind.size() as u64;
     for w in &info.footer.warnings {
-        report.problem(None, Some(footer_at), format!("footer: {w}"));
+        report.push(
+            Problem::new(ProblemKind::FooterWarning, format!("footer: {w}")).at(Some(footer_at)),
+        );
     }
     if info.slack > 0 {
-        report.problem(
-            None,
-            Some(info.toc_offset),
-            format!("{} bytes between the TOC member and the footer", info.slack),
+        report.push(
+            Problem::new(
+                ProblemKind::TocSlack,
+                format!("{} bytes between the TOC member and the footer", info.slack),
+            )
+            .at(Some(info.toc_offset)),
         );
     }
     if let Some(want) = opts.expected_toc_digest {
         if want != info.digest {
-            report.problem(
-                None,
-                Some(info.toc_offset),
-                format!("TOC digest is {}, expected {want}", info.digest),
+            report.push(
+                Problem::new(
+                    ProblemKind::TocDigestMismatch,
+                    format!("TOC digest is {}, expected {want}", info.digest),
+                )
+                .at(Some(info.toc_offset)),
             );
         }
     }
@@ -150,7 +150,7 @@ pub fn verify<S: ReadAt>(source: S, opts: &VerifyOptions) -> VerifyReport {
     let index = match Index::build(&info.toc, info.payload_end, &opts.open.index) {
         Ok(index) => Some(index),
         Err(e) => {
-            report.problem(None, None, e.to_string());
+            report.push(Problem::from_error(ProblemKind::Index, &e));
             None
         }
     };
