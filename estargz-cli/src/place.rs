@@ -25,12 +25,21 @@ use std::path::Path;
 ///
 /// With `force`, `dst` is replaced and what it held ends up at `new` or at
 /// `aside`; both must lie inside the tracked temporary directory.
+///
+/// The signal handler is held off throughout: it removes the temporary
+/// directory with `remove_dir_all`, which is not atomic, and a rename that
+/// ran while it was half way through would put a half-deleted image at
+/// `dst` (seen in a run interrupted at the wrong moment: a DST without its
+/// `index.json`). Held off, the handler runs either before the rename
+/// (DST keeps the old image) or after it (DST has the new one).
 pub fn place(new: &Path, dst: &Path, aside: &Path, force: bool) -> Result<()> {
-    if force {
-        replace(new, dst, aside)
-    } else {
-        create(new, dst)
-    }
+    without_interruption(|| {
+        if force {
+            replace(new, dst, aside)
+        } else {
+            create(new, dst)
+        }
+    })
 }
 
 fn create(new: &Path, dst: &Path) -> Result<()> {
@@ -95,11 +104,11 @@ fn replace_in_two_steps(new: &Path, dst: &Path, aside: &Path) -> Result<()> {
         Err(e) if occupied(&e) => {}
         Err(e) => return Err(e).with_context(|| cannot_rename(dst)),
     }
-    // Between the two renames `dst` holds neither image, so a signal must
-    // not end the process there: the handler waits, and then finds the
-    // replaced destination at `aside` (or, on failure, the new output at
-    // `new`), inside the temporary directory it removes.
-    without_interruption(|| {
+    // Between the two renames `dst` holds neither image; `place` holds the
+    // signal handler off, so it then finds the replaced destination at
+    // `aside` (or, on failure, the new output at `new`), inside the
+    // temporary directory it removes.
+    {
         std::fs::rename(dst, aside)
             .with_context(|| format!("cannot move the existing {} aside", dst.display()))?;
         if let Err(e) = std::fs::rename(new, dst) {
@@ -119,7 +128,7 @@ fn replace_in_two_steps(new: &Path, dst: &Path, aside: &Path) -> Result<()> {
             };
         }
         Ok(())
-    })
+    }
 }
 
 /// What rename(2) says when the destination is in the way.
