@@ -9,9 +9,10 @@ use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::blob_info::MEDIA_TYPE_LAYER_GZIP;
 use estargz_core::convert::{convert_in_memory, SharedInput};
+use estargz_core::prioritize::ReorderReport;
 use estargz_core::tar::{NamePolicy, ScanLimits};
 use estargz_core::{convert, convert_external_toc, ConvertOptions, ConvertReport};
-use std::io::{Read, Write};
+use std::io::{BufWriter, Read, StdoutLock, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -154,6 +155,47 @@ fn derived_output(input: &str) -> PathBuf {
 
 pub fn run(args: Args) -> Result<()> {
     let options = args.encoding.convert_options(args.threads)?;
+    let target = destination(&args)?;
+    // Destinations first: a bad one fails before the input is read.
+    let mut outputs = Outputs::create(target.as_deref(), args.external_toc.as_deref())?;
+    let prefetch = prefetch::Request::from_flags(
+        args.prioritized_files.as_deref(),
+        args.allow_missing,
+        args.no_prefetch_landmark,
+    )?;
+    let (input, progress) = Input::open(&args, prefetch.as_ref(), &options)?;
+    let reordered = input.reordered.clone();
+    let report = convert_into(&args, &options, input, &mut outputs)?;
+    progress.finish();
+    for warning in &report.warnings {
+        eprintln!("estargz: warning: {warning}");
+    }
+    let output_name = target
+        .as_ref()
+        .map_or("-".to_string(), |p| p.display().to_string());
+    if args.json {
+        let mut json = report_json(&args, &output_name, &options, &report, reordered.is_none())?;
+        if let (Some(request), Some(reordered)) = (&prefetch, &reordered) {
+            let toc = TocArgs {
+                external_toc: args.external_toc.clone(),
+            };
+            let open = toc.open_options()?;
+            prefetch::add_to_json(&mut json, request, reordered, target.as_deref(), &open);
+        }
+        print_json(&json)?;
+    }
+    if !args.quiet {
+        summary(&args.input, &output_name, &report, reordered.is_none());
+        if let (Some(request), Some(reordered)) = (&prefetch, &reordered) {
+            prefetch::summary(request, reordered);
+        }
+    }
+    Ok(())
+}
+
+/// Where the blob goes (`None`: stdout), after the checks on the command
+/// line that need no file opened.
+fn destination(args: &Args) -> Result<Option<PathBuf>> {
     let target = match (&args.output, args.input.as_str()) {
         (Some(o), _) if o == "-" => None,
         (Some(o), _) => Some(PathBuf::from(o)),
@@ -183,85 +225,112 @@ pub fn run(args: Args) -> Result<()> {
             .into());
         }
     }
-    // Destinations first: a bad one fails before the input is read.
-    let mut out_file = target.as_deref().map(AtomicFile::create).transpose()?;
-    let mut stdout = match target {
-        Some(_) => None,
-        None => Some(binary_stdout()?),
-    };
-    let mut toc_file = args
-        .external_toc
-        .as_deref()
-        .map(AtomicFile::create)
-        .transpose()?;
-    let prefetch = prefetch::Request::from_flags(
-        args.prioritized_files.as_deref(),
-        args.allow_missing,
-        args.no_prefetch_landmark,
-    )?;
-    // A regular-file input read as a stream (reordered, or --no-mmap) is
-    // checked for changes like a mapped one; the reorder opens it itself,
-    // so it is watched from before that.
-    let mut watch = match &prefetch {
-        Some(_) => Watch::open(&args.input)?,
-        None => None,
-    };
-    let (reordered_tar, reordered, input_size) = match &prefetch {
-        Some(request) => {
-            let tar = request.reorder(&args.input, options.names, args.quiet)?;
-            let report = tar.report().clone();
-            let size = report.tar_size;
-            (Some(tar), Some(report), Some(size))
-        }
-        None => {
-            let size = std::fs::metadata(&args.input)
-                .ok()
-                .filter(|m| m.is_file() && args.input != "-")
-                .map(|m| m.len());
-            (None, None, size)
-        }
-    };
-    let progress = Progress::bytes("converting", input_size, args.quiet);
-    // A reordered tar is a stream over a spooled or reordered copy; the
-    // input itself is mapped unless --no-mmap or it is not a regular file.
-    let mapped = match (&reordered_tar, args.no_mmap) {
-        (None, false) => MappedTar::open(&args.input, progress.bar())?.map(Arc::new),
-        _ => None,
-    };
-    let source = match (reordered_tar, &mapped) {
-        (Some(tar), _) => Source::Stream(Box::new(progress.reader(tar))),
-        (None, Some(map)) => Source::Mapped(map.clone()),
-        (None, None) => {
-            let (input, input_watch) = open_input(&args.input)?;
-            watch = input_watch;
-            Source::Stream(Box::new(progress.reader(input)))
-        }
-    };
-    let context = || {
-        format!(
-            "converting {}{}",
-            if args.input == "-" {
-                "stdin"
-            } else {
-                &args.input
-            },
-            if reordered.is_some() {
-                " (reordered: byte offsets are in the reordered tar)"
-            } else {
-                ""
+    Ok(target)
+}
+
+/// The files `convert` writes, created before anything is read.
+struct Outputs {
+    /// The blob file; `None` when the blob goes to stdout.
+    file: Option<AtomicFile>,
+    stdout: Option<BufWriter<StdoutLock<'static>>>,
+    /// `--external-toc`'s file.
+    toc: Option<AtomicFile>,
+}
+
+impl Outputs {
+    fn create(target: Option<&Path>, external_toc: Option<&Path>) -> Result<Outputs> {
+        let file = target.map(AtomicFile::create).transpose()?;
+        let stdout = match target {
+            Some(_) => None,
+            None => Some(binary_stdout()?),
+        };
+        let toc = external_toc.map(AtomicFile::create).transpose()?;
+        Ok(Outputs { file, stdout, toc })
+    }
+}
+
+/// The input, opened for the conversion.
+struct Input {
+    source: Source,
+    /// The map behind a [`Source::Mapped`], to check it after the conversion.
+    mapped: Option<Arc<MappedTar>>,
+    /// A regular file read as a stream, to check the same way.
+    watch: Option<Watch>,
+    /// What the reorder did, when the tar was reordered first.
+    reordered: Option<ReorderReport>,
+}
+
+impl Input {
+    fn open(
+        args: &Args,
+        prefetch: Option<&prefetch::Request>,
+        options: &ConvertOptions,
+    ) -> Result<(Input, Progress)> {
+        // A regular-file input read as a stream (reordered, or --no-mmap) is
+        // checked for changes like a mapped one; the reorder opens it itself,
+        // so it is watched from before that.
+        let mut watch = match prefetch {
+            Some(_) => Watch::open(&args.input)?,
+            None => None,
+        };
+        let (reordered_tar, reordered, input_size) = match prefetch {
+            Some(request) => {
+                let tar = request.reorder(&args.input, options.names, args.quiet)?;
+                let report = tar.report().clone();
+                let size = report.tar_size;
+                (Some(tar), Some(report), Some(size))
             }
-        )
-    };
-    let write_blob = |out: &mut dyn Write| -> Result<ConvertReport> {
-        let report = match (source, toc_file.as_mut()) {
+            None => {
+                let size = std::fs::metadata(&args.input)
+                    .ok()
+                    .filter(|m| m.is_file() && args.input != "-")
+                    .map(|m| m.len());
+                (None, None, size)
+            }
+        };
+        let progress = Progress::bytes("converting", input_size, args.quiet);
+        // A reordered tar is a stream over a spooled or reordered copy; the
+        // input itself is mapped unless --no-mmap or it is not a regular file.
+        let mapped = match (&reordered_tar, args.no_mmap) {
+            (None, false) => MappedTar::open(&args.input, progress.bar())?.map(Arc::new),
+            _ => None,
+        };
+        let source = match (reordered_tar, &mapped) {
+            (Some(tar), _) => Source::Stream(Box::new(progress.reader(tar))),
+            (None, Some(map)) => Source::Mapped(map.clone()),
+            (None, None) => {
+                let (input, input_watch) = open_input(&args.input)?;
+                watch = input_watch;
+                Source::Stream(Box::new(progress.reader(input)))
+            }
+        };
+        let input = Input {
+            source,
+            mapped,
+            watch,
+            reordered,
+        };
+        Ok((input, progress))
+    }
+
+    /// Converts into `out` (and `toc`), then checks the input file did not
+    /// change meanwhile.
+    fn convert(
+        self,
+        out: &mut dyn Write,
+        toc: Option<&mut AtomicFile>,
+        options: &ConvertOptions,
+        context: impl Fn() -> String,
+    ) -> Result<ConvertReport> {
+        let report = match (self.source, toc) {
             (Source::Stream(input), Some(toc)) => {
-                convert_external_toc(input, out, toc.writer(), &options)
+                convert_external_toc(input, out, toc.writer(), options)
             }
-            (Source::Stream(input), None) => convert(input, out, &options),
+            (Source::Stream(input), None) => convert(input, out, options),
             (Source::Mapped(map), toc) => {
                 let mut toc_writer = toc.map(|t| t.writer());
                 let toc_out = toc_writer.as_mut().map(|w| w as &mut dyn Write);
-                convert_in_memory(map as SharedInput, out, toc_out, &options)
+                convert_in_memory(map as SharedInput, out, toc_out, options)
             }
         }
         .map_err(|e| match e {
@@ -271,52 +340,99 @@ pub fn run(args: Args) -> Result<()> {
             e => e.into(),
         })
         .with_context(context)?;
-        if let Some(map) = &mapped {
+        if let Some(map) = &self.mapped {
             map.check_unchanged()?;
         }
-        if let Some(watch) = &watch {
+        if let Some(watch) = &self.watch {
             watch.check_unchanged()?;
         }
         Ok(report)
+    }
+}
+
+/// Converts `input` into `outputs`, commits them and closes stdout.
+fn convert_into(
+    args: &Args,
+    options: &ConvertOptions,
+    input: Input,
+    outputs: &mut Outputs,
+) -> Result<ConvertReport> {
+    let reordered = input.reordered.is_some();
+    let context = || {
+        format!(
+            "converting {}{}",
+            if args.input == "-" {
+                "stdin"
+            } else {
+                &args.input
+            },
+            if reordered {
+                " (reordered: byte offsets are in the reordered tar)"
+            } else {
+                ""
+            }
+        )
     };
-    let report = match (out_file.as_mut(), stdout.as_mut()) {
-        (Some(file), _) => write_blob(&mut file.writer())?,
-        (None, Some(stdout)) => write_blob(stdout)?,
+    let toc = outputs.toc.as_mut();
+    let report = match (outputs.file.as_mut(), outputs.stdout.as_mut()) {
+        (Some(file), _) => input.convert(&mut file.writer(), toc, options, context)?,
+        (None, Some(stdout)) => input.convert(stdout, toc, options, context)?,
         (None, None) => unreachable!("an output was opened above"),
     };
-    if let Some(toc) = toc_file {
+    if let Some(toc) = outputs.toc.take() {
         toc.commit()?;
     }
-    if let Some(file) = out_file {
+    if let Some(file) = outputs.file.take() {
         file.commit()?;
     }
-    drop(stdout);
-    progress.finish();
-    for warning in &report.warnings {
-        eprintln!("estargz: warning: {warning}");
+    drop(outputs.stdout.take());
+    Ok(report)
+}
+
+/// `--json`'s object: the converter's report and what the command line adds.
+#[derive(serde::Serialize)]
+struct ReportJson<'a> {
+    input: &'a str,
+    output: &'a str,
+    media_type: &'static str,
+    #[serde(flatten)]
+    report: &'a ConvertReport,
+    /// False when the tar was reordered first.
+    lossless: bool,
+    level: u32,
+    chunk_size: u64,
+    min_chunk_size: u64,
+}
+
+fn report_json(
+    args: &Args,
+    output: &str,
+    options: &ConvertOptions,
+    report: &ConvertReport,
+    lossless: bool,
+) -> Result<serde_json::Value> {
+    let mut json = serde_json::to_value(ReportJson {
+        input: &args.input,
+        output,
+        media_type: MEDIA_TYPE_LAYER_GZIP,
+        report,
+        lossless,
+        level: options.level,
+        chunk_size: options.chunk_size,
+        min_chunk_size: options.min_chunk_size,
+    })?;
+    // The TOC file's path is the command line's, not the converter's.
+    if let Some(toc) = json
+        .get_mut("external_toc")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        let path = args
+            .external_toc
+            .as_deref()
+            .map(|p| p.display().to_string());
+        toc.insert("path".into(), path.into());
     }
-    let output_name = target
-        .as_ref()
-        .map_or("-".to_string(), |p| p.display().to_string());
-    if args.json {
-        let toc_path = args.external_toc.as_deref();
-        let mut json = report_json(&args.input, &output_name, toc_path, &options, &report);
-        if let (Some(request), Some(reordered)) = (&prefetch, &reordered) {
-            let toc = TocArgs {
-                external_toc: args.external_toc.clone(),
-            };
-            let open = toc.open_options()?;
-            prefetch::add_to_json(&mut json, request, reordered, target.as_deref(), &open);
-        }
-        print_json(&json)?;
-    }
-    if !args.quiet {
-        summary(&args.input, &output_name, &report, reordered.is_none());
-        if let (Some(request), Some(reordered)) = (&prefetch, &reordered) {
-            prefetch::summary(request, reordered);
-        }
-    }
-    Ok(())
+    Ok(json)
 }
 
 /// Where `convert` reads the tar from.
@@ -335,41 +451,6 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Whether two paths name the same file, existing or not yet.
 fn same_path(a: &Path, b: &Path) -> bool {
     a == b || same_file(a, b)
-}
-
-fn report_json(
-    input: &str,
-    output: &str,
-    toc_path: Option<&Path>,
-    options: &ConvertOptions,
-    r: &ConvertReport,
-) -> serde_json::Value {
-    serde_json::json!({
-        "input": input,
-        "output": output,
-        "media_type": MEDIA_TYPE_LAYER_GZIP,
-        "digest": r.blob.digest.to_string(),
-        "size": r.blob.size,
-        "diff_id": r.blob.diff_id.to_string(),
-        "uncompressed_size": r.blob.uncompressed_size,
-        "toc_digest": r.toc_digest.to_string(),
-        "toc_offset": if r.external_toc.is_some() { None } else { Some(r.toc_offset) },
-        "external_toc": r.external_toc.as_ref().map(|t| serde_json::json!({
-            "path": toc_path.map(|p| p.display().to_string()),
-            "digest": t.digest.to_string(),
-            "size": t.size,
-        })),
-        "annotations": r.annotations(),
-        "lossless": true,
-        "tar_size": r.tar_size,
-        "entries": r.toc_entries,
-        "files": r.files,
-        "chunks": r.chunks,
-        "level": options.level,
-        "chunk_size": options.chunk_size,
-        "min_chunk_size": options.min_chunk_size,
-        "warnings": r.warnings,
-    })
 }
 
 fn summary(input: &str, output: &str, r: &ConvertReport, lossless: bool) {

@@ -5,9 +5,8 @@ use crate::output::print_json;
 use anyhow::{Context, Result};
 use estargz_core::blob_info::{layer_annotations, MEDIA_TYPE_LAYER_GZIP};
 use estargz_core::blob_info_of;
-use estargz_core::read::RangeReader;
+use estargz_core::read::{Prefetch, RangeReader};
 use estargz_core::toc::EntryType;
-use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 
 /// Describe a blob: footer, TOC, counts, prefetch landmark, digests and annotations.
@@ -27,22 +26,15 @@ pub fn run(args: Args) -> Result<()> {
     let whole = BufReader::with_capacity(1 << 20, RangeReader::new(blob.source(), 0, blob.size()));
     let info = blob_info_of(whole).with_context(|| format!("reading {}", args.source.blob))?;
     let toc = blob.toc();
-    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-    for e in &toc.entries {
-        *kinds.entry(e.kind.as_str()).or_default() += 1;
-    }
-    let data_entries = toc
-        .entries
-        .iter()
-        .filter(|e| e.kind == EntryType::Chunk || (e.kind == EntryType::Reg && e.size > 0))
-        .count();
-    let prefetch = match (
-        blob.index().prefetch_end(),
-        blob.index().has_no_prefetch_landmark(),
-    ) {
-        (Some(end), _) => serde_json::json!({"landmark": ".prefetch.landmark", "end": end}),
-        (None, true) => serde_json::json!({"landmark": ".no.prefetch.landmark"}),
-        (None, false) => serde_json::Value::Null,
+    let kinds = toc.kind_counts();
+    let data_entries = toc.data_entries();
+    let prefetch = blob.index().prefetch();
+    let prefetch_json = match prefetch {
+        Some(p @ Prefetch::Until { end }) => {
+            serde_json::json!({"landmark": p.landmark(), "end": end})
+        }
+        Some(p @ Prefetch::Nothing) => serde_json::json!({"landmark": p.landmark()}),
+        None => serde_json::Value::Null,
     };
     let annotations = layer_annotations(&blob.toc_digest(), info.uncompressed_size);
     let value = serde_json::json!({
@@ -58,9 +50,9 @@ pub fn run(args: Args) -> Result<()> {
         "toc_json_size": blob.toc_json_len(),
         "entries": toc.entries.len(),
         "types": kinds,
-        "files": kinds.get("reg").copied().unwrap_or(0),
+        "files": kinds.get(EntryType::Reg.as_str()).copied().unwrap_or(0),
         "chunks": data_entries,
-        "prefetch": prefetch,
+        "prefetch": prefetch_json,
         "annotations": annotations,
     });
     if args.json {
@@ -96,13 +88,11 @@ pub fn run(args: Args) -> Result<()> {
     writeln!(
         out,
         "prefetch           {}",
-        match (
-            blob.index().prefetch_end(),
-            blob.index().has_no_prefetch_landmark()
-        ) {
-            (Some(end), _) => format!("bytes [0, {end}) before .prefetch.landmark"),
-            (None, true) => "none (.no.prefetch.landmark)".into(),
-            (None, false) => "no landmark".into(),
+        match prefetch {
+            Some(p @ Prefetch::Until { end }) =>
+                format!("bytes [0, {end}) before {}", p.landmark()),
+            Some(p @ Prefetch::Nothing) => format!("none ({})", p.landmark()),
+            None => "no landmark".into(),
         }
     )?;
     writeln!(out, "annotations")?;

@@ -3,7 +3,7 @@
 use crate::input::BlobArgs;
 use crate::output::{print_json, text_stdout};
 use anyhow::Result;
-use estargz_core::read::{owner_names, parse_rfc3339};
+use estargz_core::read::{owner_names, parse_rfc3339, ListedEntry};
 use estargz_core::toc::{format_modtime, EntryType, TocEntry};
 use std::io::Write;
 
@@ -56,21 +56,11 @@ pub fn run(args: Args) -> Result<()> {
     let blob = args.source.open()?;
     let toc = blob.toc();
     let names = owner_names(toc);
-    let entries: Vec<(usize, &TocEntry)> = toc
-        .entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.kind != EntryType::Chunk)
-        .collect();
     if args.json {
-        let list: Vec<serde_json::Value> = entries
-            .iter()
-            .map(|&(i, e)| {
-                let chunks = toc.entries[i + 1..]
-                    .iter()
-                    .take_while(|c| c.kind == EntryType::Chunk)
-                    .count()
-                    + usize::from(e.kind == EntryType::Reg && e.size > 0);
+        let list: Vec<serde_json::Value> = toc
+            .listing()
+            .map(|listed| {
+                let (i, e) = (listed.toc_index, listed.entry);
                 serde_json::json!({
                     "name": e.name,
                     "type": e.kind.as_str(),
@@ -86,14 +76,19 @@ pub fn run(args: Args) -> Result<()> {
                     "dev_minor": e.dev_minor,
                     "xattrs": e.xattrs.keys().collect::<Vec<_>>(),
                     "digest": e.digest,
-                    "chunks": chunks,
+                    "chunks": listed.chunks,
                 })
             })
             .collect();
         return print_json(&serde_json::Value::Array(list));
     }
     let mut out = text_stdout();
-    for (i, e) in entries {
+    for ListedEntry {
+        toc_index: i,
+        entry: e,
+        ..
+    } in toc.listing()
+    {
         if args.long {
             let owner = |name: &str, id: i64| {
                 if name.is_empty() {

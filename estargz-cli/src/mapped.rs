@@ -14,9 +14,13 @@
 //!   with 1; a SIGBUS outside the mapping keeps the default action.
 //!
 //! Both need someone to rewrite the layer while it is being converted;
-//! a stream read would give a torn tar then too. This module is the only
-//! `unsafe` code in the workspace besides the call into `sha256-lanes`'
-//! SHA-NI kernel.
+//! a stream read would give a torn tar then too. The handler knows one
+//! address range, so a process holds at most one map at a time: a second
+//! [`MappedTar::open`] while one is alive fails with [`AlreadyMapped`].
+//!
+//! This module is the CLI's only `unsafe` code; elsewhere in the workspace
+//! there is the call into `sha256-lanes`' SHA-NI kernel and `gzip-member`'s
+//! FFI calls into libdeflate (see SECURITY.md).
 #![allow(unsafe_code)]
 
 use crate::input::Watch;
@@ -25,9 +29,8 @@ use estargz_core::convert::InputBytes;
 use indicatif::ProgressBar;
 use memmap2::{Advice, Mmap, UncheckedAdvice};
 use std::fs::File;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// Pages are given back in steps of this many bytes: a `madvise` call per
 /// member would cost more than the pages are worth on a layer of small files.
@@ -45,6 +48,42 @@ pub struct MappedTar {
     /// Serialises `release` calls (they come from one thread, but the trait allows any).
     releasing: Mutex<()>,
     bar: Option<ProgressBar>,
+    /// Declared after `map`: the claim is given up once the map is gone.
+    _claim: MapClaim,
+}
+
+/// A second map was asked for while one is alive: the SIGBUS handler
+/// knows one address range, and a second map would take it over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlreadyMapped;
+
+impl std::fmt::Display for AlreadyMapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an input is already memory-mapped in this process (one map at a time)")
+    }
+}
+
+impl std::error::Error for AlreadyMapped {}
+
+/// Whether a [`MappedTar`] is alive in this process.
+static MAP_CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// The one map's right to the SIGBUS range; given back on drop.
+struct MapClaim(());
+
+impl MapClaim {
+    fn take() -> Result<MapClaim, AlreadyMapped> {
+        MAP_CLAIMED
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| MapClaim(()))
+            .map_err(|_| AlreadyMapped)
+    }
+}
+
+impl Drop for MapClaim {
+    fn drop(&mut self) {
+        MAP_CLAIMED.store(false, Ordering::Release);
+    }
 }
 
 impl MappedTar {
@@ -61,6 +100,12 @@ impl MappedTar {
         if !meta.is_file() || meta.len() == 0 {
             return Ok(None);
         }
+        let claim = MapClaim::take()?;
+        static HANDLER: OnceLock<Result<(), i32>> = OnceLock::new();
+        HANDLER
+            .get_or_init(install_sigbus_handler)
+            .map_err(std::io::Error::from_raw_os_error)
+            .context("cannot install the SIGBUS handler that guards the input mapping")?;
         // SAFETY: the map is read-only (a shared file mapping, never written
         // through); what a concurrent writer of the file can do is described
         // in the module docs and checked by `check_unchanged`.
@@ -69,14 +114,13 @@ impl MappedTar {
         let _ = map.advise(Advice::Sequential);
         MAP_START.store(map.as_ptr() as usize, Ordering::Release);
         MAP_LEN.store(map.len(), Ordering::Release);
-        static HANDLER: Once = Once::new();
-        HANDLER.call_once(install_sigbus_handler);
         Ok(Some(MappedTar {
             map,
             watch: Watch::new(file, path, &meta),
             released: AtomicUsize::new(0),
             releasing: Mutex::new(()),
             bar,
+            _claim: claim,
         }))
     }
 
@@ -93,7 +137,8 @@ impl Drop for MappedTar {
     }
 }
 
-/// The mapping's address range, for the SIGBUS handler (one map per process).
+/// The mapping's address range, for the SIGBUS handler (one map per
+/// process, see [`MapClaim`]).
 static MAP_START: AtomicUsize = AtomicUsize::new(0);
 static MAP_LEN: AtomicUsize = AtomicUsize::new(0);
 
@@ -101,15 +146,28 @@ const TRUNCATED: &[u8] = b"estargz: error: the input file was truncated while it
 converted (SIGBUS reading it); the conversion stopped and its output files were removed. \
 --no-mmap reads the input as a stream\n";
 
-fn install_sigbus_handler() {
+/// Installs [`on_sigbus`]; the error is the errno of the failed call.
+fn install_sigbus_handler() -> Result<(), i32> {
     // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
     // the handler below only calls async-signal-safe functions.
-    unsafe {
+    let status = unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_sigbus as *const () as usize;
         action.sa_flags = libc::SA_SIGINFO;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
+        if libc::sigemptyset(&mut action.sa_mask) == 0 {
+            libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut())
+        } else {
+            -1
+        }
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        // Without the handler a truncated input would kill the process
+        // and leave its temporary outputs behind: not mapped then.
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL))
     }
 }
 
@@ -184,8 +242,12 @@ mod tests {
     use super::*;
     use std::time::{Duration, SystemTime};
 
+    /// Tests that map run one at a time: a process holds one map.
+    static ONE_MAP: Mutex<()> = Mutex::new(());
+
     #[test]
     fn a_file_changed_after_mapping_is_an_error() {
+        let _one = ONE_MAP.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("layer.tar");
         let len = RELEASE_STEP + 3 * RELEASE_ALIGN + 1;
@@ -209,6 +271,32 @@ mod tests {
             .unwrap();
         let err = mapped.check_unchanged().unwrap_err();
         assert!(err.to_string().contains("changed while"), "{err}");
+    }
+
+    #[test]
+    fn a_second_map_waits_for_the_first_to_be_dropped() {
+        let _one = ONE_MAP.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("layer.tar");
+        std::fs::write(&path, [1u8; 4096]).unwrap();
+        let name = path.to_str().unwrap();
+        let first = MappedTar::open(name, None).unwrap().expect("mapped");
+        let err = MappedTar::open(name, None)
+            .err()
+            .expect("a second map fails");
+        assert_eq!(err.downcast_ref::<AlreadyMapped>(), Some(&AlreadyMapped));
+        // The first map's SIGBUS range is untouched.
+        assert_eq!(
+            MAP_START.load(Ordering::Acquire),
+            first.map.as_ptr() as usize
+        );
+        assert_eq!(MAP_LEN.load(Ordering::Acquire), 4096);
+        // Inputs that are streamed never claim the map.
+        assert!(MappedTar::open("-", None).unwrap().is_none());
+        drop(first);
+        assert_eq!(MAP_LEN.load(Ordering::Acquire), 0);
+        let second = MappedTar::open(name, None).unwrap().expect("mapped again");
+        assert_eq!(second.bytes(), &[1u8; 4096][..]);
     }
 
     #[test]

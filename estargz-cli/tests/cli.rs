@@ -187,6 +187,96 @@ fn convert_json_report_matches_the_written_blob() {
     );
 }
 
+/// The keys of `convert --json`, which scripts read: the report is
+/// serialized from the converter's types, and must keep these names.
+#[test]
+fn convert_json_report_keeps_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "etc/hostname\nnot/there\n").unwrap();
+    let keys = |extra: &[&OsStr]| -> (Vec<String>, serde_json::Map<String, Value>) {
+        let out_path = dir.path().join("layer.esgz");
+        let mut args = vec![
+            OsStr::new("convert"),
+            OsStr::new(SAMPLE_LAYER),
+            OsStr::new("-o"),
+            out_path.as_os_str(),
+            OsStr::new("--json"),
+            OsStr::new("-q"),
+        ];
+        args.extend_from_slice(extra);
+        let out = run(args);
+        assert_exit(&out, 0);
+        let report = json_object(&out.stdout);
+        (report.keys().cloned().collect(), report)
+    };
+    let common = [
+        "annotations",
+        "chunk_size",
+        "chunks",
+        "diff_id",
+        "digest",
+        "entries",
+        "external_toc",
+        "files",
+        "input",
+        "level",
+        "lossless",
+        "media_type",
+        "min_chunk_size",
+        "output",
+        "size",
+        "tar_size",
+        "toc_digest",
+        "toc_offset",
+        "uncompressed_size",
+        "warnings",
+    ];
+    let (plain, report) = keys(&[]);
+    assert_eq!(plain, common);
+    assert!(report["external_toc"].is_null());
+    assert!(report["toc_offset"].is_u64());
+    assert_eq!(report["lossless"], true);
+
+    let toc_path = dir.path().join("layer.toc");
+    let (external, report) = keys(&[OsStr::new("--external-toc"), toc_path.as_os_str()]);
+    assert_eq!(external, common);
+    assert!(report["toc_offset"].is_null());
+    let toc_keys: Vec<&String> = report["external_toc"].as_object().unwrap().keys().collect();
+    assert_eq!(toc_keys, ["digest", "path", "size"]);
+    assert_eq!(
+        report["external_toc"]["path"],
+        toc_path.display().to_string()
+    );
+
+    let (prioritized, report) = keys(&[
+        OsStr::new("--prioritized-files"),
+        list.as_os_str(),
+        OsStr::new("--allow-missing"),
+    ]);
+    let mut with_prefetch: Vec<&str> = common.to_vec();
+    with_prefetch.push("prefetch");
+    with_prefetch.sort_unstable();
+    assert_eq!(prioritized, with_prefetch);
+    assert_eq!(report["lossless"], false);
+    let prefetch_keys: Vec<&String> = report["prefetch"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        prefetch_keys,
+        [
+            "dropped_duplicates",
+            "dropped_landmarks",
+            "entries",
+            "found",
+            "landmark",
+            "listed",
+            "missing",
+            "prefetch_end",
+            "prefetch_entries",
+        ]
+    );
+    assert_eq!(report["warnings"].as_array().unwrap().len(), 1);
+}
+
 // ---------------------------------------------------------------------------
 // convert: where the output goes
 // ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ pub const ANNOTATION_TOC_DIGEST: &str = "containerd.io/snapshot/stargz/toc.diges
 pub const ANNOTATION_UNCOMPRESSED_SIZE: &str = "io.containers.estargz.uncompressed-size";
 
 /// What an OCI descriptor and config need to know about a layer blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct BlobInfo {
     /// SHA-256 of the blob as stored (the descriptor digest).
     pub digest: Digest,

@@ -47,6 +47,13 @@ impl fmt::Display for Digest {
     }
 }
 
+/// Serialized as its display form, `sha256:<hex>`, as OCI documents spell it.
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)

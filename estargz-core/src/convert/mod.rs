@@ -133,7 +133,7 @@ pub struct ConvertReport {
 
 /// A TOC written to its own file (spec §2.4): the gzip member holding the
 /// TOC tar, which an image ships as a layer of its `-esgztoc` companion.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ExternalToc {
     /// SHA-256 of the TOC file.
     pub digest: Digest,
@@ -146,6 +146,47 @@ impl ConvertReport {
     pub fn annotations(&self) -> BTreeMap<String, String> {
         layer_annotations(&self.toc_digest, self.blob.uncompressed_size)
     }
+}
+
+/// The report as `estargz convert --json` prints it: the blob's fields at
+/// the top level, `toc_offset` null when the TOC went to its own file (there
+/// is no offset of it in the blob then), `entries` for the TOC entries, the
+/// layer annotations; the member count is left out.
+impl serde::Serialize for ConvertReport {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        ReportFields {
+            blob: &self.blob,
+            toc_digest: &self.toc_digest,
+            toc_offset: self.external_toc.is_none().then_some(self.toc_offset),
+            external_toc: self.external_toc.as_ref(),
+            annotations: self.annotations(),
+            tar_size: self.tar_size,
+            entries: self.toc_entries,
+            files: self.files,
+            chunks: self.chunks,
+            warnings: &self.warnings,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// The serialized form of a [`ConvertReport`].
+#[derive(serde::Serialize)]
+struct ReportFields<'a> {
+    #[serde(flatten)]
+    blob: &'a BlobInfo,
+    toc_digest: &'a Digest,
+    toc_offset: Option<u64>,
+    external_toc: Option<&'a ExternalToc>,
+    annotations: BTreeMap<String, String>,
+    tar_size: u64,
+    entries: usize,
+    files: usize,
+    chunks: usize,
+    warnings: &'a [String],
 }
 
 /// Converts a tar (plain or gzip-compressed, detected from its first bytes)

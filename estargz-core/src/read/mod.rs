@@ -26,6 +26,7 @@ mod file;
 mod index;
 mod payload;
 mod source;
+mod summary;
 
 pub(crate) use file::decode_chunk;
 pub use file::FileReader;
@@ -35,6 +36,7 @@ pub use index::{
 };
 pub use payload::{MemberStarts, PayloadReader};
 pub use source::{RangeReader, ReadAt};
+pub use summary::{ListedEntry, Prefetch};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
