@@ -37,15 +37,29 @@ pub fn remove_partial_outputs_on_signal() {
             say();
         }
         if let Ok(paths) = IN_PROGRESS.lock() {
-            for p in paths.iter() {
-                // Directories too: convert-image builds its output in one.
-                if std::fs::remove_file(p).is_err() {
-                    let _ = std::fs::remove_dir_all(p);
-                }
-            }
+            paths.iter().for_each(|p| remove_output(p));
         }
         std::process::exit(130);
     });
+}
+
+/// Removes a temporary output, a file or a directory (convert-image builds
+/// its output in one). Worker threads may still be writing into that
+/// directory: `remove_dir_all` then fails on a file made after it listed
+/// its parent. Once the directory itself is gone nothing more can be made
+/// in it, so a few more passes finish the job.
+fn remove_output(p: &Path) {
+    for _ in 0..100 {
+        match std::fs::symlink_metadata(p) {
+            Err(_) => return,
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir_all(p);
+            }
+            Ok(_) => {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
 }
 
 /// Runs `f` with the signal handler held off: a signal arriving meanwhile
@@ -230,13 +244,17 @@ impl AtomicFile {
         let state = match unnamed.then(|| unnamed_in(&dir)).flatten() {
             Some(file) => State::Unnamed { file, dir },
             None => {
-                let temp = temp_builder(&crate::partial::prefix(""))
-                    .permissions(std::fs::Permissions::from_mode(0o644))
-                    .tempfile_in(&dir)
-                    .with_context(|| {
-                        format!("cannot create a temporary file in {}", dir.display())
-                    })?;
-                track_in_progress(temp.path());
+                let temp = create_tracked(
+                    || {
+                        temp_builder(&crate::partial::prefix(""))
+                            .permissions(std::fs::Permissions::from_mode(0o644))
+                            .tempfile_in(&dir)
+                            .with_context(|| {
+                                format!("cannot create a temporary file in {}", dir.display())
+                            })
+                    },
+                    |t| t.path(),
+                )?;
                 State::Named(temp)
             }
         };
@@ -270,21 +288,27 @@ impl AtomicFile {
             Some(State::Unnamed { file, dir }) => {
                 file.sync_all().context("cannot sync the output")?;
                 let from = format!("/proc/self/fd/{}", file.as_raw_fd());
-                let linked = temp_builder(&crate::partial::prefix(""))
-                    .make_in(&dir, |path| {
-                        rustix::fs::linkat(
-                            rustix::fs::CWD,
-                            from.as_str(),
-                            rustix::fs::CWD,
-                            path,
-                            rustix::fs::AtFlags::SYMLINK_FOLLOW,
-                        )
-                        .map_err(io::Error::from)
-                    })
-                    .with_context(|| format!("cannot link the output into {}", dir.display()))?;
                 // Until the rename, a signal removes it; a SIGKILL leaves
                 // it to the next run (see `partial`).
-                track_in_progress(linked.path());
+                let linked = create_tracked(
+                    || {
+                        temp_builder(&crate::partial::prefix(""))
+                            .make_in(&dir, |path| {
+                                rustix::fs::linkat(
+                                    rustix::fs::CWD,
+                                    from.as_str(),
+                                    rustix::fs::CWD,
+                                    path,
+                                    rustix::fs::AtFlags::SYMLINK_FOLLOW,
+                                )
+                                .map_err(io::Error::from)
+                            })
+                            .with_context(|| {
+                                format!("cannot link the output into {}", dir.display())
+                            })
+                    },
+                    |t| t.path(),
+                )?;
                 linked.into_temp_path()
             }
         };
@@ -315,23 +339,37 @@ impl Drop for AtomicFile {
 /// a signal. The caller forgets it once done.
 pub fn partial_dir_in(parent: &Path) -> Result<tempfile::TempDir> {
     crate::partial::remove_stale(parent);
-    let temp = temp_builder(&crate::partial::prefix("image-"))
-        .tempdir_in(parent)
-        .with_context(|| {
-            format!(
-                "cannot create a temporary directory in {}",
-                parent.display()
-            )
-        })?;
-    track_in_progress(temp.path());
-    Ok(temp)
+    create_tracked(
+        || {
+            temp_builder(&crate::partial::prefix("image-"))
+                .tempdir_in(parent)
+                .with_context(|| {
+                    format!(
+                        "cannot create a temporary directory in {}",
+                        parent.display()
+                    )
+                })
+        },
+        |t| t.path(),
+    )
 }
 
-/// Registers a temporary output (file or directory) for removal on a signal.
-pub fn track_in_progress(path: &Path) {
-    if let Ok(mut paths) = IN_PROGRESS.lock() {
-        paths.push(path.to_path_buf());
-    }
+/// Creates a temporary output and tracks it in one step: the handler's list
+/// is held meanwhile, so a signal cannot fall between the two and leave the
+/// output behind untracked.
+fn create_tracked<T>(create: impl FnOnce() -> Result<T>, path: impl Fn(&T) -> &Path) -> Result<T> {
+    let made = {
+        let mut paths = IN_PROGRESS.lock().unwrap_or_else(|e| e.into_inner());
+        let made = create()?;
+        paths.push(path(&made).to_path_buf());
+        made
+    };
+    track_raw(path(&made));
+    Ok(made)
+}
+
+/// Puts `path` in a free slot of [`IN_PROGRESS_RAW`] for the SIGBUS handler.
+fn track_raw(path: &Path) {
     if let Ok(raw) = CString::new(path.as_os_str().as_bytes()) {
         let raw = raw.into_raw();
         // All slots taken (convert-image's many layers): that output just
