@@ -266,25 +266,9 @@ impl<R: Read> Scanner<R> {
     /// Passes over the data of the current entry that the caller left
     /// unread, through a small buffer: an entry may be gigabytes long.
     fn pass_over_data(&mut self) -> Result<()> {
-        let n = self.data_left;
-        let got = std::io::copy(&mut (&mut self.input).take(n), &mut std::io::sink()).map_err(
-            |source| Error::Read {
-                offset: self.pos,
-                source,
-            },
-        )?;
-        self.pos += got;
-        self.data_left -= got;
-        if got < n {
-            return Err(self.err(
-                self.pos,
-                TarErrorKind::Truncated {
-                    what: "file data",
-                    needed: n - got,
-                },
-            ));
-        }
-        Ok(())
+        self.skip_data(self.data_left, |input, n| {
+            std::io::copy(&mut input.take(n), &mut std::io::sink())
+        })
     }
 
     /// How many trailing bytes to ask the input for when the caller wants
