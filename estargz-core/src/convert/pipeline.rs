@@ -196,20 +196,11 @@ pub fn run<R: Read + Send, W: Write>(
     })?;
     asm.out.hasher = hashes.blob;
     asm.diff = hashes.diff;
-    for (entry, file, digest) in hashes.chunk_digests {
-        let text = digest.to_string();
-        if let Some(e) = file.and_then(|f| planner.entries.get_mut(f)) {
-            e.digest.clone_from(&text);
-        }
-        if let Some(e) = planner.entries.get_mut(entry) {
-            e.chunk_digest = text;
-        }
-    }
-    for (file, digest) in hashes.file_digests {
-        if let Some(e) = planner.entries.get_mut(file) {
-            e.digest = digest.to_string();
-        }
-    }
+    fill_digests(
+        &mut planner.entries,
+        hashes.chunk_digests,
+        hashes.file_digests,
+    );
 
     let toc = Toc {
         version: 1,
@@ -229,27 +220,7 @@ pub fn run<R: Read + Send, W: Write>(
     opens?;
     let (json, toc_tar, toc_member) = encoded?;
     let tar_size = asm.uncompressed;
-    let (toc_offset, external) = match external_toc {
-        None => {
-            let toc_offset = asm.out.written;
-            asm.out.write(&toc_member)?;
-            asm.diff.update(&toc_tar);
-            asm.uncompressed += toc_tar.len() as u64;
-            asm.out.write(&footer::encode(toc_offset))?;
-            (toc_offset, None)
-        }
-        Some(toc_out) => {
-            // The TOC never enters this blob's diffID: a lossless blob keeps the input's.
-            toc_out.write_all(&toc_member).map_err(Error::Write)?;
-            toc_out.flush().map_err(Error::Write)?;
-            asm.out.write(&footer::encode_external())?;
-            let toc_blob = ExternalToc {
-                digest: Digest::of(&toc_member),
-                size: toc_member.len() as u64,
-            };
-            (0, Some(toc_blob))
-        }
-    };
+    let (toc_offset, external) = write_toc(&mut asm, external_toc, &toc_tar, &toc_member)?;
     asm.out.inner.flush().map_err(Error::Write)?;
 
     Ok(ConvertReport {
@@ -269,6 +240,61 @@ pub fn run<R: Read + Send, W: Write>(
         external_toc: external,
         warnings: std::mem::take(&mut planner.warnings),
     })
+}
+
+/// Puts the hashing thread's digests into the TOC entries they belong to.
+fn fill_digests(
+    entries: &mut [TocEntry],
+    chunk_digests: Vec<(usize, Option<usize>, Digest)>,
+    file_digests: Vec<(usize, Digest)>,
+) {
+    for (entry, file, digest) in chunk_digests {
+        let text = digest.to_string();
+        if let Some(e) = file.and_then(|f| entries.get_mut(f)) {
+            e.digest.clone_from(&text);
+        }
+        if let Some(e) = entries.get_mut(entry) {
+            e.chunk_digest = text;
+        }
+    }
+    for (file, digest) in file_digests {
+        if let Some(e) = entries.get_mut(file) {
+            e.digest = digest.to_string();
+        }
+    }
+}
+
+/// Writes the TOC member and the footer: into the blob (the TOC tar then
+/// counts in the diffID), or the member to `external_toc` and only the
+/// external-TOC footer into the blob. Returns the TOC's offset in the blob
+/// (0 when external) and, when external, the TOC blob's digest and size.
+fn write_toc<W: Write>(
+    asm: &mut Assembler<W>,
+    external_toc: Option<&mut dyn Write>,
+    toc_tar: &[u8],
+    toc_member: &[u8],
+) -> Result<(u64, Option<ExternalToc>)> {
+    match external_toc {
+        None => {
+            let toc_offset = asm.out.written;
+            asm.out.write(toc_member)?;
+            asm.diff.update(toc_tar);
+            asm.uncompressed += toc_tar.len() as u64;
+            asm.out.write(&footer::encode(toc_offset))?;
+            Ok((toc_offset, None))
+        }
+        Some(toc_out) => {
+            // The TOC never enters this blob's diffID: a lossless blob keeps the input's.
+            toc_out.write_all(toc_member).map_err(Error::Write)?;
+            toc_out.flush().map_err(Error::Write)?;
+            asm.out.write(&footer::encode_external())?;
+            let toc_blob = ExternalToc {
+                digest: Digest::of(toc_member),
+                size: toc_member.len() as u64,
+            };
+            Ok((0, Some(toc_blob)))
+        }
+    }
 }
 
 /// The TOC's JSON, the tar holding it, and that tar as a gzip member.
