@@ -24,7 +24,6 @@ pub use problem::{Problem, ProblemKind};
 use crate::digest::Digest;
 use crate::footer::FooterKind;
 use crate::read::{Index, OpenOptions, ReadAt, TocInfo};
-use crate::toc::{EntryType, TocEntry};
 use payload::{check_chunks_random_access, walk_payload};
 use serde::{Serialize, Serializer};
 use structure::check_structure;
@@ -163,8 +162,4 @@ pub fn verify<S: ReadAt>(source: S, opts: &VerifyOptions) -> VerifyReport {
         }
     }
     report
-}
-
-fn is_data(e: &TocEntry) -> bool {
-    matches!(e.kind, EntryType::Chunk) || (e.kind == EntryType::Reg && e.size > 0)
 }

@@ -1,7 +1,7 @@
 //! §6.5: one pass over the payload: member tiling, the tar against the TOC,
 //! chunk positions, chunk and file digests.
 
-use super::{is_data, Problem, ProblemKind, VerifyReport};
+use super::{Problem, ProblemKind, VerifyReport};
 use crate::digest::Digest;
 use crate::read::{Index, MemberStarts, PayloadReader, ReadAt, TocInfo};
 use crate::tar::{Entry, EntryKind, Item, NamePolicy, ScanLimits, Scanner};
@@ -371,7 +371,7 @@ fn compare_with_toc(
     let name = toc_entry.name.as_str();
     // The TOC entry's member, for a data entry; where its header is in the
     // uncompressed payload, for any.
-    let offset = if is_data(toc_entry) {
+    let offset = if toc_entry.is_data() {
         u64::try_from(toc_entry.offset).ok()
     } else {
         None
@@ -431,7 +431,7 @@ fn check_member_starts(entries: &[TocEntry], starts: &[(u64, u64)], report: &mut
         .iter()
         .filter_map(Problem::offset_in_text)
         .collect();
-    for (i, e) in entries.iter().enumerate().filter(|(_, e)| is_data(e)) {
+    for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.is_data()) {
         // A negative offset is reported by the structure check.
         let Ok(offset) = u64::try_from(e.offset) else {
             continue;

@@ -1,6 +1,6 @@
 //! §6.3: what the TOC says about itself, checked without reading the payload.
 
-use super::{is_data, Problem, ProblemKind, VerifyReport};
+use super::{Problem, ProblemKind, VerifyReport};
 use crate::digest::Digest;
 use crate::toc::{EntryType, Toc, TocEntry};
 
@@ -17,7 +17,7 @@ pub(super) fn check_structure(toc: &Toc, payload_end: u64, report: &mut VerifyRe
         && toc
             .entries
             .iter()
-            .filter(|e| is_data(e))
+            .filter(|e| e.is_data())
             .all(|e| e.chunk_digest.is_empty() && !e.digest.is_empty());
     let mut layout = Layout {
         payload_end,
@@ -30,7 +30,7 @@ pub(super) fn check_structure(toc: &Toc, payload_end: u64, report: &mut VerifyRe
         if e.kind != EntryType::Chunk {
             layout.close_file(toc, report);
         }
-        if !is_data(e) {
+        if !e.is_data() {
             if e.kind == EntryType::Reg && e.offset != 0 {
                 report.push(located(
                     ProblemKind::EmptyFileOffset,
