@@ -9,12 +9,8 @@
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use estargz_core::footer;
-use estargz_core::read::{Blob, OpenOptions};
-use estargz_core::toc::Toc;
-use estargz_core::unpack::unpack_tar;
-use estargz_core::verify::{verify, VerifyOptions};
-use estargz_core::{convert, ConvertOptions};
+use estargz_core::internals::footer;
+use estargz_core::{unpack_tar, verify, Blob, Converter, OpenOptions, Toc, VerifyOptions};
 use std::hint::black_box;
 use std::io;
 use std::sync::OnceLock;
@@ -44,7 +40,8 @@ fn blob() -> &'static [u8] {
     static BLOB: OnceLock<Vec<u8>> = OnceLock::new();
     BLOB.get_or_init(|| {
         let mut blob = Vec::new();
-        convert(layer(), &mut blob, &ConvertOptions::default())
+        Converter::new()
+            .convert(layer(), &mut blob)
             .expect("convert the benchmark layer");
         blob
     })
@@ -70,16 +67,20 @@ fn bench_convert(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(tar.len() as u64));
     for level in [6u32, 9] {
         for (label, threads) in [("1", Some(1)), ("all", None)] {
-            let options = ConvertOptions {
-                level,
-                threads,
-                ..ConvertOptions::default()
-            };
+            let options = Converter::builder()
+                .level(level)
+                .threads(threads)
+                .build()
+                .unwrap();
             group.bench_with_input(
                 BenchmarkId::new(format!("level{level}"), format!("threads={label}")),
                 &options,
                 |b, options| {
-                    b.iter(|| convert(black_box(tar), io::sink(), options).expect("convert"));
+                    b.iter(|| {
+                        options
+                            .convert(black_box(tar), io::sink())
+                            .expect("convert")
+                    });
                 },
             );
         }

@@ -39,12 +39,11 @@
 //! # Ok::<(), String>(())
 //! ```
 
-use estargz_core::blob_info::ANNOTATION_TOC_DIGEST;
-use estargz_core::tar::{Header, BLOCK};
-use estargz_core::Digest;
+use estargz_core::internals::{Header, BLOCK};
+use estargz_core::{Digest, ANNOTATION_TOC_DIGEST};
 use estargz_image::driver::MAX_INDEX_DEPTH;
 use estargz_image::oci::{
-    kind_of, layer_kind, parse_digest, parse_json, Index, Kind, LayerKind, Manifest,
+    kind_of, layer_kind, parse_digest, parse_json, ImageIndex, Kind, LayerKind, Manifest,
 };
 use estargz_image::source::MAX_DOCUMENT_SIZE;
 use estargz_image::Source;
@@ -328,7 +327,7 @@ impl Importer {
             .read_file("index.json", MAX_DOCUMENT_SIZE)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("{index_name}: missing"))?;
-        let index: Index = parse_json(&raw, &index_name).map_err(|e| e.to_string())?;
+        let index: ImageIndex = parse_json(&raw, &index_name).map_err(|e| e.to_string())?;
         let mut layers = Vec::new();
         let mut visited = HashSet::new();
         for m in &index.manifests {
@@ -508,7 +507,7 @@ fn collect_layers(
         .read_blob(&digest, desc.size, referrer)
         .map_err(|e| e.to_string())?;
     if kind == Kind::Index {
-        let index: Index = parse_json(&raw, &file).map_err(|e| e.to_string())?;
+        let index: ImageIndex = parse_json(&raw, &file).map_err(|e| e.to_string())?;
         for m in &index.manifests {
             collect_layers(source, m, &file, depth + 1, visited, layers)?;
         }

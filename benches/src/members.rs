@@ -1,9 +1,10 @@
 //! The gzip members `estargz convert` would make from a tar, for the
 //! codec-only measurements (`bare-codec`, `level-probe`).
 
-use estargz_core::convert::plan::Planner;
-use estargz_core::convert::MemberData;
-use estargz_core::tar::{NamePolicy, ScanLimits, Scanner};
+use estargz_core::internals::MemberData;
+use estargz_core::internals::Planner;
+use estargz_core::internals::Scanner;
+use estargz_core::{NamePolicy, ScanLimits};
 use std::io::BufReader;
 
 /// Plans every member of the tar at `path` exactly as `convert` would (the

@@ -7,12 +7,11 @@ use crate::prefetch;
 use crate::progress::Progress;
 use crate::UsageError;
 use anyhow::{Context, Result};
-use estargz_core::blob_info::MEDIA_TYPE_LAYER_GZIP;
-use estargz_core::convert::{convert_in_memory, SharedInput};
 use estargz_core::prioritize::ReorderReport;
-use estargz_core::tar::{NamePolicy, ScanLimits};
-use estargz_core::{convert, convert_external_toc, ConvertOptions, ConvertReport};
-use std::io::{BufWriter, Read, StdoutLock, Write};
+use estargz_core::{
+    ConvertReport, Converter, Input, NamePolicy, ScanLimits, SharedInput, MEDIA_TYPE_LAYER_GZIP,
+};
+use std::io::{BufWriter, StdoutLock, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -69,7 +68,7 @@ pub struct Args {
 #[derive(clap::Args)]
 pub struct EncodingArgs {
     /// Compression level: 0 (stored) to 9 as in gzip; 10 to 12 are libdeflate's slower, smaller levels.
-    #[arg(long, default_value_t = estargz_core::convert::DEFAULT_LEVEL,
+    #[arg(long, default_value_t = estargz_core::DEFAULT_LEVEL,
           value_parser = clap::value_parser!(u32).range(0..=12))]
     level: u32,
     /// Largest chunk of a file per gzip member, in bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
@@ -96,27 +95,31 @@ pub struct EncodingArgs {
 }
 
 impl EncodingArgs {
-    /// The converter's options, with `threads` compression threads.
-    pub fn convert_options(&self, threads: Option<usize>) -> Result<ConvertOptions> {
-        if self.chunk_size == 0 {
-            return Err(UsageError("--chunk-size must be at least 1 byte".into()).into());
+    /// The converter, with `threads` compression threads and the TOC kept
+    /// apart or not; options it refuses are usage errors.
+    pub fn converter(&self, threads: Option<usize>, external_toc: bool) -> Result<Converter> {
+        let mut limits = ScanLimits::default();
+        limits.max_trailing = self.max_trailing;
+        Converter::builder()
+            .level(self.level)
+            .chunk_size(self.chunk_size)
+            .min_chunk_size(self.min_chunk_size)
+            .threads(threads)
+            .names(self.names())
+            .skip_open_check(self.no_open_check)
+            .scan_limits(limits)
+            .external_toc(external_toc)
+            .build()
+            .map_err(|e| UsageError(e.to_string()).into())
+    }
+
+    /// What to do with names that are not UTF-8.
+    pub fn names(&self) -> NamePolicy {
+        if self.strict_names {
+            NamePolicy::Strict
+        } else {
+            NamePolicy::Replace
         }
-        Ok(ConvertOptions {
-            level: self.level,
-            chunk_size: self.chunk_size,
-            min_chunk_size: self.min_chunk_size,
-            threads,
-            names: if self.strict_names {
-                NamePolicy::Strict
-            } else {
-                NamePolicy::Replace
-            },
-            skip_open_check: self.no_open_check,
-            scan_limits: ScanLimits {
-                max_trailing: self.max_trailing,
-                ..ScanLimits::default()
-            },
-        })
     }
 }
 
@@ -154,7 +157,9 @@ fn derived_output(input: &str) -> PathBuf {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let options = args.encoding.convert_options(args.threads)?;
+    let converter = args
+        .encoding
+        .converter(args.threads, args.external_toc.is_some())?;
     let target = destination(&args)?;
     // Destinations first: a bad one fails before the input is read.
     let mut outputs = Outputs::create(target.as_deref(), args.external_toc.as_deref())?;
@@ -163,9 +168,9 @@ pub fn run(args: Args) -> Result<()> {
         args.allow_missing,
         args.no_prefetch_landmark,
     )?;
-    let (input, progress) = Input::open(&args, prefetch.as_ref(), &options)?;
+    let (input, progress) = TarInput::open(&args, prefetch.as_ref())?;
     let reordered = input.reordered.clone();
-    let report = convert_into(&args, &options, input, &mut outputs)?;
+    let report = convert_into(&args, &converter, input, &mut outputs)?;
     progress.finish();
     for warning in &report.warnings {
         eprintln!("estargz: warning: {warning}");
@@ -174,7 +179,7 @@ pub fn run(args: Args) -> Result<()> {
         .as_ref()
         .map_or("-".to_string(), |p| p.display().to_string());
     if args.json {
-        let mut json = report_json(&args, &output_name, &options, &report, reordered.is_none())?;
+        let mut json = report_json(&args, &output_name, &report, reordered.is_none())?;
         if let (Some(request), Some(reordered)) = (&prefetch, &reordered) {
             let toc = TocArgs {
                 external_toc: args.external_toc.clone(),
@@ -250,9 +255,9 @@ impl Outputs {
 }
 
 /// The input, opened for the conversion.
-struct Input {
-    source: Source,
-    /// The map behind a [`Source::Mapped`], to check it after the conversion.
+struct TarInput {
+    input: Input<'static>,
+    /// The map behind an in-memory input, to check it after the conversion.
     mapped: Option<Arc<MappedTar>>,
     /// A regular file read as a stream, to check the same way.
     watch: Option<Watch>,
@@ -260,12 +265,8 @@ struct Input {
     reordered: Option<ReorderReport>,
 }
 
-impl Input {
-    fn open(
-        args: &Args,
-        prefetch: Option<&prefetch::Request>,
-        options: &ConvertOptions,
-    ) -> Result<(Input, Progress)> {
+impl TarInput {
+    fn open(args: &Args, prefetch: Option<&prefetch::Request>) -> Result<(TarInput, Progress)> {
         // A regular-file input read as a stream (reordered, or --no-mmap) is
         // checked for changes like a mapped one; the reorder opens it itself,
         // so it is watched from before that.
@@ -275,7 +276,7 @@ impl Input {
         };
         let (reordered_tar, reordered, input_size) = match prefetch {
             Some(request) => {
-                let tar = request.reorder(&args.input, options.names, args.quiet)?;
+                let tar = request.reorder(&args.input, args.encoding.names(), args.quiet)?;
                 let report = tar.report().clone();
                 let size = report.tar_size;
                 (Some(tar), Some(report), Some(size))
@@ -295,17 +296,17 @@ impl Input {
             (None, false) => MappedTar::open(&args.input, progress.bar())?.map(Arc::new),
             _ => None,
         };
-        let source = match (reordered_tar, &mapped) {
-            (Some(tar), _) => Source::Stream(Box::new(progress.reader(tar))),
-            (None, Some(map)) => Source::Mapped(map.clone()),
+        let input = match (reordered_tar, &mapped) {
+            (Some(tar), _) => Input::stream(progress.reader(tar)),
+            (None, Some(map)) => Input::from(map.clone() as SharedInput),
             (None, None) => {
                 let (input, input_watch) = open_input(&args.input)?;
                 watch = input_watch;
-                Source::Stream(Box::new(progress.reader(input)))
+                Input::stream(progress.reader(input))
             }
         };
-        let input = Input {
-            source,
+        let input = TarInput {
+            input,
             mapped,
             watch,
             reordered,
@@ -313,33 +314,23 @@ impl Input {
         Ok((input, progress))
     }
 
-    /// Converts into `out` (and `toc`), then checks the input file did not
-    /// change meanwhile.
+    /// Converts into `out`, then checks the input file did not change
+    /// meanwhile.
     fn convert(
         self,
+        converter: &Converter,
         out: &mut dyn Write,
-        toc: Option<&mut AtomicFile>,
-        options: &ConvertOptions,
         context: impl Fn() -> String,
     ) -> Result<ConvertReport> {
-        let report = match (self.source, toc) {
-            (Source::Stream(input), Some(toc)) => {
-                convert_external_toc(input, out, toc.writer(), options)
-            }
-            (Source::Stream(input), None) => convert(input, out, options),
-            (Source::Mapped(map), toc) => {
-                let mut toc_writer = toc.map(|t| t.writer());
-                let toc_out = toc_writer.as_mut().map(|w| w as &mut dyn Write);
-                convert_in_memory(map as SharedInput, out, toc_out, options)
-            }
-        }
-        .map_err(|e| match e {
-            estargz_core::Error::UnreadableEntry { .. } => {
-                anyhow::anyhow!("{e} (--no-open-check converts it anyway)")
-            }
-            e => e.into(),
-        })
-        .with_context(context)?;
+        let report = converter
+            .convert(self.input, out)
+            .map_err(|e| match e {
+                estargz_core::Error::UnreadableEntry { .. } => {
+                    anyhow::anyhow!("{e} (--no-open-check converts it anyway)")
+                }
+                e => e.into(),
+            })
+            .with_context(context)?;
         if let Some(map) = &self.mapped {
             map.check_unchanged()?;
         }
@@ -353,8 +344,8 @@ impl Input {
 /// Converts `input` into `outputs`, commits them and closes stdout.
 fn convert_into(
     args: &Args,
-    options: &ConvertOptions,
-    input: Input,
+    converter: &Converter,
+    input: TarInput,
     outputs: &mut Outputs,
 ) -> Result<ConvertReport> {
     let reordered = input.reordered.is_some();
@@ -373,13 +364,14 @@ fn convert_into(
             }
         )
     };
-    let toc = outputs.toc.as_mut();
     let report = match (outputs.file.as_mut(), outputs.stdout.as_mut()) {
-        (Some(file), _) => input.convert(&mut file.writer(), toc, options, context)?,
-        (None, Some(stdout)) => input.convert(stdout, toc, options, context)?,
+        (Some(file), _) => input.convert(converter, &mut file.writer(), context)?,
+        (None, Some(stdout)) => input.convert(converter, stdout, context)?,
         (None, None) => unreachable!("an output was opened above"),
     };
-    if let Some(toc) = outputs.toc.take() {
+    if let Some(mut toc) = outputs.toc.take() {
+        let bytes = report.external_toc.as_ref().map_or(&[][..], |t| &t.bytes);
+        toc.writer().write_all(bytes)?;
         toc.commit()?;
     }
     if let Some(file) = outputs.file.take() {
@@ -407,7 +399,6 @@ struct ReportJson<'a> {
 fn report_json(
     args: &Args,
     output: &str,
-    options: &ConvertOptions,
     report: &ConvertReport,
     lossless: bool,
 ) -> Result<serde_json::Value> {
@@ -417,9 +408,9 @@ fn report_json(
         media_type: MEDIA_TYPE_LAYER_GZIP,
         report,
         lossless,
-        level: options.level,
-        chunk_size: options.chunk_size,
-        min_chunk_size: options.min_chunk_size,
+        level: args.encoding.level,
+        chunk_size: args.encoding.chunk_size,
+        min_chunk_size: args.encoding.min_chunk_size,
     })?;
     // The TOC file's path is the command line's, not the converter's.
     if let Some(toc) = json
@@ -433,12 +424,6 @@ fn report_json(
         toc.insert("path".into(), path.into());
     }
     Ok(json)
-}
-
-/// Where `convert` reads the tar from.
-enum Source {
-    Stream(Box<dyn Read + Send>),
-    Mapped(Arc<MappedTar>),
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -50,7 +50,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let options = ImageOptions {
-        convert: args.encoding.convert_options(args.threads)?,
+        converter: args.encoding.converter(args.threads, false)?,
         jobs: args.jobs.map(|j| j as usize),
         memory_budget: args.memory,
     };

@@ -3,10 +3,9 @@
 use crate::input::BlobArgs;
 use crate::output::print_json;
 use anyhow::{Context, Result};
-use estargz_core::blob_info::{layer_annotations, MEDIA_TYPE_LAYER_GZIP};
-use estargz_core::blob_info_of;
-use estargz_core::read::{Prefetch, RangeReader};
-use estargz_core::toc::EntryType;
+use estargz_core::{
+    blob_info_of, layer_annotations, EntryType, Prefetch, RangeReader, MEDIA_TYPE_LAYER_GZIP,
+};
 use std::io::{BufReader, Write};
 
 /// Describe a blob: footer, TOC, counts, prefetch landmark, digests and annotations.

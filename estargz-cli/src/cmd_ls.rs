@@ -3,8 +3,7 @@
 use crate::input::BlobArgs;
 use crate::output::{print_json, text_stdout};
 use anyhow::Result;
-use estargz_core::read::{owner_names, parse_rfc3339, ListedEntry};
-use estargz_core::toc::{format_modtime, EntryType, TocEntry};
+use estargz_core::{EntryType, TocEntry};
 use std::io::Write;
 
 /// List the entries of a blob in TOC order (chunks folded into their file).
@@ -55,12 +54,11 @@ fn mode_string(e: &TocEntry) -> String {
 pub fn run(args: Args) -> Result<()> {
     let blob = args.source.open()?;
     let toc = blob.toc();
-    let names = owner_names(toc);
     if args.json {
         let list: Vec<serde_json::Value> = toc
             .listing()
             .map(|listed| {
-                let (i, e) = (listed.toc_index, listed.entry);
+                let e = listed.entry;
                 serde_json::json!({
                     "name": e.name,
                     "type": e.kind.as_str(),
@@ -68,8 +66,8 @@ pub fn run(args: Args) -> Result<()> {
                     "mode": e.mode,
                     "uid": e.uid,
                     "gid": e.gid,
-                    "user": names[i].0,
-                    "group": names[i].1,
+                    "user": listed.user,
+                    "group": listed.group,
                     "modtime": e.modtime,
                     "link": e.link_name,
                     "dev_major": e.dev_major,
@@ -83,12 +81,8 @@ pub fn run(args: Args) -> Result<()> {
         return print_json(&serde_json::Value::Array(list));
     }
     let mut out = text_stdout();
-    for ListedEntry {
-        toc_index: i,
-        entry: e,
-        ..
-    } in toc.listing()
-    {
+    for listed in toc.listing() {
+        let e = listed.entry;
         if args.long {
             let owner = |name: &str, id: i64| {
                 if name.is_empty() {
@@ -97,9 +91,7 @@ pub fn run(args: Args) -> Result<()> {
                     name.to_string()
                 }
             };
-            let time = parse_rfc3339(&e.modtime)
-                .map(|t| format_modtime(t, 0))
-                .unwrap_or_else(|| "-".into());
+            let time = listed.modtime().unwrap_or_else(|| "-".into());
             let link = match e.kind {
                 EntryType::Symlink => format!(" -> {}", e.link_name),
                 EntryType::Hardlink => format!(" link to {}", e.link_name),
@@ -113,8 +105,8 @@ pub fn run(args: Args) -> Result<()> {
                 out,
                 "{} {}/{} {size:>10} {time} {}{link}",
                 mode_string(e),
-                owner(&names[i].0, e.uid),
-                owner(&names[i].1, e.gid),
+                owner(&listed.user, e.uid),
+                owner(&listed.group, e.gid),
                 e.name
             )?;
         } else {

@@ -4,9 +4,7 @@ use crate::input::{open_watched_blob_source, RemoteArgs};
 use crate::output::{binary_stdout, print_json, AtomicFile, ON_SIGNAL};
 use crate::UsageError;
 use anyhow::{Context, Result};
-use estargz_core::unpack::{
-    unpack_tar, unpack_to_dir_with_progress, UnpackOptions, UnpackProgress,
-};
+use estargz_core::{unpack_tar, unpack_to_dir_with_progress, UnpackOptions, UnpackProgress};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -83,11 +81,12 @@ pub fn run(args: Args) -> Result<()> {
             serde_json::json!({ "blob": args.blob, "output": out, "bytes": bytes })
         }
         (None, Some(dir)) => {
-            let mut opts = UnpackOptions {
-                xattrs: args.xattrs,
-                apply_whiteouts: args.apply_whiteouts,
-                skip_unsafe: args.skip_unsafe,
-                ..UnpackOptions::default()
+            let mut opts = {
+                let mut o = UnpackOptions::default();
+                o.xattrs = args.xattrs;
+                o.apply_whiteouts = args.apply_whiteouts;
+                o.skip_unsafe = args.skip_unsafe;
+                o
             };
             if args.same_owner {
                 opts.same_owner = true;

@@ -4,8 +4,7 @@ use crate::input::BlobArgs;
 use crate::output::print_json;
 use crate::UsageError;
 use anyhow::Result;
-use estargz_core::verify::{verify, VerifyOptions};
-use estargz_core::Digest;
+use estargz_core::{verify, Digest, VerifyOptions};
 use std::io::Write;
 
 /// Verify a blob: footer, TOC digest, structure, the tar inside, every chunk and file digest.
@@ -33,15 +32,11 @@ pub fn run(args: Args) -> Result<()> {
         Some(d) => Some(d.parse::<Digest>().map_err(|e| UsageError(e.to_string()))?),
         None => None,
     };
-    let open = args.source.toc.open_options()?;
+    let mut options = VerifyOptions::default();
+    options.expected_toc_digest = expected;
+    options.open = args.source.toc.open_options()?;
     let source = args.source.source()?;
-    let report = verify(
-        &source,
-        &VerifyOptions {
-            expected_toc_digest: expected,
-            open,
-        },
-    );
+    let report = verify(&source, &options);
     if args.json {
         // The report's own serialization, with the blob's name and the
         // verdict added; its keys come out sorted, as every JSON output's.

@@ -3,7 +3,7 @@
 
 use crate::UsageError;
 use anyhow::{bail, Context, Result};
-use estargz_core::read::{Blob, OpenOptions, ReadAt};
+use estargz_core::{Blob, OpenOptions, ReadAt};
 use estargz_remote::{HttpBlob, HttpOptions};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -233,9 +233,10 @@ impl TocArgs {
             ),
             None => None,
         };
-        Ok(OpenOptions {
-            external_toc,
-            ..OpenOptions::default()
+        Ok({
+            let mut o = OpenOptions::default();
+            o.external_toc = external_toc;
+            o
         })
     }
 }

@@ -1,6 +1,6 @@
 //! `convert` reads a regular-file input through a read-only memory map, so
 //! the converter compresses and hashes file data in place (zero copy; see
-//! `estargz_core::convert::InputBytes`). `--no-mmap` reads it as a stream.
+//! `estargz_core::InputBytes`). `--no-mmap` reads it as a stream.
 //!
 //! Mapping a file is `unsafe` in Rust because another process may change
 //! the file while it is mapped. What that can do here, and what is done
@@ -25,7 +25,7 @@
 
 use crate::input::Watch;
 use anyhow::{Context, Result};
-use estargz_core::convert::InputBytes;
+use estargz_core::InputBytes;
 use indicatif::ProgressBar;
 use memmap2::{Advice, Mmap, UncheckedAdvice};
 use std::fs::File;

@@ -6,9 +6,7 @@ use anyhow::{Context, Result};
 use estargz_core::prioritize::{
     parse_list, reorder, spool, tar_file, Landmark, PrioritizeOptions, ReorderReport, Reordered,
 };
-use estargz_core::read::{Blob, OpenOptions};
-use estargz_core::tar::NamePolicy;
-use estargz_core::Error;
+use estargz_core::{Blob, Error, NamePolicy, OpenOptions};
 use std::fs::File;
 use std::path::Path;
 
@@ -65,10 +63,11 @@ impl Request {
             }
         }
         .with_context(|| format!("reading {shown}"))?;
-        let options = PrioritizeOptions {
-            allow_missing: self.allow_missing,
-            names,
-            ..PrioritizeOptions::default()
+        let options = {
+            let mut o = PrioritizeOptions::default();
+            o.allow_missing = self.allow_missing;
+            o.names = names;
+            o
         };
         let reordered = reorder(tar, self.list.as_deref(), &options).map_err(|e| {
             let e = match e {

@@ -10,6 +10,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The input tar is malformed.
     #[error("malformed tar at byte {offset}{}: {kind}", entry_suffix(.entry))]
@@ -222,6 +223,7 @@ fn entry_suffix(entry: &Option<String>) -> String {
 
 /// What is wrong with a malformed tar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TarErrorKind {
     /// Header checksum does not match.
     #[error("header checksum mismatch (stored {stored:?}, computed {computed}){}",

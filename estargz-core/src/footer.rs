@@ -26,6 +26,7 @@ const EXTERNAL_MAGIC: &[u8; 17] = b"STARGZEXTERNALTOC";
 
 /// Which footer layout a blob ends with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FooterKind {
     /// eStargz, 51 bytes.
     Estargz,
@@ -107,7 +108,8 @@ pub enum FooterError {
 /// §2.2: a no-compression gzip writer stopped producing these bytes in Go 1.27).
 ///
 /// ```
-/// use estargz_core::footer::{encode, parse, FooterKind};
+/// use estargz_core::internals::footer::{encode, parse};
+/// use estargz_core::FooterKind;
 /// let bytes = encode(774);
 /// let footer = parse(&bytes, 1000).unwrap();
 /// assert_eq!((footer.kind, footer.toc_offset), (FooterKind::Estargz, Some(774)));
@@ -128,7 +130,8 @@ pub fn encode(toc_offset: u64) -> [u8; FOOTER_SIZE] {
 /// its TOC is shipped separately.
 ///
 /// ```
-/// use estargz_core::footer::{encode_external, parse, FooterKind};
+/// use estargz_core::internals::footer::{encode_external, parse};
+/// use estargz_core::FooterKind;
 /// let footer = parse(&encode_external(), 1000).unwrap();
 /// assert_eq!((footer.kind, footer.toc_offset), (FooterKind::ExternalToc, None));
 /// ```

@@ -9,46 +9,178 @@
 //! such blobs losslessly: decompressing one up to its TOC gives back the
 //! input tar byte for byte.
 //!
+//! The data flows one way on each side: a tar is scanned, planned into
+//! members, compressed and assembled ([`Converter`]); a blob is read from
+//! its footer, to its TOC, to an index, to the file bytes ([`Blob`]).
+//!
+//! ## Convert
+//!
 //! ```
-//! use estargz_core::{convert, blob_info_of, ConvertOptions};
+//! use estargz_core::{blob_info_of, Converter};
 //!
-//! let mut tar = tar::Builder::new(Vec::new());
-//! let mut header = tar::Header::new_gnu();
-//! header.set_size(3);
-//! header.set_cksum();
-//! tar.append_data(&mut header, "etc/motd", &b"hi\n"[..]).unwrap();
-//! let tar = tar.into_inner().unwrap();
-//!
+//! # let tar = {
+//! # let mut b = tar::Builder::new(Vec::new());
+//! # let mut h = tar::Header::new_ustar();
+//! # h.set_size(3);
+//! # h.set_mode(0o644);
+//! # h.set_cksum();
+//! # b.append_data(&mut h, "etc/motd", &b"hi\n"[..]).unwrap();
+//! # b.into_inner().unwrap()
+//! # };
+//! let converter = Converter::builder().level(9).build()?;
 //! let mut blob = Vec::new();
-//! let report = convert(&tar[..], &mut blob, &ConvertOptions::default()).unwrap();
+//! let report = converter.convert(&tar, &mut blob)?;
 //! // The numbers an image manifest needs, computed in the same pass...
 //! println!("{} {}", report.blob.digest, report.toc_digest);
 //! // ...and they agree with what any gzip reader sees in the blob.
-//! assert_eq!(blob_info_of(&blob[..]).unwrap(), report.blob);
+//! assert_eq!(blob_info_of(&blob[..])?, report.blob);
+//! # Ok::<(), estargz_core::Error>(())
 //! ```
 //!
-//! Modules, one concept each: [`footer`], [`toc`], [`tar`] (lossless
-//! scanning), [`convert`](mod@convert) (plan, codec, pipeline), [`blob_info`] (the digest
-//! tee), [`name`] (path cleaning), [`digest`], [`prioritize`] (prefetch
-//! ordering and landmarks; not lossless).
+//! ## Open and read
+//!
+//! A [`Blob`] reads only its footer and TOC on open; a file read then
+//! decodes only the members holding that file. The bytes come from any
+//! [`ReadAt`]: a slice, a file, or range requests (`estargz-remote`).
+//!
+//! ```
+//! use estargz_core::{Blob, Converter, OpenOptions};
+//! # let tar = {
+//! # let mut b = tar::Builder::new(Vec::new());
+//! # let mut h = tar::Header::new_ustar();
+//! # h.set_size(3);
+//! # h.set_mode(0o644);
+//! # h.set_cksum();
+//! # b.append_data(&mut h, "etc/motd", &b"hi\n"[..]).unwrap();
+//! # b.into_inner().unwrap()
+//! # };
+//! # let mut bytes = Vec::new();
+//! # Converter::new().convert(&tar, &mut bytes)?;
+//! let blob = Blob::open(&bytes[..], &OpenOptions::default())?;
+//! assert_eq!(blob.read_file("etc/motd")?, b"hi\n");
+//! let file = blob.open_file("etc/motd")?;
+//! let mut buf = [0; 2];
+//! assert_eq!(file.read_at(&mut buf, 1)?, 2);
+//! assert_eq!(&buf, b"i\n");
+//! # Ok::<(), estargz_core::Error>(())
+//! ```
+//!
+//! ## Verify
+//!
+//! Every problem comes with its kind, the entry and the byte offset.
+//!
+//! ```
+//! use estargz_core::{verify, Converter, VerifyOptions};
+//! # let tar = {
+//! # let mut b = tar::Builder::new(Vec::new());
+//! # let mut h = tar::Header::new_ustar();
+//! # h.set_size(3);
+//! # h.set_mode(0o644);
+//! # h.set_cksum();
+//! # b.append_data(&mut h, "etc/motd", &b"hi\n"[..]).unwrap();
+//! # b.into_inner().unwrap()
+//! # };
+//! # let mut blob = Vec::new();
+//! # Converter::new().convert(&tar, &mut blob)?;
+//! let report = verify(&blob[..], &VerifyOptions::default());
+//! assert!(report.is_valid(), "{:?}", report.problems);
+//!
+//! let last = blob.len() - 60;
+//! blob[last] ^= 1; // inside the TOC member
+//! let report = verify(&blob[..], &VerifyOptions::default());
+//! assert!(!report.is_valid());
+//! # Ok::<(), estargz_core::Error>(())
+//! ```
+//!
+//! ## Unpack
+//!
+//! Back to the tar ([`unpack_tar`]), or into a directory that no entry
+//! can climb out of ([`unpack_to_dir`]).
+//!
+//! ```
+//! use estargz_core::{unpack_tar, unpack_to_dir, Converter, UnpackOptions};
+//! # let tar = {
+//! # let mut b = tar::Builder::new(Vec::new());
+//! # let mut h = tar::Header::new_ustar();
+//! # h.set_size(3);
+//! # h.set_mode(0o644);
+//! # h.set_cksum();
+//! # b.append_data(&mut h, "etc/motd", &b"hi\n"[..]).unwrap();
+//! # b.into_inner().unwrap()
+//! # };
+//! # let mut blob = Vec::new();
+//! # Converter::new().convert(&tar, &mut blob)?;
+//! let mut out = Vec::new();
+//! unpack_tar(&blob[..], &mut out)?;
+//! assert_eq!(out, tar); // lossless
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! unpack_to_dir(&blob[..], dir.path(), &UnpackOptions::default())?;
+//! assert_eq!(std::fs::read(dir.path().join("etc/motd")).unwrap(), b"hi\n");
+//! # Ok::<(), estargz_core::Error>(())
+//! ```
+//!
+//! Reordering a tar so the files a container reads first come first (the
+//! prefetch landmark; not lossless) is in [`prioritize`].
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
-pub mod blob_info;
-pub mod convert;
-pub mod digest;
+mod blob_info;
+mod convert;
+mod digest;
 mod error;
-pub mod footer;
-pub mod name;
+mod footer;
+mod name;
 pub mod prioritize;
-pub mod read;
-pub mod tar;
-pub mod toc;
-pub mod unpack;
-pub mod verify;
+mod read;
+mod tar;
+mod toc;
+mod unpack;
+mod verify;
 
-pub use blob_info::{blob_info_of, BlobInfo, BlobInfoWriter};
-pub use convert::{convert, convert_external_toc, ConvertOptions, ConvertReport, ExternalToc};
-pub use digest::Digest;
+pub use blob_info::{
+    blob_info_of, layer_annotations, BlobInfo, BlobInfoWriter, ANNOTATION_TOC_DIGEST,
+    ANNOTATION_UNCOMPRESSED_SIZE, MEDIA_TYPE_LAYER_GZIP,
+};
+pub use convert::{
+    ConvertReport, Converter, ConverterBuilder, ExternalToc, Input, InputBytes, SharedInput,
+    DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, MAX_CHUNK_SIZE,
+};
+pub use digest::{Digest, ParseDigestError};
 pub use error::{Error, Result, TarErrorKind};
+pub use footer::{Footer, FooterKind};
+pub use read::{
+    Blob, Chunk, FileReader, Index, IndexLimits, ListedEntry, Node, NodeId, OpenOptions, Prefetch,
+    RangeReader, ReadAt, TocInfo, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
+};
+pub use tar::{NamePolicy, ScanLimits};
+pub use toc::{EntryType, Toc, TocEntry, TOC_NAME};
+pub use unpack::{
+    unpack_tar, unpack_to_dir, unpack_to_dir_with_progress, UnpackOptions, UnpackProgress,
+    UnpackReport, DEFAULT_MAX_TOTAL_BYTES,
+};
+pub use verify::{verify, Problem, ProblemKind, VerifyOptions, VerifyReport};
+
+/// Building blocks for this workspace's benchmarks, fuzz targets and
+/// tests: the scanner, planner and codec on their own, the footer and TOC
+/// encoders. Not part of the API; they change without notice.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::convert::compress::gzip_member;
+    pub use crate::convert::compress::MAX_LEVEL;
+    pub use crate::convert::plan::Planner;
+    pub use crate::convert::MemberData;
+    pub use crate::name::clean;
+    pub use crate::read::{owner_names, parse_rfc3339};
+    pub use crate::tar::{sniff_gzip, Header, Item, Scanner, BLOCK};
+    pub use crate::toc::{format_modtime, tar_bytes};
+
+    /// The footer codec.
+    pub mod footer {
+        pub use crate::footer::{
+            encode, encode_external, parse, Footer, FooterError, FooterKind,
+            EXTERNAL_TOC_FOOTER_SIZE, FOOTER_SIZE, LEGACY_FOOTER_SIZE,
+        };
+    }
+}

@@ -5,7 +5,7 @@
 /// `/` becomes `""` (the root) and `../../etc/passwd` becomes `etc/passwd`.
 ///
 /// ```
-/// use estargz_core::name::clean;
+/// use estargz_core::internals::clean;
 /// assert_eq!(clean("./foo//bar/"), "foo/bar");
 /// assert_eq!(clean("../../etc/passwd"), "etc/passwd");
 /// assert_eq!(clean("/"), "");

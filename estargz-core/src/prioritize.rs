@@ -3,7 +3,7 @@
 //! or puts `.no.prefetch.landmark` first when there is nothing to prefetch.
 //!
 //! The result is a new tar stream that goes through the ordinary lossless
-//! [`convert`](crate::convert()) unchanged, so every entry keeps its exact
+//! [`Converter`](crate::Converter) unchanged, so every entry keeps its exact
 //! bytes (extension headers, PAX and GNU long names included). The blob as a
 //! whole is **not** lossless relative to the input: entries move, earlier
 //! duplicates and existing landmarks are dropped, a landmark is added and
@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use estargz_core::prioritize::{reorder, Landmark, PrioritizeOptions};
-//! use estargz_core::{convert, ConvertOptions};
+//! use estargz_core::{Converter, Input};
 //!
 //! let mut tar = tar::Builder::new(Vec::new());
 //! for (name, data) in [("etc/motd", &b"hi\n"[..]), ("bin/sh", &b"#!"[..])] {
@@ -33,7 +33,7 @@
 //! assert_eq!(report.found, ["/bin/sh"]);
 //!
 //! let mut blob = Vec::new();
-//! convert(reordered, &mut blob, &ConvertOptions::default()).unwrap();
+//! Converter::new().convert(Input::stream(reordered), &mut blob).unwrap();
 //! ```
 
 use crate::error::{Error, Result};
@@ -100,6 +100,7 @@ impl Landmark {
 
 /// Options of [`reorder`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PrioritizeOptions {
     /// Record prioritized names that are not in the tar and go on, instead
     /// of failing (the reference's allow-not-found).
@@ -112,6 +113,7 @@ pub struct PrioritizeOptions {
 
 /// What [`reorder`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReorderReport {
     /// The landmark written.
     pub landmark: Landmark,

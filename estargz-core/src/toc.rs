@@ -235,7 +235,7 @@ impl Toc {
     /// trailing newline). Its SHA-256 is the TOC digest.
     ///
     /// ```
-    /// use estargz_core::toc::{EntryType, Toc, TocEntry};
+    /// use estargz_core::{EntryType, Toc, TocEntry};
     /// let mut toc = Toc::default();
     /// assert_eq!(toc.to_json(), b"{\n\t\"version\": 1,\n\t\"entries\": null\n}");
     /// toc.entries.push(TocEntry::new("a<b", EntryType::Dir));
@@ -353,7 +353,7 @@ impl FieldWriter<'_> {
 /// 0), the JSON padded to 512 bytes, then two zero blocks.
 ///
 /// ```
-/// let tar = estargz_core::toc::tar_bytes(&[b'x'; 3500]);
+/// let tar = estargz_core::internals::tar_bytes(&[b'x'; 3500]);
 /// assert_eq!(tar.len(), 5120);
 /// assert_eq!(&tar[..17], b"stargz.index.json");
 /// ```
@@ -429,7 +429,7 @@ pub fn write_go_string(out: &mut Vec<u8>, s: &str) {
 /// `secs = -1, nanos = 500_000_000`).
 ///
 /// ```
-/// use estargz_core::toc::format_modtime;
+/// use estargz_core::internals::format_modtime;
 /// assert_eq!(format_modtime(1577934245, 600_000_000), "2020-01-02T03:04:06Z");
 /// assert_eq!(format_modtime(0, 0), "");
 /// ```

@@ -64,6 +64,7 @@ fn copy_counting(r: &mut impl Read, w: &mut impl Write) -> Result<u64> {
 
 /// How to unpack into a directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UnpackOptions {
     /// Set owners from the archive (default: when running as root).
     pub same_owner: bool,
@@ -95,6 +96,7 @@ impl Default for UnpackOptions {
 
 /// What an unpack did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UnpackReport {
     /// Entries created.
     pub entries: usize,

@@ -6,8 +6,7 @@ mod common;
 
 use common::tar_writer::*;
 use common::{check_lossless, convert_with, non_chunks};
-use estargz_core::toc::{EntryType, Toc};
-use estargz_core::{convert, ConvertOptions, Digest, Error};
+use estargz_core::{Converter, Digest, EntryType, Error, Toc};
 
 /// Runs `entries` through every format and prefix; `check` sees the TOC.
 fn each_variant(entries: &[TestEntry], chunk_size: u64, check: impl Fn(&Toc, &str)) {
@@ -30,7 +29,7 @@ fn each_variant(entries: &[TestEntry], chunk_size: u64, check: impl Fn(&Toc, &st
     }
 }
 
-fn entry<'a>(toc: &'a Toc, prefix: &str, name: &str) -> &'a estargz_core::toc::TocEntry {
+fn entry<'a>(toc: &'a Toc, prefix: &str, name: &str) -> &'a estargz_core::TocEntry {
     let full = format!("{prefix}{name}");
     toc.entries
         .iter()
@@ -251,7 +250,7 @@ fn w11_existing_toc_is_refused_in_every_spelling() {
         for prefix in PREFIXES {
             let entries = prefixed(&[dir("bar"), file("stargz.index.json", "dummy")], prefix);
             let tar = build_tar(format, &entries, 0);
-            let err = convert(&tar[..], Vec::new(), &ConvertOptions::default()).unwrap_err();
+            let err = Converter::new().convert(&tar[..], Vec::new()).unwrap_err();
             match err {
                 Error::ExistingToc { entry, offset } => {
                     assert_eq!(entry, format!("{prefix}stargz.index.json"));
@@ -341,13 +340,13 @@ fn f6_output_is_identical_for_any_thread_count() {
     let blobs: Vec<Vec<u8>> = [1, 2, 8]
         .iter()
         .map(|&t| {
-            let opts = ConvertOptions {
-                chunk_size: 512,
-                threads: Some(t),
-                ..ConvertOptions::default()
-            };
+            let opts = Converter::builder()
+                .chunk_size(512)
+                .threads(Some(t))
+                .build()
+                .unwrap();
             let mut blob = Vec::new();
-            let report = convert(&tar[..], &mut blob, &opts).unwrap();
+            let report = opts.convert(&tar[..], &mut blob).unwrap();
             check_lossless(&tar, &blob, &report, 512);
             blob
         })
@@ -367,25 +366,23 @@ fn every_level_is_lossless() {
     let tar = build_tar(Format::Gnu, &[file("t", &text)], 0);
     let mut sizes = Vec::new();
     for level in 0..=12 {
-        let opts = ConvertOptions {
-            level,
-            ..ConvertOptions::default()
-        };
+        let opts = Converter::builder().level(level).build().unwrap();
         let mut blob = Vec::new();
-        let report = convert(&tar[..], &mut blob, &opts).unwrap();
+        let report = opts.convert(&tar[..], &mut blob).unwrap();
         check_lossless(&tar, &blob, &report, 4 << 20);
         sizes.push(blob.len());
     }
     assert!(sizes[0] > tar.len(), "level 0 stores");
     assert!(sizes[9] <= sizes[1], "{sizes:?}");
-    let bad = ConvertOptions {
-        level: 13,
-        ..ConvertOptions::default()
-    };
-    assert!(matches!(
-        convert(&tar[..], Vec::new(), &bad),
-        Err(Error::InvalidOption(_))
-    ));
+    // Options are refused when the converter is built, before any input.
+    for bad in [
+        Converter::builder().level(13),
+        Converter::builder().chunk_size(0),
+        Converter::builder().chunk_size(estargz_core::MAX_CHUNK_SIZE + 1),
+        Converter::builder().min_chunk_size(estargz_core::MAX_CHUNK_SIZE + 1),
+    ] {
+        assert!(matches!(bad.build(), Err(Error::InvalidOption(_))));
+    }
 }
 
 /// Gzip input is decoded on its own thread: a multi-member .tar.gz larger
@@ -418,17 +415,19 @@ fn gzip_input_matches_plain_tar_for_any_thread_count() {
     };
     let mut tar_gz = gzip(&tar[..tar.len() / 3]);
     tar_gz.extend(gzip(&tar[tar.len() / 3..]));
-    let opts = |t| ConvertOptions {
-        chunk_size: 64 << 10,
-        threads: Some(t),
-        ..ConvertOptions::default()
+    let opts = |t| {
+        Converter::builder()
+            .chunk_size(64 << 10)
+            .threads(Some(t))
+            .build()
+            .unwrap()
     };
     let mut plain = Vec::new();
-    let plain_report = convert(&tar[..], &mut plain, &opts(1)).unwrap();
+    let plain_report = opts(1).convert(&tar[..], &mut plain).unwrap();
     check_lossless(&tar, &plain, &plain_report, 64 << 10);
     for t in [1, 2, 8] {
         let mut blob = Vec::new();
-        let report = convert(&tar_gz[..], &mut blob, &opts(t)).unwrap();
+        let report = opts(t).convert(&tar_gz[..], &mut blob).unwrap();
         assert!(
             blob == plain,
             "gzip input, {t} threads: blob differs from the plain tar's"
@@ -438,5 +437,5 @@ fn gzip_input_matches_plain_tar_for_any_thread_count() {
     let mut corrupt = tar_gz.clone();
     let mid = corrupt.len() / 2;
     corrupt[mid..mid + 64].fill(0xa5);
-    assert!(convert(&corrupt[..], Vec::new(), &opts(2)).is_err());
+    assert!(opts(2).convert(&corrupt[..], Vec::new()).is_err());
 }

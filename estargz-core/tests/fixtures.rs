@@ -4,7 +4,7 @@
 mod common;
 
 use common::{check_lossless, gunzip};
-use estargz_core::{convert, ConvertOptions, Error};
+use estargz_core::{Converter, Error};
 use std::path::PathBuf;
 
 fn corpus(dir: &str) -> Vec<PathBuf> {
@@ -36,12 +36,10 @@ fn every_valid_fixture_converts_losslessly() {
         let raw = std::fs::read(&path).unwrap();
         let tar = tar_of(&path);
         for chunk_size in [4 << 20, 1000] {
-            let opts = ConvertOptions {
-                chunk_size,
-                ..ConvertOptions::default()
-            };
+            let opts = Converter::builder().chunk_size(chunk_size).build().unwrap();
             let mut blob = Vec::new();
-            let report = convert(&raw[..], &mut blob, &opts)
+            let report = opts
+                .convert(&raw[..], &mut blob)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             check_lossless(&tar, &blob, &report, chunk_size);
         }
@@ -55,12 +53,9 @@ fn non_utf8_names_are_replaced_with_a_warning() {
         .find(|p| p.ends_with("python-gnu-nonutf8-name.tar"))
         .unwrap();
     let mut blob = Vec::new();
-    let report = convert(
-        &std::fs::read(&path).unwrap()[..],
-        &mut blob,
-        &ConvertOptions::default(),
-    )
-    .unwrap();
+    let report = Converter::new()
+        .convert(&std::fs::read(&path).unwrap()[..], &mut blob)
+        .unwrap();
     assert!(!report.warnings.is_empty());
     let (toc, json, _) = common::read_toc(&blob);
     assert!(toc
@@ -71,11 +66,13 @@ fn non_utf8_names_are_replaced_with_a_warning() {
         .unwrap()
         .contains(r#""bad\ufffd\ufffdname""#));
 
-    let strict = ConvertOptions {
-        names: estargz_core::tar::NamePolicy::Strict,
-        ..ConvertOptions::default()
-    };
-    let err = convert(&std::fs::read(&path).unwrap()[..], Vec::new(), &strict).unwrap_err();
+    let strict = Converter::builder()
+        .names(estargz_core::NamePolicy::Strict)
+        .build()
+        .unwrap();
+    let err = strict
+        .convert(&std::fs::read(&path).unwrap()[..], Vec::new())
+        .unwrap_err();
     assert!(
         matches!(err, Error::NonUtf8 { ref entry, .. } if entry.contains('\u{fffd}')),
         "{err}"
@@ -102,12 +99,9 @@ fn pax_global_headers_stay_in_the_stream_and_are_not_entries() {
 #[test]
 fn sparse_fixtures_are_refused_naming_the_entry() {
     for path in corpus("sparse") {
-        let err = convert(
-            &std::fs::read(&path).unwrap()[..],
-            Vec::new(),
-            &ConvertOptions::default(),
-        )
-        .unwrap_err();
+        let err = Converter::new()
+            .convert(&std::fs::read(&path).unwrap()[..], Vec::new())
+            .unwrap_err();
         match &err {
             Error::SparseEntry { entry, .. } => assert!(
                 entry.contains("sparse") || entry.contains("holes"),
@@ -170,12 +164,9 @@ fn invalid_fixtures_fail_with_the_entry_and_offset() {
             .find(|(f, _)| *f == name)
             .unwrap_or_else(|| panic!("no expectation for {name}"))
             .1;
-        let err = convert(
-            &std::fs::read(&path).unwrap()[..],
-            Vec::new(),
-            &ConvertOptions::default(),
-        )
-        .unwrap_err();
+        let err = Converter::new()
+            .convert(&std::fs::read(&path).unwrap()[..], Vec::new())
+            .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(want), "{name}: {msg:?} lacks {want:?}");
         if !matches!(err, Error::EmptyInput) {

@@ -5,7 +5,7 @@
 //! the same API, and asserts it returns without panicking and, for unpack,
 //! without touching anything outside its directory.
 
-use estargz_core::unpack::{unpack_tar, unpack_to_dir, UnpackOptions};
+use estargz_core::{unpack_tar, unpack_to_dir, UnpackOptions};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -61,9 +61,10 @@ fn unpack_touches_nothing_outside(blob: &[u8], opts: &UnpackOptions) {
 }
 
 fn whiteouts() -> UnpackOptions {
-    UnpackOptions {
-        apply_whiteouts: true,
-        ..UnpackOptions::default()
+    {
+        let mut o = UnpackOptions::default();
+        o.apply_whiteouts = true;
+        o
     }
 }
 

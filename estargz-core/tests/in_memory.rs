@@ -1,12 +1,11 @@
-//! `convert_in_memory` (file data taken in place from memory) against
-//! `convert` (the same bytes read as a stream): identical blobs, TOCs and
+//! A tar converted in memory (file data taken in place) against the same
+//! bytes converted as a stream: identical blobs, TOCs and
 //! reports on every fixture, under every option that moves member
 //! boundaries, and identical errors on every damaged input.
 
 mod common;
 
-use estargz_core::convert::{convert_in_memory, InputBytes, SharedInput};
-use estargz_core::{convert, convert_external_toc, ConvertOptions, ConvertReport};
+use estargz_core::{ConvertReport, Converter, Input, InputBytes, SharedInput};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -26,48 +25,50 @@ fn fixtures() -> Vec<PathBuf> {
 /// Blob, external TOC (when asked for) and report, or the error's text.
 type Outcome = Result<(Vec<u8>, Option<Vec<u8>>, ConvertReport), String>;
 
-fn streamed(input: &[u8], opts: &ConvertOptions, external: bool) -> Outcome {
+fn streamed(input: &[u8], opts: &Converter) -> Outcome {
+    outcome(|blob| opts.convert(input, blob))
+}
+
+fn in_memory(input: SharedInput, opts: &Converter) -> Outcome {
+    outcome(|blob| opts.convert(Input::InMemory(input), blob))
+}
+
+/// The blob `convert` writes, the external TOC it returns and its report.
+fn outcome(convert: impl FnOnce(&mut Vec<u8>) -> estargz_core::Result<ConvertReport>) -> Outcome {
     let mut blob = Vec::new();
-    let mut toc = Vec::new();
-    let report = if external {
-        convert_external_toc(input, &mut blob, &mut toc, opts)
-    } else {
-        convert(input, &mut blob, opts)
-    };
-    report
-        .map(|r| (blob, external.then_some(toc), r))
+    convert(&mut blob)
+        .map(|mut r| {
+            let toc = r
+                .external_toc
+                .as_mut()
+                .map(|t| std::mem::take(&mut t.bytes));
+            (blob, toc, r)
+        })
         .map_err(|e| e.to_string())
 }
 
-fn in_memory(input: SharedInput, opts: &ConvertOptions, external: bool) -> Outcome {
-    let mut blob = Vec::new();
-    let mut toc = Vec::new();
-    let toc_out = external.then_some(&mut toc as &mut dyn std::io::Write);
-    convert_in_memory(input, &mut blob, toc_out, opts)
-        .map(|r| (blob, external.then_some(toc), r))
-        .map_err(|e| e.to_string())
-}
-
-fn option_sets() -> Vec<(ConvertOptions, bool)> {
+fn option_sets() -> Vec<(Converter, bool)> {
     let mut sets = Vec::new();
     for (chunk_size, min_chunk_size) in [(4 << 20, 0), (1000, 0), (4 << 20, 3000), (700, 100_000)] {
         for threads in [1, 3] {
-            let opts = ConvertOptions {
-                chunk_size,
-                min_chunk_size,
-                threads: Some(threads),
-                ..ConvertOptions::default()
-            };
-            sets.push((opts.clone(), false));
-            sets.push((opts, true));
+            for external in [false, true] {
+                let opts = Converter::builder()
+                    .chunk_size(chunk_size)
+                    .min_chunk_size(min_chunk_size)
+                    .threads(Some(threads))
+                    .external_toc(external)
+                    .build()
+                    .unwrap();
+                sets.push((opts, external));
+            }
         }
     }
     sets
 }
 
-fn assert_same(name: &str, input: &[u8], opts: &ConvertOptions, external: bool) -> bool {
-    let a = streamed(input, opts, external);
-    let b = in_memory(Arc::new(input.to_vec()), opts, external);
+fn assert_same(name: &str, input: &[u8], opts: &Converter, external: bool) -> bool {
+    let a = streamed(input, opts);
+    let b = in_memory(Arc::new(input.to_vec()), opts);
     assert_eq!(a, b, "{name} with {opts:?}, external TOC {external}");
     a.is_ok()
 }
@@ -95,10 +96,7 @@ fn truncated_and_damaged_tars_fail_alike() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/sample-layer.tar"),
     )
     .unwrap();
-    let opts = ConvertOptions {
-        chunk_size: 4096,
-        ..ConvertOptions::default()
-    };
+    let opts = Converter::builder().chunk_size(4096).build().unwrap();
     let mut errors = 0;
     for cut in (1..tar.len()).step_by(tar.len() / 97 + 1) {
         if !assert_same(&format!("cut at {cut}"), &tar[..cut], &opts, false) {
@@ -125,11 +123,11 @@ fn every_truncation_of_a_small_tar_fails_alike() {
         b.append_data(&mut h, name, &data[..]).unwrap();
     }
     let tar = b.into_inner().unwrap();
-    let opts = ConvertOptions {
-        chunk_size: 1000,
-        threads: Some(1),
-        ..ConvertOptions::default()
-    };
+    let opts = Converter::builder()
+        .chunk_size(1000)
+        .threads(Some(1))
+        .build()
+        .unwrap();
     for cut in 1..tar.len() {
         assert_same(&format!("cut at {cut}"), &tar[..cut], &opts, false);
     }
@@ -160,12 +158,10 @@ fn release_moves_forward_to_the_end_of_the_tar() {
         bytes: tar.clone(),
         released: Mutex::new(Vec::new()),
     });
-    let opts = ConvertOptions {
-        chunk_size: 2048,
-        ..ConvertOptions::default()
-    };
+    let opts = Converter::builder().chunk_size(2048).build().unwrap();
     let mut blob = Vec::new();
-    convert_in_memory(input.clone(), &mut blob, None, &opts).unwrap();
+    opts.convert(Input::InMemory(input.clone()), &mut blob)
+        .unwrap();
     let released = input.released.lock().unwrap().clone();
     assert!(!released.is_empty());
     assert!(released.windows(2).all(|w| w[0] <= w[1]), "{released:?}");

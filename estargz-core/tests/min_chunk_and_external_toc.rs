@@ -6,11 +6,8 @@ mod common;
 
 use common::tar_writer::*;
 use common::{convert_min, convert_with};
-use estargz_core::footer;
-use estargz_core::read::{Blob, OpenOptions};
-use estargz_core::toc::EntryType;
-use estargz_core::verify::{verify, VerifyOptions};
-use estargz_core::Digest;
+use estargz_core::internals::footer;
+use estargz_core::{verify, Blob, Converter, Digest, EntryType, OpenOptions, VerifyOptions};
 use std::io::Write;
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -54,7 +51,7 @@ fn merge_members(blob: &[u8], group_of: impl Fn(usize) -> usize) -> (Vec<u8>, Di
     }
     let json = toc.to_json();
     let toc_offset = out.len() as u64;
-    out.extend(gzip(&estargz_core::toc::tar_bytes(&json)));
+    out.extend(gzip(&estargz_core::internals::tar_bytes(&json)));
     out.extend_from_slice(&footer::encode(toc_offset));
     (out, Digest::of(&json))
 }
@@ -62,13 +59,10 @@ fn merge_members(blob: &[u8], group_of: impl Fn(usize) -> usize) -> (Vec<u8>, Di
 /// Full verification of `blob` opened with `open`, against `toc_digest`, finds nothing.
 #[track_caller]
 fn assert_verifies(blob: &[u8], open: OpenOptions, toc_digest: Digest) {
-    let v = verify(
-        blob,
-        &VerifyOptions {
-            expected_toc_digest: Some(toc_digest),
-            open,
-        },
-    );
+    let mut options = VerifyOptions::default();
+    options.expected_toc_digest = Some(toc_digest);
+    options.open = open;
+    let v = verify(blob, &options);
     assert!(v.is_valid(), "{:?}", v.problems);
 }
 
@@ -86,13 +80,11 @@ fn alnum(n: usize, seed: u64) -> Vec<u8> {
 }
 
 fn check_blob(blob: Vec<u8>, digest: Digest, entries: &[TestEntry]) {
-    let report = verify(
-        &blob[..],
-        &VerifyOptions {
-            expected_toc_digest: Some(digest),
-            ..Default::default()
-        },
-    );
+    let report = verify(&blob[..], &{
+        let mut o = VerifyOptions::default();
+        o.expected_toc_digest = Some(digest);
+        o
+    });
     assert!(report.is_valid(), "{:?}", report.problems);
     let opened = Blob::open(blob, &OpenOptions::default()).unwrap();
     for e in entries {
@@ -139,13 +131,11 @@ fn w13_several_files_in_one_member() {
     let (bad, bad_digest) = common::tamper(&merged, |members, _| {
         members[0][foo22.inner_offset as usize] ^= 1
     });
-    let report = verify(
-        &bad[..],
-        &VerifyOptions {
-            expected_toc_digest: Some(bad_digest),
-            ..Default::default()
-        },
-    );
+    let report = verify(&bad[..], &{
+        let mut o = VerifyOptions::default();
+        o.expected_toc_digest = Some(bad_digest);
+        o
+    });
     assert!(
         report
             .problems
@@ -199,10 +189,11 @@ fn external_toc_blobs_read_when_the_toc_is_supplied() {
     external.extend_from_slice(b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x15\x00SG\x11\x00STARGZEXTERNALTOC\x01\x00\x00\xff\xff\x00\x00\x00\x00\x00\x00\x00\x00");
     let err = Blob::open(external.clone(), &OpenOptions::default()).unwrap_err();
     assert!(err.to_string().contains("supplied separately"), "{err}");
-    let toc_member = gzip(&estargz_core::toc::tar_bytes(&json));
-    let opts = OpenOptions {
-        external_toc: Some(toc_member),
-        ..OpenOptions::default()
+    let toc_member = gzip(&estargz_core::internals::tar_bytes(&json));
+    let opts = {
+        let mut o = OpenOptions::default();
+        o.external_toc = Some(toc_member);
+        o
     };
     let opened = Blob::open(external.clone(), &opts).unwrap();
     assert_eq!(opened.toc_digest(), report.toc_digest);
@@ -281,15 +272,15 @@ fn min_chunk_size_output_is_deterministic() {
     }
     let tar = build_tar(Format::Pax, &entries, 0);
     let run = |threads, level| {
-        let opts = estargz_core::ConvertOptions {
-            chunk_size: 4096,
-            min_chunk_size: 20_000,
-            threads: Some(threads),
-            level,
-            ..Default::default()
-        };
+        let opts = Converter::builder()
+            .chunk_size(4096)
+            .min_chunk_size(20_000)
+            .threads(Some(threads))
+            .level(level)
+            .build()
+            .unwrap();
         let mut blob = Vec::new();
-        estargz_core::convert(&tar[..], &mut blob, &opts).unwrap();
+        opts.convert(&tar[..], &mut blob).unwrap();
         blob
     };
     let one = run(1, 6);
@@ -336,13 +327,14 @@ fn external_toc_written_separately_keeps_the_diff_id() {
     for min in [0, 8000] {
         let entries = w13_entries();
         let tar = build_tar(Format::Gnu, &entries, 0);
-        let opts = estargz_core::ConvertOptions {
-            min_chunk_size: min,
-            ..Default::default()
-        };
-        let (mut blob, mut toc) = (Vec::new(), Vec::new());
-        let report =
-            estargz_core::convert_external_toc(&tar[..], &mut blob, &mut toc, &opts).unwrap();
+        let opts = Converter::builder()
+            .min_chunk_size(min)
+            .external_toc(true)
+            .build()
+            .unwrap();
+        let mut blob = Vec::new();
+        let report = opts.convert(&tar[..], &mut blob).unwrap();
+        let toc = report.external_toc.clone().unwrap().bytes;
         assert_eq!(
             &blob[blob.len() - 46..],
             &footer::encode_external()[..],
@@ -364,9 +356,10 @@ fn external_toc_written_separately_keeps_the_diff_id() {
         assert_eq!(&embedded[toc_offset..embedded.len() - 51], &toc[..]);
         assert_eq!(&embedded[..toc_offset], &blob[..blob.len() - 46]);
 
-        let opts = OpenOptions {
-            external_toc: Some(toc.clone()),
-            ..OpenOptions::default()
+        let opts = {
+            let mut o = OpenOptions::default();
+            o.external_toc = Some(toc.clone());
+            o
         };
         let opened = Blob::open(&blob[..], &opts).unwrap();
         assert_eq!(opened.read_file("foo/foo1").unwrap(), alnum(64_000, 1));

@@ -9,14 +9,14 @@ mod common;
 
 use common::run_reference;
 use common::tar_writer::*;
+use estargz_core::internals::{Item, Scanner};
 use estargz_core::prioritize::{
     parse_list, reorder, spool, tar_file, Landmark, PrioritizeOptions, Reordered, LANDMARK_DIGEST,
 };
-use estargz_core::read::{Blob, OpenOptions, ReadAt};
-use estargz_core::tar::{Item, NamePolicy, ScanLimits, Scanner};
-use estargz_core::toc::EntryType;
-use estargz_core::verify::{verify, VerifyOptions};
-use estargz_core::{convert, ConvertOptions, ConvertReport, Digest, Error};
+use estargz_core::{
+    verify, Blob, ConvertReport, Converter, Digest, EntryType, Error, Input, NamePolicy,
+    OpenOptions, ReadAt, ScanLimits, VerifyOptions,
+};
 use std::io::{Read, Write};
 
 const L: &str = ".prefetch.landmark";
@@ -55,9 +55,10 @@ fn prioritize(
     ),
     Error,
 > {
-    let options = PrioritizeOptions {
-        allow_missing,
-        ..Default::default()
+    let options = {
+        let mut o = PrioritizeOptions::default();
+        o.allow_missing = allow_missing;
+        o
     };
     let mut blob = Vec::new();
     let (convert_report, report) = if gzipped {
@@ -65,14 +66,14 @@ fn prioritize(
         let reordered = reorder(file, list, &options)?;
         let report = reordered.report().clone();
         (
-            convert(reordered, &mut blob, &ConvertOptions::default())?,
+            Converter::new().convert(Input::stream(reordered), &mut blob)?,
             report,
         )
     } else {
         let reordered = reorder(tar, list, &options)?;
         let report = reordered.report().clone();
         (
-            convert(reordered, &mut blob, &ConvertOptions::default())?,
+            Converter::new().convert(Input::stream(reordered), &mut blob)?,
             report,
         )
     };
@@ -102,13 +103,11 @@ fn headers(blob: &[u8]) -> Vec<(String, Vec<u8>)> {
 /// known digest, and `.prefetch.landmark`'s data starts a member whose
 /// offset the reader reports as the end of the prefetch range.
 fn check_blob(label: &str, blob: &[u8], report: &ConvertReport, landmark: Landmark) {
-    let check = verify(
-        blob,
-        &VerifyOptions {
-            expected_toc_digest: Some(report.toc_digest),
-            ..Default::default()
-        },
-    );
+    let check = verify(blob, &{
+        let mut o = VerifyOptions::default();
+        o.expected_toc_digest = Some(report.toc_digest);
+        o
+    });
     assert!(check.is_valid(), "{label}: {:?}", check.problems);
     let (toc, _, _) = common::read_toc(blob);
     let entries: Vec<_> = toc
@@ -770,9 +769,10 @@ fn reference_verifies_and_unpacks_reordered_blobs_and_sorts_alike() {
                 .list
                 .as_ref()
                 .map(|l| l.iter().map(|n| n.to_string()).collect());
-            let options = PrioritizeOptions {
-                allow_missing: c.allow_missing,
-                ..Default::default()
+            let options = {
+                let mut o = PrioritizeOptions::default();
+                o.allow_missing = c.allow_missing;
+                o
             };
             let reordered = reordered_bytes(reorder(&tar[..], list.as_deref(), &options).unwrap());
             let (blob, report) = common::convert_with(&reordered, 4 << 20);
@@ -869,7 +869,7 @@ mod random {
             let tar = build_tar(Format::Pax, &tar_entries(&entries, tar_prefix), 0);
             let list: Option<Vec<String>> =
                 list.map(|l| l.into_iter().map(|(p, n)| format!("{p}{n}")).collect());
-            let options = PrioritizeOptions { allow_missing, ..Default::default() };
+            let options = { let mut o = PrioritizeOptions::default(); o.allow_missing = allow_missing; o };
             let result = reorder(&tar[..], list.as_deref(), &options);
             let reordered = match result {
                 Err(Error::PrioritizedNotFound { names }) => {
@@ -883,7 +883,7 @@ mod random {
             let got: Vec<String> = headers(&gzip(&out)).into_iter().map(|h| h.0).collect();
 
             // The kept entries: the last of each cleaned name, landmarks dropped.
-            let clean = estargz_core::name::clean;
+            let clean = estargz_core::internals::clean;
             let mut last = std::collections::HashMap::new();
             for (i, e) in entries.iter().enumerate() {
                 let c = clean(&e.name);
@@ -937,10 +937,10 @@ mod random {
                 tar.truncate(t.min(tar.len()));
             }
             let list = vec!["d/b".to_string()];
-            let options = PrioritizeOptions { allow_missing: true, ..Default::default() };
+            let options = { let mut o = PrioritizeOptions::default(); o.allow_missing = true; o };
             if let Ok(r) = reorder(&tar[..], Some(&list), &options) {
                 let out = reordered_bytes(r);
-                let _ = convert(&out[..], std::io::sink(), &ConvertOptions::default());
+                let _ = Converter::new().convert(&out[..], std::io::sink());
             }
         }
     }

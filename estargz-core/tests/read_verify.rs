@@ -5,20 +5,16 @@ mod common;
 
 use common::tar_writer::*;
 use common::{convert_min, convert_with, tamper, CountingSource};
-use estargz_core::read::{Blob, OpenOptions};
-use estargz_core::toc::EntryType;
-use estargz_core::unpack::unpack_tar;
-use estargz_core::verify::{verify, VerifyOptions, VerifyReport};
-use estargz_core::Digest;
+use estargz_core::{
+    unpack_tar, verify, Blob, Digest, EntryType, OpenOptions, VerifyOptions, VerifyReport,
+};
 
 fn check(blob: &[u8], toc_digest: Digest) -> VerifyReport {
-    verify(
-        blob,
-        &VerifyOptions {
-            expected_toc_digest: Some(toc_digest),
-            ..VerifyOptions::default()
-        },
-    )
+    verify(blob, &{
+        let mut o = VerifyOptions::default();
+        o.expected_toc_digest = Some(toc_digest);
+        o
+    })
 }
 
 /// Opens, verifies, reads every file whole and in odd slices, and unpacks.
@@ -286,7 +282,7 @@ fn d1_to_d4_with_min_chunk_size(min: u64) {
                 );
                 // InvalidTOCEntry (b): the file's data position set to another data entry's.
                 let (bad, digest) = tamper(&blob, |_, toc| {
-                    let at = |e: &estargz_core::toc::TocEntry| (e.offset, e.inner_offset);
+                    let at = |e: &estargz_core::TocEntry| (e.offset, e.inner_offset);
                     let mine = at(toc.entries.iter().find(|e| e.name == target).unwrap());
                     let other = toc
                         .entries
@@ -411,7 +407,7 @@ fn malformed_blobs_are_errors_not_panics() {
             b
         }),
     ];
-    type TocEdit = Box<dyn Fn(&mut estargz_core::toc::Toc)>;
+    type TocEdit = Box<dyn Fn(&mut estargz_core::Toc)>;
     let edits: Vec<(&str, TocEdit)> = vec![
         (
             "hardlink cycle",
@@ -540,7 +536,7 @@ fn broken_toc_members_are_rejected() {
             enc.finish().unwrap()
         });
         out.extend(member);
-        out.extend_from_slice(&estargz_core::footer::encode(toc_offset));
+        out.extend_from_slice(&estargz_core::internals::footer::encode(toc_offset));
         out
     };
     let fix_checksum = |t: &mut Vec<u8>| {
@@ -549,7 +545,7 @@ fn broken_toc_members_are_rejected() {
         t[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
     };
     let renamed = {
-        let mut t = estargz_core::toc::tar_bytes(&json);
+        let mut t = estargz_core::internals::tar_bytes(&json);
         t[..20].copy_from_slice(b"./stargz.index.json\0");
         fix_checksum(&mut t);
         t
@@ -561,7 +557,7 @@ fn broken_toc_members_are_rejected() {
     let cases = vec![
         (
             "not JSON",
-            rebuild(estargz_core::toc::tar_bytes(b"not json"), None),
+            rebuild(estargz_core::internals::tar_bytes(b"not json"), None),
             "decoding TOC JSON",
         ),
         (
@@ -572,14 +568,14 @@ fn broken_toc_members_are_rejected() {
         ("misnamed", rebuild(renamed, None), "had name"),
         (
             "trailing garbage",
-            rebuild(estargz_core::toc::tar_bytes(&trailing), None),
+            rebuild(estargz_core::internals::tar_bytes(&trailing), None),
             "trailing",
         ),
         (
             "size claim",
             rebuild(
                 {
-                    let mut t = estargz_core::toc::tar_bytes(&json);
+                    let mut t = estargz_core::internals::tar_bytes(&json);
                     t[124..135].copy_from_slice(b"77777777777");
                     fix_checksum(&mut t);
                     t
@@ -610,18 +606,20 @@ fn broken_toc_members_are_rejected() {
         );
     }
     // Whitespace after the JSON is fine, and digested with it.
-    let ok = rebuild(estargz_core::toc::tar_bytes(&spaces), None);
+    let ok = rebuild(estargz_core::internals::tar_bytes(&spaces), None);
     let opened = Blob::open(ok, &OpenOptions::default()).unwrap();
     assert_eq!(opened.toc_digest(), Digest::of(&spaces));
     // Caps apply before anything is allocated from the claim.
-    let small = OpenOptions {
-        max_toc_json: 10,
-        ..OpenOptions::default()
+    let small = {
+        let mut o = OpenOptions::default();
+        o.max_toc_json = 10;
+        o
     };
     assert!(Blob::open(blob.clone(), &small).is_err());
-    let small = OpenOptions {
-        max_toc_compressed: 10,
-        ..OpenOptions::default()
+    let small = {
+        let mut o = OpenOptions::default();
+        o.max_toc_compressed = 10;
+        o
     };
     assert!(Blob::open(blob, &small).is_err());
 }
@@ -641,7 +639,7 @@ fn chunked_blob() -> (Vec<u8>, Digest) {
 
 #[test]
 fn a_broken_chunk_is_reported_with_its_kind_entry_index_and_offsets() {
-    use estargz_core::verify::ProblemKind;
+    use estargz_core::ProblemKind;
     let (blob, _) = chunked_blob();
     let toc = common::read_toc(&blob).0;
     // b.txt's third chunk: its own member, one byte of it flipped.
@@ -695,7 +693,7 @@ fn a_broken_chunk_is_reported_with_its_kind_entry_index_and_offsets() {
 
 #[test]
 fn a_tar_toc_mismatch_carries_offsets_its_text_does_not_name() {
-    use estargz_core::verify::ProblemKind;
+    use estargz_core::ProblemKind;
     let (blob, _) = chunked_blob();
     let (bad, digest) = tamper(&blob, |_, toc| {
         let e = toc.entries.iter_mut().find(|e| e.name == "a.txt").unwrap();
@@ -722,7 +720,7 @@ fn a_tar_toc_mismatch_carries_offsets_its_text_does_not_name() {
 
 #[test]
 fn an_index_error_keeps_its_entry_and_toc_index() {
-    use estargz_core::verify::ProblemKind;
+    use estargz_core::ProblemKind;
     let (blob, _) = chunked_blob();
     let (bad, digest) = tamper(&blob, |_, toc| {
         let e = toc.entries.iter_mut().find(|e| e.name == "c.txt").unwrap();

@@ -6,8 +6,7 @@
 mod common;
 
 use common::check_lossless;
-use estargz_core::toc::EntryType;
-use estargz_core::{convert, ConvertOptions};
+use estargz_core::{Converter, EntryType};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -130,15 +129,9 @@ proptest! {
         // `é/x`). Readers refuse such a TOC, and so does the converter's
         // open check (tests/unreadable_toc.rs); this property is about the
         // writer's bytes, so it converts them anyway.
-        let opts = ConvertOptions {
-            chunk_size,
-            threads: Some(threads),
-            level,
-            skip_open_check: true,
-            ..ConvertOptions::default()
-        };
+        let opts = Converter::builder().chunk_size(chunk_size).threads(Some(threads)).level(level).skip_open_check(true).build().unwrap();
         let mut blob = Vec::new();
-        let report = convert(&tar[..], &mut blob, &opts).unwrap();
+        let report = opts.convert(&tar[..], &mut blob).unwrap();
         let toc = check_lossless(&tar, &blob, &report, chunk_size);
 
         // The TOC lists what the tar crate reads, in order.

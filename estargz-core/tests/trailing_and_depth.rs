@@ -7,11 +7,7 @@ mod common;
 
 use common::tar_writer::{build_tar, file, Format};
 use common::{check_lossless, convert_with, members};
-use estargz_core::convert::convert_in_memory;
-use estargz_core::read::{Blob, OpenOptions};
-use estargz_core::tar::ScanLimits;
-use estargz_core::verify::{verify, VerifyOptions};
-use estargz_core::{convert, ConvertOptions, Error};
+use estargz_core::{verify, Blob, Converter, Error, Input, OpenOptions, ScanLimits, VerifyOptions};
 use std::sync::Arc;
 
 /// A one-file tar followed by `tail` bytes of trailing data after its
@@ -56,16 +52,20 @@ fn trailing_data_over_the_cap_is_refused_alike_in_memory_and_streamed() {
     let tar = tar_with_tail(5000);
     let first_trailing = 3 * 512;
     for (cap, ok) in [(5000, true), (4999, false)] {
-        let opts = ConvertOptions {
-            chunk_size: 700,
-            scan_limits: ScanLimits {
-                max_trailing: cap,
-                ..ScanLimits::default()
-            },
-            ..ConvertOptions::default()
-        };
-        let streamed = convert(&tar[..], Vec::new(), &opts).map_err(|e| e.to_string());
-        let in_memory = convert_in_memory(Arc::new(tar.clone()), Vec::new(), None, &opts)
+        let opts = Converter::builder()
+            .chunk_size(700)
+            .scan_limits({
+                let mut o = ScanLimits::default();
+                o.max_trailing = cap;
+                o
+            })
+            .build()
+            .unwrap();
+        let streamed = opts
+            .convert(&tar[..], Vec::new())
+            .map_err(|e| e.to_string());
+        let in_memory = opts
+            .convert(Input::InMemory(Arc::new(tar.clone())), Vec::new())
             .map_err(|e| e.to_string());
         assert_eq!(streamed, in_memory, "cap {cap}");
         match streamed {
@@ -113,7 +113,7 @@ fn a_deep_path_converts_opens_and_verifies_on_a_small_stack() {
 #[test]
 fn a_path_deeper_than_readers_accept_is_not_converted() {
     let (tar, _) = deep_tar(10_000);
-    let err = convert(&tar[..], Vec::new(), &ConvertOptions::default()).unwrap_err();
+    let err = Converter::new().convert(&tar[..], Vec::new()).unwrap_err();
     match &err {
         Error::UnreadableEntry {
             entry,
@@ -141,11 +141,12 @@ fn largest_member(blob: &[u8]) -> usize {
 
 /// Converts `tar` streamed and in memory; both must give the same bytes.
 fn convert_both_ways(tar: &[u8]) -> Vec<u8> {
-    let opts = ConvertOptions::default();
+    let opts = Converter::new();
     let mut streamed = Vec::new();
-    convert(tar, &mut streamed, &opts).expect("streamed");
+    opts.convert(tar, &mut streamed).expect("streamed");
     let mut in_memory = Vec::new();
-    convert_in_memory(Arc::new(tar.to_vec()), &mut in_memory, None, &opts).expect("in memory");
+    opts.convert(Input::InMemory(Arc::new(tar.to_vec())), &mut in_memory)
+        .expect("in memory");
     assert!(streamed == in_memory, "streamed and in-memory blobs differ");
     let verified = verify(&streamed[..], &VerifyOptions::default());
     assert!(verified.is_valid(), "{:?}", verified.problems);
@@ -162,7 +163,7 @@ fn a_long_run_of_headers_is_split_into_members_of_bounded_size() {
         .collect();
     let tar = build_tar(Format::Ustar, &entries, 0);
     let blob = convert_both_ways(&tar);
-    let cap = ConvertOptions::default().chunk_size as usize;
+    let cap = estargz_core::DEFAULT_CHUNK_SIZE as usize;
     let largest = largest_member(&blob);
     assert!(largest <= cap + 512, "a member of {largest} bytes");
     assert!(members(&blob).len() >= 3, "the run was not split");
@@ -182,7 +183,7 @@ fn non_file_data_goes_into_members_piece_by_piece() {
     b.append_data(&mut h, "dumped/", &listing[..]).unwrap();
     let tar = b.into_inner().unwrap();
     let blob = convert_both_ways(&tar);
-    let cap = ConvertOptions::default().chunk_size as usize;
+    let cap = estargz_core::DEFAULT_CHUNK_SIZE as usize;
     let largest = largest_member(&blob);
     assert!(largest <= cap + 512, "a member of {largest} bytes");
 }

@@ -4,10 +4,9 @@
 mod common;
 
 use common::tar_writer::*;
-use estargz_core::unpack::{
-    unpack_to_dir, unpack_to_dir_with_progress, UnpackOptions, UnpackProgress,
+use estargz_core::{
+    unpack_to_dir, unpack_to_dir_with_progress, Converter, Error, UnpackOptions, UnpackProgress,
 };
-use estargz_core::{convert, ConvertOptions, Error};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -16,13 +15,14 @@ use std::path::Path;
 /// TOCs, but other writers make such blobs, so the unpacker must be safe on
 /// them.
 fn blob_of(entries: &[TestEntry]) -> Vec<u8> {
-    let opts = ConvertOptions {
-        chunk_size: 4,
-        skip_open_check: true,
-        ..ConvertOptions::default()
-    };
+    let opts = Converter::builder()
+        .chunk_size(4)
+        .skip_open_check(true)
+        .build()
+        .unwrap();
     let mut blob = Vec::new();
-    convert(&build_tar(Format::Pax, entries, 0)[..], &mut blob, &opts).unwrap();
+    opts.convert(&build_tar(Format::Pax, entries, 0)[..], &mut blob)
+        .unwrap();
     blob
 }
 
@@ -228,9 +228,10 @@ fn whiteouts_are_files_unless_applied() {
     unpack_to_dir(&blob[..], &s.target, &UnpackOptions::default()).unwrap();
     assert!(s.target.join("a/.wh.old").exists() && s.target.join("a/old").exists());
     let s = sandbox();
-    let opts = UnpackOptions {
-        apply_whiteouts: true,
-        ..UnpackOptions::default()
+    let opts = {
+        let mut o = UnpackOptions::default();
+        o.apply_whiteouts = true;
+        o
     };
     unpack_to_dir(&blob[..], &s.target, &opts).unwrap();
     assert_eq!(tree(&s.target), vec!["a", "b", "b/y"]);
@@ -257,9 +258,10 @@ fn unsafe_entries_can_be_skipped_with_warnings_and_totals_are_capped() {
         file("link/tmp/evil", "x"),
         file("ok.txt", "fine"),
     ];
-    let opts = UnpackOptions {
-        skip_unsafe: true,
-        ..UnpackOptions::default()
+    let opts = {
+        let mut o = UnpackOptions::default();
+        o.skip_unsafe = true;
+        o
     };
     let report = unpack_to_dir(&blob_of(&entries)[..], &s.target, &opts).unwrap();
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
@@ -268,9 +270,10 @@ fn unsafe_entries_can_be_skipped_with_warnings_and_totals_are_capped() {
     s.assert_outside_untouched();
 
     let s = sandbox();
-    let opts = UnpackOptions {
-        max_total_bytes: 5,
-        ..UnpackOptions::default()
+    let opts = {
+        let mut o = UnpackOptions::default();
+        o.max_total_bytes = 5;
+        o
     };
     let err = unpack_to_dir(
         &blob_of(&[file("a", "1234"), file("b", "56")])[..],
@@ -364,9 +367,10 @@ fn a_directory_replaced_by_a_symlink_is_neither_walked_through_nor_changed() {
     ];
     let s = sandbox();
     let before = fs::metadata(&s.outside).unwrap();
-    let opts = UnpackOptions {
-        skip_unsafe: true,
-        ..UnpackOptions::default()
+    let opts = {
+        let mut o = UnpackOptions::default();
+        o.skip_unsafe = true;
+        o
     };
     let report = unpack_to_dir(&blob_of(&entries)[..], &s.target, &opts).unwrap();
     assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
@@ -434,14 +438,14 @@ fn a_failed_unpack_reports_what_it_wrote_and_the_partial_file() {
     let noise: Vec<u8> = (0..200_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let opts = ConvertOptions {
-        chunk_size: 16 << 10,
-        skip_open_check: true,
-        ..ConvertOptions::default()
-    };
+    let opts = Converter::builder()
+        .chunk_size(16 << 10)
+        .skip_open_check(true)
+        .build()
+        .unwrap();
     let mut blob = Vec::new();
     let tar = build_tar(Format::Pax, &[file("a", "first"), file("b", &noise)], 0);
-    convert(&tar[..], &mut blob, &opts).unwrap();
+    opts.convert(&tar[..], &mut blob).unwrap();
     // Inside b's data, well past its first chunk.
     let at = blob.len() * 3 / 4;
     for byte in &mut blob[at..at + 64] {

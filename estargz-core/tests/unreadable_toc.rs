@@ -8,9 +8,7 @@
 mod common;
 
 use common::tar_writer::*;
-use estargz_core::convert::convert_in_memory;
-use estargz_core::read::{Blob, OpenOptions};
-use estargz_core::{convert, ConvertOptions, Error};
+use estargz_core::{Blob, Converter, Error, Input, OpenOptions};
 use std::sync::Arc;
 
 /// Offset of the ustar header of the entry named `name` (the last one of
@@ -74,17 +72,14 @@ fn entries_readers_refuse_are_conversion_errors() {
     for (what, entries, entry, reason) in cases {
         let tar = build_tar(Format::Ustar, &entries, 0);
         let mut blob = Vec::new();
-        let err = convert(&tar[..], &mut blob, &ConvertOptions::default())
+        let err = Converter::new()
+            .convert(&tar[..], &mut blob)
             .expect_err(what)
             .to_string();
-        let in_place = convert_in_memory(
-            Arc::new(tar.clone()),
-            &mut Vec::new(),
-            None,
-            &ConvertOptions::default(),
-        )
-        .expect_err(what)
-        .to_string();
+        let in_place = Converter::new()
+            .convert(Input::InMemory(Arc::new(tar.clone())), &mut Vec::new())
+            .expect_err(what)
+            .to_string();
         assert_eq!(in_place, err, "{what}");
         let offset = header_offset(&tar, entry);
         assert!(
@@ -103,7 +98,7 @@ fn the_error_is_typed() {
         &[dir("d"), file("d/x", "1"), hardlink("d/h", "gone")],
         0,
     );
-    match convert(&tar[..], &mut Vec::new(), &ConvertOptions::default()) {
+    match Converter::new().convert(&tar[..], &mut Vec::new()) {
         Err(Error::UnreadableEntry {
             entry,
             offset,
@@ -145,7 +140,7 @@ fn what_readers_accept_converts_and_opens() {
         for format in FORMATS {
             for prefix in PREFIXES {
                 let tar = build_tar(format, &prefixed(&entries, prefix), 0);
-                let (blob, _) = common::convert_with(&tar, 0);
+                let (blob, _) = common::convert_with(&tar, estargz_core::DEFAULT_CHUNK_SIZE);
                 Blob::open(&blob[..], &OpenOptions::default())
                     .unwrap_or_else(|e| panic!("{what} ({format:?}, {prefix:?}): {e}"));
             }
@@ -156,12 +151,9 @@ fn what_readers_accept_converts_and_opens() {
 #[test]
 fn skip_open_check_converts_anyway_and_readers_refuse() {
     let tar = build_tar(Format::Ustar, &[hardlink("h", "elsewhere")], 0);
-    let opts = ConvertOptions {
-        skip_open_check: true,
-        ..ConvertOptions::default()
-    };
+    let opts = Converter::builder().skip_open_check(true).build().unwrap();
     let mut blob = Vec::new();
-    convert(&tar[..], &mut blob, &opts).unwrap();
+    opts.convert(&tar[..], &mut blob).unwrap();
     assert_eq!(
         common::gunzip(&blob)[..tar.len()],
         tar[..],

@@ -4,15 +4,15 @@
 
 use crate::error::{invalid, io_err, Error, Result};
 use crate::oci::{
-    kind_of, layer_kind, oci_media_type, parse_digest, parse_json, to_json, Descriptor, Index,
+    kind_of, layer_kind, oci_media_type, parse_digest, parse_json, to_json, Descriptor, ImageIndex,
     Kind, LayerKind, Manifest, DOCKER_CONFIG, DOCKER_MANIFEST, MEDIA_TYPE_CONFIG,
 };
 use crate::sink::LayoutWriter;
 use crate::source::{blob_path, Source, MAX_DOCUMENT_SIZE};
-use estargz_core::blob_info::{layer_annotations, ANNOTATION_TOC_DIGEST, MEDIA_TYPE_LAYER_GZIP};
-use estargz_core::blob_info_of;
-use estargz_core::read::{OpenOptions, TocInfo};
-use estargz_core::{convert, ConvertOptions, Digest};
+use estargz_core::{
+    blob_info_of, layer_annotations, Converter, Digest, Input, OpenOptions, TocInfo,
+    ANNOTATION_TOC_DIGEST, MEDIA_TYPE_LAYER_GZIP,
+};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -31,9 +31,10 @@ const ANNOTATION_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
 /// How an image is converted.
 #[derive(Debug, Clone)]
 pub struct ImageOptions {
-    /// Per-layer conversion options. `threads` is the total for the whole
-    /// image (`None`: every core), shared among the layers converted at once.
-    pub convert: ConvertOptions,
+    /// How each layer is converted. Its thread count is the total for the
+    /// whole image (`None`: every core), shared among the layers converted
+    /// at once.
+    pub converter: Converter,
     /// Layers converted at once; `None` picks as many as `memory_budget` allows.
     pub jobs: Option<usize>,
     /// Bytes the layers converted at once may use, by [`estimated_memory`].
@@ -43,7 +44,7 @@ pub struct ImageOptions {
 impl Default for ImageOptions {
     fn default() -> Self {
         ImageOptions {
-            convert: ConvertOptions::default(),
+            converter: Converter::default(),
             jobs: None,
             memory_budget: DEFAULT_MEMORY_BUDGET,
         }
@@ -155,7 +156,7 @@ struct ImageDoc {
 struct Driver<'a> {
     source: &'a Source,
     out: &'a LayoutWriter,
-    indexes: HashMap<Digest, (Vec<u8>, Index)>,
+    indexes: HashMap<Digest, (Vec<u8>, ImageIndex)>,
     manifests: HashMap<Digest, ImageDoc>,
     jobs: Vec<LayerJob>,
     job_of: HashMap<Digest, usize>,
@@ -211,7 +212,7 @@ pub fn convert_image(
     let index_raw = source
         .read_file("index.json", MAX_DOCUMENT_SIZE)?
         .ok_or_else(|| invalid(&index_name, "missing: not an OCI image layout"))?;
-    let index: Index = parse_json(&index_raw, &index_name)?;
+    let index: ImageIndex = parse_json(&index_raw, &index_name)?;
     for m in &index.manifests {
         driver.visit(m, &index_name, 0)?;
     }
@@ -248,7 +249,7 @@ impl Driver<'_> {
                     return Ok(());
                 }
                 let raw = self.source.read_blob(&digest, desc.size, referrer)?;
-                let index: Index = parse_json(&raw, &file)?;
+                let index: ImageIndex = parse_json(&raw, &file)?;
                 for m in &index.manifests {
                     self.visit(m, &file, depth + 1)?;
                 }
@@ -336,21 +337,14 @@ impl Driver<'_> {
     ) -> Result<()> {
         let total = self.jobs.len();
         let threads = options
-            .convert
-            .threads
-            .filter(|&t| t > 0)
+            .converter
+            .threads()
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let chunk = match options.convert.chunk_size {
-            0 => estargz_core::convert::DEFAULT_CHUNK_SIZE,
-            c => c,
-        };
+        let chunk = options.converter.chunk_size();
         let (jobs, per_job) = plan_jobs(threads, total, chunk, options);
         self.report.jobs = jobs;
         self.report.threads_per_job = per_job;
-        let convert_options = ConvertOptions {
-            threads: Some(per_job),
-            ..options.convert.clone()
-        };
+        let converter = options.converter.clone().with_threads(Some(per_job));
 
         let next = AtomicUsize::new(0);
         let done = AtomicUsize::new(0);
@@ -365,7 +359,7 @@ impl Driver<'_> {
                     if i >= total || failed.load(Ordering::SeqCst) {
                         break;
                     }
-                    let result = convert_layer(source, out, &job_list[i], &convert_options);
+                    let result = convert_layer(source, out, &job_list[i], &converter);
                     match &result {
                         Ok((layer, _)) => {
                             let d = done.fetch_add(1, Ordering::SeqCst) + 1;
@@ -731,7 +725,7 @@ fn convert_layer(
     source: &Source,
     out: &LayoutWriter,
     job: &LayerJob,
-    options: &ConvertOptions,
+    converter: &Converter,
 ) -> Result<Converted> {
     let start = Instant::now();
     let desc = &job.descriptor;
@@ -747,11 +741,11 @@ fn convert_layer(
         // The converter sniffs gzip only; zstd (zstd:chunked's skippable
         // frames included) is decoded here, frame after frame.
         match zstd::stream::read::Decoder::new(&mut reader) {
-            Ok(decoder) => convert(decoder, &mut writer, options),
+            Ok(decoder) => converter.convert(Input::stream(decoder), &mut writer),
             Err(source) => Err(estargz_core::Error::Read { offset: 0, source }),
         }
     } else {
-        convert(&mut reader, &mut writer, options)
+        converter.convert(Input::stream(&mut reader), &mut writer)
     };
     let written = writer
         .into_inner()

@@ -3,7 +3,7 @@
 //! Converts every layer of an OCI image to eStargz: reads an OCI image
 //! layout directory or OCI archive tar (Docker ≥ 25 `docker save` output
 //! included), converts each distinct tar, tar+gzip or tar+zstd layer once with
-//! [`estargz_core::convert()`], and writes a new layout whose configs,
+//! [`estargz_core::Converter`], and writes a new layout whose configs,
 //! manifests and indexes carry the new digests, diffIDs and the eStargz
 //! layer annotations. Every blob read is checked against its digest.
 //!

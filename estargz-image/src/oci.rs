@@ -47,7 +47,7 @@ pub struct Descriptor {
 /// An image index (or Docker manifest list, or an OCI layout's index.json).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Index {
+pub struct ImageIndex {
     /// Always 2.
     pub schema_version: u32,
     /// The index's own media type, when it states one.
@@ -136,9 +136,7 @@ pub fn oci_media_type(media_type: &str) -> &str {
         DOCKER_MANIFEST_LIST => MEDIA_TYPE_INDEX,
         DOCKER_MANIFEST => MEDIA_TYPE_MANIFEST,
         DOCKER_CONFIG => MEDIA_TYPE_CONFIG,
-        "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
-            estargz_core::blob_info::MEDIA_TYPE_LAYER_GZIP
-        }
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => estargz_core::MEDIA_TYPE_LAYER_GZIP,
         "application/vnd.docker.image.rootfs.diff.tar" => "application/vnd.oci.image.layer.v1.tar",
         "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
             MEDIA_TYPE_NONDISTRIBUTABLE_GZIP

@@ -4,8 +4,7 @@
 //! not match its digest and size.
 
 use crate::error::{invalid, io_err, Error, Result};
-use estargz_core::read::ReadAt;
-use estargz_core::Digest;
+use estargz_core::{Digest, ReadAt};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fs::File;

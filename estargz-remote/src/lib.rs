@@ -1,7 +1,7 @@
 //! Lazy reads of eStargz blobs over HTTP(S) range requests.
 //!
-//! [`HttpBlob`] implements [`estargz_core::read::ReadAt`], so a
-//! [`Blob`](estargz_core::read::Blob) opened on it reads a remote blob the
+//! [`HttpBlob`] implements [`estargz_core::ReadAt`], so a
+//! [`Blob`](estargz_core::Blob) opened on it reads a remote blob the
 //! way it reads a local file: the footer, the TOC, then only the gzip
 //! members of the files asked for.
 //!
@@ -37,7 +37,7 @@
 //! sent on to another host.
 //!
 //! ```no_run
-//! use estargz_core::read::{Blob, OpenOptions};
+//! use estargz_core::{Blob, OpenOptions};
 //! use estargz_remote::{HttpBlob, HttpOptions};
 //!
 //! let source = HttpBlob::open("https://example.com/layer.esgz.tar.gz", &HttpOptions::default())?;
@@ -51,7 +51,7 @@
 
 pub mod retry;
 
-use estargz_core::read::ReadAt;
+use estargz_core::ReadAt;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;

@@ -11,7 +11,7 @@ mod nginx;
 #[path = "../../estargz-cli/tests/common/noise.rs"]
 mod noise;
 
-use estargz_core::read::ReadAt;
+use estargz_core::ReadAt;
 use estargz_remote::{Error, HttpBlob, HttpOptions};
 use misbehaving::{Reply, Server};
 use nginx::Nginx;

@@ -2,7 +2,7 @@
 //! that size, the last FOOTER_SIZE bytes as readers pass them, and a blob size
 //! taken from the first 8 bytes with the rest as the tail.
 #![no_main]
-use estargz_core::footer;
+use estargz_core::internals::footer;
 use libfuzzer_sys::fuzz_target;
 
 fn check(tail: &[u8], size: u64) {

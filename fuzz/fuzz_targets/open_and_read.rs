@@ -2,7 +2,7 @@
 //! checked) and at a few offsets, and the tar stream drained.
 //! See estargz_fuzz::for_each_blob for how the input becomes blobs.
 #![no_main]
-use estargz_core::read::Blob;
+use estargz_core::Blob;
 use estargz_fuzz::{for_each_blob, small_open_options};
 use libfuzzer_sys::fuzz_target;
 use std::io::{self, Read};

@@ -21,9 +21,10 @@ fn run(mode: u8, tar: &[u8]) {
         })
         .chain((mode & 2 != 0).then(|| "missing/name".to_string()))
         .collect();
-    let options = PrioritizeOptions {
-        allow_missing: mode & 1 != 0,
-        ..PrioritizeOptions::default()
+    let options = {
+        let mut o = PrioritizeOptions::default();
+        o.allow_missing = mode & 1 != 0;
+        o
     };
     let list = (mode & 0x80 == 0).then_some(&list[..]);
     let Ok(mut reordered) = reorder(tar, list, &options) else {
@@ -33,7 +34,8 @@ fn run(mode: u8, tar: &[u8]) {
     let mut out = Vec::new();
     if reordered.read_to_end(&mut out).is_ok() {
         assert_eq!(out.len() as u64, expected);
-        let _ = estargz_core::convert(&out[..], std::io::sink(), &small_convert_options(64, 0));
+        let converter = small_convert_options(64, 0).build().expect("valid options");
+        let _ = converter.convert(&out[..], std::io::sink());
     }
 }
 

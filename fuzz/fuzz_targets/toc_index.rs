@@ -1,8 +1,8 @@
 //! serde_json::from_slice::<Toc> on arbitrary bytes, then Index::build with
 //! small limits and a walk over everything the index offers.
 #![no_main]
-use estargz_core::read::{owner_names, Index};
-use estargz_core::toc::Toc;
+use estargz_core::internals::owner_names;
+use estargz_core::{Index, Toc};
 use estargz_fuzz::small_index_limits;
 use libfuzzer_sys::fuzz_target;
 

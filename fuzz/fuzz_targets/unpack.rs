@@ -4,7 +4,7 @@
 //! (`$TMPDIR`, which scripts/fuzz.sh makes private to this run).
 //! See estargz_fuzz::for_each_blob for how the input becomes blobs.
 #![no_main]
-use estargz_core::unpack::{unpack_tar, unpack_to_dir, UnpackOptions};
+use estargz_core::{unpack_tar, unpack_to_dir, UnpackOptions};
 use estargz_fuzz::for_each_blob;
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeSet;
@@ -49,12 +49,13 @@ fn open_up(dir: &Path) {
 fuzz_target!(|data: &[u8]| {
     // Options from the low bits of the length, so that every input runs with
     // one combination and a mutation that changes the length tries another.
-    let opts = UnpackOptions {
-        xattrs: data.len() & 1 == 1,
-        apply_whiteouts: data.len() & 2 == 2,
-        skip_unsafe: data.len() & 4 == 4,
-        max_total_bytes: if data.len() & 8 == 8 { 1000 } else { 1 << 40 },
-        ..UnpackOptions::default()
+    let opts = {
+        let mut o = UnpackOptions::default();
+        o.xattrs = data.len() & 1 == 1;
+        o.apply_whiteouts = data.len() & 2 == 2;
+        o.skip_unsafe = data.len() & 4 == 4;
+        o.max_total_bytes = if data.len() & 8 == 8 { 1000 } else { 1 << 40 };
+        o
     };
     for_each_blob(data, |blob| {
         let _ = unpack_tar(blob, io::sink());

@@ -1,7 +1,7 @@
 //! verify::verify with default options, on the input as a blob and on the
 //! blob converted (and TOC-edited) from it when it is not gzip.
 #![no_main]
-use estargz_core::verify::{verify, VerifyOptions};
+use estargz_core::{verify, VerifyOptions};
 use estargz_fuzz::for_each_blob;
 use libfuzzer_sys::fuzz_target;
 

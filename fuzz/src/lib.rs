@@ -22,29 +22,26 @@
 //! crash can be turned into a regression test on the public API
 //! (`cargo run --example derive_blob -- CRASH_FILE OUT_FILE`).
 
-use estargz_core::convert::ConvertOptions;
-use estargz_core::read::{Blob, IndexLimits, OpenOptions};
-use estargz_core::toc::{self, EntryType, Toc};
-use estargz_core::{convert, footer};
+use estargz_core::internals::{footer, tar_bytes};
+use estargz_core::{Blob, Converter, ConverterBuilder, EntryType, IndexLimits, OpenOptions, Toc};
 use std::io::Write;
 
 /// Index caps small enough that a fuzz input cannot make the index allocate much.
 pub fn small_index_limits() -> IndexLimits {
-    IndexLimits {
-        max_entries: 4096,
-        max_name_len: 1024,
-        max_depth: 64,
-    }
+    let mut limits = IndexLimits::default();
+    limits.max_entries = 4096;
+    limits.max_name_len = 1024;
+    limits.max_depth = 64;
+    limits
 }
 
 /// [`OpenOptions`] with small caps on the TOC and the index.
 pub fn small_open_options() -> OpenOptions {
-    OpenOptions {
-        max_toc_compressed: 1 << 20,
-        max_toc_json: 4 << 20,
-        index: small_index_limits(),
-        external_toc: None,
-    }
+    let mut options = OpenOptions::default();
+    options.max_toc_compressed = 1 << 20;
+    options.max_toc_json = 4 << 20;
+    options.index = small_index_limits();
+    options
 }
 
 /// Conversion options for fuzzing: one thread, `chunk_size` (small: many
@@ -53,14 +50,12 @@ pub fn small_open_options() -> OpenOptions {
 /// The open check is skipped: blobs whose TOC readers refuse (dangling or
 /// cyclic hardlinks, children under files) are what the read-side targets
 /// must be safe on; the convert target turns it back on.
-pub fn small_convert_options(chunk_size: u64, level: u32) -> ConvertOptions {
-    ConvertOptions {
-        level,
-        chunk_size,
-        threads: Some(1),
-        skip_open_check: true,
-        ..Default::default()
-    }
+pub fn small_convert_options(chunk_size: u64, level: u32) -> ConverterBuilder {
+    Converter::builder()
+        .level(level)
+        .chunk_size(chunk_size)
+        .threads(Some(1))
+        .skip_open_check(true)
 }
 
 const OP_LEN: usize = 10;
@@ -193,16 +188,16 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// `payload` (gzip members), then a TOC member holding `json`, then the footer.
 pub fn assemble(payload: &[u8], json: &[u8]) -> Vec<u8> {
     let mut blob = payload.to_vec();
-    blob.extend_from_slice(&gzip(&toc::tar_bytes(json)));
+    blob.extend_from_slice(&gzip(&tar_bytes(json)));
     blob.extend_from_slice(&footer::encode(payload.len() as u64));
     blob
 }
 
 /// The tar in `tar` converted to a blob, with `ops` applied to its TOC.
 /// `None` when the tar does not convert (or the fresh blob does not open).
-pub fn blob_from_tar(tar: &[u8], ops: &[[u8; OP_LEN]], opts: &ConvertOptions) -> Option<Vec<u8>> {
+pub fn blob_from_tar(tar: &[u8], ops: &[[u8; OP_LEN]], opts: &Converter) -> Option<Vec<u8>> {
     let mut blob = Vec::new();
-    let report = convert(tar, &mut blob, opts).ok()?;
+    let report = opts.convert(tar, &mut blob).ok()?;
     if ops.is_empty() {
         return Some(blob);
     }
@@ -270,7 +265,9 @@ pub fn derived_blob(data: &[u8]) -> Option<Vec<u8>> {
     }
     let (tar, ops) = split_ops(data);
     let fixed = fix_tar_checksums(tar);
-    let opts = small_convert_options(chunk_size_for(data), level_for(data));
+    let opts = small_convert_options(chunk_size_for(data), level_for(data))
+        .build()
+        .expect("fuzzing options are valid");
     blob_from_tar(fixed.as_deref().unwrap_or(tar), &ops, &opts)
 }
 

@@ -22,8 +22,8 @@
 //!
 //! Prints one JSON object on stdout.
 
-use estargz_core::convert::compress::gzip_member;
-use estargz_core::convert::{DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL};
+use estargz_core::internals::gzip_member;
+use estargz_core::{DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL};
 use rayon::prelude::*;
 use std::process::ExitCode;
 use std::time::Instant;

@@ -18,8 +18,8 @@
 //!
 //! [`members::plan`]: estargz_benches::members::plan
 
-use estargz_core::convert::compress::gzip_member;
-use estargz_core::convert::DEFAULT_CHUNK_SIZE;
+use estargz_core::internals::gzip_member;
+use estargz_core::DEFAULT_CHUNK_SIZE;
 use std::process::ExitCode;
 use std::time::Instant;
 

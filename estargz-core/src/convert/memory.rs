@@ -14,9 +14,7 @@ use std::sync::Arc;
 /// Bytes the converter may read in place, from any thread.
 ///
 /// ```
-/// use estargz_core::convert::{convert_in_memory, InputBytes};
-/// use estargz_core::{ConvertOptions, Digest};
-/// use std::sync::Arc;
+/// use estargz_core::{Converter, Digest, Input};
 ///
 /// let mut tar = tar::Builder::new(Vec::new());
 /// let mut header = tar::Header::new_ustar();
@@ -27,12 +25,12 @@ use std::sync::Arc;
 /// let tar = tar.into_inner().unwrap();
 ///
 /// let mut blob = Vec::new();
-/// let input: Arc<dyn InputBytes> = Arc::new(tar.clone());
-/// let report = convert_in_memory(input, &mut blob, None, &ConvertOptions::default()).unwrap();
+/// let converter = Converter::new();
+/// let report = converter.convert(Input::in_memory(tar.clone()), &mut blob).unwrap();
 ///
 /// // The same bytes as converting the stream.
 /// let mut streamed = Vec::new();
-/// estargz_core::convert(&tar[..], &mut streamed, &ConvertOptions::default()).unwrap();
+/// converter.convert(&tar, &mut streamed).unwrap();
 /// assert_eq!(blob, streamed);
 /// assert_eq!(report.blob.digest, Digest::of(&blob));
 /// ```

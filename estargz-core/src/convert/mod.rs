@@ -5,16 +5,18 @@
 //! member, `pipeline` runs compression in parallel and assembles the
 //! members, TOC and footer in order.
 
-pub mod compress;
+mod builder;
+pub(crate) mod compress;
 mod memory;
 mod pipeline;
-pub mod plan;
+pub(crate) mod plan;
 
-pub use memory::{InputBytes, MemberData, MemoryReader, SharedInput};
+pub use builder::{Converter, ConverterBuilder, Input};
+pub use memory::{InputBytes, MemberData, SharedInput};
 
 use crate::blob_info::{layer_annotations, BlobInfo};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tar::{sniff_gzip, NamePolicy, ScanLimits, Scanner};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
@@ -35,30 +37,18 @@ pub const DEFAULT_LEVEL: u32 = 7;
 /// Largest accepted chunk size: members are built in memory.
 pub const MAX_CHUNK_SIZE: u64 = 1 << 30;
 
-/// Conversion options.
+/// The options a [`Converter`] was built with, checked by
+/// [`ConverterBuilder::build`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConvertOptions {
-    /// Compression level: 0 (stored) to 9 as in gzip, 10 to 12 libdeflate's slower, smaller levels.
-    pub level: u32,
-    /// Largest chunk of a file's data per member; 0 means the default.
-    pub chunk_size: u64,
-    /// Chunks share a gzip member (at an `innerOffset`) until it holds this
-    /// many uncompressed bytes; 0 starts a member at every chunk. See
-    /// [`plan::Planner::with_min_chunk_size`] for how this differs from the
-    /// reference's rule.
-    pub min_chunk_size: u64,
-    /// Compression threads; `None` uses every core. Never changes the output.
-    pub threads: Option<usize>,
-    /// What to do with names that are not UTF-8.
-    pub names: NamePolicy,
-    /// Caps on extension headers and on data after the end-of-archive block.
-    pub scan_limits: ScanLimits,
-    /// Convert even an entry that makes readers refuse the TOC (a hardlink
-    /// to a name absent from the layer, to a directory or in a cycle; a
-    /// non-directory with children), which is otherwise
-    /// [`crate::Error::UnreadableEntry`]. Such a blob
-    /// cannot be opened for lazy reads; it is still a valid gzip tar.
-    pub skip_open_check: bool,
+pub(crate) struct ConvertOptions {
+    pub(crate) level: u32,
+    pub(crate) chunk_size: u64,
+    pub(crate) min_chunk_size: u64,
+    pub(crate) threads: Option<usize>,
+    pub(crate) names: NamePolicy,
+    pub(crate) scan_limits: ScanLimits,
+    pub(crate) skip_open_check: bool,
+    pub(crate) external_toc: bool,
 }
 
 impl Default for ConvertOptions {
@@ -71,43 +61,14 @@ impl Default for ConvertOptions {
             names: NamePolicy::default(),
             scan_limits: ScanLimits::default(),
             skip_open_check: false,
+            external_toc: false,
         }
-    }
-}
-
-impl ConvertOptions {
-    fn validated(&self) -> Result<ConvertOptions> {
-        let mut o = self.clone();
-        if o.level > compress::MAX_LEVEL {
-            return Err(Error::InvalidOption(format!(
-                "compression level {} is not in 0..=12",
-                o.level
-            )));
-        }
-        if o.chunk_size == 0 {
-            o.chunk_size = DEFAULT_CHUNK_SIZE;
-        }
-        if o.chunk_size > MAX_CHUNK_SIZE {
-            return Err(Error::InvalidOption(format!(
-                "chunk size {} is larger than {MAX_CHUNK_SIZE}",
-                o.chunk_size
-            )));
-        }
-        if o.min_chunk_size > MAX_CHUNK_SIZE {
-            return Err(Error::InvalidOption(format!(
-                "minimum chunk size {} is larger than {MAX_CHUNK_SIZE}",
-                o.min_chunk_size
-            )));
-        }
-        if o.threads == Some(0) {
-            o.threads = None;
-        }
-        Ok(o)
     }
 }
 
 /// What a conversion produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConvertReport {
     /// Digest, size, diffID and uncompressed size of the blob written.
     pub blob: BlobInfo,
@@ -115,7 +76,7 @@ pub struct ConvertReport {
     pub toc_digest: Digest,
     /// Offset of the TOC member (0 when the TOC was written separately).
     pub toc_offset: u64,
-    /// The separately written TOC, for [`convert_external_toc`].
+    /// The TOC written apart, with [`ConverterBuilder::external_toc`].
     pub external_toc: Option<ExternalToc>,
     /// Entries in the TOC (chunks included).
     pub toc_entries: usize,
@@ -139,6 +100,9 @@ pub struct ExternalToc {
     pub digest: Digest,
     /// Its length.
     pub size: u64,
+    /// The file itself: the gzip member holding the TOC tar.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
 }
 
 impl ConvertReport {
@@ -189,79 +153,14 @@ struct ReportFields<'a> {
     warnings: &'a [String],
 }
 
-/// Converts a tar (plain or gzip-compressed, detected from its first bytes)
-/// read from `input` into a lossless eStargz blob written to `output`.
-///
-/// Decompressing the blob up to its TOC gives back the input tar byte for
-/// byte. The same input and options always give the same bytes.
-///
-/// ```
-/// use estargz_core::{convert, ConvertOptions, Digest};
-///
-/// let mut tar = tar::Builder::new(Vec::new());
-/// let mut header = tar::Header::new_ustar();
-/// header.set_size(5);
-/// header.set_mode(0o644);
-/// header.set_cksum();
-/// tar.append_data(&mut header, "hello.txt", &b"hello"[..]).unwrap();
-/// let tar = tar.into_inner().unwrap();
-///
-/// let mut blob = Vec::new();
-/// let report = convert(&tar[..], &mut blob, &ConvertOptions::default()).unwrap();
-/// assert_eq!(report.blob.digest, Digest::of(&blob));
-/// assert_eq!(report.blob.size, blob.len() as u64);
-/// assert_eq!(report.files, 1);
-/// ```
-pub fn convert<R: Read + Send, W: Write>(
-    input: R,
-    output: W,
-    options: &ConvertOptions,
-) -> Result<ConvertReport> {
-    convert_to(input, output, None, options)
-}
-
-/// Like [`convert`], but the TOC member goes to `toc` and the blob ends with
-/// the 46-byte external-TOC footer (spec §2.4). The blob then decompresses
-/// to exactly the input tar, so a layer keeps its original diffID.
-///
-/// Readers need the TOC file to open the blob
-/// ([`crate::read::OpenOptions::external_toc`]).
-///
-/// ```
-/// use estargz_core::read::{Blob, OpenOptions};
-/// use estargz_core::{convert_external_toc, ConvertOptions, Digest};
-///
-/// let mut tar = tar::Builder::new(Vec::new());
-/// let mut header = tar::Header::new_ustar();
-/// header.set_size(5);
-/// header.set_mode(0o644);
-/// header.set_cksum();
-/// tar.append_data(&mut header, "hello.txt", &b"hello"[..]).unwrap();
-/// let tar = tar.into_inner().unwrap();
-///
-/// let (mut blob, mut toc) = (Vec::new(), Vec::new());
-/// let report = convert_external_toc(&tar[..], &mut blob, &mut toc, &ConvertOptions::default()).unwrap();
-/// assert_eq!(report.blob.diff_id, Digest::of(&tar));
-/// let opts = OpenOptions { external_toc: Some(toc), ..OpenOptions::default() };
-/// let opened = Blob::open(&blob[..], &opts).unwrap();
-/// assert_eq!(opened.read_file("hello.txt").unwrap(), b"hello");
-/// ```
-pub fn convert_external_toc<R: Read + Send, W: Write, T: Write>(
-    input: R,
-    output: W,
-    mut toc: T,
-    options: &ConvertOptions,
-) -> Result<ConvertReport> {
-    convert_to(input, output, Some(&mut toc), options)
-}
-
-fn convert_to<R: Read + Send, W: Write>(
+/// Converts a tar stream (plain or gzip-compressed, detected from its
+/// first bytes); see [`Converter::convert`].
+pub(super) fn convert_stream<R: Read + Send, W: Write>(
     input: R,
     output: W,
     external_toc: Option<&mut dyn Write>,
     options: &ConvertOptions,
 ) -> Result<ConvertReport> {
-    let options = options.validated()?;
     let (is_gzip, input) = sniff_gzip(input)?;
     if is_gzip {
         // Decoding gets its own thread: inline, it stalled planning, and so
@@ -273,7 +172,7 @@ fn convert_to<R: Read + Send, W: Write>(
                 BufReader::with_capacity(64 << 10, DecodedReader::new(received)),
                 output,
                 external_toc,
-                &options,
+                options,
             );
             // The reader is gone, so the decoder stops at its next buffer. A
             // panic there already showed as a truncated stream.
@@ -285,7 +184,7 @@ fn convert_to<R: Read + Send, W: Write>(
             BufReader::with_capacity(1 << 20, input),
             output,
             external_toc,
-            &options,
+            options,
         )
     }
 }
@@ -367,22 +266,19 @@ fn run<R: Read + Send, W: Write>(
     pipeline::run(planner, options, output, external_toc)
 }
 
-/// Like [`convert`] (with `toc`, like [`convert_external_toc`]), for a tar
-/// held in memory as a whole, typically a memory-mapped file: file data is
-/// compressed and hashed in place instead of being copied into
-/// member buffers. The output is byte for byte what [`convert`] makes of
-/// the same bytes. A gzip-compressed input is decoded as a stream.
-///
-/// See [`InputBytes`] for an example.
-pub fn convert_in_memory<W: Write>(
+/// Converts a tar held in memory as a whole, typically a memory-mapped
+/// file: file data is compressed and hashed in place instead of being
+/// copied into member buffers. The output is byte for byte what
+/// [`convert_stream`] makes of the same bytes. A gzip-compressed input is
+/// decoded as a stream.
+pub(super) fn convert_in_memory<W: Write>(
     input: SharedInput,
     output: W,
     toc: Option<&mut dyn Write>,
     options: &ConvertOptions,
 ) -> Result<ConvertReport> {
-    let options = options.validated()?;
     if sniff_gzip(input.bytes())?.0 {
-        return convert_to(input.bytes(), output, toc, &options);
+        return convert_stream(input.bytes(), output, toc, options);
     }
     let planner = plan::Planner::in_memory(
         input,
@@ -391,5 +287,5 @@ pub fn convert_in_memory<W: Write>(
         options.chunk_size,
     )
     .with_min_chunk_size(options.min_chunk_size);
-    pipeline::run(planner, &options, output, toc)
+    pipeline::run(planner, options, output, toc)
 }

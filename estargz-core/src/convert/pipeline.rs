@@ -289,6 +289,7 @@ fn write_toc<W: Write>(
             toc_out.flush().map_err(Error::Write)?;
             asm.out.write(&footer::encode_external())?;
             let toc_blob = ExternalToc {
+                bytes: Vec::new(),
                 digest: Digest::of(toc_member),
                 size: toc_member.len() as u64,
             };

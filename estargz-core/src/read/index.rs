@@ -23,6 +23,7 @@ const MAX_HARDLINK_HOPS: usize = 256;
 
 /// Caps on what a TOC may make the index allocate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IndexLimits {
     /// Most TOC entries (chunks included).
     pub max_entries: usize,

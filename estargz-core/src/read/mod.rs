@@ -6,8 +6,7 @@
 //! from range requests.
 //!
 //! ```
-//! use estargz_core::read::{Blob, OpenOptions};
-//! use estargz_core::{convert, ConvertOptions};
+//! use estargz_core::{Blob, Converter, OpenOptions};
 //!
 //! let mut tar = tar::Builder::new(Vec::new());
 //! let mut header = tar::Header::new_ustar();
@@ -15,7 +14,7 @@
 //! header.set_cksum();
 //! tar.append_data(&mut header, "etc/hostname", &b"h\n"[..]).unwrap();
 //! let mut blob = Vec::new();
-//! convert(&tar.into_inner().unwrap()[..], &mut blob, &ConvertOptions::default()).unwrap();
+//! Converter::new().convert(&tar.into_inner().unwrap(), &mut blob).unwrap();
 //!
 //! let blob = Blob::open(blob, &OpenOptions::default()).unwrap();
 //! assert_eq!(blob.read_file("/etc/hostname").unwrap(), b"h\n");
@@ -47,6 +46,7 @@ use std::io::Read;
 
 /// Limits and extra inputs for [`Blob::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpenOptions {
     /// Largest compressed TOC member accepted.
     pub max_toc_compressed: u64,

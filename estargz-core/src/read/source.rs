@@ -11,7 +11,7 @@ use std::sync::Arc;
 /// A source of bytes that can be read at any offset, from any thread.
 ///
 /// ```
-/// use estargz_core::read::ReadAt;
+/// use estargz_core::ReadAt;
 /// let blob: &[u8] = b"hello world";
 /// let mut buf = [0u8; 5];
 /// blob.read_exact_at(6, &mut buf).unwrap();

@@ -2,8 +2,8 @@
 //! that describe a blob (`estargz info`, `estargz ls`): which entries carry
 //! data, how a file's chunks follow it, what the landmark says.
 
-use super::index::{Index, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK};
-use crate::toc::{EntryType, Toc, TocEntry};
+use super::index::{owner_names, parse_rfc3339, Index, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK};
+use crate::toc::{format_modtime, EntryType, Toc, TocEntry};
 use std::collections::BTreeMap;
 
 impl TocEntry {
@@ -16,8 +16,9 @@ impl TocEntry {
 }
 
 /// A TOC entry other than a `chunk`, with the data entries that are its
-/// file's chunks (see [`Toc::listing`]).
-#[derive(Debug, Clone, Copy)]
+/// file's chunks and its owners' names (see [`Toc::listing`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ListedEntry<'a> {
     /// Position of the entry in the TOC.
     pub toc_index: usize,
@@ -26,6 +27,20 @@ pub struct ListedEntry<'a> {
     /// Its data entries: itself when it is a non-empty `reg`, and the
     /// `chunk` entries right after it.
     pub chunks: usize,
+    /// Owner name, with the writer's de-duplication undone (spec §3.7): an
+    /// entry without one has the name last given to its uid.
+    pub user: String,
+    /// Group name, likewise.
+    pub group: String,
+}
+
+impl ListedEntry<'_> {
+    /// The modification time in UTC to the second
+    /// (`2020-01-02T03:04:06Z`), as a listing shows it; `None` when the
+    /// TOC's `modtime` is not RFC 3339.
+    pub fn modtime(&self) -> Option<String> {
+        parse_rfc3339(&self.entry.modtime).map(|t| format_modtime(t, 0))
+    }
 }
 
 impl Toc {
@@ -46,11 +61,15 @@ impl Toc {
     /// The entries in TOC order with each file's `chunk` entries folded
     /// into it, as `tar -t` would list the layer.
     pub fn listing(&self) -> impl Iterator<Item = ListedEntry<'_>> {
+        let mut owners = owner_names(self).into_iter();
         self.entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.kind != EntryType::Chunk)
-            .map(|(i, e)| ListedEntry {
+            .filter_map(move |(i, e)| {
+                let (user, group) = owners.next().unwrap_or_default();
+                (e.kind != EntryType::Chunk).then_some((i, e, user, group))
+            })
+            .map(|(i, e, user, group)| ListedEntry {
                 toc_index: i,
                 entry: e,
                 chunks: usize::from(e.is_data())
@@ -58,6 +77,8 @@ impl Toc {
                         .iter()
                         .take_while(|c| c.kind == EntryType::Chunk)
                         .count(),
+                user,
+                group,
             })
     }
 }

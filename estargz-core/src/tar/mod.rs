@@ -11,7 +11,7 @@ mod header;
 mod pax;
 mod scan;
 
-pub use header::{Header, Layout, BLOCK};
+pub use header::{Header, BLOCK};
 pub use scan::{Entry, EntryKind, Item, NamePolicy, ScanLimits, Scanner};
 
 use crate::error::{Error, Result};
@@ -26,7 +26,7 @@ pub type Sniffed<R> = Chain<Cursor<Vec<u8>>, R>;
 ///
 /// ```
 /// use std::io::Read;
-/// let (gzip, mut all) = estargz_core::tar::sniff_gzip(&b"\x1f\x8b\x08rest"[..]).unwrap();
+/// let (gzip, mut all) = estargz_core::internals::sniff_gzip(&b"\x1f\x8b\x08rest"[..]).unwrap();
 /// let mut bytes = Vec::new();
 /// all.read_to_end(&mut bytes).unwrap();
 /// assert!(gzip);

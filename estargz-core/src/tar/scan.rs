@@ -54,6 +54,7 @@ pub enum NamePolicy {
 
 /// Caps on what a tar may make the scanner allocate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ScanLimits {
     /// Largest PAX extended header payload (`x` or `g`).
     pub max_pax_size: u64,
@@ -148,7 +149,7 @@ struct Extensions {
     any: bool,
 }
 
-/// Walks a tar stream. See the [module docs](super).
+/// Walks a tar stream, header by header, keeping every byte.
 pub struct Scanner<R> {
     input: R,
     pos: u64,

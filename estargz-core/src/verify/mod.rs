@@ -30,6 +30,7 @@ use structure::check_structure;
 
 /// What to verify against.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct VerifyOptions {
     /// The TOC digest the blob must have (from the layer annotation).
     pub expected_toc_digest: Option<Digest>,
@@ -41,6 +42,7 @@ pub struct VerifyOptions {
 /// `estargz verify --json` prints, less its `blob` and `valid` keys: the
 /// footer and digest as their display text.
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// Footer layout, when one was found.
     #[serde(serialize_with = "as_display")]
@@ -85,8 +87,7 @@ impl VerifyReport {
 /// [`Problem`] in the report.
 ///
 /// ```
-/// use estargz_core::verify::{verify, VerifyOptions};
-/// use estargz_core::{convert, ConvertOptions};
+/// use estargz_core::{verify, Converter, VerifyOptions};
 ///
 /// let mut tar = tar::Builder::new(Vec::new());
 /// let mut h = tar::Header::new_ustar();
@@ -94,9 +95,10 @@ impl VerifyReport {
 /// h.set_cksum();
 /// tar.append_data(&mut h, "a.txt", &b"abc"[..]).unwrap();
 /// let mut blob = Vec::new();
-/// let report = convert(&tar.into_inner().unwrap()[..], &mut blob, &ConvertOptions::default()).unwrap();
+/// let report = Converter::new().convert(&tar.into_inner().unwrap(), &mut blob).unwrap();
 ///
-/// let opts = VerifyOptions { expected_toc_digest: Some(report.toc_digest), ..Default::default() };
+/// let mut opts = VerifyOptions::default();
+/// opts.expected_toc_digest = Some(report.toc_digest);
 /// assert!(verify(&blob[..], &opts).is_valid());
 /// let last = blob.len() - 60;
 /// blob[last] ^= 0xff; // inside the TOC member

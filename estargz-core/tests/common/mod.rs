@@ -9,10 +9,8 @@ pub mod tar_writer;
 #[allow(unused_imports)] // each test binary uses a subset
 pub use reference::reference_driver;
 
-use estargz_core::convert::convert_in_memory;
-use estargz_core::footer;
-use estargz_core::toc::{EntryType, Toc, TocEntry};
-use estargz_core::{convert, ConvertOptions, ConvertReport, Digest};
+use estargz_core::internals::footer;
+use estargz_core::{ConvertReport, Converter, Digest, EntryType, Input, Toc, TocEntry};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -23,16 +21,17 @@ pub fn convert_with(tar: &[u8], chunk_size: u64) -> (Vec<u8>, ConvertReport) {
 
 /// Converts with a chunk size and a minimum chunk size (spec §4.4).
 pub fn convert_min(tar: &[u8], chunk_size: u64, min_chunk_size: u64) -> (Vec<u8>, ConvertReport) {
-    let opts = ConvertOptions {
-        chunk_size,
-        min_chunk_size,
-        ..ConvertOptions::default()
-    };
+    let opts = Converter::builder()
+        .chunk_size(chunk_size)
+        .min_chunk_size(min_chunk_size)
+        .build()
+        .unwrap();
     let mut blob = Vec::new();
-    let report = convert(tar, &mut blob, &opts).expect("conversion succeeds");
+    let report = opts.convert(tar, &mut blob).expect("conversion succeeds");
     // Every test that converts through here also checks the in-place path.
     let mut in_place = Vec::new();
-    let in_place_report = convert_in_memory(Arc::new(tar.to_vec()), &mut in_place, None, &opts)
+    let in_place_report = opts
+        .convert(Input::InMemory(Arc::new(tar.to_vec())), &mut in_place)
         .expect("in-memory conversion succeeds");
     assert_eq!(in_place, blob, "convert_in_memory differs from convert");
     assert_eq!(in_place_report, report);
@@ -96,7 +95,7 @@ pub fn check_lossless(tar: &[u8], blob: &[u8], report: &ConvertReport, chunk_siz
     );
     assert_eq!(
         &all[tar.len()..],
-        &estargz_core::toc::tar_bytes(&json)[..],
+        &estargz_core::internals::tar_bytes(&json)[..],
         "TOC tar follows the input"
     );
     assert_eq!(report.blob.digest, Digest::of(blob));
@@ -251,7 +250,7 @@ pub fn tamper(blob: &[u8], edit: impl FnOnce(&mut Vec<Vec<u8>>, &mut Toc)) -> (V
     let json = toc.to_json();
     let toc_offset = out.len() as u64;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut enc, &estargz_core::toc::tar_bytes(&json)).unwrap();
+    std::io::Write::write_all(&mut enc, &estargz_core::internals::tar_bytes(&json)).unwrap();
     out.extend(enc.finish().unwrap());
     out.extend_from_slice(&footer::encode(toc_offset));
     (out, Digest::of(&json))
@@ -274,7 +273,7 @@ impl<'a> CountingSource<'a> {
     }
 }
 
-impl estargz_core::read::ReadAt for CountingSource<'_> {
+impl estargz_core::ReadAt for CountingSource<'_> {
     fn size(&self) -> std::io::Result<u64> {
         Ok(self.inner.len() as u64)
     }
