@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod blob_info;
+mod channel;
 pub mod convert;
 pub mod digest;
 mod error;

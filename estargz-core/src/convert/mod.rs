@@ -13,12 +13,13 @@ pub mod plan;
 pub use memory::{InputBytes, MemberData, MemoryReader, SharedInput};
 
 use crate::blob_info::{layer_annotations, BlobInfo};
+use crate::channel::ChannelReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::tar::{sniff_gzip, NamePolicy, ScanLimits, Scanner};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 
 /// Default chunk size: 4 MiB, as the reference.
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
@@ -270,7 +271,7 @@ fn convert_to<R: Read + Send, W: Write>(
             let (buffers, received) = sync_channel(DECODED_IN_FLIGHT);
             let decoder = s.spawn(move || decode_gzip(input, buffers));
             let result = run(
-                BufReader::with_capacity(64 << 10, DecodedReader::new(received)),
+                BufReader::with_capacity(64 << 10, ChannelReader::new(received)),
                 output,
                 external_toc,
                 &options,
@@ -296,7 +297,8 @@ fn convert_to<R: Read + Send, W: Write>(
 const DECODED_IN_FLIGHT: usize = 4;
 const DECODED_BUFFER: usize = 1 << 20;
 
-/// Decodes a gzip stream into `out` until its end, an error, or the reader hanging up.
+/// Decodes a gzip stream into `out` until its end, an error, or the
+/// [`ChannelReader`] hanging up.
 fn decode_gzip<R: Read>(input: R, out: SyncSender<std::io::Result<Vec<u8>>>) {
     let mut decoder = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
     loop {
@@ -316,42 +318,6 @@ fn decode_gzip<R: Read>(input: R, out: SyncSender<std::io::Result<Vec<u8>>>) {
                 return;
             }
         }
-    }
-}
-
-/// The planner's side of [`decode_gzip`].
-struct DecodedReader {
-    received: Receiver<std::io::Result<Vec<u8>>>,
-    buf: Vec<u8>,
-    at: usize,
-}
-
-impl DecodedReader {
-    fn new(received: Receiver<std::io::Result<Vec<u8>>>) -> Self {
-        DecodedReader {
-            received,
-            buf: Vec::new(),
-            at: 0,
-        }
-    }
-}
-
-impl Read for DecodedReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.buf.len() {
-            match self.received.recv() {
-                Ok(next) => {
-                    self.buf = next?;
-                    self.at = 0;
-                }
-                // The decoder hung up: the stream ended (errors come as messages).
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.at);
-        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
 
