@@ -1,11 +1,16 @@
 //! The lossless tar → eStargz converter.
 //!
-//! Layout follows `design.md`: [`plan`] scans the tar and decides member
-//! boundaries, [`compress`] turns each member into an independent gzip
-//! member, `pipeline` runs compression in parallel and assembles the
-//! members, TOC and footer in order.
+//! Layout follows `design.md`. The data flows: the [scanner](crate::tar)
+//! reads the tar entry by entry; [`plan`] decides member boundaries and
+//! builds the TOC entries; [`compress`] turns each member into an
+//! independent gzip member; `assemble` writes the members in order, then
+//! the TOC and footer. `digests` hashes what was assembled, on its own
+//! thread, and fills the digests into the TOC; `pipeline` drives it all,
+//! compressing in parallel.
 
+mod assemble;
 pub mod compress;
+mod digests;
 mod memory;
 mod pipeline;
 pub mod plan;
