@@ -518,7 +518,7 @@ impl Index {
             next_by_toc[i] = next;
             let data = matches!(e.kind, EntryType::Reg | EntryType::Chunk);
             // Not negative: pass 1 checked every entry.
-            let offset = u64::try_from(e.offset).unwrap_or(0);
+            let offset = e.offset_u64().unwrap_or(0);
             if data && offset > 0 && e.inner_offset == 0 && offset < next {
                 next = offset;
             }
