@@ -185,7 +185,7 @@ pub fn run(args: Args) -> Result<()> {
                 external_toc: args.external_toc.clone(),
             };
             let open = toc.open_options()?;
-            prefetch::add_to_json(&mut json, request, reordered, target.as_deref(), &open);
+            prefetch::add_to_json(&mut json, request, reordered, target.as_deref(), &open)?;
         }
         print_json(&json)?;
     }

@@ -7,6 +7,7 @@ use estargz_core::prioritize::{
     parse_list, reorder, spool, tar_file, Landmark, PrioritizeOptions, ReorderReport, Reordered,
 };
 use estargz_core::{Blob, Error, NamePolicy, OpenOptions};
+use serde::Serialize;
 use std::fs::File;
 use std::path::Path;
 
@@ -96,6 +97,22 @@ impl Request {
     }
 }
 
+/// The `prefetch` object of the JSON report.
+#[derive(Serialize)]
+struct PrefetchJson<'a> {
+    landmark: &'static str,
+    /// Paths in the list (null without one).
+    listed: Option<usize>,
+    found: &'a [String],
+    missing: &'a [String],
+    prefetch_entries: usize,
+    /// Where the prefetch range ends in the blob (null when not known).
+    prefetch_end: Option<u64>,
+    entries: usize,
+    dropped_landmarks: usize,
+    dropped_duplicates: usize,
+}
+
 /// Marks a convert JSON report as not lossless and adds what was moved and,
 /// when the blob went to `output`, where its prefetch range ends.
 pub fn add_to_json(
@@ -104,33 +121,32 @@ pub fn add_to_json(
     report: &ReorderReport,
     output: Option<&Path>,
     open: &OpenOptions,
-) {
+) -> Result<()> {
     // Read back from the TOC rather than predicted: it is what a snapshotter will use.
     let prefetch_end = output
         .and_then(|path| File::open(path).ok())
         .and_then(|file| Blob::open(file, open).ok())
         .and_then(|blob| blob.index().prefetch_end());
+    let prefetch = serde_json::to_value(PrefetchJson {
+        landmark: report.landmark.name(),
+        listed: request.listed(),
+        found: &report.found,
+        missing: &report.missing,
+        prefetch_entries: report.prefetch_entries,
+        prefetch_end,
+        entries: report.entries,
+        dropped_landmarks: report.dropped_landmarks,
+        dropped_duplicates: report.dropped_duplicates,
+    })?;
     let Some(object) = json.as_object_mut() else {
-        return;
+        return Ok(());
     };
     object.insert("lossless".into(), false.into());
     if let Some(serde_json::Value::Array(warnings)) = object.get_mut("warnings") {
         warnings.extend(report.warnings.iter().map(|w| w.as_str().into()));
     }
-    object.insert(
-        "prefetch".into(),
-        serde_json::json!({
-            "landmark": report.landmark.name(),
-            "listed": request.listed(),
-            "found": report.found,
-            "missing": report.missing,
-            "prefetch_entries": report.prefetch_entries,
-            "prefetch_end": prefetch_end,
-            "entries": report.entries,
-            "dropped_landmarks": report.dropped_landmarks,
-            "dropped_duplicates": report.dropped_duplicates,
-        }),
-    );
+    object.insert("prefetch".into(), prefetch);
+    Ok(())
 }
 
 /// The summary line after the conversion's own.

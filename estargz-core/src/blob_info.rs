@@ -5,6 +5,7 @@
 //! while a thread of its own decompresses them and hashes the result (diffID
 //! and uncompressed size). Nothing is read twice.
 
+use crate::channel::ChannelReader;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use sha2::{Digest as _, Sha256};
@@ -66,7 +67,7 @@ pub struct BlobInfoWriter<W: Write> {
     inner: W,
     hasher: Sha256,
     size: u64,
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: Option<SyncSender<io::Result<Vec<u8>>>>,
     worker: Option<JoinHandle<Result<(Digest, u64)>>>,
 }
 
@@ -74,7 +75,7 @@ impl<W: Write> BlobInfoWriter<W> {
     /// Wraps `inner`; starts the decompression thread.
     pub fn new(inner: W) -> Self {
         // A few buffers in flight keep both threads busy while bounding memory.
-        let (tx, rx) = sync_channel::<Vec<u8>>(8);
+        let (tx, rx) = sync_channel(8);
         let worker = std::thread::spawn(move || decompress_and_hash(rx));
         BlobInfoWriter {
             inner,
@@ -114,7 +115,7 @@ impl<W: Write> Write for BlobInfoWriter<W> {
         self.size += n as u64;
         if let Some(tx) = &self.tx {
             // A send error means the worker stopped on bad gzip; `finish` reports it.
-            if tx.send(buf[..n].to_vec()).is_err() {
+            if tx.send(Ok(buf[..n].to_vec())).is_err() {
                 self.tx = None;
             }
         }
@@ -126,49 +127,17 @@ impl<W: Write> Write for BlobInfoWriter<W> {
     }
 }
 
-/// Reads the channel as one byte stream.
-struct ChannelReader {
-    rx: Receiver<Vec<u8>>,
-    buf: Vec<u8>,
-    pos: usize,
-    consumed: u64,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
-            match self.rx.recv() {
-                Ok(next) => {
-                    self.buf = next;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        self.consumed += n as u64;
-        Ok(n)
-    }
-}
-
-fn decompress_and_hash(rx: Receiver<Vec<u8>>) -> Result<(Digest, u64)> {
-    let mut reader = ChannelReader {
-        rx,
-        buf: Vec::new(),
-        pos: 0,
-        consumed: 0,
-    };
+fn decompress_and_hash(received: Receiver<io::Result<Vec<u8>>>) -> Result<(Digest, u64)> {
+    let mut reader = ChannelReader::new(received);
     let result = hash_stream(&mut flate2::read::MultiGzDecoder::new(&mut reader));
     match result {
-        Ok(_) if reader.consumed == 0 => Err(Error::Gzip {
+        Ok(_) if reader.consumed() == 0 => Err(Error::Gzip {
             offset: 0,
             message: "empty stream: not a gzip layer".into(),
         }),
         Ok(numbers) => Ok(numbers),
         Err(e) => Err(Error::Gzip {
-            offset: reader.consumed,
+            offset: reader.consumed(),
             message: e.to_string(),
         }),
     }

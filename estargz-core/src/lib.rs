@@ -127,6 +127,7 @@
 #![deny(missing_docs)]
 
 mod blob_info;
+mod channel;
 mod convert;
 mod digest;
 mod error;

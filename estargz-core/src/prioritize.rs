@@ -277,38 +277,44 @@ pub fn reorder<S: ReadAt>(
     prioritized: Option<&[String]>,
     options: &PrioritizeOptions,
 ) -> Result<Reordered<S>> {
-    let scan = scan(&tar, options)?;
-    let mut warnings = scan.warnings;
-    let by_name = &scan.by_name;
-    let members = &scan.members;
-
-    let mut sorter = Sorter {
-        members,
-        by_name,
-        lengths: members.iter().map(|m| m.name.len()).collect(),
-        expanded: HashSet::new(),
-        picked: vec![false; members.len()],
-        order: Vec::new(),
-    };
-    let (mut found, mut missing) = (Vec::new(), Vec::new());
-    for given in prioritized.unwrap_or_default() {
-        let name = clean(given);
-        if name.is_empty() {
-            // The root moves only if it has an entry; naming it is never an error (spec §4.6).
-            if by_name.contains_key("") {
-                sorter.move_with_dependencies(name);
-                found.push(given.clone());
-            }
-        } else if by_name.contains_key(&name) {
-            sorter.move_with_dependencies(name);
-            found.push(given.clone());
-        } else {
-            missing.push(given.clone());
-        }
-    }
+    let mut scan = scan(&tar, options)?;
+    let mut warnings = std::mem::take(&mut scan.warnings);
+    let mut sorter = Sorter::new(&scan.members, &scan.by_name);
+    let (found, missing) = sorter.move_listed(prioritized.unwrap_or_default());
     if !missing.is_empty() && !options.allow_missing {
         return Err(Error::PrioritizedNotFound { names: missing });
     }
+    let landmark = choose_landmark(prioritized, &found, &missing, &mut warnings);
+    let pieces = layout(&scan, &sorter, landmark);
+    let report = ReorderReport {
+        landmark,
+        found,
+        missing,
+        prefetch_entries: sorter.order.len(),
+        entries: scan.by_name.len(),
+        dropped_landmarks: scan.dropped_landmarks,
+        dropped_duplicates: scan.members.len() - scan.by_name.len(),
+        tar_size: pieces.iter().map(|p| p.len()).sum(),
+        warnings,
+    };
+    Ok(Reordered {
+        source: tar,
+        pieces,
+        at: 0,
+        within: 0,
+        report,
+    })
+}
+
+/// `.prefetch.landmark` when a listed file was found, else
+/// `.no.prefetch.landmark`. Warns when a list found nothing, and of the
+/// listed names not found.
+fn choose_landmark(
+    prioritized: Option<&[String]>,
+    found: &[String],
+    missing: &[String],
+    warnings: &mut Vec<String>,
+) -> Landmark {
     let landmark = match prioritized {
         Some(_) if !found.is_empty() => Landmark::Prefetch,
         Some(list) => {
@@ -330,10 +336,17 @@ pub fn reorder<S: ReadAt>(
         warnings.push(format!(
             "{} prioritized file(s) not in the tar (skipped): {}",
             missing.len(),
-            crate::error::quoted(&missing)
+            crate::error::quoted(missing)
         ));
     }
+    landmark
+}
 
+/// The reordered tar as pieces: the leading global headers; the moved
+/// entries, then `.prefetch.landmark` (or `.no.prefetch.landmark` first);
+/// the other entries kept, in input order; a fresh end-of-archive.
+fn layout(scan: &Scan, sorter: &Sorter, landmark: Landmark) -> Vec<Piece> {
+    let members = &scan.members;
     let source_piece = |m: &Member| Piece::Source {
         offset: m.start,
         len: m.end - m.start,
@@ -345,8 +358,6 @@ pub fn reorder<S: ReadAt>(
             len: scan.preamble,
         });
     }
-    let live = |i: &usize| by_name.get(&members[*i].name) == Some(i);
-    let prefetch_entries = sorter.order.len();
     if landmark == Landmark::NoPrefetch {
         pieces.push(Piece::Landmark(landmark));
     }
@@ -354,31 +365,15 @@ pub fn reorder<S: ReadAt>(
     if landmark == Landmark::Prefetch {
         pieces.push(Piece::Landmark(landmark));
     }
+    // Of several entries with a name, the last is kept.
+    let live = |i: &usize| scan.by_name.get(&members[*i].name) == Some(i);
     pieces.extend(
         (0..members.len())
             .filter(|i| live(i) && !sorter.picked[*i])
             .map(|i| source_piece(&members[i])),
     );
     pieces.push(Piece::EndOfArchive);
-
-    let report = ReorderReport {
-        landmark,
-        found,
-        missing,
-        prefetch_entries,
-        entries: by_name.len(),
-        dropped_landmarks: scan.dropped_landmarks,
-        dropped_duplicates: members.len() - by_name.len(),
-        tar_size: pieces.iter().map(|p| p.len()).sum(),
-        warnings,
-    };
-    Ok(Reordered {
-        source: tar,
-        pieces,
-        at: 0,
-        within: 0,
-        report,
-    })
+    pieces
 }
 
 /// What one pass over the tar learnt.
@@ -488,10 +483,6 @@ fn scan<S: ReadAt>(tar: &S, options: &PrioritizeOptions) -> Result<Scan> {
     Ok(out)
 }
 
-/// Walks the extension headers in front of an entry (`raw` after the
-/// previous entry's `skip` padding bytes). PAX global headers and GNU
-/// volume labels may only lead the archive: returns how many bytes of them
-/// lead `raw` when `leading_allowed`, and fails on any other.
 /// Reads the trailing data to its end: how long it is, and whether any of
 /// it is not zero.
 fn look_through_trailing<R: std::io::Read>(scanner: &mut Scanner<R>) -> Result<(u64, bool)> {
@@ -508,6 +499,10 @@ fn look_through_trailing<R: std::io::Read>(scanner: &mut Scanner<R>) -> Result<(
     }
 }
 
+/// Walks the extension headers in front of an entry (`raw` after the
+/// previous entry's `skip` padding bytes). PAX global headers and GNU
+/// volume labels may only lead the archive: returns how many bytes of them
+/// lead `raw` when `leading_allowed`, and fails on any other.
 fn check_globals(
     raw: &[u8],
     skip: usize,
@@ -585,7 +580,36 @@ enum Task {
     Place(usize),
 }
 
-impl Sorter<'_> {
+impl<'a> Sorter<'a> {
+    fn new(members: &'a [Member], by_name: &'a HashMap<String, usize>) -> Sorter<'a> {
+        Sorter {
+            members,
+            by_name,
+            lengths: members.iter().map(|m| m.name.len()).collect(),
+            expanded: HashSet::new(),
+            picked: vec![false; members.len()],
+            order: Vec::new(),
+        }
+    }
+
+    /// Moves each listed file the tar holds; returns the names found and
+    /// the names not found, as given.
+    fn move_listed(&mut self, list: &[String]) -> (Vec<String>, Vec<String>) {
+        let (mut found, mut missing) = (Vec::new(), Vec::new());
+        for given in list {
+            let name = clean(given);
+            if self.by_name.contains_key(&name) {
+                self.move_with_dependencies(name);
+                found.push(given.clone());
+            } else if !name.is_empty() {
+                // The root moves only if it has an entry, but naming it is
+                // never an error (spec §4.6).
+                missing.push(given.clone());
+            }
+        }
+        (found, missing)
+    }
+
     /// Moves `name`'s nearest existing ancestors (root first), then, for a
     /// hard link, its target with its ancestors, then `name` itself.
     fn move_with_dependencies(&mut self, name: String) {

@@ -224,9 +224,29 @@ impl TocEntry {
             EntryType::Reg if chunk_size > 0 && chunk_size < file_size => Some(chunk_size),
             EntryType::Reg => Some(file_size),
             EntryType::Chunk if chunk_size > 0 => Some(chunk_size),
-            EntryType::Chunk => file_size.checked_sub(u64::try_from(self.chunk_offset).ok()?),
+            EntryType::Chunk => file_size.checked_sub(self.chunk_offset_u64()?),
             _ => None,
         }
+    }
+
+    /// `size`, unless negative.
+    pub(crate) fn size_u64(&self) -> Option<u64> {
+        u64::try_from(self.size).ok()
+    }
+
+    /// `offset`, unless negative (a negative one names no byte of the blob).
+    pub(crate) fn offset_u64(&self) -> Option<u64> {
+        u64::try_from(self.offset).ok()
+    }
+
+    /// `innerOffset`, unless negative.
+    pub(crate) fn inner_offset_u64(&self) -> Option<u64> {
+        u64::try_from(self.inner_offset).ok()
+    }
+
+    /// `chunkOffset`, unless negative.
+    pub(crate) fn chunk_offset_u64(&self) -> Option<u64> {
+        u64::try_from(self.chunk_offset).ok()
     }
 }
 

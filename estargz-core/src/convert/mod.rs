@@ -1,12 +1,17 @@
 //! The lossless tar → eStargz converter.
 //!
-//! Layout follows `design.md`: [`plan`] scans the tar and decides member
-//! boundaries, [`compress`] turns each member into an independent gzip
-//! member, `pipeline` runs compression in parallel and assembles the
-//! members, TOC and footer in order.
+//! Layout follows `design.md`. The data flows: the [scanner](crate::tar)
+//! reads the tar entry by entry; [`plan`] decides member boundaries and
+//! builds the TOC entries; [`compress`] turns each member into an
+//! independent gzip member; `assemble` writes the members in order, then
+//! the TOC and footer. `digests` hashes what was assembled, on its own
+//! thread, and fills the digests into the TOC; `pipeline` drives it all,
+//! compressing in parallel.
 
+mod assemble;
 mod builder;
 pub(crate) mod compress;
+mod digests;
 mod memory;
 mod pipeline;
 pub(crate) mod plan;
@@ -15,12 +20,13 @@ pub use builder::{Converter, ConverterBuilder, Input};
 pub use memory::{InputBytes, MemberData, SharedInput};
 
 use crate::blob_info::{layer_annotations, BlobInfo};
+use crate::channel::ChannelReader;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::tar::{sniff_gzip, NamePolicy, ScanLimits, Scanner};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 
 /// Default chunk size: 4 MiB, as the reference.
 pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
@@ -169,7 +175,7 @@ pub(super) fn convert_stream<R: Read + Send, W: Write>(
             let (buffers, received) = sync_channel(DECODED_IN_FLIGHT);
             let decoder = s.spawn(move || decode_gzip(input, buffers));
             let result = run(
-                BufReader::with_capacity(64 << 10, DecodedReader::new(received)),
+                BufReader::with_capacity(64 << 10, ChannelReader::new(received)),
                 output,
                 external_toc,
                 options,
@@ -195,7 +201,8 @@ pub(super) fn convert_stream<R: Read + Send, W: Write>(
 const DECODED_IN_FLIGHT: usize = 4;
 const DECODED_BUFFER: usize = 1 << 20;
 
-/// Decodes a gzip stream into `out` until its end, an error, or the reader hanging up.
+/// Decodes a gzip stream into `out` until its end, an error, or the
+/// [`ChannelReader`] hanging up.
 fn decode_gzip<R: Read>(input: R, out: SyncSender<std::io::Result<Vec<u8>>>) {
     let mut decoder = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
     loop {
@@ -215,42 +222,6 @@ fn decode_gzip<R: Read>(input: R, out: SyncSender<std::io::Result<Vec<u8>>>) {
                 return;
             }
         }
-    }
-}
-
-/// The planner's side of [`decode_gzip`].
-struct DecodedReader {
-    received: Receiver<std::io::Result<Vec<u8>>>,
-    buf: Vec<u8>,
-    at: usize,
-}
-
-impl DecodedReader {
-    fn new(received: Receiver<std::io::Result<Vec<u8>>>) -> Self {
-        DecodedReader {
-            received,
-            buf: Vec::new(),
-            at: 0,
-        }
-    }
-}
-
-impl Read for DecodedReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.buf.len() {
-            match self.received.recv() {
-                Ok(next) => {
-                    self.buf = next?;
-                    self.at = 0;
-                }
-                // The decoder hung up: the stream ended (errors come as messages).
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.at);
-        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
 

@@ -174,6 +174,74 @@ fn non_negative(index: usize, e: &TocEntry, field: &str, v: i64) -> Result<u64> 
     u64::try_from(v).map_err(|_| invalid(index, e, format!("{field} {v} is negative")))
 }
 
+/// The cleaned name of entry `index`, within the limits.
+fn checked_name(index: usize, e: &TocEntry, limits: &IndexLimits) -> Result<String> {
+    let clean = name::clean(&e.name);
+    if clean.len() > limits.max_name_len {
+        let reason = format!("name longer than {} bytes", limits.max_name_len);
+        return Err(invalid(index, e, reason));
+    }
+    if clean.split('/').count() > limits.max_depth {
+        let reason = format!("path deeper than {} components", limits.max_depth);
+        return Err(invalid(index, e, reason));
+    }
+    Ok(clean)
+}
+
+/// A TOC entry, its position in the TOC, and its sizes and offsets
+/// checked not negative.
+struct Checked<'a> {
+    index: usize,
+    entry: &'a TocEntry,
+    size: u64,
+    offset: u64,
+    inner_offset: u64,
+    chunk_offset: u64,
+}
+
+impl<'a> Checked<'a> {
+    fn new(index: usize, e: &'a TocEntry) -> Result<Checked<'a>> {
+        let checked = Checked {
+            index,
+            entry: e,
+            size: non_negative(index, e, "size", e.size)?,
+            offset: non_negative(index, e, "offset", e.offset)?,
+            inner_offset: non_negative(index, e, "innerOffset", e.inner_offset)?,
+            chunk_offset: non_negative(index, e, "chunkOffset", e.chunk_offset)?,
+        };
+        non_negative(index, e, "chunkSize", e.chunk_size)?; // read by chunk_len
+        Ok(checked)
+    }
+
+    /// The entry's data as `size` bytes at `chunk_offset` in its file.
+    fn chunk(&self, chunk_offset: u64, size: u64, next_offset: u64) -> Chunk {
+        Chunk {
+            toc_index: self.index,
+            offset: self.offset,
+            inner_offset: self.inner_offset,
+            chunk_offset,
+            size,
+            digest: self.entry.chunk_digest.clone(),
+            next_offset,
+        }
+    }
+}
+
+/// A hardlink, resolved once every name is known: its TOC index, its name
+/// and its target's, both cleaned.
+struct PendingLink {
+    index: usize,
+    link: String,
+    target: String,
+}
+
+/// The owner names given so far, by id (see [`inherit`]).
+#[derive(Default)]
+struct OwnerNames {
+    users: HashMap<i64, String>,
+    groups: HashMap<i64, String>,
+}
+
 impl Index {
     /// Builds the index of `toc` for a blob whose payload ends at `payload_end`.
     pub fn build(toc: &Toc, payload_end: u64, limits: &IndexLimits) -> Result<Index> {
@@ -184,156 +252,169 @@ impl Index {
                 limit: limits.max_entries as u64,
             });
         }
-        // Sized up front (the count is capped above): each growth of the
-        // node vector would move every node built so far.
-        let mut nodes = Vec::with_capacity(toc.entries.len() + 1);
+        let mut idx = Index::with_root(toc.entries.len(), payload_end);
+        let hardlinks = idx.add_entries(toc, limits)?;
+        idx.attach_to_parents()?;
+        idx.link_hardlinks(toc, hardlinks)?;
+        idx.fill_next_offsets(toc);
+        Ok(idx)
+    }
+
+    /// An index holding only the synthesised root, with room for `entries` more nodes.
+    fn with_root(entries: usize, payload_end: u64) -> Index {
+        // Sized up front (the count is capped): each growth of the node
+        // vector would move every node built so far.
+        let mut nodes = Vec::with_capacity(entries + 1);
         nodes.push(Node::synthesized_dir(""));
-        let mut by_name = HashMap::with_capacity(toc.entries.len() + 1);
+        let mut by_name = HashMap::with_capacity(entries + 1);
         by_name.insert(String::new(), 0);
-        let mut idx = Index {
+        Index {
             nodes,
             by_name,
             links: BTreeMap::new(),
             payload_end,
-        };
-        let mut user_names: HashMap<i64, String> = HashMap::new();
-        let mut group_names: HashMap<i64, String> = HashMap::new();
-        let mut last_file: Option<NodeId> = None;
-        let mut last_non_chunk: Option<NodeId> = None;
-        let mut hardlinks: Vec<(usize, String, String)> = Vec::new();
+        }
+    }
 
-        // Pass 1, TOC order: nodes, names inherited, chunks attached.
+    /// Pass 1, TOC order: a node per entry, owner names inherited, chunks
+    /// attached to their file. Returns the hardlinks, to resolve once every
+    /// name is known.
+    fn add_entries(&mut self, toc: &Toc, limits: &IndexLimits) -> Result<Vec<PendingLink>> {
+        let mut owners = OwnerNames::default();
+        // The regular file whose chunks any chunk entries now are.
+        let mut open_file: Option<NodeId> = None;
+        let mut hardlinks = Vec::new();
         for (i, e) in toc.entries.iter().enumerate() {
-            let size = non_negative(i, e, "size", e.size)?;
-            let offset = non_negative(i, e, "offset", e.offset)?;
-            let inner_offset = non_negative(i, e, "innerOffset", e.inner_offset)?;
-            let chunk_offset = non_negative(i, e, "chunkOffset", e.chunk_offset)?;
-            non_negative(i, e, "chunkSize", e.chunk_size)?; // read by chunk_len below
+            let entry = Checked::new(i, e)?;
             if e.kind == EntryType::Chunk {
-                let file = last_file
-                    .filter(|&f| Some(f) == last_non_chunk)
+                let file = open_file
                     .ok_or_else(|| invalid(i, e, "chunk entry does not follow a regular file"))?;
-                let node = &mut idx.nodes[file];
-                // A last chunk starting past its file's end covers nothing.
-                let size = e.chunk_len(node.size).unwrap_or(0);
-                node.chunks.push(Chunk {
-                    toc_index: i,
-                    offset,
-                    inner_offset,
-                    chunk_offset,
-                    size,
-                    digest: e.chunk_digest.clone(),
-                    next_offset: payload_end,
-                });
+                self.add_chunk(file, &entry);
                 continue;
             }
-            let clean = name::clean(&e.name);
-            if clean.len() > limits.max_name_len {
-                return Err(invalid(
-                    i,
-                    e,
-                    format!("name longer than {} bytes", limits.max_name_len),
-                ));
-            }
-            if clean.split('/').count() > limits.max_depth {
-                return Err(invalid(
-                    i,
-                    e,
-                    format!("path deeper than {} components", limits.max_depth),
-                ));
-            }
-            let user_name = inherit(&mut user_names, e.uid, &e.user_name);
-            let group_name = inherit(&mut group_names, e.gid, &e.group_name);
-            let mut node = Node {
-                name: clean.clone(),
-                raw_name: e.name.clone(),
-                kind: e.kind.clone(),
-                size: if e.kind == EntryType::Reg { size } else { 0 },
-                mode: e.mode,
-                uid: e.uid,
-                gid: e.gid,
-                user_name,
-                group_name,
-                modtime: parse_rfc3339(&e.modtime),
-                link_name: e.link_name.clone(),
-                dev_major: e.dev_major,
-                dev_minor: e.dev_minor,
-                xattrs: e.xattrs.clone(),
-                digest: e.digest.clone(),
-                num_link: if e.kind == EntryType::Dir { 1 } else { 0 },
-                chunks: Vec::new(),
-                children: BTreeMap::new(),
-                toc_index: Some(i),
-            };
-            if e.kind == EntryType::Reg && size > 0 {
-                let first = e.chunk_len(size).unwrap_or(size);
-                node.chunks.push(Chunk {
-                    toc_index: i,
-                    offset,
-                    inner_offset,
-                    chunk_offset: 0,
-                    size: first,
-                    digest: e.chunk_digest.clone(),
-                    next_offset: payload_end,
+            let name = checked_name(i, e, limits)?;
+            if e.kind == EntryType::Hardlink {
+                hardlinks.push(PendingLink {
+                    index: i,
+                    link: name.clone(),
+                    target: name::clean(&e.link_name),
                 });
             }
-            if e.kind == EntryType::Hardlink {
-                hardlinks.push((i, clean.clone(), name::clean(&e.link_name)));
-            }
-            let id = if clean.is_empty() {
-                // The root entry replaces the synthesised root in place.
-                node.children = std::mem::take(&mut idx.nodes[0].children);
-                idx.nodes[0] = node;
-                0
-            } else {
-                idx.nodes.push(node);
-                idx.nodes.len() - 1
-            };
-            idx.by_name.insert(clean, id);
-            last_non_chunk = Some(id);
-            last_file = (e.kind == EntryType::Reg).then_some(id);
+            let node = self.node_of(&entry, name.clone(), &mut owners);
+            let id = self.insert(name, node);
+            open_file = (e.kind == EntryType::Reg).then_some(id);
         }
+        Ok(hardlinks)
+    }
 
-        // Pass 2: parents, synthesised ancestors, link counts.
-        let live: Vec<NodeId> = {
-            let mut v: Vec<NodeId> = idx
-                .by_name
-                .values()
-                .copied()
-                .filter(|&id| id != 0)
-                .collect();
-            v.sort_unstable();
-            v
+    /// A chunk entry's data, after the chunks of its file so far.
+    fn add_chunk(&mut self, file: NodeId, entry: &Checked) {
+        let node = &mut self.nodes[file];
+        // A last chunk starting past its file's end covers nothing.
+        let size = entry.entry.chunk_len(node.size).unwrap_or(0);
+        let chunk = entry.chunk(entry.chunk_offset, size, self.payload_end);
+        node.chunks.push(chunk);
+    }
+
+    /// The node of a non-chunk entry, named `name` (cleaned); a regular
+    /// file's entry holds its first chunk.
+    fn node_of(&self, entry: &Checked, name: String, owners: &mut OwnerNames) -> Node {
+        let e = entry.entry;
+        let size = if e.kind == EntryType::Reg {
+            entry.size
+        } else {
+            0
         };
+        let mut node = Node {
+            name,
+            raw_name: e.name.clone(),
+            kind: e.kind.clone(),
+            size,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            user_name: inherit(&mut owners.users, e.uid, &e.user_name),
+            group_name: inherit(&mut owners.groups, e.gid, &e.group_name),
+            modtime: parse_rfc3339(&e.modtime),
+            link_name: e.link_name.clone(),
+            dev_major: e.dev_major,
+            dev_minor: e.dev_minor,
+            xattrs: e.xattrs.clone(),
+            digest: e.digest.clone(),
+            num_link: if e.kind == EntryType::Dir { 1 } else { 0 },
+            chunks: Vec::new(),
+            children: BTreeMap::new(),
+            toc_index: Some(entry.index),
+        };
+        if size > 0 {
+            let first = e.chunk_len(size).unwrap_or(size);
+            node.chunks.push(entry.chunk(0, first, self.payload_end));
+        }
+        node
+    }
+
+    /// Gives `name` to `node`: a later entry of a name replaces an earlier
+    /// one, the root entry the synthesised root.
+    fn insert(&mut self, name: String, mut node: Node) -> NodeId {
+        let id = if name.is_empty() {
+            node.children = std::mem::take(&mut self.nodes[0].children);
+            self.nodes[0] = node;
+            0
+        } else {
+            self.nodes.push(node);
+            self.nodes.len() - 1
+        };
+        self.by_name.insert(name, id);
+        id
+    }
+
+    /// Pass 2: each named node but the hardlinks under its parent, missing
+    /// ancestors synthesised, link counts.
+    fn attach_to_parents(&mut self) -> Result<()> {
+        // In TOC order, not the hash map's: which error is reported, and
+        // the ids of synthesised directories, must not vary between runs.
+        let mut live: Vec<NodeId> = self
+            .by_name
+            .values()
+            .copied()
+            .filter(|&id| id != 0)
+            .collect();
+        live.sort_unstable();
         for id in live {
-            if idx.nodes[id].kind == EntryType::Hardlink {
+            if self.nodes[id].kind == EntryType::Hardlink {
                 continue; // placed once resolved
             }
-            let name = idx.nodes[id].name.clone();
-            let parent = idx.ensure_parent(&name)?;
-            idx.attach(parent, &name, id);
+            let name = self.nodes[id].name.clone();
+            let parent = self.ensure_parent(&name)?;
+            self.attach(parent, &name, id);
         }
+        Ok(())
+    }
 
-        // Hardlinks: the link's name leads to the target's node.
-        for (i, link, target) in hardlinks {
-            if idx
+    /// Hardlinks: the link's name leads to the target's node.
+    fn link_hardlinks(&mut self, toc: &Toc, hardlinks: Vec<PendingLink>) -> Result<()> {
+        for PendingLink {
+            index,
+            link,
+            target,
+        } in hardlinks
+        {
+            if self
                 .by_name
                 .get(&link)
-                .is_none_or(|&id| idx.nodes[id].toc_index != Some(i))
+                .is_none_or(|&id| self.nodes[id].toc_index != Some(index))
             {
                 continue; // replaced by a later duplicate
             }
-            let resolved = idx.resolve_hardlink(&link, &target, &toc.entries[i], i)?;
-            let parent = idx.ensure_parent(&link)?;
-            idx.nodes[resolved].num_link += 1;
-            idx.by_name.insert(link.clone(), resolved);
-            idx.links
-                .insert(link.clone(), idx.nodes[resolved].name.clone());
-            idx.attach_child(parent, &link, resolved);
+            let resolved = self.resolve_hardlink(&link, &target, &toc.entries[index], index)?;
+            let parent = self.ensure_parent(&link)?;
+            self.nodes[resolved].num_link += 1;
+            self.by_name.insert(link.clone(), resolved);
+            self.links
+                .insert(link.clone(), self.nodes[resolved].name.clone());
+            self.attach_child(parent, &link, resolved);
         }
-
-        idx.fill_next_offsets(toc);
-        Ok(idx)
+        Ok(())
     }
 
     fn resolve_hardlink(&self, link: &str, target: &str, e: &TocEntry, i: usize) -> Result<NodeId> {
@@ -437,8 +518,10 @@ impl Index {
         for (i, e) in toc.entries.iter().enumerate().rev() {
             next_by_toc[i] = next;
             let data = matches!(e.kind, EntryType::Reg | EntryType::Chunk);
-            if data && e.offset > 0 && e.inner_offset == 0 && (e.offset as u64) < next {
-                next = e.offset as u64;
+            // Not negative: pass 1 checked every entry.
+            let offset = e.offset_u64().unwrap_or(0);
+            if data && offset > 0 && e.inner_offset == 0 && offset < next {
+                next = offset;
             }
         }
         for node in &mut self.nodes {

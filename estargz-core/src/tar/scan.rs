@@ -391,14 +391,7 @@ impl<R: Read> Scanner<R> {
                 .map_err(|kind| self.err(header_offset, kind))?;
             match header.typeflag() {
                 b'x' | b'g' => {
-                    let payload = self.extension_payload(
-                        &mut raw,
-                        size,
-                        self.limits.max_pax_size,
-                        "PAX header",
-                    )?;
-                    let records = pax::parse_records(&payload)
-                        .map_err(|why| self.err(header_offset, TarErrorKind::BadPaxRecord(why)))?;
+                    let records = self.pax_records(&mut raw, size, header_offset)?;
                     if header.typeflag() == b'g' {
                         // Global records are defaults for what follows; the
                         // header stays in the stream and never becomes an entry.
@@ -416,13 +409,31 @@ impl<R: Read> Scanner<R> {
                     }
                 }
                 _ => {
-                    let entry = self.entry(header, header_offset, size, ext, raw, raw_offset)?;
+                    let at = Placement {
+                        raw,
+                        raw_offset,
+                        header_offset,
+                    };
+                    let entry = self.entry(header, size, ext, at)?;
                     self.data_left = entry.size;
                     self.pad_left = padding(entry.size);
                     return Ok(Some(Item::Entry(Box::new(entry))));
                 }
             }
         }
+    }
+
+    /// Reads a PAX header's payload (`x` or `g`) into `raw` and parses its records.
+    fn pax_records(
+        &mut self,
+        raw: &mut Vec<u8>,
+        size: u64,
+        header_offset: u64,
+    ) -> Result<Vec<pax::Record>> {
+        let limit = self.limits.max_pax_size;
+        let payload = self.extension_payload(raw, size, limit, "PAX header")?;
+        pax::parse_records(&payload)
+            .map_err(|why| self.err(header_offset, TarErrorKind::BadPaxRecord(why)))
     }
 
     /// Reads a GNU long name (`L`) or long link (`K`) into `raw` and `ext`.
@@ -482,192 +493,239 @@ impl<R: Read> Scanner<R> {
         Ok(payload)
     }
 
+    /// Folds the extension records `ext` into the entry whose own header is
+    /// `header` (with `header_size` in its size field).
     fn entry(
         &mut self,
         header: Header<'_>,
-        header_offset: u64,
         header_size: u64,
         ext: Extensions,
-        raw: Vec<u8>,
-        raw_offset: u64,
+        at: Placement,
     ) -> Result<Entry> {
-        let raw_name = match (ext.pax.get(&b"path"[..]), ext.long_name) {
-            (Some(p), _) => p.clone(),
-            (None, Some(long)) => long,
-            (None, None) => header.path(),
-        };
-        let raw_link = match (ext.pax.get(&b"linkpath"[..]), ext.long_link) {
-            (Some(p), _) => p.clone(),
-            (None, Some(long)) => long,
-            (None, None) => header.link_name(),
-        };
+        let Extensions {
+            pax,
+            long_name,
+            long_link,
+            ..
+        } = ext;
+        // PAX beats GNU, which beats the header's own fields.
+        let raw_name = pax
+            .get(&b"path"[..])
+            .cloned()
+            .or(long_name)
+            .unwrap_or_else(|| header.path());
+        let raw_link = pax
+            .get(&b"linkpath"[..])
+            .cloned()
+            .or(long_link)
+            .unwrap_or_else(|| header.link_name());
         let display = lossy_utf8(&raw_name);
         self.current = Some(display.clone());
+        let offset = at.header_offset;
+        reject_sparse(header.typeflag(), &pax, &display, offset)?;
 
-        let at = |kind| Error::Tar {
-            offset: header_offset,
-            entry: self.current.clone(),
+        let fields = Fields {
+            header: &header,
+            pax: &pax,
+            globals: &self.globals,
+            offset,
+            entry: &display,
+        };
+        let kind = entry_kind(header.typeflag(), &raw_name).map_err(|k| fields.error(k))?;
+        let size = fields.size(header_size)?;
+        let mtime = fields.mtime()?;
+        let mode = header.mode().map_err(|k| fields.error(k))?;
+        let uid = fields.int("uid", header.uid())?;
+        let gid = fields.int("gid", header.gid())?;
+        let dev_major = header.dev_major().map_err(|k| fields.error(k))?;
+        let dev_minor = header.dev_minor().map_err(|k| fields.error(k))?;
+        let uname = fields
+            .record(b"uname")
+            .cloned()
+            .unwrap_or_else(|| header.user_name());
+        let gname = fields
+            .record(b"gname")
+            .cloned()
+            .unwrap_or_else(|| header.group_name());
+
+        let mut texts = Texts {
+            policy: self.names,
+            entry: &display,
+            offset,
+            warnings: Vec::new(),
+        };
+        let name = texts.decode(&raw_name, "name")?;
+        let link_name = texts.decode(&raw_link, "link name")?;
+        let user_name = texts.decode(&uname, "user name")?;
+        let group_name = texts.decode(&gname, "group name")?;
+        let xattrs = texts.xattrs(&pax)?;
+        Ok(Entry {
+            raw: at.raw,
+            raw_offset: at.raw_offset,
+            header_offset: offset,
+            raw_name,
+            name,
             kind,
-        };
-        let field = |key: &[u8]| ext.pax.get(key).or_else(|| self.globals.get(key));
+            size,
+            mode,
+            uid,
+            gid,
+            user_name,
+            group_name,
+            mtime,
+            link_name,
+            dev_major,
+            dev_minor,
+            xattrs,
+            warnings: texts.warnings,
+        })
+    }
+}
 
-        if header.typeflag() == b'S' {
-            return Err(Error::SparseEntry {
-                entry: display,
-                offset: header_offset,
-                format: "old GNU sparse",
-            });
+/// Where an entry's bytes sit in the input (see the fields of [`Entry`]).
+struct Placement {
+    raw: Vec<u8>,
+    raw_offset: u64,
+    header_offset: u64,
+}
+
+/// Refuses both sparse formats (see [`Error::SparseEntry`]).
+fn reject_sparse(
+    typeflag: u8,
+    pax: &BTreeMap<Vec<u8>, Vec<u8>>,
+    entry: &str,
+    offset: u64,
+) -> Result<()> {
+    let format = if typeflag == b'S' {
+        "old GNU sparse"
+    } else if pax.keys().any(|k| k.starts_with(b"GNU.sparse.")) {
+        "PAX GNU.sparse"
+    } else {
+        return Ok(());
+    };
+    Err(Error::SparseEntry {
+        entry: entry.to_string(),
+        offset,
+        format,
+    })
+}
+
+/// The kind of file a type flag names (a v7 regular file whose name ends in
+/// `/` is a directory).
+fn entry_kind(typeflag: u8, raw_name: &[u8]) -> Result<EntryKind, TarErrorKind> {
+    Ok(match typeflag {
+        b'0' | b'7' => EntryKind::Regular,
+        0 if raw_name.ends_with(b"/") => EntryKind::Directory,
+        0 => EntryKind::Regular,
+        b'1' => EntryKind::Hardlink,
+        b'2' => EntryKind::Symlink,
+        b'3' => EntryKind::CharDevice,
+        b'4' => EntryKind::BlockDevice,
+        b'5' | b'D' => EntryKind::Directory,
+        b'6' => EntryKind::Fifo,
+        other => return Err(TarErrorKind::UnsupportedType(other as char)),
+    })
+}
+
+/// An entry's own PAX records over the global ones over its header, for
+/// the numeric fields; errors name the entry.
+struct Fields<'a> {
+    header: &'a Header<'a>,
+    pax: &'a BTreeMap<Vec<u8>, Vec<u8>>,
+    globals: &'a BTreeMap<Vec<u8>, Vec<u8>>,
+    offset: u64,
+    entry: &'a str,
+}
+
+impl Fields<'_> {
+    fn error(&self, kind: TarErrorKind) -> Error {
+        Error::Tar {
+            offset: self.offset,
+            entry: Some(self.entry.to_string()),
+            kind,
         }
-        if ext.pax.keys().any(|k| k.starts_with(b"GNU.sparse.")) {
-            return Err(Error::SparseEntry {
-                entry: display,
-                offset: header_offset,
-                format: "PAX GNU.sparse",
-            });
+    }
+
+    fn bad_record(&self, key: &str, value: &[u8], expected: &str) -> Error {
+        let value = lossy_utf8(value);
+        let why = format!("{key} value {value:?} is not {expected}");
+        self.error(TarErrorKind::BadPaxRecord(why))
+    }
+
+    fn record(&self, key: &[u8]) -> Option<&Vec<u8>> {
+        self.pax.get(key).or_else(|| self.globals.get(key))
+    }
+
+    /// A number from the records, else `fallback` from the header.
+    fn int(&self, key: &'static str, fallback: Result<i64, TarErrorKind>) -> Result<i64> {
+        match self.record(key.as_bytes()) {
+            Some(v) => pax::parse_int(v).ok_or_else(|| self.bad_record(key, v, "a number")),
+            None => fallback.map_err(|k| self.error(k)),
         }
-        let kind = match header.typeflag() {
-            b'0' | b'7' => EntryKind::Regular,
-            0 if raw_name.ends_with(b"/") => EntryKind::Directory,
-            0 => EntryKind::Regular,
-            b'1' => EntryKind::Hardlink,
-            b'2' => EntryKind::Symlink,
-            b'3' => EntryKind::CharDevice,
-            b'4' => EntryKind::BlockDevice,
-            b'5' | b'D' => EntryKind::Directory,
-            b'6' => EntryKind::Fifo,
-            other => return Err(at(TarErrorKind::UnsupportedType(other as char))),
-        };
-        let pax_int = |key: &'static str, fallback: Result<i64, TarErrorKind>| -> Result<i64> {
-            match field(key.as_bytes()) {
-                Some(v) => pax::parse_int(v).ok_or_else(|| {
-                    at(TarErrorKind::BadPaxRecord(format!(
-                        "{key} value {:?} is not a number",
-                        lossy_utf8(v)
-                    )))
-                }),
-                None => fallback.map_err(at),
-            }
-        };
+    }
+
+    /// The number of data bytes after the header.
+    fn size(&self, header_size: u64) -> Result<u64> {
         // Only the entry's own PAX size counts: a global size would desynchronise the stream.
-        let size = match ext.pax.get(&b"size"[..]) {
+        let size = match self.pax.get(&b"size"[..]) {
             Some(v) => pax::parse_int(v)
                 .and_then(|s| u64::try_from(s).ok())
-                .ok_or_else(|| {
-                    at(TarErrorKind::BadPaxRecord(format!(
-                        "size value {:?} is not a size",
-                        lossy_utf8(v)
-                    )))
-                })?,
+                .ok_or_else(|| self.bad_record("size", v, "a size"))?,
             None => header_size,
         };
         // Header-only types carry no data whatever their size field says (Go's rule).
-        let size = match header.typeflag() {
+        Ok(match self.header.typeflag() {
             b'1' | b'2' | b'3' | b'4' | b'5' | b'6' => 0,
             _ => size,
-        };
-        let mtime = match field(b"mtime") {
-            Some(v) => pax::parse_time(v).ok_or_else(|| {
-                at(TarErrorKind::BadPaxRecord(format!(
-                    "mtime value {:?} is not a time",
-                    lossy_utf8(v)
-                )))
-            })?,
-            None => (header.mtime().map_err(at)?, 0),
-        };
-        let mut entry = Entry {
-            raw,
-            raw_offset,
-            header_offset,
-            name: String::new(),
-            kind,
-            size,
-            mode: header.mode().map_err(at)?,
-            uid: pax_int("uid", header.uid())?,
-            gid: pax_int("gid", header.gid())?,
-            user_name: String::new(),
-            group_name: String::new(),
-            mtime,
-            link_name: String::new(),
-            dev_major: header.dev_major().map_err(at)?,
-            dev_minor: header.dev_minor().map_err(at)?,
-            xattrs: BTreeMap::new(),
-            warnings: Vec::new(),
-            raw_name: Vec::new(),
-        };
-        let uname = field(b"uname")
-            .cloned()
-            .unwrap_or_else(|| header.user_name());
-        let gname = field(b"gname")
-            .cloned()
-            .unwrap_or_else(|| header.group_name());
-        entry.name = self.text(
-            &raw_name,
-            "name",
-            &display,
-            header_offset,
-            &mut entry.warnings,
-        )?;
-        entry.link_name = self.text(
-            &raw_link,
-            "link name",
-            &display,
-            header_offset,
-            &mut entry.warnings,
-        )?;
-        entry.user_name = self.text(
-            &uname,
-            "user name",
-            &display,
-            header_offset,
-            &mut entry.warnings,
-        )?;
-        entry.group_name = self.text(
-            &gname,
-            "group name",
-            &display,
-            header_offset,
-            &mut entry.warnings,
-        )?;
-        for (key, value) in &ext.pax {
-            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                let name = self.text(
-                    name,
-                    "xattr key",
-                    &display,
-                    header_offset,
-                    &mut entry.warnings,
-                )?;
-                entry.xattrs.insert(name, value.clone());
-            }
-        }
-        entry.raw_name = raw_name;
-        Ok(entry)
+        })
     }
 
-    /// Decodes a name-like field under the [`NamePolicy`].
-    fn text(
-        &self,
-        bytes: &[u8],
-        field: &'static str,
-        entry: &str,
-        offset: u64,
-        warnings: &mut Vec<String>,
-    ) -> Result<String> {
+    fn mtime(&self) -> Result<(i64, u32)> {
+        match self.record(b"mtime") {
+            Some(v) => pax::parse_time(v).ok_or_else(|| self.bad_record("mtime", v, "a time")),
+            None => Ok((self.header.mtime().map_err(|k| self.error(k))?, 0)),
+        }
+    }
+}
+
+/// Decodes an entry's name-like fields under the [`NamePolicy`], gathering
+/// the warnings.
+struct Texts<'a> {
+    policy: NamePolicy,
+    entry: &'a str,
+    offset: u64,
+    warnings: Vec<String>,
+}
+
+impl Texts<'_> {
+    fn decode(&mut self, bytes: &[u8], field: &'static str) -> Result<String> {
+        let (entry, offset) = (self.entry, self.offset);
         match std::str::from_utf8(bytes) {
             Ok(s) => Ok(s.to_string()),
-            Err(_) if self.names == NamePolicy::Strict => Err(Error::NonUtf8 {
+            Err(_) if self.policy == NamePolicy::Strict => Err(Error::NonUtf8 {
                 entry: entry.to_string(),
                 offset,
                 field,
             }),
             Err(_) => {
-                warnings.push(format!(
+                self.warnings.push(format!(
                     "entry {entry:?} at byte {offset}: {field} is not valid UTF-8; \
                      each invalid byte is U+FFFD in the TOC (tar bytes unchanged)"
                 ));
                 Ok(lossy_utf8(bytes))
             }
         }
+    }
+
+    /// The `SCHILY.xattr.*` records, by name.
+    fn xattrs(&mut self, pax: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<BTreeMap<String, Vec<u8>>> {
+        let mut xattrs = BTreeMap::new();
+        for (key, value) in pax {
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                xattrs.insert(self.decode(name, "xattr key")?, value.clone());
+            }
+        }
+        Ok(xattrs)
     }
 }
 

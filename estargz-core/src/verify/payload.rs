@@ -193,11 +193,11 @@ impl<'a, R: std::io::Read> PayloadWalk<'a, R> {
             && !toc_entry.chunk_digest.is_empty()
             && toc_entry.chunk_digest == toc_entry.digest;
         // A negative size is reported by the structure check; its data is skipped.
-        let file_size = u64::try_from(toc_entry.size).ok();
+        let file_size = toc_entry.size_u64();
         let mut read_so_far = 0u64;
         for (ci, c) in entries.iter().enumerate().skip(reg_index).take(chunks) {
             let place = file_size.and_then(|size| {
-                let off = u64::try_from(c.chunk_offset).ok()?;
+                let off = c.chunk_offset_u64()?;
                 Some((off, c.chunk_len(size)?))
             });
             let Some((c_off, c_len)) = place else { break };
@@ -254,7 +254,7 @@ impl<'a, R: std::io::Read> PayloadWalk<'a, R> {
                     )
                     .entry(name)
                     .index(reg_index)
-                    .at(u64::try_from(toc_entry.offset).ok())
+                    .at(toc_entry.offset_u64())
                     .tar_at(entry.header_offset),
                 );
             }
@@ -298,7 +298,7 @@ impl<'a, R: std::io::Read> PayloadWalk<'a, R> {
             )),
             Some(u) => {
                 // A negative innerOffset is reported by the structure check.
-                let inner = u64::try_from(at.entry.inner_offset).ok();
+                let inner = at.entry.inner_offset_u64();
                 if let Some(toc_says) = inner.map(|inner| u + inner) {
                     if toc_says != here {
                         report.push(located(
@@ -345,7 +345,7 @@ struct Chunk<'a> {
 impl Chunk<'_> {
     /// The blob offset of its member (a negative one names no byte).
     fn offset(&self) -> Option<u64> {
-        u64::try_from(self.entry.offset).ok()
+        self.entry.offset_u64()
     }
 
     fn mismatch(&self, name: &str) -> Problem {
@@ -372,7 +372,7 @@ fn compare_with_toc(
     // The TOC entry's member, for a data entry; where its header is in the
     // uncompressed payload, for any.
     let offset = if toc_entry.is_data() {
-        u64::try_from(toc_entry.offset).ok()
+        toc_entry.offset_u64()
     } else {
         None
     };
@@ -410,7 +410,7 @@ fn compare_with_toc(
             ),
         ));
     }
-    if entry.kind == EntryKind::Regular && i64::try_from(entry.size).ok() != Some(toc_entry.size) {
+    if entry.kind == EntryKind::Regular && Some(entry.size) != toc_entry.size_u64() {
         report.push(mismatch(
             ProblemKind::SizeMismatch,
             format!(
@@ -433,7 +433,7 @@ fn check_member_starts(entries: &[TocEntry], starts: &[(u64, u64)], report: &mut
         .collect();
     for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.is_data()) {
         // A negative offset is reported by the structure check.
-        let Ok(offset) = u64::try_from(e.offset) else {
+        let Some(offset) = e.offset_u64() else {
             continue;
         };
         if !known.contains(&offset) && reported.insert(offset) {

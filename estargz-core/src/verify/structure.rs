@@ -141,7 +141,7 @@ impl Layout {
     /// previous one's, its chunkDigest present.
     fn check_offsets(&mut self, i: usize, e: &TocEntry, report: &mut VerifyReport) {
         // A negative offset is reported by check_fields; it names no byte.
-        let offset = u64::try_from(e.offset).ok();
+        let offset = e.offset_u64();
         if e.chunk_digest.is_empty() && !self.legacy {
             report.push(located(
                 ProblemKind::MissingDigest,
@@ -180,7 +180,7 @@ impl Layout {
     /// A data entry's place in its file: a regular file starts a run at 0,
     /// a chunk continues it where the previous chunk ended.
     fn check_chunk(&mut self, i: usize, e: &TocEntry, report: &mut VerifyReport) {
-        let offset = u64::try_from(e.offset).ok();
+        let offset = e.offset_u64();
         if e.kind == EntryType::Reg {
             if e.chunk_offset != 0 {
                 report.push(located(
@@ -192,7 +192,7 @@ impl Layout {
                 ));
             }
             // A data entry's size is positive.
-            let size = u64::try_from(e.size).unwrap_or(0);
+            let size = e.size_u64().unwrap_or(0);
             // A negative chunkSize, reported by check_fields, counts as none.
             let next = e.chunk_len(size).unwrap_or(size);
             self.file = Some(FileRun {
@@ -214,7 +214,7 @@ impl Layout {
         };
         // A negative chunkOffset, reported by check_fields, places the
         // chunk nowhere in the file.
-        let Ok(chunk_offset) = u64::try_from(e.chunk_offset) else {
+        let Some(chunk_offset) = e.chunk_offset_u64() else {
             return;
         };
         let (size, next) = (file.size, file.next);

@@ -1,0 +1,247 @@
+//! Assembly: the compressed members written in plan order, each chunk's
+//! TOC entry told its member's offset; then the TOC, checked to open as a
+//! reader would, and the footer.
+
+use super::compress::gzip_member;
+use super::plan::{Member, Planner};
+use super::{ConvertOptions, ConvertReport, ExternalToc};
+use crate::blob_info::BlobInfo;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::footer;
+use crate::read::{Index, IndexLimits};
+use crate::toc::{self, EntryType, Toc, TocEntry};
+use sha2::{Digest as _, Sha256};
+use std::io::Write;
+
+/// Largest TOC JSON a ustar size field can describe (11 octal digits).
+const MAX_TOC_JSON: usize = 0o77777777777;
+
+/// Counts and hashes what goes to the output.
+struct Output<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Output<W> {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.write_unhashed(bytes)?;
+        self.hasher.update(bytes);
+        Ok(())
+    }
+
+    /// For payload members: the hashing thread digests them afterwards.
+    fn write_unhashed(&mut self, bytes: &[u8]) -> Result<()> {
+        self.inner.write_all(bytes).map_err(Error::Write)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// The in-order stage: offsets, output.
+pub(super) struct Assembler<W> {
+    out: Output<W>,
+    /// The diffID hasher; payload bytes are hashed by the hashing thread.
+    diff: sha256_lanes::Sha256,
+    uncompressed: u64,
+    members: usize,
+    chunks: usize,
+}
+
+impl<W: Write> Assembler<W> {
+    pub(super) fn new(out: W) -> Self {
+        Assembler {
+            out: Output {
+                inner: out,
+                hasher: Sha256::new(),
+                written: 0,
+            },
+            diff: sha256_lanes::Sha256::new(),
+            uncompressed: 0,
+            members: 0,
+            chunks: 0,
+        }
+    }
+
+    /// Takes back the blob and diffID hashers from the hashing thread,
+    /// which had the payload, for the TOC and footer.
+    pub(super) fn resume_hashing(&mut self, blob: Sha256, diff: sha256_lanes::Sha256) {
+        self.out.hasher = blob;
+        self.diff = diff;
+    }
+
+    /// Assembles the next member; returns its compressed bytes for the
+    /// hashing thread, which also takes the chunks' digests.
+    pub(super) fn member(
+        &mut self,
+        m: &Member,
+        bytes: Vec<u8>,
+        entries: &mut [toc::TocEntry],
+    ) -> Result<Vec<u8>> {
+        let offset = self.out.written as i64;
+        for chunk in &m.chunks {
+            entries[chunk.entry].offset = offset;
+            entries[chunk.entry].inner_offset = chunk.range.start as i64;
+            self.chunks += 1;
+        }
+        self.uncompressed += m.data.len() as u64;
+        self.out.write_unhashed(&bytes)?;
+        self.members += 1;
+        Ok(bytes)
+    }
+}
+
+/// Ends the blob, every member assembled and every digest in the planner's
+/// TOC entries: the TOC (checked to open beside its encoding) and the
+/// footer (see [`write_toc`]). Returns the report.
+pub(super) fn finish<R, W: Write>(
+    mut asm: Assembler<W>,
+    planner: &mut Planner<R>,
+    opts: &ConvertOptions,
+    external_toc: Option<&mut dyn Write>,
+) -> Result<ConvertReport> {
+    let toc = Toc {
+        version: 1,
+        entries: std::mem::take(&mut planner.entries),
+    };
+    // The check needs no TOC bytes, so it runs beside their encoding.
+    let (opens, encoded) = std::thread::scope(|s| {
+        let check = (!opts.skip_open_check)
+            .then(|| s.spawn(|| check_opens(&toc, asm.out.written, &planner.header_offsets)));
+        let encoded = encode_toc(&toc, opts.level);
+        let opens = check.map_or(Ok(()), |c| {
+            c.join()
+                .unwrap_or_else(|_| Err(Error::Compress("TOC check panicked".into())))
+        });
+        (opens, encoded)
+    });
+    opens?;
+    let (json, toc_tar, toc_member) = encoded?;
+    let tar_size = asm.uncompressed;
+    let (toc_offset, external) = write_toc(&mut asm, external_toc, &toc_tar, &toc_member)?;
+    asm.out.inner.flush().map_err(Error::Write)?;
+
+    Ok(ConvertReport {
+        blob: BlobInfo {
+            digest: Digest::from_hasher(asm.out.hasher),
+            size: asm.out.written,
+            diff_id: Digest(asm.diff.finalize()),
+            uncompressed_size: asm.uncompressed,
+        },
+        toc_digest: Digest::of(&json),
+        toc_offset,
+        toc_entries: toc.entries.len(),
+        files: planner.files,
+        chunks: asm.chunks,
+        members: asm.members,
+        tar_size,
+        external_toc: external,
+        warnings: std::mem::take(&mut planner.warnings),
+    })
+}
+
+/// Writes the TOC member and the footer: into the blob (the TOC tar then
+/// counts in the diffID), or the member to `external_toc` and only the
+/// external-TOC footer into the blob. Returns the TOC's offset in the blob
+/// (0 when external) and, when external, the TOC blob's digest and size.
+fn write_toc<W: Write>(
+    asm: &mut Assembler<W>,
+    external_toc: Option<&mut dyn Write>,
+    toc_tar: &[u8],
+    toc_member: &[u8],
+) -> Result<(u64, Option<ExternalToc>)> {
+    match external_toc {
+        None => {
+            let toc_offset = asm.out.written;
+            asm.out.write(toc_member)?;
+            asm.diff.update(toc_tar);
+            asm.uncompressed += toc_tar.len() as u64;
+            asm.out.write(&footer::encode(toc_offset))?;
+            Ok((toc_offset, None))
+        }
+        Some(toc_out) => {
+            // The TOC never enters this blob's diffID: a lossless blob keeps the input's.
+            toc_out.write_all(toc_member).map_err(Error::Write)?;
+            toc_out.flush().map_err(Error::Write)?;
+            asm.out.write(&footer::encode_external())?;
+            let toc_blob = ExternalToc {
+                bytes: Vec::new(),
+                digest: Digest::of(toc_member),
+                size: toc_member.len() as u64,
+            };
+            Ok((0, Some(toc_blob)))
+        }
+    }
+}
+
+/// The TOC's JSON, the tar holding it, and that tar as a gzip member.
+fn encode_toc(toc: &Toc, level: u32) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let json = toc.to_json();
+    if json.len() > MAX_TOC_JSON {
+        return Err(Error::InvalidOption(format!(
+            "TOC JSON of {} bytes is too large for a tar entry",
+            json.len()
+        )));
+    }
+    let toc_tar = toc::tar_bytes(&json);
+    let mut toc_member = Vec::with_capacity(json.len() / 4 + 1024);
+    gzip_member(level, &toc_tar, &mut toc_member)?;
+    Ok((json, toc_tar, toc_member))
+}
+
+/// Fails if readers would refuse `toc`: the index a reader builds (name
+/// resolution, hardlinks, parents) is built here with the same code and
+/// the reader's default limits (entries, name length, path depth), so that
+/// the error names the input entry and its offset instead of surfacing
+/// when the blob is opened.
+///
+/// Only names, types and link targets decide whether an index builds, so
+/// the index is built over a skeleton of the TOC with just those: no
+/// chunks, digests, owner names or times to copy, which halves the cost.
+fn check_opens(toc: &Toc, payload_end: u64, header_offsets: &[u64]) -> Result<()> {
+    let mut skeleton = Toc {
+        version: toc.version,
+        entries: Vec::new(),
+    };
+    // Skeleton index -> TOC index.
+    let mut from = Vec::new();
+    for (i, e) in toc.entries.iter().enumerate() {
+        if e.kind != EntryType::Chunk {
+            let mut bare = TocEntry::new(e.name.clone(), e.kind.clone());
+            bare.link_name.clone_from(&e.link_name);
+            skeleton.entries.push(bare);
+            from.push(i);
+        }
+    }
+    // The skeleton leaves chunks out; the reader counts them.
+    let limits = IndexLimits::default();
+    if toc.entries.len() > limits.max_entries {
+        return Err(Error::LimitExceeded {
+            what: "TOC entry count (chunks included)",
+            value: toc.entries.len() as u64,
+            limit: limits.max_entries as u64,
+        });
+    }
+    let skeleton_limits = IndexLimits {
+        max_entries: usize::MAX,
+        ..limits
+    };
+    match Index::build(&skeleton, payload_end, &skeleton_limits) {
+        Ok(_) => Ok(()),
+        Err(Error::InvalidEntry {
+            index,
+            entry,
+            reason,
+        }) => Err(Error::UnreadableEntry {
+            entry,
+            offset: from
+                .get(index)
+                .and_then(|&i| header_offsets.get(i))
+                .copied()
+                .unwrap_or(0),
+            reason,
+        }),
+        Err(e) => Err(e),
+    }
+}
