@@ -162,14 +162,15 @@ pub enum Error {
         cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A status other than the expected `206 Partial Content`.
-    #[error("GET {url} ({range}): HTTP {status}")]
+    #[error("GET {url} ({range}): HTTP {status}{}", reason_suffix(*.status))]
     Status {
         /// The URL (without credentials).
         url: String,
         /// The `Range` header sent.
         range: String,
-        /// Status code and reason, e.g. `404 Not Found`.
-        status: String,
+        /// The status code, e.g. 404: callers tell "not found" from
+        /// "forbidden" from "retry later" by it.
+        status: u16,
     },
     /// The server sent the whole blob (`200 OK`) although a range was
     /// asked for, and the blob is too large to take whole.
@@ -798,12 +799,18 @@ impl HttpBlob {
         Error::Status {
             url: self.shown_url.clone(),
             range: range.to_string(),
-            status: match status.canonical_reason() {
-                Some(reason) => format!("{} {reason}", status.as_u16()),
-                None => status.as_u16().to_string(),
-            },
+            status: status.as_u16(),
         }
     }
+}
+
+/// ` Not Found` after `404`: the reason phrase, when the code has one.
+fn reason_suffix(status: u16) -> String {
+    StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .map(|reason| format!(" {reason}"))
+        .unwrap_or_default()
 }
 
 impl ReadAt for HttpBlob {

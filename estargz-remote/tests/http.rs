@@ -306,10 +306,21 @@ fn answers_about_the_blob_are_not_retried() {
         (Reply::Status(501, vec![]), "501 Not Implemented"),
         (Reply::WrongContentRange, "is not the range requested"),
     ] {
+        let code = match &reply {
+            Reply::Status(code, _) => Some(*code),
+            _ => None,
+        };
         let server = Server::start(noise(15, 10_000), move |_| reply.clone());
         let err = open_timed(&server, &quick()).0.unwrap_err();
         assert!(!matches!(err, Error::GaveUp { .. }), "{err}");
         assert!(err.to_string().contains(expected), "{err}");
         assert_eq!(server.requests(), 1, "{err}");
+        if let Some(code) = code {
+            // The code itself, for callers that act on it.
+            assert!(
+                matches!(err, Error::Status { status, .. } if status == code),
+                "{err:?}"
+            );
+        }
     }
 }
