@@ -154,8 +154,9 @@ pub use digest::{Digest, ParseDigestError};
 pub use error::{Error, Result, TarErrorKind};
 pub use footer::{Footer, FooterKind};
 pub use read::{
-    Blob, Chunk, FileReader, Index, IndexLimits, ListedEntry, Node, NodeId, OpenOptions, Prefetch,
-    RangeReader, ReadAt, TocInfo, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
+    Blob, CachedChunk, Chunk, ChunkCache, ChunkKey, FileReader, Index, IndexLimits, ListedEntry,
+    LruChunkCache, Node, NodeId, OpenOptions, Prefetch, RangeReader, ReadAt, TocInfo,
+    DEFAULT_CACHE_BUDGET, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
 };
 pub use tar::{NamePolicy, ScanLimits};
 pub use toc::{EntryType, Toc, TocEntry, TOC_NAME};

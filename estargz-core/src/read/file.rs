@@ -63,7 +63,7 @@ impl<'a, S: ReadAt> FileReader<'a, S> {
                     offset: 0,
                     reason: format!("no chunk covers file byte {at}"),
                 })?;
-            let data = self.decode(chunk)?;
+            let data = self.blob.chunk_data(&self.node.name, chunk, self.verify)?;
             let from = (at - chunk.chunk_offset) as usize;
             let n = (buf.len() - done).min(data.len() - from);
             buf[done..done + n].copy_from_slice(&data[from..from + n]);

@@ -21,12 +21,14 @@
 //! assert!(blob.index().lookup("etc").is_some()); // synthesised parent
 //! ```
 
+mod cache;
 mod file;
 mod index;
 mod payload;
 mod source;
 mod summary;
 
+pub use cache::{CachedChunk, ChunkCache, ChunkKey, LruChunkCache, DEFAULT_CACHE_BUDGET};
 pub(crate) use file::decode_chunk;
 pub use file::FileReader;
 pub use index::{
@@ -42,7 +44,9 @@ use crate::error::{Error, Result};
 use crate::footer::{self, Footer, FooterKind};
 use crate::tar::{Header, BLOCK};
 use crate::toc::{Toc, TOC_NAME};
+use cache::InFlight;
 use std::io::Read;
+use std::sync::Arc;
 
 /// Limits and extra inputs for [`Blob::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,9 +74,15 @@ impl Default for OpenOptions {
 }
 
 /// An opened eStargz (or legacy stargz) blob.
+///
+/// File reads go through a cache of decoded chunks shared by every reader
+/// of the blob ([`LruChunkCache`] of [`DEFAULT_CACHE_BUDGET`] bytes unless
+/// [`with_cache`](Self::with_cache) gives another).
 #[derive(Debug)]
 pub struct Blob<S> {
     source: S,
+    cache: SharedCache,
+    in_flight: InFlight,
     size: u64,
     footer: Footer,
     toc: Toc,
@@ -90,6 +100,8 @@ impl<S: ReadAt> Blob<S> {
         let index = Index::build(&toc.toc, toc.payload_end, &opts.index)?;
         Ok(Blob {
             source,
+            cache: SharedCache(Arc::new(LruChunkCache::new(DEFAULT_CACHE_BUDGET))),
+            in_flight: InFlight::default(),
             size: toc.blob_size,
             footer: toc.footer,
             toc: toc.toc,
@@ -98,6 +110,40 @@ impl<S: ReadAt> Blob<S> {
             toc_slack: toc.slack,
             index,
         })
+    }
+
+    /// The same blob reading through `cache` (a budget of 0,
+    /// `LruChunkCache::new(0)`, turns caching off).
+    pub fn with_cache(mut self, cache: Arc<dyn ChunkCache>) -> Blob<S> {
+        self.cache = SharedCache(cache);
+        self
+    }
+
+    /// The cache of decoded chunks file reads go through.
+    pub fn cache(&self) -> &Arc<dyn ChunkCache> {
+        &self.cache.0
+    }
+
+    /// `chunk` of the file `name`, from the cache or decoded (and checked
+    /// against its digest when `verify`) and cached; concurrent readers of
+    /// a missing chunk wait for one decode.
+    pub(crate) fn chunk_data(&self, name: &str, chunk: &Chunk, verify: bool) -> Result<Arc<[u8]>> {
+        let key = ChunkKey {
+            member: chunk.offset,
+            inner_offset: chunk.inner_offset,
+        };
+        let loaded = self.in_flight.load(&*self.cache.0, key, verify, || {
+            Ok(CachedChunk {
+                data: decode_chunk(&self.source, name, chunk, verify)?.into(),
+                verified: verify,
+            })
+        })?;
+        // A cache shared across blobs could answer for another blob's
+        // chunk at the same offsets; the length at least must agree.
+        if loaded.data.len() as u64 != chunk.size {
+            return Ok(decode_chunk(&self.source, name, chunk, verify)?.into());
+        }
+        Ok(loaded.data)
     }
 
     /// The TOC as stored.
@@ -189,6 +235,15 @@ impl<S: ReadAt> Blob<S> {
     /// blob, the original tar byte for byte).
     pub fn tar_stream(&self) -> impl Read + '_ {
         decompressed_payload(&self.source, self.payload_end())
+    }
+}
+
+/// The cache of a [`Blob`], printable.
+struct SharedCache(Arc<dyn ChunkCache>);
+
+impl std::fmt::Debug for SharedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChunkCache")
     }
 }
 
