@@ -25,7 +25,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut at = 0u64;
     while at < reader.size() {
         let n = reader
-            .read_at(&mut buf, at)
+            .read_at(at, &mut buf)
             .with_context(|| format!("{}: {}", args.source.blob, args.path))?;
         if n == 0 {
             break;

@@ -60,7 +60,7 @@
 //! assert_eq!(blob.read_file("etc/motd")?, b"hi\n");
 //! let file = blob.open_file("etc/motd")?;
 //! let mut buf = [0; 2];
-//! assert_eq!(file.read_at(&mut buf, 1)?, 2);
+//! assert_eq!(file.read_at(1, &mut buf)?, 2);
 //! assert_eq!(&buf, b"i\n");
 //! # Ok::<(), estargz_core::Error>(())
 //! ```

@@ -50,7 +50,7 @@ fn small_reads_of_one_chunk_decode_it_once() {
     let before = source.reads.load(Ordering::SeqCst);
     let mut buf = vec![0u8; 128 << 10];
     for (i, piece) in data.chunks(128 << 10).enumerate() {
-        let n = file.read_at(&mut buf, (i * (128 << 10)) as u64).unwrap();
+        let n = file.read_at((i * (128 << 10)) as u64, &mut buf).unwrap();
         assert_eq!(&buf[..n], piece);
     }
     let reads = source.reads.load(Ordering::SeqCst) - before;
@@ -68,7 +68,7 @@ fn without_a_cache_every_read_decodes_again() {
     let before = source.reads.load(Ordering::SeqCst);
     let mut buf = vec![0u8; 128 << 10];
     for i in 0..4u64 {
-        file.read_at(&mut buf, i * (128 << 10)).unwrap();
+        file.read_at(i * (128 << 10), &mut buf).unwrap();
     }
     assert_eq!(source.reads.load(Ordering::SeqCst) - before, 4);
 }
@@ -84,7 +84,7 @@ fn concurrent_readers_of_one_chunk_share_a_decode() {
                 let file = blob.open_file("big").unwrap();
                 let mut buf = vec![0u8; 4096];
                 let at = t * 500_000;
-                let n = file.read_at(&mut buf, at).unwrap();
+                let n = file.read_at(at, &mut buf).unwrap();
                 assert_eq!(&buf[..n], &data[at as usize..at as usize + n]);
             });
         }
@@ -96,11 +96,11 @@ fn concurrent_readers_of_one_chunk_share_a_decode() {
 fn a_verifying_reader_checks_a_chunk_an_unverified_read_cached() {
     let (blob, source, _) = opened();
     let mut buf = [0u8; 16];
-    blob.open_file("big").unwrap().read_at(&mut buf, 0).unwrap();
+    blob.open_file("big").unwrap().read_at(0, &mut buf).unwrap();
     let before = source.reads.load(Ordering::SeqCst);
     let verifying = blob.open_file("big").unwrap().verifying(true);
-    verifying.read_at(&mut buf, 100).unwrap();
-    verifying.read_at(&mut buf, 200).unwrap();
+    verifying.read_at(100, &mut buf).unwrap();
+    verifying.read_at(200, &mut buf).unwrap();
     // Decoded (and checked) once more, then served from the cache.
     assert_eq!(source.reads.load(Ordering::SeqCst) - before, 1);
 }

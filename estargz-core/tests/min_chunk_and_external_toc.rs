@@ -93,7 +93,7 @@ fn check_blob(blob: Vec<u8>, digest: Digest, entries: &[TestEntry]) {
             let reader = opened.open_file(&e.name).unwrap();
             let mut buf = vec![0u8; 100];
             let from = data.len() / 2;
-            let n = reader.read_at(&mut buf, from as u64).unwrap();
+            let n = reader.read_at(from as u64, &mut buf).unwrap();
             assert_eq!(&buf[..n], &data[from..(from + 100).min(data.len())]);
         }
     }

@@ -40,13 +40,13 @@ fn read_back(entries: &[TestEntry], format: Format, prefix: &str, chunk: u64) ->
         for start in 0..data.len().min(30) {
             for len in [1, 3, 5, 100] {
                 let mut buf = vec![0u8; len];
-                let n = reader.read_at(&mut buf, start as u64).unwrap();
+                let n = reader.read_at(start as u64, &mut buf).unwrap();
                 let want = &data[start..(start + len).min(data.len())];
                 assert_eq!(&buf[..n], want, "{path} at {start}+{len}");
             }
         }
         let mut buf = [0u8; 4];
-        assert_eq!(reader.read_at(&mut buf, data.len() as u64).unwrap(), 0);
+        assert_eq!(reader.read_at(data.len() as u64, &mut buf).unwrap(), 0);
     }
     blob
 }

@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
                 let size = r.size();
                 let mut buf = [0u8; 97];
                 for off in [0, size / 2, size.saturating_sub(1), size, size + 1] {
-                    let _ = r.read_at(&mut buf, off);
+                    let _ = r.read_at(off, &mut buf);
                 }
             }
         }

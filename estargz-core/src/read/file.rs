@@ -47,8 +47,9 @@ impl<'a, S: ReadAt> FileReader<'a, S> {
     }
 
     /// Fills `buf` from file offset `offset` (fully, or up to the end of the
-    /// file); returns the number of bytes read, 0 at or past the end.
-    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+    /// file); returns the number of bytes read, 0 at or past the end. The
+    /// arguments come in [`ReadAt::read_at`]'s order.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let mut done = 0usize;
         while done < buf.len() {
             let at = offset + done as u64;

@@ -222,7 +222,7 @@ impl<S: ReadAt> Blob<S> {
         let mut out = Vec::with_capacity(cap(reader.size()));
         let mut buf = vec![0u8; cap(largest_chunk).max(1)];
         while (out.len() as u64) < reader.size() {
-            let n = reader.read_at(&mut buf, out.len() as u64)?;
+            let n = reader.read_at(out.len() as u64, &mut buf)?;
             if n == 0 {
                 break;
             }
