@@ -155,8 +155,8 @@ pub use error::{Error, Result, TarErrorKind};
 pub use footer::{Footer, FooterKind};
 pub use read::{
     Blob, CachedChunk, Chunk, ChunkCache, ChunkKey, FileReader, Index, IndexLimits, ListedEntry,
-    LruChunkCache, Node, NodeId, OpenOptions, Prefetch, RangeReader, ReadAt, TocInfo,
-    DEFAULT_CACHE_BUDGET, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
+    LruChunkCache, Node, NodeId, OpenOptions, OwnedFile, Prefetch, RangeReader, ReadAt, Stat,
+    TocInfo, Whiteout, DEFAULT_CACHE_BUDGET, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
 };
 pub use tar::{NamePolicy, ScanLimits};
 pub use toc::{EntryType, Toc, TocEntry, TOC_NAME};

@@ -86,6 +86,8 @@ pub struct Node {
     pub group_name: String,
     /// Modification time, seconds since the epoch; `None` when absent or unparseable.
     pub modtime: Option<i64>,
+    /// Nanoseconds past [`modtime`](Self::modtime), where the TOC has them.
+    pub modtime_nsec: u32,
     /// Symlink target, verbatim.
     pub link_name: String,
     /// Device major.
@@ -119,6 +121,7 @@ impl Node {
             user_name: String::new(),
             group_name: String::new(),
             modtime: None,
+            modtime_nsec: 0,
             link_name: String::new(),
             dev_major: 0,
             dev_minor: 0,
@@ -158,7 +161,7 @@ pub struct Index {
 }
 
 /// `a/b` → `a`; a top-level name → `""`, the root.
-fn parent_of(name: &str) -> &str {
+pub(super) fn parent_of(name: &str) -> &str {
     name.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
@@ -325,6 +328,7 @@ impl Index {
         } else {
             0
         };
+        let mtime = parse_rfc3339_nanos(&e.modtime);
         let mut node = Node {
             name,
             raw_name: e.name.clone(),
@@ -335,7 +339,8 @@ impl Index {
             gid: e.gid,
             user_name: inherit(&mut owners.users, e.uid, &e.user_name),
             group_name: inherit(&mut owners.groups, e.gid, &e.group_name),
-            modtime: parse_rfc3339(&e.modtime),
+            modtime: mtime.map(|(secs, _)| secs),
+            modtime_nsec: mtime.map_or(0, |(_, nanos)| nanos),
             link_name: e.link_name.clone(),
             dev_major: e.dev_major,
             dev_minor: e.dev_minor,
@@ -547,6 +552,11 @@ impl Index {
         &self.nodes[id]
     }
 
+    /// Node `id`, or `None` when there is no such node.
+    pub fn get(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(id)
+    }
+
     /// The root directory.
     pub fn root(&self) -> &Node {
         &self.nodes[0]
@@ -661,6 +671,12 @@ fn inherit(seen: &mut HashMap<i64, String>, id: i64, name: &str) -> String {
 /// Parses RFC 3339 (`2020-01-02T03:04:06Z`, fractions and offsets allowed)
 /// into seconds since the epoch; anything else is `None`, as in the reference.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    parse_rfc3339_nanos(s).map(|(secs, _)| secs)
+}
+
+/// [`parse_rfc3339`], with the fraction of the second as nanoseconds
+/// (digits past the ninth dropped).
+pub fn parse_rfc3339_nanos(s: &str) -> Option<(i64, u32)> {
     let b = s.as_bytes();
     if b.len() < 20
         || b[4] != b'-'
@@ -689,11 +705,14 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         return None;
     }
     let mut rest = &s[19..];
+    let mut nanos = 0u32;
     if let Some(frac) = rest.strip_prefix('.') {
         let digits = frac.bytes().take_while(|c| c.is_ascii_digit()).count();
         if digits == 0 {
             return None;
         }
+        let kept = &frac[..digits.min(9)];
+        nanos = kept.parse::<u32>().ok()? * 10u32.pow(9 - kept.len() as u32);
         rest = &frac[digits..];
     }
     let offset = match rest {
@@ -706,7 +725,8 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset)
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset;
+    Some((secs, nanos))
 }
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {

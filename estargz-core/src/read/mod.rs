@@ -23,14 +23,17 @@
 
 mod cache;
 mod file;
+mod handle;
 mod index;
 mod payload;
 mod source;
 mod summary;
+mod tree;
 
 pub use cache::{CachedChunk, ChunkCache, ChunkKey, LruChunkCache, DEFAULT_CACHE_BUDGET};
 pub(crate) use file::decode_chunk;
 pub use file::FileReader;
+pub use handle::OwnedFile;
 pub use index::{
     owner_names, parse_rfc3339, Chunk, Index, IndexLimits, Node, NodeId, NO_PREFETCH_LANDMARK,
     PREFETCH_LANDMARK,
@@ -38,6 +41,7 @@ pub use index::{
 pub use payload::{MemberStarts, PayloadReader};
 pub use source::{RangeReader, ReadAt};
 pub use summary::{ListedEntry, Prefetch};
+pub use tree::{Stat, Whiteout};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
