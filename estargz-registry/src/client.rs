@@ -27,6 +27,10 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 /// ones, so a larger body is not a manifest.
 pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 
+/// How long the `GET /v2/` that decides between https and http (without
+/// TLS verification) may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How a [`Registry`] connects and authenticates.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -342,6 +346,7 @@ impl Registry {
         let mut counted = Counted {
             inner: data.take(size),
             count: 0,
+            size,
         };
         let sent = self.send(Call {
             method: Method::PUT,
@@ -407,12 +412,22 @@ impl Registry {
         if let Some(b) = &*base {
             return Ok(b.clone());
         }
+        let probe = |url: String| {
+            self.agent
+                .get(url)
+                .config()
+                // A server that is not TLS may wait for more of what it
+                // took for a request rather than answer the handshake.
+                .timeout_global(Some(PROBE_TIMEOUT))
+                .build()
+                .call()
+        };
         let https = format!("https://{}", self.host);
-        let chosen = match self.agent.get(format!("{https}/v2/")).call() {
+        let chosen = match probe(format!("{https}/v2/")) {
             Ok(_) => https,
             Err(https_error) => {
                 let http = format!("http://{}", self.host);
-                match self.agent.get(format!("{http}/v2/")).call() {
+                match probe(format!("{http}/v2/")) {
                     Ok(_) => http,
                     Err(_) => {
                         return Err(self.transport(
@@ -632,15 +647,24 @@ impl Registry {
     }
 }
 
-/// A reader that counts what went through.
+/// A reader that counts what went through, and fails when it ends
+/// before `size`: ureq would otherwise keep waiting for the bytes its
+/// `Content-Length` promised.
 struct Counted<R> {
     inner: R,
     count: u64,
+    size: u64,
 }
 
 impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.count < self.size {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the blob's reader ended before its size",
+            ));
+        }
         self.count += n as u64;
         Ok(n)
     }
