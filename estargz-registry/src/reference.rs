@@ -65,7 +65,7 @@ impl Reference {
             None => (name, None),
         };
         if let Some(tag) = tag {
-            check_tag(tag).map_err(|e| bad(e))?;
+            check_tag(tag).map_err(&bad)?;
             if digest.is_some() {
                 // containers/image refuses these for the docker transport
                 // too: which of the two would be meant is ambiguous.
@@ -73,7 +73,7 @@ impl Reference {
             }
         }
         let (registry, repository) = split_registry(name);
-        check_repository(&repository).map_err(|e| bad(e))?;
+        check_repository(&repository).map_err(&bad)?;
         if registry.is_empty() {
             return Err(bad("empty registry host"));
         }

@@ -113,6 +113,10 @@ impl RegistryServer {
             return None;
         }
         let binary = binary?;
+        let htpasswd_found = Command::new("htpasswd").arg("-h").output().is_ok();
+        if htpasswd && !require("htpasswd (apache2-utils)", htpasswd_found) {
+            return None;
+        }
         let dir = tempfile::tempdir().expect("temporary directory");
         if htpasswd {
             std::fs::write(dir.path().join("htpasswd"), htpasswd_line()).unwrap();
