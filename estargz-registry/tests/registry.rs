@@ -322,3 +322,63 @@ fn damaged_blobs_fail_at_the_end_of_the_stream() {
         .unwrap_err();
     assert!(inner(&e).starts_with("SizeMismatch"), "{e}");
 }
+
+#[test]
+fn htpasswd_behind_tls_with_a_private_ca() {
+    let Some(server) = RegistryServer::start_with_htpasswd_and_tls() else {
+        return;
+    };
+    let creds = Credentials::from_user_pass(&format!("{USER}:{PASSWORD}"));
+    let mut opts = RegistryOptions::default();
+    opts.credentials = creds.clone();
+    opts.ca_certs = Some(std::fs::read(server.ca()).unwrap());
+    let verified = Registry::new(&server.host(), opts).unwrap();
+    let image = Image::new("over TLS\n");
+    let manifest_digest = push_image(&verified, "secure/app", "v1", &image);
+    assert_eq!(
+        verified.pull_manifest("secure/app", "v1").unwrap().bytes,
+        image.manifest
+    );
+
+    // Without the CA the certificate is refused, and the error says where.
+    let mut opts = RegistryOptions::default();
+    opts.credentials = creds.clone();
+    let untrusting = Registry::new(&server.host(), opts).unwrap();
+    let e = untrusting.pull_manifest("secure/app", "v1").unwrap_err();
+    assert!(
+        matches!(e, Error::Transport { .. } | Error::Io { .. }),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains(&format!("https://{}", server.host())),
+        "{e}"
+    );
+
+    // --tls-verify=false still speaks https to a registry that has it.
+    let unverified = client(&server.host(), creds);
+    let pulled = unverified
+        .pull_manifest("secure/app", &manifest_digest)
+        .unwrap();
+    assert_eq!(pulled.bytes, image.manifest);
+
+    if skopeo_present() {
+        // skopeo trusts the *.crt files of --cert-dir.
+        let certs = tempfile::tempdir().unwrap();
+        std::fs::copy(server.ca(), certs.path().join("ca.crt")).unwrap();
+        let out = Command::new("skopeo")
+            .args(["inspect", "--cert-dir"])
+            .arg(certs.path())
+            .args(["--creds", &format!("{USER}:{PASSWORD}")])
+            .arg(format!("docker://{}/secure/app:v1", server.host()))
+            .output()
+            .expect("skopeo runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(inspected["Digest"], manifest_digest.as_str());
+    }
+}
