@@ -204,6 +204,9 @@ impl Registry {
     /// Fetches a manifest or index by tag or digest, accepting the OCI and
     /// Docker schema 2 media types.
     pub fn pull_manifest(&self, repo: &str, reference: &str) -> Result<PulledManifest> {
+        if reference.contains(':') {
+            check_digest(reference).map_err(|reason| Error::BadDigest { reason })?;
+        }
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base()?);
         let accept = [
             OCI_MANIFEST,
@@ -228,7 +231,8 @@ impl Registry {
             .read_to_vec()
             .map_err(|e| self.transport(&Method::GET, &url, e))?;
         let digest = sha256_digest(&bytes);
-        if reference.starts_with("sha256:") && reference != digest {
+        // Tags have no `:`; a reference with one is a digest to check.
+        if reference.contains(':') && reference != digest {
             return Err(Error::DigestMismatch {
                 url,
                 expected: reference.to_string(),

@@ -382,3 +382,25 @@ fn htpasswd_behind_tls_with_a_private_ca() {
         assert_eq!(inspected["Digest"], manifest_digest.as_str());
     }
 }
+
+#[test]
+fn transient_failures_are_retried_within_a_bound() {
+    let fake = Fake::start(true);
+    let body = b"worth the wait".to_vec();
+    let d = digest(&body);
+    fake.blob("team/app", &d, &body, body.len());
+    let path = format!("/v2/team/app/blobs/{d}");
+    let r = client(&fake.host(), Credentials::Anonymous);
+    fake.fail(&path, 503, 2);
+    assert_eq!(read_blob(&r, "team/app", &d), body);
+    fake.fail(&path, 429, 3);
+    assert_eq!(read_blob(&r, "team/app", &d), body);
+    let requests = fake.seen().iter().filter(|s| s.target == path).count();
+    assert_eq!(requests, 8, "401, 2 x 503, 200, 3 x 429, 200");
+    // One more failure than the retries allowed: the status is the error.
+    fake.fail(&path, 503, 4);
+    let e = r.blob_reader("team/app", &d).unwrap_err();
+    assert_eq!(e.status(), Some(503), "{e}");
+    let e = r.pull_manifest("team/app", "sha512:abc").unwrap_err();
+    assert!(matches!(e, Error::BadDigest { .. }), "{e}");
+}

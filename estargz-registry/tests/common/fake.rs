@@ -15,6 +15,7 @@
 //!   A token is valid for the number of requests set by
 //!   [`Fake::set_uses_per_token`] (100 unless set).
 //! - `GET /v2/REPO/manifests/…`: `404 MANIFEST_UNKNOWN`.
+//! - Any path given to [`Fake::fail`]: that status, that many times.
 
 use base64::Engine;
 use std::collections::HashMap;
@@ -36,6 +37,8 @@ struct State {
     issued: u32,
     /// Remaining uses by token.
     tokens: HashMap<String, u32>,
+    /// Failures still to answer (status, count), by path.
+    failures: HashMap<String, (u16, u32)>,
     /// Bytes served and length announced, by path.
     blobs: HashMap<String, (Vec<u8>, usize)>,
 }
@@ -85,6 +88,16 @@ impl Fake {
     /// How many requests a token issued from now on is good for.
     pub fn set_uses_per_token(&self, n: u32) {
         *self.uses_per_token.lock().unwrap() = n;
+    }
+
+    /// Answers the next `count` requests for `path` with `status` and
+    /// `Retry-After: 0`.
+    pub fn fail(&self, path: &str, status: u16, count: u32) {
+        self.state
+            .lock()
+            .unwrap()
+            .failures
+            .insert(path.to_string(), (status, count));
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -205,6 +218,13 @@ fn serve(
             &body,
             body.len(),
         );
+    }
+    if let Some((status, left)) = st.failures.get_mut(&target).filter(|(_, n)| *n > 0) {
+        *left -= 1;
+        let status = format!("{status} Try Later");
+        drop(st);
+        let retry = [("Retry-After", "0".to_string())];
+        return respond(&mut stream, &status, &retry, b"", 0);
     }
     let blob = st.blobs.get(&target).cloned();
     drop(st);
