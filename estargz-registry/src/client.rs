@@ -334,17 +334,8 @@ impl Registry {
     /// digest and refuses the blob on a mismatch (`DIGEST_INVALID`).
     pub fn push_blob(&self, repo: &str, digest: &str, size: u64, data: impl Read) -> Result<()> {
         check_digest(digest).map_err(|reason| Error::BadDigest { reason })?;
-        let url = format!("{}/v2/{repo}/blobs/uploads/", self.base()?);
         let scopes = vec![scope(repo, true)];
-        let response = self.send(Call {
-            method: Method::POST,
-            url: url.clone(),
-            scopes: scopes.clone(),
-            headers: vec![("Content-Length", "0".into())],
-            payload: Payload::Empty,
-        })?;
-        let response = self.expect(&Method::POST, &url, response, &[202])?;
-        let location = self.location(&url, &response)?;
+        let location = self.start_upload(repo)?;
         let separator = if location.contains('?') { '&' } else { '?' };
         let put_url = format!("{location}{separator}digest={digest}");
         let mut counted = Counted {
@@ -368,6 +359,80 @@ impl Registry {
         }
         self.expect(&Method::PUT, &put_url, sent?, &[201])?;
         Ok(())
+    }
+
+    /// Uploads a blob of `size` bytes from `data` in `PATCH` requests of at
+    /// most `chunk_size` bytes each (held in memory, so a chunk that meets
+    /// a reset connection or a `5xx` is sent again), then a `PUT` that
+    /// closes the upload with the digest. For registries or proxies that
+    /// limit the size of one request.
+    pub fn push_blob_chunked(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        mut data: impl Read,
+        chunk_size: usize,
+    ) -> Result<()> {
+        check_digest(digest).map_err(|reason| Error::BadDigest { reason })?;
+        let mut location = self.start_upload(repo)?;
+        let mut chunk = vec![0u8; chunk_size.max(1)];
+        let mut sent = 0u64;
+        while sent < size {
+            let want =
+                usize::try_from(size - sent).map_or(chunk.len(), |left| left.min(chunk.len()));
+            let io = |cause| Error::Io {
+                url: location.clone(),
+                cause,
+            };
+            let n = read_full(&mut data, &mut chunk[..want]).map_err(io)?;
+            if n < want {
+                return Err(Error::SizeMismatch {
+                    url: location,
+                    expected: size,
+                    received: sent + n as u64,
+                });
+            }
+            let range = format!("{sent}-{}", sent + n as u64 - 1);
+            let response = self.send(Call {
+                method: Method::PATCH,
+                url: location.clone(),
+                scopes: vec![scope(repo, true)],
+                headers: vec![
+                    ("Content-Type", "application/octet-stream".into()),
+                    ("Content-Range", range),
+                ],
+                payload: Payload::Bytes(&chunk[..n]),
+            })?;
+            let response = self.expect(&Method::PATCH, &location, response, &[202])?;
+            location = self.location(&location, &response)?;
+            sent += n as u64;
+        }
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put_url = format!("{location}{separator}digest={digest}");
+        let response = self.send(Call {
+            method: Method::PUT,
+            url: put_url.clone(),
+            scopes: vec![scope(repo, true)],
+            headers: vec![("Content-Length", "0".into())],
+            payload: Payload::Empty,
+        })?;
+        self.expect(&Method::PUT, &put_url, response, &[201])?;
+        Ok(())
+    }
+
+    /// Opens an upload (`POST …/blobs/uploads/`) and returns where it goes.
+    fn start_upload(&self, repo: &str) -> Result<String> {
+        let url = format!("{}/v2/{repo}/blobs/uploads/", self.base()?);
+        let response = self.send(Call {
+            method: Method::POST,
+            url: url.clone(),
+            scopes: vec![scope(repo, true)],
+            headers: vec![("Content-Length", "0".into())],
+            payload: Payload::Empty,
+        })?;
+        let response = self.expect(&Method::POST, &url, response, &[202])?;
+        self.location(&url, &response)
     }
 
     /// Stores a manifest or index under `reference` (a tag, or its own
@@ -649,6 +714,20 @@ impl Registry {
         let base = self.base()?;
         Ok(format!("{base}/{}", location.trim_start_matches('/')))
     }
+}
+
+/// Fills `buf` from `r` unless it ends first; the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// A reader that counts what went through, and fails when it ends

@@ -404,3 +404,43 @@ fn transient_failures_are_retried_within_a_bound() {
     let e = r.pull_manifest("team/app", "sha512:abc").unwrap_err();
     assert!(matches!(e, Error::BadDigest { .. }), "{e}");
 }
+
+#[test]
+fn chunked_uploads() {
+    let Some(server) = RegistryServer::start() else {
+        return;
+    };
+    let r = client(&server.host(), Credentials::Anonymous);
+    let blob: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let d = digest(&blob);
+    // 100 000 bytes in chunks of 30 000: three full PATCHes and a short one.
+    r.push_blob_chunked("team/chunked", &d, blob.len() as u64, &blob[..], 30_000)
+        .unwrap();
+    assert_eq!(read_blob(&r, "team/chunked", &d), blob);
+    let patches = server
+        .log()
+        .matches("\"PATCH /v2/team/chunked/blobs/uploads/")
+        .count();
+    assert_eq!(patches, 4, "{}", server.log());
+    // An empty blob is only the closing PUT.
+    let empty = digest(b"");
+    r.push_blob_chunked("team/chunked", &empty, 0, &b""[..], 10)
+        .unwrap();
+    assert!(r.blob_exists("team/chunked", &empty).unwrap());
+    // A reader that ends early is caught before the upload is closed.
+    let e = r
+        .push_blob_chunked("team/chunked", &digest(b"abc"), 5, &b"abc"[..], 2)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::SizeMismatch {
+                expected: 5,
+                received: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(!r.blob_exists("team/chunked", &digest(b"abc")).unwrap());
+}
