@@ -824,6 +824,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shareable_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Registry>();
+        send::<BlobReader>();
+    }
+
+    #[test]
     fn query_encoding_and_error_codes() {
         assert_eq!(
             encode_query("repository:a/b:pull,push"),
