@@ -11,13 +11,19 @@ cd "$(dirname "$0")/.."
 # Tests that run real peers: the remote-blob tests
 # (estargz-cli/tests/cli_remote.rs) serve blobs with nginx, over HTTPS with
 # certificates made by openssl; convert-image's tests check their output
-# with skopeo. Under CI they fail rather than skip without them.
+# with skopeo; the registry client's tests (estargz-registry/tests) start
+# Debian's docker-registry (CNCF distribution), with htpasswd files made by
+# apache2-utils. Under CI they fail rather than skip without them.
 missing=""
 if [ -z "${ESTARGZ_NGINX:-}" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   missing=" nginx"
 fi
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 command -v skopeo >/dev/null 2>&1 || missing="$missing skopeo"
+if [ -z "${ESTARGZ_DOCKER_REGISTRY:-}" ] && ! command -v docker-registry >/dev/null 2>&1; then
+  missing="$missing docker-registry"
+fi
+command -v htpasswd >/dev/null 2>&1 || missing="$missing apache2-utils"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # shellcheck disable=SC2086 # one word per package
