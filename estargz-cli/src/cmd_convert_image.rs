@@ -7,6 +7,7 @@ use crate::output::{
 use crate::place::place;
 use crate::UsageError;
 use anyhow::{Context, Result};
+use estargz_core::Compression;
 use estargz_image::{
     convert_image, write_archive, ImageOptions, LayerReport, LayoutWriter, Progress, Source,
 };
@@ -50,7 +51,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let options = ImageOptions {
-        converter: args.encoding.converter(args.threads, false)?,
+        converter: args
+            .encoding
+            .converter(args.threads, false, Compression::Gzip)?,
         jobs: args.jobs.map(|j| j as usize),
         memory_budget: args.memory,
     };

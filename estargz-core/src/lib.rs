@@ -147,8 +147,9 @@ pub use blob_info::{
     ANNOTATION_UNCOMPRESSED_SIZE, MEDIA_TYPE_LAYER_GZIP,
 };
 pub use convert::{
-    ConvertReport, Converter, ConverterBuilder, ExternalToc, Input, InputBytes, SharedInput,
-    DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, MAX_CHUNK_SIZE,
+    Compression, ConvertReport, Converter, ConverterBuilder, ExternalToc, Input, InputBytes,
+    SharedInput, DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, DEFAULT_ZSTD_LEVEL, MAX_CHUNK_SIZE,
+    MEDIA_TYPE_LAYER_ZSTD,
 };
 pub use digest::{Digest, ParseDigestError};
 pub use error::{Error, Result, TarErrorKind};
@@ -178,6 +179,12 @@ pub mod internals {
     pub use crate::read::{owner_names, parse_rfc3339};
     pub use crate::tar::{sniff_gzip, Header, Item, Scanner, BLOCK};
     pub use crate::toc::{format_modtime, tar_bytes};
+
+    /// The zstd:chunked format layer, for tests of what the writer emits.
+    pub mod zstd_chunked {
+        pub use crate::zstd_chunked::footer::{parse as parse_footer, ZstdFooter};
+        pub use crate::zstd_chunked::frame::{next_frame, Frame, FrameExtent, FrameHeader};
+    }
 
     /// The footer codec.
     pub mod footer {
