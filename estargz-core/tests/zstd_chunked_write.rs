@@ -5,7 +5,7 @@
 //! bytes for any thread count. Interop with the reference is in
 //! `zstd_chunked_interop.rs`.
 
-use estargz_core::internals::zstd_chunked::{next_frame, parse_footer, Frame};
+use estargz_core::internals::zstd_chunked::{frame_starts, parse_footer};
 use estargz_core::{
     Compression, ConvertReport, Converter, Digest, EntryType, Error, Input, SharedInput, Toc,
     DEFAULT_ZSTD_LEVEL, MEDIA_TYPE_LAYER_ZSTD,
@@ -73,28 +73,13 @@ fn unzstd(blob: &[u8]) -> Vec<u8> {
 /// §7.3 rule 2 says, then exactly two skippable frames (TOC, footer).
 /// Returns the data frame starts and the TOC skippable frame's offset.
 fn frame_layout(blob: &[u8]) -> (BTreeSet<u64>, u64) {
-    let mut starts = BTreeSet::new();
-    let mut skippable = Vec::new();
-    let mut at = 0u64;
-    while (at as usize) < blob.len() {
-        let frame = next_frame(&blob[at as usize..]).unwrap_or_else(|e| panic!("at {at}: {e}"));
-        match frame {
-            Frame::Data(extent) => {
-                assert!(skippable.is_empty(), "data frame at {at} after the TOC");
-                extent
-                    .header
-                    .check_written()
-                    .unwrap_or_else(|e| panic!("frame at {at}: {e}"));
-                starts.insert(at);
-            }
-            Frame::Skippable(_) => skippable.push(at),
-        }
-        at += frame.len();
+    let (data, skippable) = frame_starts(blob).unwrap();
+    if let (Some(last), Some(first)) = (data.last(), skippable.first()) {
+        assert!(last < first, "a data frame after the TOC");
     }
-    assert_eq!(at as usize, blob.len());
     assert_eq!(skippable.len(), 2, "TOC and footer frames: {skippable:?}");
     assert_eq!(skippable[1] as usize, blob.len() - 48, "footer frame");
-    (starts, skippable[0])
+    (data.into_iter().collect(), skippable[0])
 }
 
 /// Checks everything the writer promises about one blob of `tar`; returns
@@ -115,7 +100,8 @@ fn check_blob(label: &str, tar: &[u8], blob: &[u8], report: &ConvertReport) -> T
         .expect("a zstd:chunked footer");
     assert_eq!(footer.manifest_offset, toc_at + 8, "{label}");
     assert_eq!(footer.manifest_type, 1);
-    assert_eq!(footer.tar_split, None);
+    assert_eq!(footer.payload_len, 40);
+    assert!(!footer.tar_split);
     let frame = &blob[footer.manifest_offset as usize..][..footer.toc_compressed as usize];
     assert_eq!(
         footer.manifest_offset + footer.toc_compressed,
@@ -126,7 +112,7 @@ fn check_blob(label: &str, tar: &[u8], blob: &[u8], report: &ConvertReport) -> T
     assert_eq!(json.len() as u64, footer.toc_uncompressed, "{label}");
     assert_eq!(report.toc_digest, Digest::of(&json), "{label}");
     let checksum = Digest::of(frame);
-    assert_eq!(report.manifest_checksum, Some(checksum.clone()), "{label}");
+    assert_eq!(report.manifest_checksum, Some(checksum), "{label}");
 
     let a = report.annotations();
     let position = format!(
