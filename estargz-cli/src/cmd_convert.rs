@@ -139,7 +139,7 @@ impl EncodingArgs {
     }
 }
 
-fn parse_compression(s: &str) -> Result<Compression, String> {
+pub(crate) fn parse_compression(s: &str) -> Result<Compression, String> {
     s.parse().map_err(|e: estargz_core::Error| e.to_string())
 }
 

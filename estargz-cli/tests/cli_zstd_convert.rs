@@ -194,3 +194,107 @@ fn output_is_the_same_for_any_thread_count() {
     }
     assert!(blobs[0] == blobs[1] && blobs[1] == blobs[2]);
 }
+
+fn write_blob(dir: &std::path::Path, bytes: &[u8], media_type: &str) -> serde_json::Value {
+    let digest = sha256(bytes);
+    let path = dir
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    std::fs::write(path, bytes).unwrap();
+    serde_json::json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
+}
+
+fn read_blob(dir: &std::path::Path, desc: &serde_json::Value) -> Vec<u8> {
+    let digest = desc["digest"].as_str().unwrap();
+    std::fs::read(
+        dir.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .unwrap()
+}
+
+/// An OCI layout of one image whose layers are `tar` as is and gzipped.
+fn layout_of(dir: &std::path::Path, tar: &[u8]) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(tar), sha256(tar)]},
+    });
+    let config = write_blob(
+        dir,
+        &serde_json::to_vec(&config).unwrap(),
+        "application/vnd.oci.image.config.v1+json",
+    );
+    let layers = vec![
+        write_blob(dir, tar, "application/vnd.oci.image.layer.v1.tar"),
+        write_blob(dir, &gz, "application/vnd.oci.image.layer.v1.tar+gzip"),
+    ];
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config,
+        "layers": layers,
+    });
+    let manifest = write_blob(
+        dir,
+        &serde_json::to_vec(&manifest).unwrap(),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [manifest]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+#[test]
+fn convert_image_writes_zstd_chunked_layers_and_keeps_diff_ids() {
+    let root = tempfile::tempdir().unwrap();
+    let (src, dst) = (root.path().join("src"), root.path().join("dst"));
+    let tar = std::fs::read(SAMPLE_LAYER).unwrap();
+    layout_of(&src, &tar);
+    let out = run(&[
+        "convert-image",
+        "-q",
+        "--compression",
+        "zstd:chunked",
+        src.to_str().unwrap(),
+        dst.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 0, "convert-image");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dst.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read_blob(&dst, &index["manifests"][0])).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&read_blob(&dst, &manifest["config"])).unwrap();
+    assert_eq!(
+        config["rootfs"]["diff_ids"],
+        serde_json::json!([sha256(&tar), sha256(&tar)]),
+        "lossless zstd:chunked keeps the diffIDs"
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    for layer in layers {
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+        let blob = read_blob(&dst, layer);
+        assert!(unzstd(&blob) == tar, "not lossless");
+        let a = layer["annotations"].as_object().unwrap();
+        for key in [
+            "containerd.io/snapshot/stargz/toc.digest",
+            "io.containers.estargz.uncompressed-size",
+            "io.containers.zstd-chunked.manifest-checksum",
+            "io.containers.zstd-chunked.manifest-position",
+        ] {
+            assert!(a.contains_key(key), "{key} missing: {a:?}");
+        }
+        assert_eq!(
+            a["io.containers.estargz.uncompressed-size"],
+            tar.len().to_string().as_str()
+        );
+    }
+}

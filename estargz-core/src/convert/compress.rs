@@ -98,8 +98,17 @@ pub fn member(compression: Compression, level: u32, data: &[u8], out: &mut Vec<u
         Compression::Gzip => gzip_member(level, data, out),
         Compression::ZstdChunked if data.is_empty() => Ok(()),
         Compression::ZstdChunked => with_zstd(level, |enc| {
-            enc.compress(data, out)
-                .map_err(|e| Error::Compress(e.to_string()))
+            // Through the scratch buffer, as for gzip: the encoder reserves
+            // the worst case, which members in flight would otherwise hold.
+            ZSTD_SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                scratch.clear();
+                enc.compress(data, &mut scratch)
+                    .map_err(|e| Error::Compress(e.to_string()))?;
+                out.reserve_exact(scratch.len());
+                out.extend_from_slice(&scratch);
+                Ok(())
+            })
         }),
     }
 }
@@ -132,6 +141,9 @@ thread_local! {
     /// One zstd context per thread, for the same reason as [`COMPRESSOR`];
     /// each frame starts a new session, so reuse never changes the bytes.
     static ZSTD: RefCell<Option<FrameEncoder>> = const { RefCell::new(None) };
+    /// The zstd encoder's output before its exact copy; apart from
+    /// [`SCRATCH`], whose length the gzip path relies on.
+    static ZSTD_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Appends `data` to `out` as one complete gzip member at `level`.
