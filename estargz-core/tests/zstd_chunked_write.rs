@@ -291,3 +291,34 @@ fn names_and_media_type() {
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
 }
+
+/// Tars the TOC cannot describe (sparse files, spec §7.1) or that are not
+/// tars are refused as for gzip, with the same error.
+#[test]
+fn invalid_and_sparse_tars_are_refused_as_for_gzip() {
+    let mut seen = 0;
+    for dir in ["tars/invalid", "tars/sparse"] {
+        for entry in std::fs::read_dir(testdata().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let mut sink = Vec::new();
+            let gzip = Converter::new().convert(&bytes, &mut sink);
+            let zstd = zstd_converter(4 << 20, 0, 2).convert(&bytes, &mut sink);
+            match (gzip, zstd) {
+                (Err(g), Err(z)) => assert_eq!(g.to_string(), z.to_string(), "{path:?}"),
+                (Ok(_), Ok(_)) => {}
+                (g, z) => panic!("{path:?}: gzip {g:?}, zstd {z:?}"),
+            }
+            if dir == "tars/sparse" {
+                let mut sink = Vec::new();
+                let zstd = zstd_converter(4 << 20, 0, 2).convert(&bytes, &mut sink);
+                assert!(
+                    matches!(zstd, Err(Error::SparseEntry { .. })),
+                    "{path:?}: {zstd:?}"
+                );
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen > 15, "fixtures missing: {seen}");
+}

@@ -142,7 +142,8 @@ impl ConvertReport {
 /// The report as `estargz convert --json` prints it: the blob's fields at
 /// the top level, `toc_offset` null when the TOC went to its own file (there
 /// is no offset of it in the blob then), `entries` for the TOC entries, the
-/// layer annotations; the member count is left out.
+/// layer annotations; the member count is left out. zstd:chunked reports
+/// add `compression` and `manifest_checksum`.
 impl serde::Serialize for ConvertReport {
     fn serialize<S: serde::Serializer>(
         &self,
@@ -150,7 +151,8 @@ impl serde::Serialize for ConvertReport {
     ) -> std::result::Result<S::Ok, S::Error> {
         ReportFields {
             blob: &self.blob,
-            compression: self.compression.name(),
+            // gzip reports keep the keys they had before zstd:chunked.
+            compression: (self.compression != Compression::Gzip).then(|| self.compression.name()),
             toc_digest: &self.toc_digest,
             manifest_checksum: self.manifest_checksum.as_ref(),
             toc_offset: self.external_toc.is_none().then_some(self.toc_offset),
@@ -171,7 +173,8 @@ impl serde::Serialize for ConvertReport {
 struct ReportFields<'a> {
     #[serde(flatten)]
     blob: &'a BlobInfo,
-    compression: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compression: Option<&'static str>,
     toc_digest: &'a Digest,
     #[serde(skip_serializing_if = "Option::is_none")]
     manifest_checksum: Option<&'a Digest>,
