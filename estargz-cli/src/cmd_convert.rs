@@ -1,4 +1,4 @@
-//! `estargz convert`: lossless tar → eStargz.
+//! `estargz convert`: lossless tar → eStargz or zstd:chunked.
 
 use crate::input::{open_input, TocArgs, Watch};
 use crate::mapped::MappedTar;
@@ -9,13 +9,14 @@ use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::prioritize::ReorderReport;
 use estargz_core::{
-    ConvertReport, Converter, Input, NamePolicy, ScanLimits, SharedInput, MEDIA_TYPE_LAYER_GZIP,
+    Compression, ConvertReport, Converter, Input, NamePolicy, ScanLimits, SharedInput,
 };
 use std::io::{BufWriter, StdoutLock, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Convert a tar (plain or gzip) into a lossless eStargz blob.
+/// Convert a tar (plain or gzip) into a lossless eStargz blob (or, with
+/// --compression zstd:chunked, a zstd:chunked one).
 ///
 /// With --prioritized-files or --no-prefetch-landmark the tar is reordered
 /// first, so the blob is not lossless.
@@ -32,6 +33,11 @@ pub struct Args {
     output: Option<String>,
     #[command(flatten)]
     encoding: EncodingArgs,
+    /// gzip (eStargz) or zstd:chunked (stargz dialect: zstd frames, the TOC in a skippable
+    /// frame, 40-byte footer; the whole blob decompresses to the input tar, so the diffID is
+    /// the input's). --level is then zstd's, 1 to 22.
+    #[arg(long, value_name = "FORMAT", default_value = "gzip", value_parser = parse_compression)]
+    compression: Compression,
     /// Write the TOC to FILE instead of into the blob, which then ends with the external-TOC
     /// footer and decompresses to exactly the input tar (its diffID is the input's).
     #[arg(long, value_name = "FILE")]
@@ -67,10 +73,10 @@ pub struct Args {
 /// How each layer is encoded: the options `convert` and `convert-image` share.
 #[derive(clap::Args)]
 pub struct EncodingArgs {
-    /// Compression level: 0 (stored) to 9 as in gzip; 10 to 12 are libdeflate's slower, smaller levels.
-    #[arg(long, default_value_t = estargz_core::DEFAULT_LEVEL,
-          value_parser = clap::value_parser!(u32).range(0..=12))]
-    level: u32,
+    /// Compression level. gzip: 0 (stored) to 9 as in gzip, 10 to 12 libdeflate's slower,
+    /// smaller levels (default 7). zstd:chunked: 1 to 22 (default 3).
+    #[arg(long)]
+    level: Option<u32>,
     /// Largest chunk of a file per gzip member, in bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
     #[arg(long, value_name = "BYTES", default_value = "4MiB", value_parser = parse_size)]
     chunk_size: u64,
@@ -95,13 +101,23 @@ pub struct EncodingArgs {
 }
 
 impl EncodingArgs {
-    /// The converter, with `threads` compression threads and the TOC kept
-    /// apart or not; options it refuses are usage errors.
-    pub fn converter(&self, threads: Option<usize>, external_toc: bool) -> Result<Converter> {
+    /// The converter, with `threads` compression threads, the TOC kept
+    /// apart or not, compressed as `compression` says; options it refuses
+    /// are usage errors.
+    pub fn converter(
+        &self,
+        threads: Option<usize>,
+        external_toc: bool,
+        compression: Compression,
+    ) -> Result<Converter> {
         let mut limits = ScanLimits::default();
         limits.max_trailing = self.max_trailing;
-        Converter::builder()
-            .level(self.level)
+        let mut builder = Converter::builder();
+        if let Some(level) = self.level {
+            builder = builder.level(level);
+        }
+        builder
+            .compression(compression)
             .chunk_size(self.chunk_size)
             .min_chunk_size(self.min_chunk_size)
             .threads(threads)
@@ -121,6 +137,10 @@ impl EncodingArgs {
             NamePolicy::Replace
         }
     }
+}
+
+pub(crate) fn parse_compression(s: &str) -> Result<Compression, String> {
+    s.parse().map_err(|e: estargz_core::Error| e.to_string())
 }
 
 /// Parses `4194304`, `4M`, `4MiB`, `512K`, … (K/M/G are binary multiples).
@@ -157,9 +177,9 @@ fn derived_output(input: &str) -> PathBuf {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let converter = args
-        .encoding
-        .converter(args.threads, args.external_toc.is_some())?;
+    let converter =
+        args.encoding
+            .converter(args.threads, args.external_toc.is_some(), args.compression)?;
     let target = destination(&args)?;
     // Destinations first: a bad one fails before the input is read.
     let mut outputs = Outputs::create(target.as_deref(), args.external_toc.as_deref())?;
@@ -179,7 +199,13 @@ pub fn run(args: Args) -> Result<()> {
         .as_ref()
         .map_or("-".to_string(), |p| p.display().to_string());
     if args.json {
-        let mut json = report_json(&args, &output_name, &report, reordered.is_none())?;
+        let mut json = report_json(
+            &args,
+            &converter,
+            &output_name,
+            &report,
+            reordered.is_none(),
+        )?;
         if let (Some(request), Some(reordered)) = (&prefetch, &reordered) {
             let toc = TocArgs {
                 external_toc: args.external_toc.clone(),
@@ -398,6 +424,7 @@ struct ReportJson<'a> {
 
 fn report_json(
     args: &Args,
+    converter: &Converter,
     output: &str,
     report: &ConvertReport,
     lossless: bool,
@@ -405,10 +432,10 @@ fn report_json(
     let mut json = serde_json::to_value(ReportJson {
         input: &args.input,
         output,
-        media_type: MEDIA_TYPE_LAYER_GZIP,
+        media_type: report.compression.media_type(),
         report,
         lossless,
-        level: args.encoding.level,
+        level: converter.level(),
         chunk_size: args.encoding.chunk_size,
         min_chunk_size: args.encoding.min_chunk_size,
     })?;
@@ -445,11 +472,15 @@ fn summary(input: &str, output: &str, r: &ConvertReport, lossless: bool) {
         0.0
     };
     eprintln!(
-        "converted {input} -> {output} ({} eStargz, {:.1}% of the tar)",
+        "converted {input} -> {output} ({} {}, {:.1}% of the tar)",
         if lossless {
             "lossless"
         } else {
             "reordered, not lossless,"
+        },
+        match r.compression {
+            Compression::ZstdChunked => "zstd:chunked",
+            _ => "eStargz",
         },
         ratio * 100.0
     );
@@ -466,6 +497,9 @@ fn summary(input: &str, output: &str, r: &ConvertReport, lossless: bool) {
             "  toc_digest         {} (offset {})",
             r.toc_digest, r.toc_offset
         ),
+    }
+    if let Some(checksum) = &r.manifest_checksum {
+        eprintln!("  manifest_checksum  {checksum}");
     }
     eprintln!(
         "  entries            {} TOC entries, {} files, {} chunks",

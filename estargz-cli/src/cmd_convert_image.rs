@@ -1,12 +1,13 @@
 //! `estargz convert-image`: every layer of an OCI image to eStargz.
 
-use crate::cmd_convert::{parse_size, EncodingArgs};
+use crate::cmd_convert::{parse_compression, parse_size, EncodingArgs};
 use crate::output::{
     forget_in_progress, partial_dir_in, print_json, without_interruption, AtomicFile,
 };
 use crate::place::place;
 use crate::UsageError;
 use anyhow::{Context, Result};
+use estargz_core::Compression;
 use estargz_image::{
     convert_image, write_archive, ImageOptions, LayerReport, LayoutWriter, Progress, Source,
 };
@@ -28,6 +29,11 @@ pub struct Args {
     dst: PathBuf,
     #[command(flatten)]
     encoding: EncodingArgs,
+    /// gzip (eStargz) or zstd:chunked (stargz dialect, lossless: converted layers keep their
+    /// diffIDs; media type tar+zstd). Layers already eStargz are passed through as they are.
+    /// --level is then zstd's, 1 to 22.
+    #[arg(long, value_name = "FORMAT", default_value = "gzip", value_parser = parse_compression)]
+    compression: Compression,
     /// Compression threads in all, shared by the layers converted at once (default: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -50,7 +56,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let options = ImageOptions {
-        converter: args.encoding.converter(args.threads, false)?,
+        converter: args
+            .encoding
+            .converter(args.threads, false, args.compression)?,
         jobs: args.jobs.map(|j| j as usize),
         memory_budget: args.memory,
     };

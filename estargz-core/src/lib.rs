@@ -147,8 +147,9 @@ pub use blob_info::{
     ANNOTATION_UNCOMPRESSED_SIZE, MEDIA_TYPE_LAYER_GZIP,
 };
 pub use convert::{
-    ConvertReport, Converter, ConverterBuilder, ExternalToc, Input, InputBytes, SharedInput,
-    DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, MAX_CHUNK_SIZE,
+    Compression, ConvertReport, Converter, ConverterBuilder, ExternalToc, Input, InputBytes,
+    SharedInput, DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, DEFAULT_ZSTD_LEVEL, MAX_CHUNK_SIZE,
+    MEDIA_TYPE_LAYER_ZSTD,
 };
 pub use digest::{Digest, ParseDigestError};
 pub use error::{Error, Result, TarErrorKind};
@@ -179,6 +180,69 @@ pub mod internals {
     pub use crate::read::{owner_names, parse_rfc3339};
     pub use crate::tar::{sniff_gzip, Header, Item, Scanner, BLOCK};
     pub use crate::toc::{format_modtime, tar_bytes};
+
+    /// The zstd:chunked format layer, for tests of what the writer emits.
+    pub mod zstd_chunked {
+        use crate::zstd_chunked::frame::{next_frame, Frame};
+
+        /// The numbers of a zstd:chunked footer.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct FooterFields {
+            /// Payload length: 40 or 64.
+            pub payload_len: u64,
+            /// Offset of the TOC frame's magic.
+            pub manifest_offset: u64,
+            /// Compressed TOC length.
+            pub toc_compressed: u64,
+            /// TOC JSON length.
+            pub toc_uncompressed: u64,
+            /// Manifest type (1).
+            pub manifest_type: u64,
+            /// Whether the footer locates a tar-split frame.
+            pub tar_split: bool,
+        }
+
+        /// Parses the zstd:chunked footer at the end of `tail`, the last
+        /// bytes of a blob of `blob_size` bytes; `Ok(None)` when there is none.
+        pub fn parse_footer(tail: &[u8], blob_size: u64) -> Result<Option<FooterFields>, String> {
+            let footer =
+                crate::zstd_chunked::footer::parse(tail, blob_size).map_err(|e| e.to_string())?;
+            Ok(footer.map(|f| FooterFields {
+                payload_len: f.version.payload_len(),
+                manifest_offset: f.manifest_offset,
+                toc_compressed: f.toc_compressed,
+                toc_uncompressed: f.toc_uncompressed,
+                manifest_type: f.manifest_type,
+                tar_split: f.tar_split.is_some(),
+            }))
+        }
+
+        /// The offsets of `blob`'s data frames and of its skippable frames,
+        /// each data frame checked to be as this project writes them
+        /// (content size, checksum, no dictionary, window ≤ 8 MiB).
+        pub fn frame_starts(blob: &[u8]) -> Result<(Vec<u64>, Vec<u64>), String> {
+            let (mut data, mut skippable) = (Vec::new(), Vec::new());
+            let mut at = 0usize;
+            while let Some(rest) = blob.get(at..).filter(|r| !r.is_empty()) {
+                let frame = next_frame(rest).map_err(|e| format!("at {at}: {e}"))?;
+                match &frame {
+                    Frame::Data(extent) => {
+                        extent
+                            .header
+                            .check_written()
+                            .map_err(|e| format!("frame at {at}: {e}"))?;
+                        data.push(at as u64);
+                    }
+                    Frame::Skippable(_) => skippable.push(at as u64),
+                }
+                at = usize::try_from(frame.len())
+                    .ok()
+                    .and_then(|n| at.checked_add(n))
+                    .ok_or_else(|| format!("frame at {at} too long"))?;
+            }
+            Ok((data, skippable))
+        }
+    }
 
     /// The footer codec.
     pub mod footer {

@@ -473,7 +473,7 @@ impl Driver<'_> {
             let converted = self.converted.get(&d).filter(|_| config.is_some());
             if let Some((report, annotations)) = converted {
                 let mut new = layer.clone();
-                new.media_type = MEDIA_TYPE_LAYER_GZIP.to_string();
+                new.media_type.clone_from(&report.media_type);
                 new.digest = report.digest.clone();
                 new.size = report.size;
                 let mut all = layer.annotations.clone().unwrap_or_default();
@@ -794,7 +794,7 @@ fn convert_layer(
         source_size: desc.size,
         action: "converted",
         reason: None,
-        media_type: MEDIA_TYPE_LAYER_GZIP.to_string(),
+        media_type: report.compression.media_type().to_string(),
         digest: report.blob.digest.to_string(),
         size: report.blob.size,
         diff_id: Some(report.blob.diff_id.to_string()),

@@ -1,8 +1,12 @@
 //! Assembly: the compressed members written in plan order, each chunk's
 //! TOC entry told its member's offset; then the TOC, checked to open as a
 //! reader would, and the footer.
+//!
+//! For zstd:chunked (stargz dialect) the members are zstd frames and the
+//! TOC JSON goes straight into a skippable frame, not into a tar: nothing
+//! after the payload adds to the diffID.
 
-use super::compress::gzip_member;
+use super::compress::{gzip_member, with_zstd, Compression};
 use super::plan::{Member, Planner};
 use super::{ConvertOptions, ConvertReport, ExternalToc};
 use crate::blob_info::BlobInfo;
@@ -11,7 +15,11 @@ use crate::error::{Error, Result};
 use crate::footer;
 use crate::read::{Index, IndexLimits};
 use crate::toc::{self, EntryType, Toc, TocEntry};
+use crate::zstd_chunked::annotations::written as zstd_annotations;
+use crate::zstd_chunked::footer::{FooterVersion, ZstdFooter, MANIFEST_TYPE_CRFS};
+use crate::zstd_chunked::{Dialect, SKIPPABLE_HEADER};
 use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
 use std::io::Write;
 
 /// Largest TOC JSON a ustar size field can describe (11 octal digits).
@@ -109,7 +117,7 @@ pub(super) fn finish<R, W: Write>(
     let (opens, encoded) = std::thread::scope(|s| {
         let check = (!opts.skip_open_check)
             .then(|| s.spawn(|| check_opens(&toc, asm.out.written, &planner.header_offsets)));
-        let encoded = encode_toc(&toc, opts.level);
+        let encoded = encode_toc(&toc, opts.compression, opts.level);
         let opens = check.map_or(Ok(()), |c| {
             c.join()
                 .unwrap_or_else(|_| Err(Error::Compress("TOC check panicked".into())))
@@ -117,9 +125,27 @@ pub(super) fn finish<R, W: Write>(
         (opens, encoded)
     });
     opens?;
-    let (json, toc_tar, toc_member) = encoded?;
+    let encoded = encoded?;
     let tar_size = asm.uncompressed;
-    let (toc_offset, external) = write_toc(&mut asm, external_toc, &toc_tar, &toc_member)?;
+    let toc_digest = Digest::of(&encoded.json);
+    let (toc_offset, external, manifest_checksum, extra_annotations) = match opts.compression {
+        Compression::ZstdChunked => {
+            let (offset, checksum, footer) = write_zstd_toc(&mut asm, &encoded)?;
+            let annotations = zstd_annotations(
+                Dialect::Stargz,
+                &footer,
+                &checksum,
+                &toc_digest,
+                asm.uncompressed,
+                false,
+            );
+            (offset, None, Some(checksum), annotations)
+        }
+        Compression::Gzip => {
+            let (offset, external) = write_toc(&mut asm, external_toc, &encoded)?;
+            (offset, external, None, BTreeMap::new())
+        }
+    };
     asm.out.inner.flush().map_err(Error::Write)?;
 
     Ok(ConvertReport {
@@ -129,7 +155,9 @@ pub(super) fn finish<R, W: Write>(
             diff_id: Digest(asm.diff.finalize()),
             uncompressed_size: asm.uncompressed,
         },
-        toc_digest: Digest::of(&json),
+        compression: opts.compression,
+        toc_digest,
+        manifest_checksum,
         toc_offset,
         toc_entries: toc.entries.len(),
         files: planner.files,
@@ -138,6 +166,7 @@ pub(super) fn finish<R, W: Write>(
         tar_size,
         external_toc: external,
         warnings: std::mem::take(&mut planner.warnings),
+        extra_annotations,
     })
 }
 
@@ -148,9 +177,9 @@ pub(super) fn finish<R, W: Write>(
 fn write_toc<W: Write>(
     asm: &mut Assembler<W>,
     external_toc: Option<&mut dyn Write>,
-    toc_tar: &[u8],
-    toc_member: &[u8],
+    toc: &EncodedToc,
 ) -> Result<(u64, Option<ExternalToc>)> {
+    let (toc_tar, toc_member) = (&toc.toc_tar[..], &toc.bytes[..]);
     match external_toc {
         None => {
             let toc_offset = asm.out.written;
@@ -175,9 +204,56 @@ fn write_toc<W: Write>(
     }
 }
 
-/// The TOC's JSON, the tar holding it, and that tar as a gzip member.
-fn encode_toc(toc: &Toc, level: u32) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+/// Writes the zstd:chunked TOC's skippable frame and the 40-byte footer
+/// (spec §3.2, §3.3); neither adds to the diffID. Returns the skippable
+/// frame's offset, the manifest checksum (sha256 of the compressed TOC
+/// frame) and the footer.
+fn write_zstd_toc<W: Write>(
+    asm: &mut Assembler<W>,
+    toc: &EncodedToc,
+) -> Result<(u64, Digest, ZstdFooter)> {
+    let toc_offset = asm.out.written;
+    let frame = toc.bytes.get(SKIPPABLE_HEADER as usize..).unwrap_or(&[]);
+    let footer = ZstdFooter {
+        version: FooterVersion::V40,
+        manifest_offset: toc_offset + SKIPPABLE_HEADER,
+        toc_compressed: frame.len() as u64,
+        toc_uncompressed: toc.json.len() as u64,
+        manifest_type: MANIFEST_TYPE_CRFS,
+        tar_split: None,
+        warnings: Vec::new(),
+    };
+    asm.out.write(&toc.bytes)?;
+    asm.out.write(&footer.encode())?;
+    Ok((toc_offset, Digest::of(frame), footer))
+}
+
+/// A TOC ready to write.
+struct EncodedToc {
+    /// The JSON, whose digest is the TOC digest.
+    json: Vec<u8>,
+    /// gzip: the tar holding the JSON (it counts in the diffID); zstd: empty.
+    toc_tar: Vec<u8>,
+    /// gzip: that tar as a gzip member; zstd: the JSON as one frame in a
+    /// skippable frame.
+    bytes: Vec<u8>,
+}
+
+/// The TOC's JSON and what is written of it: for gzip the tar holding it
+/// as a gzip member, for zstd:chunked one frame in a skippable frame.
+fn encode_toc(toc: &Toc, compression: Compression, level: u32) -> Result<EncodedToc> {
     let json = toc.to_json();
+    if compression == Compression::ZstdChunked {
+        let (bytes, _) = with_zstd(level, |e| {
+            e.skippable(&json)
+                .map_err(|e| Error::Compress(format!("TOC: {e}")))
+        })?;
+        return Ok(EncodedToc {
+            json,
+            toc_tar: Vec::new(),
+            bytes,
+        });
+    }
     if json.len() > MAX_TOC_JSON {
         return Err(Error::InvalidOption(format!(
             "TOC JSON of {} bytes is too large for a tar entry",
@@ -187,7 +263,11 @@ fn encode_toc(toc: &Toc, level: u32) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
     let toc_tar = toc::tar_bytes(&json);
     let mut toc_member = Vec::with_capacity(json.len() / 4 + 1024);
     gzip_member(level, &toc_tar, &mut toc_member)?;
-    Ok((json, toc_tar, toc_member))
+    Ok(EncodedToc {
+        json,
+        toc_tar,
+        bytes: toc_member,
+    })
 }
 
 /// Fails if readers would refuse `toc`: the index a reader builds (name

@@ -1,9 +1,10 @@
 //! The one way in: a [`Converter`], built once from options checked once.
 
+use super::compress::Compression;
 use super::memory::{InputBytes, SharedInput};
 #[cfg(doc)]
 use super::DEFAULT_CHUNK_SIZE;
-use super::{compress, ConvertOptions, ConvertReport, MAX_CHUNK_SIZE};
+use super::{ConvertOptions, ConvertReport, MAX_CHUNK_SIZE};
 use crate::error::{Error, Result};
 use crate::tar::{NamePolicy, ScanLimits};
 use std::io::{Read, Write};
@@ -103,6 +104,7 @@ impl Converter {
     pub fn builder() -> ConverterBuilder {
         ConverterBuilder {
             options: ConvertOptions::default(),
+            level: None,
         }
     }
 
@@ -138,6 +140,16 @@ impl Converter {
         self.options.chunk_size
     }
 
+    /// How blobs are compressed.
+    pub fn compression(&self) -> Compression {
+        self.options.compression
+    }
+
+    /// The compression level, on the scale of [`Self::compression`].
+    pub fn level(&self) -> u32 {
+        self.options.level
+    }
+
     /// Compression threads; `None` means every core.
     pub fn threads(&self) -> Option<usize> {
         self.options.threads
@@ -156,13 +168,45 @@ impl Converter {
 #[must_use]
 pub struct ConverterBuilder {
     options: ConvertOptions,
+    /// `None`: the default of the compression chosen.
+    level: Option<u32>,
 }
 
 impl ConverterBuilder {
-    /// Compression level: 0 (stored) to 9 as in gzip, 10 to 12
-    /// libdeflate's slower, smaller levels.
+    /// Compression level. gzip: 0 (stored) to 9 as in gzip, 10 to 12
+    /// libdeflate's slower, smaller levels; default
+    /// [`DEFAULT_LEVEL`](crate::DEFAULT_LEVEL). zstd:chunked: zstd's 1 to
+    /// 22; default [`DEFAULT_ZSTD_LEVEL`](crate::DEFAULT_ZSTD_LEVEL).
     pub fn level(mut self, level: u32) -> Self {
-        self.options.level = level;
+        self.level = Some(level);
+        self
+    }
+
+    /// How to compress: [`Compression::Gzip`] (eStargz, the default) or
+    /// [`Compression::ZstdChunked`] (zstd:chunked, stargz dialect; the
+    /// whole blob decompresses to the input tar, so the diffID is kept).
+    ///
+    /// ```
+    /// use estargz_core::{Compression, Converter, Digest};
+    ///
+    /// let mut tar = tar::Builder::new(Vec::new());
+    /// let mut header = tar::Header::new_ustar();
+    /// header.set_size(5);
+    /// header.set_cksum();
+    /// tar.append_data(&mut header, "hello.txt", &b"hello"[..]).unwrap();
+    /// let tar = tar.into_inner().unwrap();
+    ///
+    /// let converter = Converter::builder()
+    ///     .compression(Compression::ZstdChunked)
+    ///     .build()?;
+    /// let mut blob = Vec::new();
+    /// let report = converter.convert(&tar, &mut blob)?;
+    /// assert_eq!(report.blob.diff_id, Digest::of(&tar));
+    /// assert!(report.manifest_checksum.is_some());
+    /// # Ok::<(), estargz_core::Error>(())
+    /// ```
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.options.compression = compression;
         self
     }
 
@@ -248,16 +292,27 @@ impl ConverterBuilder {
 
     /// Checks the options together and makes the converter.
     ///
-    /// [`Error::InvalidOption`] for a level above 12, a chunk size of 0 or
-    /// above [`MAX_CHUNK_SIZE`], or a minimum chunk size above
-    /// [`MAX_CHUNK_SIZE`].
+    /// [`Error::InvalidOption`] for a level outside the compression's
+    /// range (gzip 0..=12, zstd 1..=22), a chunk size of 0 or above
+    /// [`MAX_CHUNK_SIZE`], a minimum chunk size above [`MAX_CHUNK_SIZE`],
+    /// or an external TOC with zstd:chunked (not written yet).
     pub fn build(self) -> Result<Converter> {
         let mut o = self.options;
-        if o.level > compress::MAX_LEVEL {
+        o.level = self.level.unwrap_or(o.compression.default_level());
+        let levels = o.compression.levels();
+        if !levels.contains(&o.level) {
             return Err(Error::InvalidOption(format!(
-                "compression level {} is not in 0..={}",
+                "{} compression level {} is not in {}..={}",
+                o.compression,
                 o.level,
-                compress::MAX_LEVEL
+                levels.start(),
+                levels.end()
+            )));
+        }
+        if o.external_toc && o.compression != Compression::Gzip {
+            return Err(Error::InvalidOption(format!(
+                "an external TOC is only written for gzip, not {}",
+                o.compression
             )));
         }
         if o.chunk_size == 0 || o.chunk_size > MAX_CHUNK_SIZE {

@@ -1,4 +1,5 @@
-//! The codec: one independent gzip member per planned range.
+//! The codec: one independent gzip member, or one zstd frame, per
+//! planned range.
 //!
 //! libdeflate compresses whole buffers, which is exactly what a member is
 //! (at most one chunk plus headers), and is faster than zlib at a smaller
@@ -6,12 +7,128 @@
 //! that they match Go's `compress/gzip` byte for byte (spec §2.1).
 
 use crate::error::{Error, Result};
+use crate::zstd_chunked::frame::FrameEncoder;
 use libdeflater::{CompressionLvl, Compressor};
 use std::cell::RefCell;
 
 /// Highest accepted level: gzip's scale is 0–9; libdeflate adds 10–12,
 /// slower still and smaller.
 pub const MAX_LEVEL: u32 = 12;
+/// Highest accepted zstd level.
+pub const MAX_ZSTD_LEVEL: u32 = 22;
+
+/// How a blob's members are compressed, and so which format it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Compression {
+    /// eStargz: one gzip member per planned range, the TOC tar in a gzip
+    /// member, the 51-byte footer.
+    #[default]
+    Gzip,
+    /// zstd:chunked in the stargz dialect (docs/zstd-chunked-format.md §3):
+    /// one zstd frame per planned range, the TOC JSON in a skippable
+    /// frame, the 40-byte footer. The whole blob decompresses to exactly
+    /// the input tar, so a layer keeps its diffID.
+    ZstdChunked,
+}
+
+impl Compression {
+    /// The name the CLI and reports use: `gzip` or `zstd:chunked`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::ZstdChunked => "zstd:chunked",
+        }
+    }
+
+    /// The OCI media type of a layer compressed this way.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => crate::blob_info::MEDIA_TYPE_LAYER_GZIP,
+            Compression::ZstdChunked => MEDIA_TYPE_LAYER_ZSTD,
+        }
+    }
+
+    /// The levels accepted.
+    pub fn levels(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Compression::Gzip => 0..=MAX_LEVEL,
+            Compression::ZstdChunked => 1..=MAX_ZSTD_LEVEL,
+        }
+    }
+
+    /// The level used when none is given.
+    pub fn default_level(self) -> u32 {
+        match self {
+            Compression::Gzip => super::DEFAULT_LEVEL,
+            Compression::ZstdChunked => super::DEFAULT_ZSTD_LEVEL,
+        }
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = Error;
+
+    /// `gzip`, or `zstd:chunked` (also `zstd-chunked`, `zstdchunked`).
+    fn from_str(s: &str) -> Result<Compression> {
+        match s {
+            "gzip" => Ok(Compression::Gzip),
+            "zstd:chunked" | "zstd-chunked" | "zstdchunked" => Ok(Compression::ZstdChunked),
+            _ => Err(Error::InvalidOption(format!(
+                "unknown compression {s:?} (gzip or zstd:chunked)"
+            ))),
+        }
+    }
+}
+
+/// Media type of a zstd-compressed layer, zstd:chunked included.
+pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+/// Appends `data` to `out` compressed as `compression` says: a gzip
+/// member, or a zstd frame (nothing for empty data: zstd:chunked writers
+/// never emit an empty frame, spec §7.3 rule 1).
+pub fn member(compression: Compression, level: u32, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    match compression {
+        Compression::Gzip => gzip_member(level, data, out),
+        Compression::ZstdChunked if data.is_empty() => Ok(()),
+        Compression::ZstdChunked => with_zstd(level, |enc| {
+            // Through the scratch buffer, as for gzip: the encoder reserves
+            // the worst case, which members in flight would otherwise hold.
+            ZSTD_SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                scratch.clear();
+                enc.compress(data, &mut scratch)
+                    .map_err(|e| Error::Compress(e.to_string()))?;
+                out.reserve_exact(scratch.len());
+                out.extend_from_slice(&scratch);
+                Ok(())
+            })
+        }),
+    }
+}
+
+/// Runs `f` with this thread's zstd encoder at `level`.
+pub fn with_zstd<T>(level: u32, f: impl FnOnce(&mut FrameEncoder) -> Result<T>) -> Result<T> {
+    ZSTD.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let level = i32::try_from(level).unwrap_or(i32::MAX);
+        if slot.as_ref().is_none_or(|e| e.level() != level) {
+            let encoder =
+                FrameEncoder::new(level).map_err(|e| Error::InvalidOption(e.to_string()))?;
+            *slot = Some(encoder);
+        }
+        match slot.as_mut() {
+            Some(encoder) => f(encoder),
+            None => Err(Error::Compress("no zstd encoder".into())),
+        }
+    })
+}
 
 thread_local! {
     /// One compressor per thread: allocating one per member would dominate
@@ -21,6 +138,12 @@ thread_local! {
     /// reused buffer per thread is zeroed (and faulted in) once, instead of
     /// a fresh worst-case buffer per member; only the bytes produced are copied out.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// One zstd context per thread, for the same reason as [`COMPRESSOR`];
+    /// each frame starts a new session, so reuse never changes the bytes.
+    static ZSTD: RefCell<Option<FrameEncoder>> = const { RefCell::new(None) };
+    /// The zstd encoder's output before its exact copy; apart from
+    /// [`SCRATCH`], whose length the gzip path relies on.
+    static ZSTD_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Appends `data` to `out` as one complete gzip member at `level`.

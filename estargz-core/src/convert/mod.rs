@@ -17,6 +17,7 @@ mod pipeline;
 pub(crate) mod plan;
 
 pub use builder::{Converter, ConverterBuilder, Input};
+pub use compress::{Compression, MEDIA_TYPE_LAYER_ZSTD};
 pub use memory::{InputBytes, MemberData, SharedInput};
 
 use crate::blob_info::{layer_annotations, BlobInfo};
@@ -40,6 +41,11 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
 /// larger than the reference's; level 7 makes that tree 0.5% smaller than
 /// the reference's, for 10-27% more CPU than level 6.
 pub const DEFAULT_LEVEL: u32 = 7;
+/// Default zstd level for [`Compression::ZstdChunked`]: 3, the lowest
+/// whose blobs are no larger than the reference's zstd:chunked writer at
+/// its default on the layers measured (docs/benchmarks.md, "zstd:chunked:
+/// the default level"); level 2 came out up to 2.4% larger.
+pub const DEFAULT_ZSTD_LEVEL: u32 = 3;
 /// Largest accepted chunk size: members are built in memory.
 pub const MAX_CHUNK_SIZE: u64 = 1 << 30;
 
@@ -47,6 +53,7 @@ pub const MAX_CHUNK_SIZE: u64 = 1 << 30;
 /// [`ConverterBuilder::build`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ConvertOptions {
+    pub(crate) compression: Compression,
     pub(crate) level: u32,
     pub(crate) chunk_size: u64,
     pub(crate) min_chunk_size: u64,
@@ -60,6 +67,7 @@ pub(crate) struct ConvertOptions {
 impl Default for ConvertOptions {
     fn default() -> Self {
         ConvertOptions {
+            compression: Compression::Gzip,
             level: DEFAULT_LEVEL,
             chunk_size: DEFAULT_CHUNK_SIZE,
             min_chunk_size: 0,
@@ -78,9 +86,15 @@ impl Default for ConvertOptions {
 pub struct ConvertReport {
     /// Digest, size, diffID and uncompressed size of the blob written.
     pub blob: BlobInfo,
+    /// How the blob is compressed: eStargz or zstd:chunked.
+    pub compression: Compression,
     /// SHA-256 of the TOC JSON.
     pub toc_digest: Digest,
-    /// Offset of the TOC member (0 when the TOC was written separately).
+    /// zstd:chunked only: SHA-256 of the compressed TOC frame, the
+    /// `manifest-checksum` annotation.
+    pub manifest_checksum: Option<Digest>,
+    /// Offset of the TOC member (0 when the TOC was written separately);
+    /// for zstd:chunked, of the TOC's skippable frame.
     pub toc_offset: u64,
     /// The TOC written apart, with [`ConverterBuilder::external_toc`].
     pub external_toc: Option<ExternalToc>,
@@ -96,6 +110,9 @@ pub struct ConvertReport {
     pub tar_size: u64,
     /// Non-fatal findings, such as non-UTF-8 names replaced in the TOC.
     pub warnings: Vec<String>,
+    /// The layer annotations, when the format has more than
+    /// [`layer_annotations`] gives.
+    pub(crate) extra_annotations: BTreeMap<String, String>,
 }
 
 /// A TOC written to its own file (spec §2.4): the gzip member holding the
@@ -112,16 +129,21 @@ pub struct ExternalToc {
 }
 
 impl ConvertReport {
-    /// The layer annotations: TOC digest and uncompressed size.
+    /// The layer annotations: TOC digest and uncompressed size; for
+    /// zstd:chunked also the manifest checksum and position
+    /// (`io.containers.zstd-chunked.*`, spec §7.2).
     pub fn annotations(&self) -> BTreeMap<String, String> {
-        layer_annotations(&self.toc_digest, self.blob.uncompressed_size)
+        let mut out = layer_annotations(&self.toc_digest, self.blob.uncompressed_size);
+        out.extend(self.extra_annotations.clone());
+        out
     }
 }
 
 /// The report as `estargz convert --json` prints it: the blob's fields at
 /// the top level, `toc_offset` null when the TOC went to its own file (there
 /// is no offset of it in the blob then), `entries` for the TOC entries, the
-/// layer annotations; the member count is left out.
+/// layer annotations; the member count is left out. zstd:chunked reports
+/// add `compression` and `manifest_checksum`.
 impl serde::Serialize for ConvertReport {
     fn serialize<S: serde::Serializer>(
         &self,
@@ -129,7 +151,10 @@ impl serde::Serialize for ConvertReport {
     ) -> std::result::Result<S::Ok, S::Error> {
         ReportFields {
             blob: &self.blob,
+            // gzip reports keep the keys they had before zstd:chunked.
+            compression: (self.compression != Compression::Gzip).then(|| self.compression.name()),
             toc_digest: &self.toc_digest,
+            manifest_checksum: self.manifest_checksum.as_ref(),
             toc_offset: self.external_toc.is_none().then_some(self.toc_offset),
             external_toc: self.external_toc.as_ref(),
             annotations: self.annotations(),
@@ -148,7 +173,11 @@ impl serde::Serialize for ConvertReport {
 struct ReportFields<'a> {
     #[serde(flatten)]
     blob: &'a BlobInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compression: Option<&'static str>,
     toc_digest: &'a Digest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manifest_checksum: Option<&'a Digest>,
     toc_offset: Option<u64>,
     external_toc: Option<&'a ExternalToc>,
     annotations: BTreeMap<String, String>,

@@ -7,7 +7,7 @@
 //! a thread of their own behind assembly.
 
 use super::assemble::{finish, Assembler};
-use super::compress::gzip_member;
+use super::compress::{member, Compression};
 use super::digests::{fill_digests, hash_batches, HashFeed, HashJob, Hashes};
 use super::plan::{Member, Planner};
 use super::{ConvertOptions, ConvertReport};
@@ -93,8 +93,8 @@ fn assemble_all<R: Read + Send, W: Write>(
         for _ in 0..threads {
             let done = done.clone();
             let queue = &queue;
-            let level = opts.level;
-            s.spawn(move || compress_worker(queue, done, level));
+            let codec = (opts.compression, opts.level);
+            s.spawn(move || compress_worker(queue, done, codec));
         }
         drop(done);
         // `work` is dropped on the way out, error or not, which lets the workers finish.
@@ -104,7 +104,7 @@ fn assemble_all<R: Read + Send, W: Write>(
     })
 }
 
-/// A batch's members and their gzip members (or why one failed).
+/// A batch's members and their gzip members or zstd frames (or why one failed).
 type Compressed = (Vec<Member>, Vec<Result<Vec<u8>>>);
 /// A compressed batch and its index.
 type Done = (usize, Compressed);
@@ -206,7 +206,11 @@ fn feed_and_assemble<R: Read, W: Write>(
 }
 
 /// Compresses batches from the shared queue until it is closed.
-fn compress_worker(queue: &Mutex<Receiver<(usize, Vec<Member>)>>, done: Sender<Done>, level: u32) {
+fn compress_worker(
+    queue: &Mutex<Receiver<(usize, Vec<Member>)>>,
+    done: Sender<Done>,
+    codec: (Compression, u32),
+) {
     loop {
         let next = match queue.lock() {
             Ok(q) => q.recv(),
@@ -217,7 +221,7 @@ fn compress_worker(queue: &Mutex<Receiver<(usize, Vec<Member>)>>, done: Sender<D
         let results = members
             .iter()
             .map(|m| {
-                std::panic::catch_unwind(AssertUnwindSafe(|| compress_member(m, level)))
+                std::panic::catch_unwind(AssertUnwindSafe(|| compress_member(m, codec)))
                     .unwrap_or_else(|_| {
                         Err(Error::Compress("a compression thread panicked".into()))
                     })
@@ -229,8 +233,8 @@ fn compress_worker(queue: &Mutex<Receiver<(usize, Vec<Member>)>>, done: Sender<D
     }
 }
 
-fn compress_member(m: &Member, level: u32) -> Result<Vec<u8>> {
+fn compress_member(m: &Member, (compression, level): (Compression, u32)) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    gzip_member(level, &m.data, &mut bytes)?;
+    member(compression, level, &m.data, &mut bytes)?;
     Ok(bytes)
 }
