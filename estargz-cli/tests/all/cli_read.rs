@@ -765,9 +765,15 @@ fn unpack_symlink_escape(link_target: &str, through: &str, outside: &Path) {
 
 #[test]
 fn unpack_to_dir_refuses_to_write_through_symlink_to_root() {
-    let name = format!("estargz-evil-{}-root", std::process::id());
-    let outside = PathBuf::from("/tmp").join(&name);
-    unpack_symlink_escape("/", &format!("tmp/{name}"), &outside);
+    // A symlink to /, and a file under it whose path from / ends in a
+    // directory of this test's own: followed, the link would land the file
+    // there, not in a directory others use.
+    let outside_dir = tempfile::tempdir().unwrap();
+    let outside_dir_path = outside_dir.path().canonicalize().unwrap();
+    let outside = outside_dir_path.join("estargz-evil-root");
+    let through = outside.strip_prefix("/").unwrap().to_str().unwrap();
+    unpack_symlink_escape("/", through, &outside);
+    assert!(dir_listing(&outside_dir_path).is_empty());
 }
 
 #[test]
