@@ -1013,26 +1013,55 @@ fn an_archive_that_is_not_a_tar_is_an_error() {
 /// directory (the signal handler's job) and leaves no DST.
 #[test]
 fn an_interrupt_leaves_nothing_behind() {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    // 24 MB of varied text at level 12 on one thread: seconds of work.
-    let src = text_image(root, 24 << 20);
+    // The layer is a FIFO (its size 0, as the file's): the conversion
+    // blocks on it until this test writes, which it never does, so the
+    // signal always lands mid-conversion.
+    let src = root.join("src");
+    let l = Layout::new(&src);
+    let image = l.image(&[(b"", OCI_TAR, b"")], OCI_MANIFEST, OCI_CONFIG);
+    l.index(vec![image]);
+    let fifo = l.blob_path(&sha256_digest(b""));
+    std::fs::remove_file(&fifo).unwrap();
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
 
     let dst = root.join("dst");
     let mut child = estargz([
         "convert-image".as_ref(),
         src.as_os_str(),
         dst.as_os_str(),
-        "--level".as_ref(),
-        "12".as_ref(),
-        "--threads".as_ref(),
-        "1".as_ref(),
         "-q".as_ref(),
     ])
     .spawn()
     .unwrap();
-    // Wait until the conversion has begun writing its temporary directory.
+    // Ready when the converter has the layer open: a writer's
+    // non-blocking open succeeds only once a reader has it.
     let started = std::time::Instant::now();
+    let _writer = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+        {
+            Ok(f) => break f,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "the conversion ended before reading its layer"
+                );
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(30),
+                    "the conversion never opened its layer"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open {}: {e}", fifo.display()),
+        }
+    };
+    // The temporary directory is made before any layer is read.
     let temp_exists = || {
         std::fs::read_dir(root).unwrap().any(|e| {
             e.unwrap()
@@ -1041,22 +1070,14 @@ fn an_interrupt_leaves_nothing_behind() {
                 .starts_with(".estargz-image-")
         })
     };
-    while !temp_exists() && started.elapsed() < std::time::Duration::from_secs(20) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(temp_exists(), "no temporary directory mid-conversion");
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let status = child.wait().unwrap();
-    if status.code() == Some(0) {
-        eprintln!("the conversion finished before the signal; only the cleanup is checked");
-        std::fs::remove_dir_all(&dst).unwrap();
-    } else {
-        assert_eq!(status.code(), Some(130), "{status:?}");
-    }
+    assert_eq!(status.code(), Some(130), "{status:?}");
     assert_only(root, &["src"]);
 }
 
