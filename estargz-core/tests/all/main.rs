@@ -13,6 +13,7 @@ mod min_chunk_and_external_toc;
 mod prioritize;
 mod read_verify;
 mod roundtrip_prop;
+mod short_reads;
 mod trailing_and_depth;
 mod unpack_dir;
 mod unreadable_toc;
