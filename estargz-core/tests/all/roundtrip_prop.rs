@@ -128,7 +128,7 @@ proptest! {
         let tar = write_tar(fmt, &tree);
         // A random tree may hold a file with children (a file `é`, then
         // `é/x`). Readers refuse such a TOC, and so does the converter's
-        // open check (tests/unreadable_toc.rs); this property is about the
+        // open check (unreadable_toc.rs); this property is about the
         // writer's bytes, so it converts them anyway.
         let opts = ConvertOptions {
             chunk_size,
