@@ -1,0 +1,3 @@
+//! estargz-benches' integration tests, one test binary for the crate.
+
+mod import_layers;

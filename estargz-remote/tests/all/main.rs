@@ -1,0 +1,4 @@
+//! estargz-remote's integration tests, one test binary for the crate.
+
+mod http;
+mod misbehaving;
