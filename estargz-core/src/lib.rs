@@ -139,7 +139,7 @@ mod tar;
 mod toc;
 mod unpack;
 mod verify;
-#[allow(dead_code)] // wired into the reader and the convert pipeline next (issue #19)
+#[allow(dead_code)] // the writer's half is wired into the convert pipeline next (issue #19)
 mod zstd_chunked;
 
 pub use blob_info::{
@@ -155,7 +155,8 @@ pub use error::{Error, Result, TarErrorKind};
 pub use footer::{Footer, FooterKind};
 pub use read::{
     Blob, Chunk, FileReader, Index, IndexLimits, ListedEntry, Node, NodeId, OpenOptions, Prefetch,
-    RangeReader, ReadAt, TocInfo, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
+    RangeReader, ReadAt, TocInfo, ZstdChunkedInfo, ZstdDialect, NO_PREFETCH_LANDMARK,
+    PREFETCH_LANDMARK,
 };
 pub use tar::{NamePolicy, ScanLimits};
 pub use toc::{EntryType, Toc, TocEntry, TOC_NAME};

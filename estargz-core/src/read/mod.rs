@@ -26,6 +26,8 @@ mod index;
 mod payload;
 mod source;
 mod summary;
+mod zstd;
+mod zstd_payload;
 
 pub(crate) use file::decode_chunk;
 pub use file::FileReader;
@@ -36,13 +38,17 @@ pub use index::{
 pub use payload::{MemberStarts, PayloadReader};
 pub use source::{RangeReader, ReadAt};
 pub use summary::{ListedEntry, Prefetch};
+pub(crate) use zstd::decode_frame_prefix;
+pub use zstd::{ZstdChunkedInfo, ZstdDialect};
+pub use zstd_payload::{FrameError, SkippableFrames, ZstdPayloadReader};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::footer::{self, Footer, FooterKind};
 use crate::tar::{Header, BLOCK};
 use crate::toc::{Toc, TOC_NAME};
-use std::io::Read;
+use crate::zstd_chunked::footer as zstd_footer;
+use std::io::{self, Read};
 
 /// Limits and extra inputs for [`Blob::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +86,7 @@ pub struct Blob<S> {
     toc_json_len: u64,
     toc_slack: u64,
     index: Index,
+    zstd: Option<ZstdChunkedInfo>,
 }
 
 impl<S: ReadAt> Blob<S> {
@@ -97,6 +104,7 @@ impl<S: ReadAt> Blob<S> {
             toc_json_len: toc.json_len,
             toc_slack: toc.slack,
             index,
+            zstd: toc.zstd_chunked,
         })
     }
 
@@ -151,6 +159,11 @@ impl<S: ReadAt> Blob<S> {
         self.footer.kind
     }
 
+    /// For a zstd:chunked blob: its dialect and manifest checksum.
+    pub fn zstd_chunked(&self) -> Option<&ZstdChunkedInfo> {
+        self.zstd.as_ref()
+    }
+
     /// A random-access reader for the regular file at `path`.
     pub fn open_file(&self, path: &str) -> Result<FileReader<'_, S>> {
         let node = self
@@ -188,30 +201,88 @@ impl<S: ReadAt> Blob<S> {
     /// A reader of the decompressed payload: the tar stream (for a lossless
     /// blob, the original tar byte for byte).
     pub fn tar_stream(&self) -> impl Read + '_ {
-        decompressed_payload(&self.source, self.payload_end())
+        decompressed_payload(&self.source, &self.footer, self.size)
     }
 }
 
 /// Reads and parses the footer at the end of `source`; returns it with the
-/// blob size.
+/// blob size. A zstd:chunked footer is looked for first: its magic ends the
+/// blob, where a gzip footer has fixed bytes that cannot be mistaken for it.
 pub fn read_footer<S: ReadAt + ?Sized>(source: &S) -> Result<(Footer, u64)> {
     let size = source
         .size()
         .map_err(|source| Error::Read { offset: 0, source })?;
-    let tail_len = size.min(footer::FOOTER_SIZE as u64);
+    let tail_len = size.min(zstd_footer::MAX_FOOTER_SIZE as u64);
     let tail = source
         .read_range(size - tail_len, tail_len as usize)
         .map_err(|source| Error::Read {
             offset: size - tail_len,
             source,
         })?;
-    Ok((footer::parse(&tail, size)?, size))
+    match zstd_footer::parse(&tail, size) {
+        Ok(Some(z)) => return Ok((Footer::from_zstd(z), size)),
+        Ok(None) => {}
+        Err(e) => return Err(zstd::zstd_error(e, size - tail_len)),
+    }
+    let gzip_tail = &tail[tail.len().saturating_sub(footer::FOOTER_SIZE)..];
+    Ok((footer::parse(gzip_tail, size)?, size))
 }
 
-/// The decompressed payload `[0, payload_end)` of a blob: its tar stream
-/// (see [`PayloadReader`]).
-pub fn decompressed_payload<S: ReadAt + Clone>(source: S, payload_end: u64) -> impl Read {
-    PayloadReader::new(source, payload_end)
+/// The decompressed payload of a blob of `size` bytes ending in `footer`:
+/// its tar stream, gzip members or zstd frames alike.
+pub fn decompressed_payload<S: ReadAt + Clone>(
+    source: S,
+    footer: &Footer,
+    size: u64,
+) -> Payload<S> {
+    Payload::new(source, footer, size)
+}
+
+/// The decompressed payload, whichever the codec. One of these exists per
+/// read of a whole payload: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Payload<S> {
+    /// gzip members.
+    Gzip(PayloadReader<S>),
+    /// zstd frames.
+    Zstd(ZstdPayloadReader<S>),
+}
+
+impl<S: ReadAt + Clone> Payload<S> {
+    /// A reader of the payload of a blob of `size` bytes ending in `footer`.
+    pub fn new(source: S, footer: &Footer, size: u64) -> Self {
+        let end = footer.payload_end(size);
+        if footer.kind.is_zstd_chunked() {
+            Payload::Zstd(ZstdPayloadReader::new(source, end))
+        } else {
+            Payload::Gzip(PayloadReader::new(source, end))
+        }
+    }
+
+    /// Also records where each member or data frame starts, in `starts`.
+    pub fn recording(self, starts: MemberStarts) -> Self {
+        match self {
+            Payload::Gzip(r) => Payload::Gzip(r.recording(starts)),
+            Payload::Zstd(r) => Payload::Zstd(r.recording(starts)),
+        }
+    }
+
+    /// Also records skippable frames inside a zstd payload, in `skippables`.
+    pub fn recording_skippable(self, skippables: SkippableFrames) -> Self {
+        match self {
+            Payload::Zstd(r) => Payload::Zstd(r.recording_skippable(skippables)),
+            gzip => gzip,
+        }
+    }
+}
+
+impl<S: ReadAt + Clone> Read for Payload<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Payload::Gzip(r) => r.read(buf),
+            Payload::Zstd(r) => r.read(buf),
+        }
+    }
 }
 
 /// The footer and TOC of a blob, before any index is built: what
@@ -232,14 +303,42 @@ pub struct TocInfo {
     pub digest: Digest,
     /// JSON length.
     pub json_len: u64,
-    /// Compressed bytes after the TOC member, before the footer.
+    /// Compressed bytes after the TOC member, before the footer (for
+    /// zstd:chunked, those no metadata frame accounts for).
     pub slack: u64,
+    /// For a zstd:chunked blob: its dialect and manifest checksum.
+    pub zstd_chunked: Option<ZstdChunkedInfo>,
 }
 
 impl TocInfo {
     /// Reads and checks footer and TOC; gives the source back.
     pub fn read<S: ReadAt>(source: S, opts: &OpenOptions) -> Result<(TocInfo, S)> {
         let (footer, size) = read_footer(&source)?;
+        TocInfo::after_footer(source, footer, size, opts)
+    }
+
+    /// [`TocInfo::read`] once the footer is read.
+    pub(crate) fn after_footer<S: ReadAt>(
+        source: S,
+        footer: Footer,
+        size: u64,
+        opts: &OpenOptions,
+    ) -> Result<(TocInfo, S)> {
+        if let Some(z) = &footer.zstd {
+            let toc = zstd::read_toc(&source, z, size, opts)?;
+            let info = TocInfo {
+                blob_size: size,
+                toc_offset: z.manifest_offset,
+                payload_end: footer.payload_end(size),
+                footer,
+                toc: toc.toc,
+                digest: toc.digest,
+                json_len: toc.json_len,
+                slack: toc.slack,
+                zstd_chunked: Some(toc.info),
+            };
+            return Ok((info, source));
+        }
         let footer_start = size - footer.kind.size() as u64;
         let (member, toc_offset) = match footer.toc_offset {
             Some(offset) => {
@@ -277,6 +376,7 @@ impl TocInfo {
             digest: parsed.digest,
             json_len: parsed.json_len,
             slack: parsed.slack,
+            zstd_chunked: None,
         };
         Ok((info, source))
     }
