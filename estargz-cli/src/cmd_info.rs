@@ -4,7 +4,8 @@ use crate::input::BlobArgs;
 use crate::output::print_json;
 use anyhow::{Context, Result};
 use estargz_core::{
-    blob_info_of, layer_annotations, EntryType, Prefetch, RangeReader, MEDIA_TYPE_LAYER_GZIP,
+    blob_info_of, layer_annotations, EntryType, Prefetch, RangeReader, ZstdChunkedInfo,
+    MEDIA_TYPE_LAYER_GZIP,
 };
 use std::io::{BufReader, Write};
 
@@ -35,15 +36,34 @@ pub fn run(args: Args) -> Result<()> {
         Some(p @ Prefetch::Nothing) => serde_json::json!({"landmark": p.landmark()}),
         None => serde_json::Value::Null,
     };
-    let annotations = layer_annotations(&blob.toc_digest(), info.uncompressed_size);
-    let value = serde_json::json!({
+    let zstd = blob.zstd_chunked();
+    let annotations = match zstd {
+        Some(z) => z.annotations(&blob.toc_digest(), info.uncompressed_size),
+        None => layer_annotations(&blob.toc_digest(), info.uncompressed_size),
+    };
+    let media_type = match zstd {
+        Some(_) => ZstdChunkedInfo::MEDIA_TYPE,
+        None => MEDIA_TYPE_LAYER_GZIP,
+    };
+    let zstd_json = zstd.map(|z| {
+        serde_json::json!({
+            "dialect": z.dialect.to_string(),
+            "footer_version": blob.kind().size() - 8,
+            "toc_digest": blob.toc_digest().to_string(),
+            "manifest_checksum": z.manifest_checksum.to_string(),
+            "manifest_position": z.manifest_position,
+            "tar_split_position": z.tar_split_position,
+            "tar_split_digest": z.tar_split_digest,
+        })
+    });
+    let mut value = serde_json::json!({
         "blob": args.source.blob,
         "footer": blob.kind().to_string(),
         "size": blob.size(),
         "digest": info.digest.to_string(),
         "diff_id": info.diff_id.to_string(),
         "uncompressed_size": info.uncompressed_size,
-        "media_type": MEDIA_TYPE_LAYER_GZIP,
+        "media_type": media_type,
         "toc_offset": blob.footer().toc_offset,
         "toc_digest": blob.toc_digest().to_string(),
         "toc_json_size": blob.toc_json_len(),
@@ -54,6 +74,9 @@ pub fn run(args: Args) -> Result<()> {
         "prefetch": prefetch_json,
         "annotations": annotations,
     });
+    if let (Some(z), Some(object)) = (zstd_json, value.as_object_mut()) {
+        object.insert("zstd_chunked".into(), z);
+    }
     if args.json {
         return print_json(&value);
     }
@@ -65,6 +88,10 @@ pub fn run(args: Args) -> Result<()> {
         blob.kind(),
         blob.kind().size()
     )?;
+    if let Some(z) = zstd {
+        writeln!(out, "dialect            {}", z.dialect)?;
+        writeln!(out, "manifest_checksum  {}", z.manifest_checksum)?;
+    }
     writeln!(out, "size               {}", blob.size())?;
     writeln!(out, "digest             {}", info.digest)?;
     writeln!(out, "diff_id            {}", info.diff_id)?;
