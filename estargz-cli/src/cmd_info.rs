@@ -4,9 +4,10 @@ use crate::input::BlobArgs;
 use crate::output::print_json;
 use anyhow::{Context, Result};
 use estargz_core::{
-    blob_info_of, layer_annotations, EntryType, Prefetch, RangeReader, ZstdChunkedInfo,
-    MEDIA_TYPE_LAYER_GZIP,
+    blob_info_of, layer_annotations, Blob, EntryType, Prefetch, RangeReader, ReadAt,
+    ZstdChunkedInfo, MEDIA_TYPE_LAYER_GZIP,
 };
+use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 
 /// Describe a blob: footer, TOC, counts, prefetch landmark, digests and annotations.
@@ -37,25 +38,7 @@ pub fn run(args: Args) -> Result<()> {
         None => serde_json::Value::Null,
     };
     let zstd = blob.zstd_chunked();
-    let annotations = match zstd {
-        Some(z) => z.annotations(&blob.toc_digest(), info.uncompressed_size),
-        None => layer_annotations(&blob.toc_digest(), info.uncompressed_size),
-    };
-    let media_type = match zstd {
-        Some(_) => ZstdChunkedInfo::MEDIA_TYPE,
-        None => MEDIA_TYPE_LAYER_GZIP,
-    };
-    let zstd_json = zstd.map(|z| {
-        serde_json::json!({
-            "dialect": z.dialect.to_string(),
-            "footer_version": blob.kind().size() - 8,
-            "toc_digest": blob.toc_digest().to_string(),
-            "manifest_checksum": z.manifest_checksum.to_string(),
-            "manifest_position": z.manifest_position,
-            "tar_split_position": z.tar_split_position,
-            "tar_split_digest": z.tar_split_digest,
-        })
-    });
+    let (annotations, media_type, zstd_json) = layer_metadata(&blob, info.uncompressed_size);
     let mut value = serde_json::json!({
         "blob": args.source.blob,
         "footer": blob.kind().to_string(),
@@ -126,4 +109,31 @@ pub fn run(args: Args) -> Result<()> {
         writeln!(out, "  {k}: {v}")?;
     }
     Ok(())
+}
+
+/// The annotations and media type the blob's layer should have, and for
+/// zstd:chunked, what `info --json` says of it under `zstd_chunked`.
+fn layer_metadata<S: ReadAt>(
+    blob: &Blob<S>,
+    uncompressed_size: u64,
+) -> (
+    BTreeMap<String, String>,
+    &'static str,
+    Option<serde_json::Value>,
+) {
+    let Some(z) = blob.zstd_chunked() else {
+        let annotations = layer_annotations(&blob.toc_digest(), uncompressed_size);
+        return (annotations, MEDIA_TYPE_LAYER_GZIP, None);
+    };
+    let json = serde_json::json!({
+        "dialect": z.dialect.to_string(),
+        "footer_version": blob.kind().size() - 8,
+        "toc_digest": blob.toc_digest().to_string(),
+        "manifest_checksum": z.manifest_checksum.to_string(),
+        "manifest_position": z.manifest_position,
+        "tar_split_position": z.tar_split_position,
+        "tar_split_digest": z.tar_split_digest,
+    });
+    let annotations = z.annotations(&blob.toc_digest(), uncompressed_size);
+    (annotations, ZstdChunkedInfo::MEDIA_TYPE, Some(json))
 }

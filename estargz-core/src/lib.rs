@@ -120,6 +120,14 @@
 //! # Ok::<(), estargz_core::Error>(())
 //! ```
 //!
+//! ## zstd:chunked
+//!
+//! Blobs in the zstd variant of the format, in both of its dialects (the
+//! stargz package's and containers/storage's), open, read, verify and
+//! unpack through the same calls: the footer tells which codec the payload
+//! uses. [`Blob::zstd_chunked`] says which dialect wrote the blob and gives
+//! the second digest naming its TOC (the manifest checksum).
+//!
 //! Reordering a tar so the files a container reads first come first (the
 //! prefetch landmark; not lossless) is in [`prioritize`].
 

@@ -104,7 +104,12 @@ fn fixtures_open_list_and_read() {
         }
         let tar = zstd::decode_all(&bytes[..]).unwrap();
         let files = tar_files(&tar);
-        let listed: Vec<String> = blob.index().walk().into_iter().map(|(path, _)| path).collect();
+        let listed: Vec<String> = blob
+            .index()
+            .walk()
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
         for (path, data) in &files {
             assert!(
                 listed.iter().any(|l| l == path),

@@ -75,7 +75,7 @@ impl Default for OpenOptions {
     }
 }
 
-/// An opened eStargz (or legacy stargz) blob.
+/// An opened eStargz, legacy stargz or zstd:chunked blob.
 #[derive(Debug)]
 pub struct Blob<S> {
     source: S,
@@ -206,23 +206,31 @@ impl<S: ReadAt> Blob<S> {
 }
 
 /// Reads and parses the footer at the end of `source`; returns it with the
-/// blob size. A zstd:chunked footer is looked for first: its magic ends the
-/// blob, where a gzip footer has fixed bytes that cannot be mistaken for it.
+/// blob size. The last 51 bytes are read, as much as the largest gzip
+/// footer; only when they end as a zstd:chunked footer does (one) more read
+/// fetch the rest of the largest of those (72 bytes). A gzip footer ends in
+/// fixed bytes that cannot be mistaken for a zstd:chunked magic.
 pub fn read_footer<S: ReadAt + ?Sized>(source: &S) -> Result<(Footer, u64)> {
     let size = source
         .size()
         .map_err(|source| Error::Read { offset: 0, source })?;
-    let tail_len = size.min(zstd_footer::MAX_FOOTER_SIZE as u64);
-    let tail = source
-        .read_range(size - tail_len, tail_len as usize)
-        .map_err(|source| Error::Read {
-            offset: size - tail_len,
-            source,
-        })?;
-    match zstd_footer::parse(&tail, size) {
-        Ok(Some(z)) => return Ok((Footer::from_zstd(z), size)),
-        Ok(None) => {}
-        Err(e) => return Err(zstd::zstd_error(e, size - tail_len)),
+    let read = |offset: u64, len: u64| {
+        source
+            .read_range(offset, len as usize)
+            .map_err(|source| Error::Read { offset, source })
+    };
+    let tail_len = size.min(footer::FOOTER_SIZE as u64);
+    let mut tail = read(size - tail_len, tail_len)?;
+    if zstd_footer::may_end_a_footer(&tail) {
+        let want = size.min(zstd_footer::MAX_FOOTER_SIZE as u64);
+        let mut more = read(size - want, want - tail_len)?;
+        more.extend_from_slice(&tail);
+        tail = more;
+        match zstd_footer::parse(&tail, size) {
+            Ok(Some(z)) => return Ok((Footer::from_zstd(z), size)),
+            Ok(None) => {}
+            Err(e) => return Err(zstd::zstd_error(e, size - want)),
+        }
     }
     let gzip_tail = &tail[tail.len().saturating_sub(footer::FOOTER_SIZE)..];
     Ok((footer::parse(gzip_tail, size)?, size))
