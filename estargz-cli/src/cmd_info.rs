@@ -4,8 +4,10 @@ use crate::input::BlobArgs;
 use crate::output::print_json;
 use anyhow::{Context, Result};
 use estargz_core::{
-    blob_info_of, layer_annotations, EntryType, Prefetch, RangeReader, MEDIA_TYPE_LAYER_GZIP,
+    blob_info_of, layer_annotations, Blob, EntryType, Prefetch, RangeReader, ReadAt,
+    ZstdChunkedInfo, MEDIA_TYPE_LAYER_GZIP,
 };
+use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 
 /// Describe a blob: footer, TOC, counts, prefetch landmark, digests and annotations.
@@ -35,15 +37,16 @@ pub fn run(args: Args) -> Result<()> {
         Some(p @ Prefetch::Nothing) => serde_json::json!({"landmark": p.landmark()}),
         None => serde_json::Value::Null,
     };
-    let annotations = layer_annotations(&blob.toc_digest(), info.uncompressed_size);
-    let value = serde_json::json!({
+    let zstd = blob.zstd_chunked();
+    let (annotations, media_type, zstd_json) = layer_metadata(&blob, info.uncompressed_size);
+    let mut value = serde_json::json!({
         "blob": args.source.blob,
         "footer": blob.kind().to_string(),
         "size": blob.size(),
         "digest": info.digest.to_string(),
         "diff_id": info.diff_id.to_string(),
         "uncompressed_size": info.uncompressed_size,
-        "media_type": MEDIA_TYPE_LAYER_GZIP,
+        "media_type": media_type,
         "toc_offset": blob.footer().toc_offset,
         "toc_digest": blob.toc_digest().to_string(),
         "toc_json_size": blob.toc_json_len(),
@@ -54,6 +57,9 @@ pub fn run(args: Args) -> Result<()> {
         "prefetch": prefetch_json,
         "annotations": annotations,
     });
+    if let (Some(z), Some(object)) = (zstd_json, value.as_object_mut()) {
+        object.insert("zstd_chunked".into(), z);
+    }
     if args.json {
         return print_json(&value);
     }
@@ -65,6 +71,10 @@ pub fn run(args: Args) -> Result<()> {
         blob.kind(),
         blob.kind().size()
     )?;
+    if let Some(z) = zstd {
+        writeln!(out, "dialect            {}", z.dialect)?;
+        writeln!(out, "manifest_checksum  {}", z.manifest_checksum)?;
+    }
     writeln!(out, "size               {}", blob.size())?;
     writeln!(out, "digest             {}", info.digest)?;
     writeln!(out, "diff_id            {}", info.diff_id)?;
@@ -99,4 +109,31 @@ pub fn run(args: Args) -> Result<()> {
         writeln!(out, "  {k}: {v}")?;
     }
     Ok(())
+}
+
+/// The annotations and media type the blob's layer should have, and for
+/// zstd:chunked, what `info --json` says of it under `zstd_chunked`.
+fn layer_metadata<S: ReadAt>(
+    blob: &Blob<S>,
+    uncompressed_size: u64,
+) -> (
+    BTreeMap<String, String>,
+    &'static str,
+    Option<serde_json::Value>,
+) {
+    let Some(z) = blob.zstd_chunked() else {
+        let annotations = layer_annotations(&blob.toc_digest(), uncompressed_size);
+        return (annotations, MEDIA_TYPE_LAYER_GZIP, None);
+    };
+    let json = serde_json::json!({
+        "dialect": z.dialect.to_string(),
+        "footer_version": blob.kind().size() - 8,
+        "toc_digest": blob.toc_digest().to_string(),
+        "manifest_checksum": z.manifest_checksum.to_string(),
+        "manifest_position": z.manifest_position,
+        "tar_split_position": z.tar_split_position,
+        "tar_split_digest": z.tar_split_digest,
+    });
+    let annotations = z.annotations(&blob.toc_digest(), uncompressed_size);
+    (annotations, ZstdChunkedInfo::MEDIA_TYPE, Some(json))
 }

@@ -16,7 +16,8 @@ pub struct Args {
     #[command(flatten)]
     source: BlobArgs,
     /// The TOC digest the blob must have (its layer's
-    /// containerd.io/snapshot/stargz/toc.digest annotation).
+    /// containerd.io/snapshot/stargz/toc.digest annotation; for zstd:chunked,
+    /// that or its manifest-checksum annotation).
     #[arg(long, value_name = "DIGEST")]
     toc_digest: Option<String>,
     /// Print one JSON report on stdout.
@@ -52,9 +53,14 @@ pub fn run(args: Args) -> Result<()> {
         }
         if report.is_valid() && !args.quiet {
             let mut out = crate::output::text_stdout();
+            // zstd:chunked: frames, and the TOC's second digest.
+            let (members, checksum) = match report.manifest_checksum {
+                Some(c) => ("frames", format!(", manifest_checksum={c}")),
+                None => ("members", String::new()),
+            };
             writeln!(
                 out,
-                "ok {} ({} footer, toc_digest={}, {} files, {} chunks, {} members)",
+                "ok {} ({} footer, toc_digest={}{checksum}, {} files, {} chunks, {} {members})",
                 args.source.blob,
                 report.footer.map(|k| k.to_string()).unwrap_or_default(),
                 report.toc_digest.map(|d| d.to_string()).unwrap_or_default(),

@@ -3,7 +3,8 @@
 //! [`BlobInfoWriter`] is a tee for any gzip layer stream: bytes written to it
 //! go on to the inner writer and are hashed (compressed digest and size),
 //! while a thread of its own decompresses them and hashes the result (diffID
-//! and uncompressed size). Nothing is read twice.
+//! and uncompressed size). Nothing is read twice. A zstd layer
+//! (zstd:chunked) is recognised by its first bytes and decoded as zstd.
 
 use crate::channel::ChannelReader;
 use crate::digest::Digest;
@@ -45,7 +46,7 @@ pub fn layer_annotations(toc_digest: &Digest, uncompressed_size: u64) -> BTreeMa
     ])
 }
 
-/// A tee computing [`BlobInfo`] for the gzip stream written through it.
+/// A tee computing [`BlobInfo`] for the gzip (or zstd) stream written through it.
 ///
 /// ```
 /// use estargz_core::{BlobInfoWriter, Digest};
@@ -129,18 +130,59 @@ impl<W: Write> Write for BlobInfoWriter<W> {
 
 fn decompress_and_hash(received: Receiver<io::Result<Vec<u8>>>) -> Result<(Digest, u64)> {
     let mut reader = ChannelReader::new(received);
-    let result = hash_stream(&mut flate2::read::MultiGzDecoder::new(&mut reader));
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < head.len() {
+        match reader.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::Gzip {
+                    offset: reader.consumed(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    let zstd = is_zstd(&head[..got]);
+    let mut stream = (&head[..got]).chain(&mut reader);
+    let result = if zstd {
+        // Every frame in order, skippable ones contributing nothing: the
+        // DiffID of a zstd:chunked layer is that of the whole stream, as a
+        // full-pull client decompresses it (spec §7.1).
+        zstd::stream::read::Decoder::new(&mut stream).and_then(|mut d| {
+            d.window_log_max(crate::zstd_chunked::READ_MAX_WINDOW_LOG)?;
+            hash_stream(&mut d)
+        })
+    } else {
+        hash_stream(&mut flate2::read::MultiGzDecoder::new(&mut stream))
+    };
     match result {
         Ok(_) if reader.consumed() == 0 => Err(Error::Gzip {
             offset: 0,
             message: "empty stream: not a gzip layer".into(),
         }),
         Ok(numbers) => Ok(numbers),
+        Err(e) if zstd => Err(Error::ZstdChunked {
+            offset: reader.consumed(),
+            reason: format!(
+                "zstd stream invalid near compressed byte {}: {e}",
+                reader.consumed()
+            ),
+        }),
         Err(e) => Err(Error::Gzip {
             offset: reader.consumed(),
             message: e.to_string(),
         }),
     }
+}
+
+/// The stream starts with a zstd frame, data or skippable.
+fn is_zstd(head: &[u8]) -> bool {
+    use crate::zstd_chunked::{FRAME_MAGIC, SKIPPABLE_MAGIC};
+    head.len() == 4
+        && (head == FRAME_MAGIC || (head[0] & 0xf0 == 0x50 && head[1..] == SKIPPABLE_MAGIC[1..]))
 }
 
 /// SHA-256 and length of everything `r` yields.
@@ -162,7 +204,7 @@ pub(crate) fn hash_stream(r: &mut impl Read) -> io::Result<(Digest, u64)> {
     Ok((Digest::from_hasher(hasher), total))
 }
 
-/// [`BlobInfo`] of a gzip layer read from `r`.
+/// [`BlobInfo`] of a gzip or zstd layer read from `r`.
 pub fn blob_info_of(mut r: impl Read) -> Result<BlobInfo> {
     let mut tee = BlobInfoWriter::new(io::sink());
     io::copy(&mut r, &mut tee).map_err(|source| Error::Read {

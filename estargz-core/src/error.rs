@@ -116,6 +116,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A zstd:chunked footer, skippable frame, TOC frame or data frame is
+    /// malformed or points outside the blob.
+    #[error("{reason}")]
+    ZstdChunked {
+        /// Blob offset of the footer or frame concerned.
+        offset: u64,
+        /// What is wrong; names that offset.
+        reason: String,
+    },
     /// A TOC entry is inconsistent.
     #[error("TOC entry {index} ({entry:?}): {reason}")]
     InvalidEntry {

@@ -4,7 +4,12 @@
 //! one written), the legacy stargz footer (47 bytes, read only) and the
 //! external-TOC footer (46 bytes, recognised: its TOC lives in another blob).
 //! Parsing checks every field and never indexes past the bytes it was given.
+//!
+//! zstd:chunked blobs end in a skippable zstd frame instead (48, 64 or 72
+//! bytes, `crate::zstd_chunked::footer`); [`FooterKind`] names those too, so
+//! that one footer type serves both codecs.
 
+use crate::zstd_chunked::footer::{FooterVersion, ZstdFooter};
 use std::fmt;
 
 /// Size of the eStargz footer.
@@ -34,6 +39,14 @@ pub enum FooterKind {
     Legacy,
     /// External TOC, 46 bytes: the blob holds no TOC.
     ExternalToc,
+    /// zstd:chunked with the 40-byte footer payload (48 bytes with its
+    /// skippable header): the stargz dialect, or containers/storage ≤ v1.46.
+    ZstdChunked40,
+    /// zstd:chunked with the 56-byte payload of containers/storage
+    /// v1.47–v1.49 (read with a warning).
+    ZstdChunked56,
+    /// zstd:chunked with the 64-byte payload of containers/storage ≥ v1.50.
+    ZstdChunked64,
 }
 
 impl FooterKind {
@@ -43,6 +56,25 @@ impl FooterKind {
             FooterKind::Estargz => FOOTER_SIZE,
             FooterKind::Legacy => LEGACY_FOOTER_SIZE,
             FooterKind::ExternalToc => EXTERNAL_TOC_FOOTER_SIZE,
+            FooterKind::ZstdChunked40 => 48,
+            FooterKind::ZstdChunked56 => 64,
+            FooterKind::ZstdChunked64 => 72,
+        }
+    }
+
+    /// A zstd:chunked footer: the payload is zstd frames, not gzip members.
+    pub fn is_zstd_chunked(self) -> bool {
+        matches!(
+            self,
+            FooterKind::ZstdChunked40 | FooterKind::ZstdChunked56 | FooterKind::ZstdChunked64
+        )
+    }
+
+    pub(crate) fn of_zstd(version: FooterVersion) -> FooterKind {
+        match version {
+            FooterVersion::V40 => FooterKind::ZstdChunked40,
+            FooterVersion::V56 => FooterKind::ZstdChunked56,
+            FooterVersion::V64 => FooterKind::ZstdChunked64,
         }
     }
 }
@@ -53,6 +85,9 @@ impl fmt::Display for FooterKind {
             FooterKind::Estargz => "eStargz",
             FooterKind::Legacy => "legacy stargz",
             FooterKind::ExternalToc => "external TOC",
+            FooterKind::ZstdChunked40 => "zstd:chunked 40-byte",
+            FooterKind::ZstdChunked56 => "zstd:chunked 56-byte",
+            FooterKind::ZstdChunked64 => "zstd:chunked 64-byte",
         })
     }
 }
@@ -62,18 +97,37 @@ impl fmt::Display for FooterKind {
 pub struct Footer {
     /// Layout found.
     pub kind: FooterKind,
-    /// Offset of the TOC member; `None` for an external TOC.
+    /// Offset of the TOC member; `None` for an external TOC. For
+    /// zstd:chunked, the offset of the TOC frame's magic (the manifest
+    /// offset M of the `manifest-position` annotation).
     pub toc_offset: Option<u64>,
     /// Deviations in bytes the reference never checks (MTIME, XFL, OS, the
-    /// empty body and trailer): tolerated when reading, reported by verify.
+    /// empty body and trailer; the 56-byte zstd:chunked layout): tolerated
+    /// when reading, reported by verify.
     pub warnings: Vec<String>,
+    /// The zstd:chunked footer's fields.
+    pub(crate) zstd: Option<ZstdFooter>,
 }
 
 impl Footer {
-    /// Where the payload (the members before the TOC) ends.
+    /// Where the payload (the members or frames before the TOC) ends: for
+    /// zstd:chunked, at the TOC's skippable frame, 8 bytes before its magic.
     pub fn payload_end(&self, blob_size: u64) -> u64 {
+        if let Some(z) = &self.zstd {
+            return z.payload_end();
+        }
         self.toc_offset
             .unwrap_or(blob_size.saturating_sub(self.kind.size() as u64))
+    }
+
+    /// A zstd:chunked footer as a [`Footer`].
+    pub(crate) fn from_zstd(z: ZstdFooter) -> Footer {
+        Footer {
+            kind: FooterKind::of_zstd(z.version),
+            toc_offset: Some(z.manifest_offset),
+            warnings: z.warnings.clone(),
+            zstd: Some(z),
+        }
     }
 }
 
@@ -185,6 +239,7 @@ pub fn parse(tail: &[u8], blob_size: u64) -> Result<Footer, FooterError> {
                     kind,
                     toc_offset,
                     warnings,
+                    zstd: None,
                 });
             }
             Err(reason) => {
@@ -220,7 +275,7 @@ fn parse_layout(kind: FooterKind, b: &[u8]) -> Result<(Option<u64>, Vec<String>)
     }
     let payload = match kind {
         FooterKind::Legacy => &extra[..xlen],
-        FooterKind::Estargz | FooterKind::ExternalToc => {
+        _ => {
             if &extra[0..2] != b"SG" {
                 return Err(format!(
                     "extra subfield id {:02x?}, want \"SG\"",

@@ -120,6 +120,14 @@
 //! # Ok::<(), estargz_core::Error>(())
 //! ```
 //!
+//! ## zstd:chunked
+//!
+//! Blobs in the zstd variant of the format, in both of its dialects (the
+//! stargz package's and containers/storage's), open, read, verify and
+//! unpack through the same calls: the footer tells which codec the payload
+//! uses. [`Blob::zstd_chunked`] says which dialect wrote the blob and gives
+//! the second digest naming its TOC (the manifest checksum).
+//!
 //! Reordering a tar so the files a container reads first come first (the
 //! prefetch landmark; not lossless) is in [`prioritize`].
 
@@ -139,7 +147,7 @@ mod tar;
 mod toc;
 mod unpack;
 mod verify;
-#[allow(dead_code)] // wired into the reader and the convert pipeline next (issue #19)
+#[allow(dead_code)] // the writer's half is wired into the convert pipeline next (issue #19)
 mod zstd_chunked;
 
 pub use blob_info::{
@@ -157,7 +165,8 @@ pub use footer::{Footer, FooterKind};
 pub use read::{
     Blob, CachedChunk, Chunk, ChunkCache, ChunkKey, FileReader, Index, IndexLimits, ListedEntry,
     LruChunkCache, Node, NodeId, OpenOptions, OwnedFile, Prefetch, RangeReader, ReadAt, Stat,
-    TocInfo, Whiteout, DEFAULT_CACHE_BUDGET, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
+    TocInfo, Whiteout, ZstdChunkedInfo, ZstdDialect, DEFAULT_CACHE_BUDGET, NO_PREFETCH_LANDMARK,
+    PREFETCH_LANDMARK,
 };
 pub use tar::{NamePolicy, ScanLimits};
 pub use toc::{EntryType, Toc, TocEntry, TOC_NAME};

@@ -26,7 +26,7 @@ mod remove;
 mod walk;
 
 use crate::error::{Error, Result};
-use crate::read::{decompressed_payload, read_footer, ReadAt};
+use crate::read::{decompressed_payload, read_footer, FrameError, ReadAt};
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,7 +36,7 @@ use std::sync::Mutex;
 /// returns the number of bytes written. Only the footer is interpreted.
 pub fn unpack_tar<S: ReadAt, W: Write>(source: S, mut out: W) -> Result<u64> {
     let (footer, size) = read_footer(&source)?;
-    let mut decoder = decompressed_payload(&source, footer.payload_end(size));
+    let mut decoder = decompressed_payload(&source, &footer, size);
     copy_counting(&mut decoder, &mut out)
 }
 
@@ -49,9 +49,15 @@ fn copy_counting(r: &mut impl Read, w: &mut impl Write) -> Result<u64> {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(Error::Gzip {
-                    offset: total,
-                    message: format!("payload: {e}"),
+                return Err(match FrameError::of(&e) {
+                    Some(f) => Error::ZstdChunked {
+                        offset: f.offset,
+                        reason: format!("payload: {}", f.message),
+                    },
+                    None => Error::Gzip {
+                        offset: total,
+                        message: format!("payload: {e}"),
+                    },
                 })
             }
         };
@@ -200,10 +206,7 @@ pub fn unpack_to_dir_with_progress<S: ReadAt>(
     )
     .map_err(|e| fs_err(&root, e.into()))?;
     let (footer, size) = read_footer(&source)?;
-    let tar = io::BufReader::with_capacity(
-        1 << 20,
-        decompressed_payload(&source, footer.payload_end(size)),
-    );
+    let tar = io::BufReader::with_capacity(1 << 20, decompressed_payload(&source, &footer, size));
     let mut scanner = Scanner::new(tar, NamePolicy::Replace, ScanLimits::default());
     let mut unpacker = entry::DirUnpacker {
         walker: walk::DirWalker::new(root_fd),

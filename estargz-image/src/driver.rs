@@ -669,6 +669,11 @@ fn already_estargz(
     let Ok((toc, _)) = TocInfo::read(at, &OpenOptions::default()) else {
         return Ok(None);
     };
+    // zstd:chunked is read now too, but is not a gzip layer to annotate
+    // as eStargz: it goes the way of any zstd layer.
+    if toc.zstd_chunked.is_some() {
+        return Ok(None);
+    }
     let desc = &job.descriptor;
     out.copy_blob(source, &job.digest, desc.size, &job.referrer)?;
     let stored = out.blob_file(&job.digest);

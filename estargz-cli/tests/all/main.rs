@@ -13,3 +13,4 @@ mod cli_zstd_convert;
 mod convert_image;
 mod prioritize;
 mod trailing_and_depth;
+mod zstd_read;

@@ -75,16 +75,25 @@ impl<'a, S: ReadAt> FileReader<'a, S> {
 
     /// Decodes one chunk: its member run, `innerOffset` bytes skipped.
     pub fn decode(&self, chunk: &Chunk) -> Result<Vec<u8>> {
-        decode_chunk(self.blob.source(), &self.node.name, chunk, self.verify)
+        let zstd = self.blob.kind().is_zstd_chunked();
+        decode_chunk(
+            self.blob.source(),
+            &self.node.name,
+            chunk,
+            self.verify,
+            zstd,
+        )
     }
 }
 
-/// Decodes `chunk` of the file `name` from `source`, checking its digest when asked.
+/// Decodes `chunk` of the file `name` from `source`, checking its digest
+/// when asked: from gzip members, or from a zstd frame (`zstd`).
 pub(crate) fn decode_chunk<S: ReadAt + ?Sized>(
     source: &S,
     name: &str,
     chunk: &Chunk,
     verify: bool,
+    zstd: bool,
 ) -> Result<Vec<u8>> {
     let corrupt = |reason: String| Error::CorruptData {
         entry: name.to_string(),
@@ -104,36 +113,47 @@ pub(crate) fn decode_chunk<S: ReadAt + ?Sized>(
     let compressed = source
         .read_range(chunk.offset, usize::try_from(len).unwrap_or(usize::MAX))
         .map_err(|e| corrupt(format!("reading {len} bytes: {e}")))?;
-    let mut decoder = flate2::read::MultiGzDecoder::new(&compressed[..]);
-    let skipped = io::copy(
-        &mut (&mut decoder).take(chunk.inner_offset),
-        &mut io::sink(),
-    )
-    .map_err(|e| corrupt(format!("decompressing: {e}")))?;
-    if skipped < chunk.inner_offset {
-        return Err(corrupt(format!(
-            "member holds {skipped} bytes, fewer than innerOffset {}",
-            chunk.inner_offset
-        )));
-    }
-    let mut data = Vec::with_capacity(usize::try_from(chunk.size).unwrap_or(0).min(64 << 20));
-    (&mut decoder)
-        .take(chunk.size)
-        .read_to_end(&mut data)
-        .map_err(|e| corrupt(format!("decompressing: {e}")))?;
-    if (data.len() as u64) < chunk.size {
-        return Err(corrupt(format!(
-            "chunk at file offset {} needs {} bytes, the member run holds {}",
-            chunk.chunk_offset,
-            chunk.size,
-            data.len()
-        )));
-    }
+    let data = if zstd {
+        super::decode_frame_prefix(&compressed, chunk.inner_offset, chunk.size)
+            .map_err(|e| corrupt(format!("chunk at file offset {}: {e}", chunk.chunk_offset)))?
+    } else {
+        decode_gzip(&compressed, chunk).map_err(corrupt)?
+    };
     if verify && !chunk.digest.is_empty() && Digest::of(&data).to_string() != chunk.digest {
         return Err(corrupt(format!(
             "chunk at file offset {} does not match its chunkDigest",
             chunk.chunk_offset
         )));
+    }
+    Ok(data)
+}
+
+/// `chunk.size` bytes after `chunk.inner_offset` of the gzip members in `compressed`.
+fn decode_gzip(compressed: &[u8], chunk: &Chunk) -> std::result::Result<Vec<u8>, String> {
+    let mut decoder = flate2::read::MultiGzDecoder::new(compressed);
+    let skipped = io::copy(
+        &mut (&mut decoder).take(chunk.inner_offset),
+        &mut io::sink(),
+    )
+    .map_err(|e| format!("decompressing: {e}"))?;
+    if skipped < chunk.inner_offset {
+        return Err(format!(
+            "member holds {skipped} bytes, fewer than innerOffset {}",
+            chunk.inner_offset
+        ));
+    }
+    let mut data = Vec::with_capacity(usize::try_from(chunk.size).unwrap_or(0).min(64 << 20));
+    (&mut decoder)
+        .take(chunk.size)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("decompressing: {e}"))?;
+    if (data.len() as u64) < chunk.size {
+        return Err(format!(
+            "chunk at file offset {} needs {} bytes, the member run holds {}",
+            chunk.chunk_offset,
+            chunk.size,
+            data.len()
+        ));
     }
     Ok(data)
 }

@@ -29,6 +29,8 @@ mod payload;
 mod source;
 mod summary;
 mod tree;
+mod zstd;
+mod zstd_payload;
 
 pub use cache::{CachedChunk, ChunkCache, ChunkKey, LruChunkCache, DEFAULT_CACHE_BUDGET};
 pub(crate) use file::decode_chunk;
@@ -42,14 +44,18 @@ pub use payload::{MemberStarts, PayloadReader};
 pub use source::{RangeReader, ReadAt};
 pub use summary::{ListedEntry, Prefetch};
 pub use tree::{Stat, Whiteout};
+pub(crate) use zstd::decode_frame_prefix;
+pub use zstd::{ZstdChunkedInfo, ZstdDialect};
+pub use zstd_payload::{FrameError, SkippableFrames, ZstdPayloadReader};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::footer::{self, Footer, FooterKind};
 use crate::tar::{Header, BLOCK};
 use crate::toc::{Toc, TOC_NAME};
+use crate::zstd_chunked::footer as zstd_footer;
 use cache::InFlight;
-use std::io::Read;
+use std::io::{self, Read};
 use std::sync::Arc;
 
 /// Limits and extra inputs for [`Blob::open`].
@@ -77,7 +83,7 @@ impl Default for OpenOptions {
     }
 }
 
-/// An opened eStargz (or legacy stargz) blob.
+/// An opened eStargz, legacy stargz or zstd:chunked blob.
 ///
 /// File reads go through a cache of decoded chunks shared by every reader
 /// of the blob ([`LruChunkCache`] of [`DEFAULT_CACHE_BUDGET`] bytes unless
@@ -94,6 +100,7 @@ pub struct Blob<S> {
     toc_json_len: u64,
     toc_slack: u64,
     index: Index,
+    zstd: Option<ZstdChunkedInfo>,
 }
 
 impl<S: ReadAt> Blob<S> {
@@ -113,6 +120,7 @@ impl<S: ReadAt> Blob<S> {
             toc_json_len: toc.json_len,
             toc_slack: toc.slack,
             index,
+            zstd: toc.zstd_chunked,
         })
     }
 
@@ -136,16 +144,17 @@ impl<S: ReadAt> Blob<S> {
             member: chunk.offset,
             inner_offset: chunk.inner_offset,
         };
+        let zstd = self.kind().is_zstd_chunked();
         let loaded = self.in_flight.load(&*self.cache.0, key, verify, || {
             Ok(CachedChunk {
-                data: decode_chunk(&self.source, name, chunk, verify)?.into(),
+                data: decode_chunk(&self.source, name, chunk, verify, zstd)?.into(),
                 verified: verify,
             })
         })?;
         // A cache shared across blobs could answer for another blob's
         // chunk at the same offsets; the length at least must agree.
         if loaded.data.len() as u64 != chunk.size {
-            return Ok(decode_chunk(&self.source, name, chunk, verify)?.into());
+            return Ok(decode_chunk(&self.source, name, chunk, verify, zstd)?.into());
         }
         Ok(loaded.data)
     }
@@ -201,6 +210,11 @@ impl<S: ReadAt> Blob<S> {
         self.footer.kind
     }
 
+    /// For a zstd:chunked blob: its dialect and manifest checksum.
+    pub fn zstd_chunked(&self) -> Option<&ZstdChunkedInfo> {
+        self.zstd.as_ref()
+    }
+
     /// A random-access reader for the regular file at `path`.
     pub fn open_file(&self, path: &str) -> Result<FileReader<'_, S>> {
         let node = self
@@ -238,7 +252,7 @@ impl<S: ReadAt> Blob<S> {
     /// A reader of the decompressed payload: the tar stream (for a lossless
     /// blob, the original tar byte for byte).
     pub fn tar_stream(&self) -> impl Read + '_ {
-        decompressed_payload(&self.source, self.payload_end())
+        decompressed_payload(&self.source, &self.footer, self.size)
     }
 }
 
@@ -252,25 +266,91 @@ impl std::fmt::Debug for SharedCache {
 }
 
 /// Reads and parses the footer at the end of `source`; returns it with the
-/// blob size.
+/// blob size. The last 51 bytes are read, as much as the largest gzip
+/// footer; only when they end as a zstd:chunked footer does (one) more read
+/// fetch the rest of the largest of those (72 bytes). A gzip footer ends in
+/// fixed bytes that cannot be mistaken for a zstd:chunked magic.
 pub fn read_footer<S: ReadAt + ?Sized>(source: &S) -> Result<(Footer, u64)> {
     let size = source
         .size()
         .map_err(|source| Error::Read { offset: 0, source })?;
+    let read = |offset: u64, len: u64| {
+        source
+            .read_range(offset, len as usize)
+            .map_err(|source| Error::Read { offset, source })
+    };
     let tail_len = size.min(footer::FOOTER_SIZE as u64);
-    let tail = source
-        .read_range(size - tail_len, tail_len as usize)
-        .map_err(|source| Error::Read {
-            offset: size - tail_len,
-            source,
-        })?;
-    Ok((footer::parse(&tail, size)?, size))
+    let mut tail = read(size - tail_len, tail_len)?;
+    if zstd_footer::may_end_a_footer(&tail) {
+        let want = size.min(zstd_footer::MAX_FOOTER_SIZE as u64);
+        let mut more = read(size - want, want - tail_len)?;
+        more.extend_from_slice(&tail);
+        tail = more;
+        match zstd_footer::parse(&tail, size) {
+            Ok(Some(z)) => return Ok((Footer::from_zstd(z), size)),
+            Ok(None) => {}
+            Err(e) => return Err(zstd::zstd_error(e, size - want)),
+        }
+    }
+    let gzip_tail = &tail[tail.len().saturating_sub(footer::FOOTER_SIZE)..];
+    Ok((footer::parse(gzip_tail, size)?, size))
 }
 
-/// The decompressed payload `[0, payload_end)` of a blob: its tar stream
-/// (see [`PayloadReader`]).
-pub fn decompressed_payload<S: ReadAt + Clone>(source: S, payload_end: u64) -> impl Read {
-    PayloadReader::new(source, payload_end)
+/// The decompressed payload of a blob of `size` bytes ending in `footer`:
+/// its tar stream, gzip members or zstd frames alike.
+pub fn decompressed_payload<S: ReadAt + Clone>(
+    source: S,
+    footer: &Footer,
+    size: u64,
+) -> Payload<S> {
+    Payload::new(source, footer, size)
+}
+
+/// The decompressed payload, whichever the codec. One of these exists per
+/// read of a whole payload: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Payload<S> {
+    /// gzip members.
+    Gzip(PayloadReader<S>),
+    /// zstd frames.
+    Zstd(ZstdPayloadReader<S>),
+}
+
+impl<S: ReadAt + Clone> Payload<S> {
+    /// A reader of the payload of a blob of `size` bytes ending in `footer`.
+    pub fn new(source: S, footer: &Footer, size: u64) -> Self {
+        let end = footer.payload_end(size);
+        if footer.kind.is_zstd_chunked() {
+            Payload::Zstd(ZstdPayloadReader::new(source, end))
+        } else {
+            Payload::Gzip(PayloadReader::new(source, end))
+        }
+    }
+
+    /// Also records where each member or data frame starts, in `starts`.
+    pub fn recording(self, starts: MemberStarts) -> Self {
+        match self {
+            Payload::Gzip(r) => Payload::Gzip(r.recording(starts)),
+            Payload::Zstd(r) => Payload::Zstd(r.recording(starts)),
+        }
+    }
+
+    /// Also records skippable frames inside a zstd payload, in `skippables`.
+    pub fn recording_skippable(self, skippables: SkippableFrames) -> Self {
+        match self {
+            Payload::Zstd(r) => Payload::Zstd(r.recording_skippable(skippables)),
+            gzip => gzip,
+        }
+    }
+}
+
+impl<S: ReadAt + Clone> Read for Payload<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Payload::Gzip(r) => r.read(buf),
+            Payload::Zstd(r) => r.read(buf),
+        }
+    }
 }
 
 /// The footer and TOC of a blob, before any index is built: what
@@ -291,14 +371,42 @@ pub struct TocInfo {
     pub digest: Digest,
     /// JSON length.
     pub json_len: u64,
-    /// Compressed bytes after the TOC member, before the footer.
+    /// Compressed bytes after the TOC member, before the footer (for
+    /// zstd:chunked, those no metadata frame accounts for).
     pub slack: u64,
+    /// For a zstd:chunked blob: its dialect and manifest checksum.
+    pub zstd_chunked: Option<ZstdChunkedInfo>,
 }
 
 impl TocInfo {
     /// Reads and checks footer and TOC; gives the source back.
     pub fn read<S: ReadAt>(source: S, opts: &OpenOptions) -> Result<(TocInfo, S)> {
         let (footer, size) = read_footer(&source)?;
+        TocInfo::after_footer(source, footer, size, opts)
+    }
+
+    /// [`TocInfo::read`] once the footer is read.
+    pub(crate) fn after_footer<S: ReadAt>(
+        source: S,
+        footer: Footer,
+        size: u64,
+        opts: &OpenOptions,
+    ) -> Result<(TocInfo, S)> {
+        if let Some(z) = &footer.zstd {
+            let toc = zstd::read_toc(&source, z, size, opts)?;
+            let info = TocInfo {
+                blob_size: size,
+                toc_offset: z.manifest_offset,
+                payload_end: footer.payload_end(size),
+                footer,
+                toc: toc.toc,
+                digest: toc.digest,
+                json_len: toc.json_len,
+                slack: toc.slack,
+                zstd_chunked: Some(toc.info),
+            };
+            return Ok((info, source));
+        }
         let footer_start = size - footer.kind.size() as u64;
         let (member, toc_offset) = match footer.toc_offset {
             Some(offset) => {
@@ -336,6 +444,7 @@ impl TocInfo {
             digest: parsed.digest,
             json_len: parsed.json_len,
             slack: parsed.slack,
+            zstd_chunked: None,
         };
         Ok((info, source))
     }

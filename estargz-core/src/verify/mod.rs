@@ -11,6 +11,10 @@
 //!    where the TOC says and matches its `chunkDigest`, and every file its
 //!    `digest`. Chunk digests are checked in parallel batches.
 //!
+//! zstd:chunked blobs go through the same steps, data frames in the place
+//! of gzip members; with a tar-split frame (containers dialect, 64-byte
+//! footer) its digest, its entries and the tar it rebuilds are checked too.
+//!
 //! Every problem found is a [`Problem`]: a [`ProblemKind`] to match on, the
 //! entry, its position in the TOC and the blob offset concerned where they
 //! apply, and a message.
@@ -18,12 +22,13 @@
 mod payload;
 mod problem;
 mod structure;
+mod tar_split;
 
 pub use problem::{Problem, ProblemKind};
 
 use crate::digest::Digest;
 use crate::footer::FooterKind;
-use crate::read::{Index, OpenOptions, ReadAt, TocInfo};
+use crate::read::{read_footer, Index, OpenOptions, ReadAt, TocInfo, ZstdDialect};
 use payload::{check_chunks_random_access, walk_payload};
 use serde::{Serialize, Serializer};
 use structure::check_structure;
@@ -50,8 +55,15 @@ pub struct VerifyReport {
     /// Digest of the stored TOC JSON, when it could be read.
     #[serde(serialize_with = "as_display")]
     pub toc_digest: Option<Digest>,
-    /// Offset of the TOC member.
+    /// Offset of the TOC member (zstd:chunked: of the TOC frame).
     pub toc_offset: Option<u64>,
+    /// zstd:chunked: the dialect.
+    #[serde(serialize_with = "as_display", skip_serializing_if = "Option::is_none")]
+    pub zstd_dialect: Option<ZstdDialect>,
+    /// zstd:chunked: sha256 of the compressed TOC frame (the
+    /// `manifest-checksum` annotation).
+    #[serde(serialize_with = "as_display", skip_serializing_if = "Option::is_none")]
+    pub manifest_checksum: Option<Digest>,
     /// TOC entries.
     pub entries: usize,
     /// Regular files with data checked.
@@ -106,20 +118,31 @@ impl VerifyReport {
 /// ```
 pub fn verify<S: ReadAt>(source: S, opts: &VerifyOptions) -> VerifyReport {
     let mut report = VerifyReport::default();
-    let (info, source) = match TocInfo::read(source, &opts.open) {
+    let (footer, size) = match read_footer(&source) {
         Ok(v) => v,
         Err(e) => {
             let kind = match e {
-                crate::Error::Footer(_) => ProblemKind::Footer,
+                crate::Error::Footer(_) | crate::Error::ZstdChunked { .. } => ProblemKind::Footer,
                 _ => ProblemKind::Toc,
             };
             report.push(Problem::from_error(kind, &e));
             return report;
         }
     };
+    let (info, source) = match TocInfo::after_footer(source, footer, size, &opts.open) {
+        Ok(v) => v,
+        Err(e) => {
+            report.push(Problem::from_error(ProblemKind::Toc, &e));
+            return report;
+        }
+    };
     report.footer = Some(info.footer.kind);
     report.toc_digest = Some(info.digest);
     report.toc_offset = Some(info.toc_offset);
+    if let Some(z) = &info.zstd_chunked {
+        report.zstd_dialect = Some(z.dialect);
+        report.manifest_checksum = Some(z.manifest_checksum);
+    }
     report.entries = info.toc.entries.len();
     let footer_at = info.blob_size - info.footer.kind.size() as u64;
     for w in &info.footer.warnings {
@@ -137,15 +160,7 @@ pub fn verify<S: ReadAt>(source: S, opts: &VerifyOptions) -> VerifyReport {
         );
     }
     if let Some(want) = opts.expected_toc_digest {
-        if want != info.digest {
-            report.push(
-                Problem::new(
-                    ProblemKind::TocDigestMismatch,
-                    format!("TOC digest is {}, expected {want}", info.digest),
-                )
-                .at(Some(info.toc_offset)),
-            );
-        }
+        check_toc_digest(&info, want, &mut report);
     }
     check_structure(&info.toc, info.payload_end, &mut report);
     let index = match Index::build(&info.toc, info.payload_end, &opts.open.index) {
@@ -155,13 +170,42 @@ pub fn verify<S: ReadAt>(source: S, opts: &VerifyOptions) -> VerifyReport {
             None
         }
     };
-    let walked = walk_payload(&source, &info, &mut report);
+    let split = tar_split::read_tar_split(&source, &info, &mut report);
+    let matcher = split.as_deref().map(tar_split::matcher);
+    let walked = walk_payload(&source, &info, matcher.as_ref(), &mut report);
+    if let (true, Some(matcher)) = (walked, matcher) {
+        tar_split::finish(matcher, info.payload_end, &mut report);
+    }
     if !walked {
         // The payload is not a readable tar stream: still check every chunk
         // the TOC describes, by random access.
         if let Some(index) = &index {
-            check_chunks_random_access(&source, index, &mut report);
+            check_chunks_random_access(
+                &source,
+                index,
+                info.footer.kind.is_zstd_chunked(),
+                &mut report,
+            );
         }
     }
     report
+}
+
+/// The expected TOC digest against the blob's. A zstd:chunked TOC has two
+/// names (spec §8 #3): the sha256 of its JSON (stargz `toc.digest`) and of
+/// its compressed frame (the `manifest-checksum` containers/image calls the
+/// TOC digest); either matches, and a mismatch names both.
+fn check_toc_digest(info: &TocInfo, want: Digest, report: &mut VerifyReport) {
+    let checksum = info.zstd_chunked.as_ref().map(|z| z.manifest_checksum);
+    if want == info.digest || Some(want) == checksum {
+        return;
+    }
+    let message = match checksum {
+        Some(c) => format!(
+            "TOC digest is {} and manifest checksum {c}, expected {want}",
+            info.digest
+        ),
+        None => format!("TOC digest is {}, expected {want}", info.digest),
+    };
+    report.push(Problem::new(ProblemKind::TocDigestMismatch, message).at(Some(info.toc_offset)));
 }

@@ -1,9 +1,10 @@
 //! §6.5: one pass over the payload: member tiling, the tar against the TOC,
 //! chunk positions, chunk and file digests.
 
+use super::tar_split::{Shared, Tee};
 use super::{Problem, ProblemKind, VerifyReport};
 use crate::digest::Digest;
-use crate::read::{Index, MemberStarts, PayloadReader, ReadAt, TocInfo};
+use crate::read::{Index, MemberStarts, Payload, ReadAt, SkippableFrames, TocInfo};
 use crate::tar::{Entry, EntryKind, Item, NamePolicy, ScanLimits, Scanner};
 use crate::toc::{EntryType, TocEntry};
 use rayon::prelude::*;
@@ -69,10 +70,23 @@ fn flush_chunks(pending: &mut Vec<PendingChunk>, report: &mut VerifyReport) {
 pub(super) fn walk_payload<S: ReadAt>(
     source: &S,
     info: &TocInfo,
+    tar_split: Option<&Shared<'_>>,
     report: &mut VerifyReport,
 ) -> bool {
     let starts: MemberStarts = Arc::new(Mutex::new(Vec::new()));
-    let stream = PayloadReader::new(source, info.payload_end).recording(Arc::clone(&starts));
+    let skippables: SkippableFrames = Arc::default();
+    let stream = Payload::new(source, &info.footer, info.blob_size)
+        .recording(Arc::clone(&starts))
+        .recording_skippable(Arc::clone(&skippables));
+    let stream = Tee {
+        inner: stream,
+        matcher: tar_split.cloned(),
+    };
+    let member = if info.footer.kind.is_zstd_chunked() {
+        "zstd frame"
+    } else {
+        "gzip member"
+    };
     // The converter's cap on trailing data is about what it accepts; a
     // blob's tail is checked whatever its length, in bounded pieces.
     let limits = ScanLimits {
@@ -91,6 +105,7 @@ pub(super) fn walk_payload<S: ReadAt>(
         pending: Vec::new(),
         pending_bytes: 0,
         buf: Vec::new(),
+        member,
     };
     let ok = walk.run(report);
     flush_chunks(&mut walk.pending, report);
@@ -100,7 +115,19 @@ pub(super) fn walk_payload<S: ReadAt>(
     let starts = starts.lock().map(|s| s.clone()).unwrap_or_default();
     report.members = starts.len();
     if ok {
-        check_member_starts(&info.toc.entries, &starts, report);
+        check_member_starts(&info.toc.entries, &starts, member, report);
+    }
+    for (at, len) in skippables.lock().map(|s| s.clone()).unwrap_or_default() {
+        report.push(
+            Problem::new(
+                ProblemKind::SkippableInPayload,
+                format!(
+                    "skippable frame of {len} bytes between the data frames: decoders pass over \
+                     it, no TOC entry reaches it"
+                ),
+            )
+            .at(Some(at)),
+        );
     }
     ok
 }
@@ -117,6 +144,8 @@ struct PayloadWalk<'a, R> {
     pending: Vec<PendingChunk<'a>>,
     pending_bytes: usize,
     buf: Vec<u8>,
+    /// What the payload is made of, for messages: gzip members or zstd frames.
+    member: &'static str,
 }
 
 impl<'a, R: std::io::Read> PayloadWalk<'a, R> {
@@ -294,7 +323,7 @@ impl<'a, R: std::io::Read> PayloadWalk<'a, R> {
         match at.offset().and_then(|o| start_of(&self.starts, o)) {
             None => report.push(located(
                 ProblemKind::MemberStart,
-                "offset is not the start of a gzip member".into(),
+                format!("offset is not the start of a {}", self.member),
             )),
             Some(u) => {
                 // A negative innerOffset is reported by the structure check.
@@ -424,7 +453,12 @@ fn compare_with_toc(
 /// Every data offset must be a member start (checked as chunks are read);
 /// with the payload fully walked, also check the ones never read. An
 /// offset the text of an earlier problem names is not reported again.
-fn check_member_starts(entries: &[TocEntry], starts: &[(u64, u64)], report: &mut VerifyReport) {
+fn check_member_starts(
+    entries: &[TocEntry],
+    starts: &[(u64, u64)],
+    member: &str,
+    report: &mut VerifyReport,
+) {
     let known: HashSet<u64> = starts.iter().map(|s| s.0).collect();
     let mut reported: HashSet<u64> = report
         .problems
@@ -440,7 +474,7 @@ fn check_member_starts(entries: &[TocEntry], starts: &[(u64, u64)], report: &mut
             report.push(
                 Problem::new(
                     ProblemKind::MemberStart,
-                    "offset is not the start of a gzip member",
+                    format!("offset is not the start of a {member}"),
                 )
                 .entry(&e.name)
                 .index(i)
@@ -475,6 +509,7 @@ fn drain_trailing<R: std::io::Read>(scanner: &mut Scanner<R>, report: &mut Verif
 pub(super) fn check_chunks_random_access<S: ReadAt>(
     source: &S,
     index: &Index,
+    zstd: bool,
     report: &mut VerifyReport,
 ) {
     let files = index.files();
@@ -484,7 +519,7 @@ pub(super) fn check_chunks_random_access<S: ReadAt>(
             let mut out = Vec::new();
             let mut hasher = Sha256::new();
             for c in &node.chunks {
-                match crate::read::decode_chunk(source, &node.name, c, false) {
+                match crate::read::decode_chunk(source, &node.name, c, false, zstd) {
                     Ok(data) => {
                         if !c.digest.is_empty() && Digest::of(&data).to_string() != c.digest {
                             out.push(chunk_mismatch(

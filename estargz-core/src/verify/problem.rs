@@ -70,6 +70,14 @@ pub enum ProblemKind {
     ChunkDigest,
     /// A file's bytes do not match its `digest`.
     FileDigest,
+    /// zstd:chunked: a skippable frame between the data frames. Decoders
+    /// pass over it, so the DiffID is unchanged, but no TOC entry can
+    /// reach it.
+    SkippableInPayload,
+    /// zstd:chunked, containers dialect: the tar-split stream cannot be
+    /// read, does not match the TOC's `tarSplitDigest` or entries, or does
+    /// not rebuild the payload's tar.
+    TarSplit,
 }
 
 impl ProblemKind {
@@ -143,7 +151,9 @@ impl Problem {
                 p.entry = Some(entry.clone());
                 p.offset = Some(*offset);
             }
-            Error::InvalidToc { offset, .. } => p.offset = Some(*offset),
+            Error::InvalidToc { offset, .. } | Error::ZstdChunked { offset, .. } => {
+                p.offset = Some(*offset)
+            }
             Error::Footer(FooterError::TocOffsetOutOfRange { footer_offset, .. }) => {
                 p.offset = Some(*footer_offset);
             }

@@ -365,7 +365,7 @@ fn z13_z26_metadata_frames() {
 /// The C64 layout of small.tar assembled from this layer's pieces, as the
 /// writer will (spec §4.2): frames of 1,024, 13 and 9,203 bytes, the TOC,
 /// the tar-split, the 64-byte footer.
-fn c64_of(tar: &[u8]) -> (Vec<u8>, Vec<u64>, ContainersToc, Vec<u8>) {
+pub(crate) fn c64_of(tar: &[u8]) -> (Vec<u8>, Vec<u64>, ContainersToc, Vec<u8>) {
     let mut enc = FrameEncoder::new(10).unwrap();
     let mut blob = Vec::new();
     let mut plain_sizes = Vec::new();

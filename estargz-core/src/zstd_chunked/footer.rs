@@ -275,6 +275,17 @@ fn detect(tail: &[u8], blob_size: u64) -> Result<Option<FooterVersion>, ZstdErro
     Err(footer_err(version, reason))
 }
 
+/// Whether `tail`, the last bytes of a blob, ends as one of the footers
+/// does (a magic last, or the 56-byte layout's 16 zero bytes after its
+/// magic): then [`parse`] needs [`MAX_FOOTER_SIZE`] bytes to tell.
+pub fn may_end_a_footer(tail: &[u8]) -> bool {
+    let n = tail.len();
+    let end = |back: usize| n.checked_sub(back).map(|i| &tail[i..i + 8]);
+    end(8) == Some(&MAGIC_40[..])
+        || end(8) == Some(&MAGIC_64[..])
+        || (end(24) == Some(&MAGIC_40[..]) && tail[n - 16..].iter().all(|&b| b == 0))
+}
+
 /// Parses the footer from `tail`, the last bytes of a blob of `blob_size`
 /// bytes: at least [`MAX_FOOTER_SIZE`] of them, or the whole blob.
 ///

@@ -20,7 +20,7 @@ pub mod tar_split;
 pub mod toc;
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 #[cfg(test)]
 mod fixtures;
 

@@ -21,3 +21,4 @@ mod unpack_dir;
 mod unreadable_toc;
 mod zstd_chunked_interop;
 mod zstd_chunked_write;
+mod zstd_read;
