@@ -78,6 +78,14 @@ pub enum Error {
         /// The converter's error.
         source: estargz_core::Error,
     },
+    /// A registry refused a request or could not be reached.
+    #[error("{what}: {source}")]
+    Registry {
+        /// The image, manifest or blob asked for.
+        what: String,
+        /// The registry client's error.
+        source: estargz_registry::Error,
+    },
 }
 
 pub(crate) fn io_err(file: impl std::fmt::Display) -> impl FnOnce(io::Error) -> Error {
