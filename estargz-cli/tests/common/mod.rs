@@ -5,6 +5,7 @@
 
 pub mod nginx;
 pub mod noise;
+pub mod registry;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -1,0 +1,225 @@
+//! A real registry for the convert-image tests: Debian's `docker-registry`
+//! (CNCF distribution 2.8) on a free loopback port, plain HTTP, with or
+//! without htpasswd auth. A trimmed copy of estargz-registry's
+//! tests/common/registry.rs (without its TLS instance), until the
+//! workspace's test-support crate holds one for both.
+//!
+//! The port is picked by binding port 0 and released before the registry
+//! binds it, so someone else may take it in between: readiness is checked
+//! on this instance only (an `X-Estargz-Instance` header unique to it), and
+//! a registry that cannot bind is started again on another port.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The user and password of the htpasswd instance.
+pub const USER: &str = "tester";
+pub const PASSWORD: &str = "pa55-w0rd-!";
+
+pub struct RegistryServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+/// `$ESTARGZ_DOCKER_REGISTRY`, `docker-registry` on PATH, or /usr/bin's.
+fn find_registry() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ESTARGZ_DOCKER_REGISTRY") {
+        return Some(PathBuf::from(p));
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|d| d.join("docker-registry"))
+        .find(|p| p.is_file())
+}
+
+/// `None` (with a loud message) when `what` is missing and CI is unset; a
+/// panic under CI, where scripts/test.sh installs it.
+pub fn require(what: &str, found: bool) -> bool {
+    if found {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} not found (CI is set): scripts/test.sh installs it");
+    }
+    eprintln!("\n*** SKIPPING registry test: {what} not found (apt-get install docker-registry apache2-utils) ***\n");
+    false
+}
+
+fn htpasswd_line() -> String {
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", USER, PASSWORD])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run htpasswd (apache2-utils): {e}"));
+    assert!(out.status.success(), "htpasswd: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string() + "\n"
+}
+
+fn config(dir: &Path, port: u16, token: &str, htpasswd: bool) -> String {
+    let d = dir.display();
+    let auth = if htpasswd {
+        format!("auth:\n  htpasswd:\n    realm: test-realm\n    path: {d}/htpasswd\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: {d}/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+  secret: {token}
+  headers:
+    X-Estargz-Instance: [\"{token}\"]
+{auth}"
+    )
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    l.local_addr().expect("a bound address").port()
+}
+
+impl RegistryServer {
+    /// A plain HTTP registry without authentication.
+    pub fn start() -> Option<RegistryServer> {
+        RegistryServer::start_inner(false)
+    }
+
+    /// A plain HTTP registry with htpasswd (bcrypt) Basic auth for
+    /// [`USER`] / [`PASSWORD`].
+    pub fn start_with_htpasswd() -> Option<RegistryServer> {
+        RegistryServer::start_inner(true)
+    }
+
+    fn start_inner(htpasswd: bool) -> Option<RegistryServer> {
+        let binary = find_registry();
+        if !require("docker-registry", binary.is_some()) {
+            return None;
+        }
+        let binary = binary?;
+        let htpasswd_found = Command::new("htpasswd").arg("-h").output().is_ok();
+        if htpasswd && !require("htpasswd (apache2-utils)", htpasswd_found) {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temporary directory");
+        if htpasswd {
+            std::fs::write(dir.path().join("htpasswd"), htpasswd_line()).unwrap();
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let token = format!("{}-{nanos}", std::process::id());
+        let mut last_error = String::new();
+        for _ in 0..8 {
+            let port = free_port();
+            let conf = dir.path().join("config.yml");
+            std::fs::write(&conf, config(dir.path(), port, &token, htpasswd)).unwrap();
+            let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+            let mut child = Command::new(&binary)
+                .arg("serve")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+            match wait_ready(&mut child, port, &token) {
+                Ok(()) => return Some(RegistryServer { child, dir, port }),
+                Err(e) => {
+                    let log = std::fs::read_to_string(dir.path().join("registry.log"))
+                        .unwrap_or_default();
+                    last_error = format!("{e}\n{log}");
+                    if !log.contains("address already in use") {
+                        break;
+                    }
+                }
+            }
+        }
+        panic!("cannot start docker-registry: {last_error}");
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The registry's log so far (its access log lines included).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+/// Waits until `child` answers `GET /v2/` with 200 or 401 and `token` in
+/// `X-Estargz-Instance`, and still runs; an error when it exits first.
+/// Panics after 30 s (generous: the machine may be loaded).
+fn wait_ready(child: &mut Child, port: u16, token: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("docker-registry exited with {status}"));
+        }
+        if probe(port, token) {
+            if matches!(child.try_wait(), Ok(None)) {
+                return Ok(());
+            }
+            continue;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("docker-registry did not answer on 127.0.0.1:{port} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Whether `GET /v2/` on `port` answers 200 or 401 with this instance's
+/// header.
+fn probe(port: u16, token: &str) -> bool {
+    use std::io::Write;
+    let timeout = Duration::from_secs(1);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    if stream
+        .write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = Vec::new();
+    let _ = stream.take(64 << 10).read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    let status = text.split(' ').nth(1).unwrap_or("");
+    let status_ok = text.starts_with("http/1.") && (status == "200" || status == "401");
+    status_ok
+        && text.contains(&format!(
+            "x-estargz-instance: {}",
+            token.to_ascii_lowercase()
+        ))
+}
+
+impl Drop for RegistryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
