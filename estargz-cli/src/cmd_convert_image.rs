@@ -65,10 +65,10 @@ pub struct Args {
 /// How to reach the registries of a `docker://` SRC or DST.
 #[derive(clap::Args)]
 struct RegistryArgs {
-    /// USER[:PASS] for a registry SRC (default: the auth files, else anonymous).
+    /// `USER[:PASS]` for a registry SRC (default: the auth files, else anonymous).
     #[arg(long, value_name = "USER[:PASS]")]
     src_creds: Option<String>,
-    /// USER[:PASS] for a registry DST (default: the auth files, else anonymous).
+    /// `USER[:PASS]` for a registry DST (default: the auth files, else anonymous).
     #[arg(long, value_name = "USER[:PASS]")]
     dest_creds: Option<String>,
     /// Verify the SRC registry's TLS certificate; `false` also allows plain HTTP.

@@ -460,3 +460,65 @@ fn endpoint_forms_are_checked() {
         assert!(stderr_of(&out).contains(want), "{src}: {}", stderr_of(&out));
     }
 }
+
+#[test]
+fn https_with_a_private_ca_from_cert_dirs() {
+    let tmp = tempfile::tempdir().unwrap();
+    if skopeo().is_none() {
+        return;
+    }
+    let Some(server) = RegistryServer::start_with_htpasswd_and_tls() else {
+        return;
+    };
+    let host = server.host();
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::copy(server.ca(), certs.join("ca.crt")).unwrap();
+    let certs = certs.to_str().unwrap();
+    let layout = tmp.path().join("layout");
+    build_layout(&layout);
+    let good = format!("{USER}:{PASSWORD}");
+    let (src, dst) = (
+        format!("docker://{host}/src:1"),
+        format!("docker://{host}/dst:1"),
+    );
+    let oci = format!("oci:{}", layout.display());
+    let push = [
+        "copy",
+        "--all",
+        "--dest-cert-dir",
+        certs,
+        "--dest-creds",
+        &good,
+    ];
+    skopeo_ok(&[&push[..], &[oci.as_str(), src.as_str()]].concat());
+    let scratch = tmp.path().join("scratch");
+    let creds = [&["--src-creds", &good][..], &["--dest-creds", &good]].concat();
+
+    // The built-in roots do not know the test CA.
+    let out = convert(
+        &scratch,
+        &[&[src.as_str(), dst.as_str()][..], &creds].concat(),
+    );
+    assert_exit(&out, 1);
+    assert!(stderr_of(&out).contains(&host), "{}", stderr_of(&out));
+
+    let dirs = ["--src-cert-dir", certs, "--dest-cert-dir", certs];
+    let out = convert(
+        &scratch,
+        &[&[src.as_str(), dst.as_str()][..], &creds, &dirs].concat(),
+    );
+    assert_exit(&out, 0);
+    let inspect = [
+        "inspect",
+        "--raw",
+        "--cert-dir",
+        certs,
+        "--creds",
+        &good,
+        &dst,
+    ];
+    let index: Value = serde_json::from_str(&skopeo_ok(&inspect)).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    assert_empty_dir(&scratch);
+}

@@ -1,13 +1,16 @@
 //! A real registry for the convert-image tests: Debian's `docker-registry`
-//! (CNCF distribution 2.8) on a free loopback port, plain HTTP, with or
-//! without htpasswd auth. A trimmed copy of estargz-registry's
-//! tests/common/registry.rs (without its TLS instance), until the
-//! workspace's test-support crate holds one for both.
+//! (CNCF distribution 2.8) on a free loopback port, with its configuration,
+//! storage and log in a temporary directory. Killed on drop. A copy of
+//! estargz-registry's tests/common/registry.rs, until the workspace's
+//! test-support crate holds one for both.
 //!
 //! The port is picked by binding port 0 and released before the registry
-//! binds it, so someone else may take it in between: readiness is checked
-//! on this instance only (an `X-Estargz-Instance` header unique to it), and
-//! a registry that cannot bind is started again on another port.
+//! binds it (distribution cannot listen on port 0 and report the port),
+//! so someone else may take it in between. Readiness is therefore checked
+//! on this instance only: every response carries an `X-Estargz-Instance`
+//! header unique to it, and the registry is up when `GET /v2/` answers
+//! (200, or 401 with auth) with that header and the child still runs. A
+//! registry that cannot bind exits, and is started again on another port.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -63,8 +66,82 @@ fn htpasswd_line() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string() + "\n"
 }
 
-fn config(dir: &Path, port: u16, token: &str, htpasswd: bool) -> String {
+/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl
+/// in `dir`: `ca.pem`, `server.pem`, `server.key`.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let key = "ec_paramgen_curve:prime256v1";
+    openssl(&[
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=registry test CA",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        key,
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        key,
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+}
+
+fn config(dir: &Path, port: u16, token: &str, htpasswd: bool, tls: bool) -> String {
     let d = dir.display();
+    let tls = if tls {
+        format!("  tls:\n    certificate: {d}/server.pem\n    key: {d}/server.key\n")
+    } else {
+        String::new()
+    };
     let auth = if htpasswd {
         format!("auth:\n  htpasswd:\n    realm: test-realm\n    path: {d}/htpasswd\n")
     } else {
@@ -85,7 +162,7 @@ http:
   secret: {token}
   headers:
     X-Estargz-Instance: [\"{token}\"]
-{auth}"
+{tls}{auth}"
     )
 }
 
@@ -97,16 +174,27 @@ fn free_port() -> u16 {
 impl RegistryServer {
     /// A plain HTTP registry without authentication.
     pub fn start() -> Option<RegistryServer> {
-        RegistryServer::start_inner(false)
+        RegistryServer::start_inner(false, false)
     }
 
     /// A plain HTTP registry with htpasswd (bcrypt) Basic auth for
     /// [`USER`] / [`PASSWORD`].
     pub fn start_with_htpasswd() -> Option<RegistryServer> {
-        RegistryServer::start_inner(true)
+        RegistryServer::start_inner(true, false)
     }
 
-    fn start_inner(htpasswd: bool) -> Option<RegistryServer> {
+    /// [`RegistryServer::start_with_htpasswd`] behind HTTPS, with a
+    /// certificate for 127.0.0.1 signed by [`RegistryServer::ca`].
+    pub fn start_with_htpasswd_and_tls() -> Option<RegistryServer> {
+        RegistryServer::start_inner(true, true)
+    }
+
+    /// The CA certificate (PEM) of the TLS instance.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn start_inner(htpasswd: bool, tls: bool) -> Option<RegistryServer> {
         let binary = find_registry();
         if !require("docker-registry", binary.is_some()) {
             return None;
@@ -120,6 +208,10 @@ impl RegistryServer {
         if htpasswd {
             std::fs::write(dir.path().join("htpasswd"), htpasswd_line()).unwrap();
         }
+        let ca = tls.then(|| {
+            make_certificates(dir.path());
+            std::fs::read(dir.path().join("ca.pem")).unwrap()
+        });
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -128,7 +220,7 @@ impl RegistryServer {
         for _ in 0..8 {
             let port = free_port();
             let conf = dir.path().join("config.yml");
-            std::fs::write(&conf, config(dir.path(), port, &token, htpasswd)).unwrap();
+            std::fs::write(&conf, config(dir.path(), port, &token, htpasswd, tls)).unwrap();
             let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
             let mut child = Command::new(&binary)
                 .arg("serve")
@@ -138,7 +230,7 @@ impl RegistryServer {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
-            match wait_ready(&mut child, port, &token) {
+            match wait_ready(&mut child, port, &token, ca.as_deref()) {
                 Ok(()) => return Some(RegistryServer { child, dir, port }),
                 Err(e) => {
                     let log = std::fs::read_to_string(dir.path().join("registry.log"))
@@ -167,13 +259,17 @@ impl RegistryServer {
 /// Waits until `child` answers `GET /v2/` with 200 or 401 and `token` in
 /// `X-Estargz-Instance`, and still runs; an error when it exits first.
 /// Panics after 30 s (generous: the machine may be loaded).
-fn wait_ready(child: &mut Child, port: u16, token: &str) -> Result<(), String> {
+fn wait_ready(child: &mut Child, port: u16, token: &str, ca: Option<&[u8]>) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("docker-registry exited with {status}"));
         }
-        if probe(port, token) {
+        let ready = match ca {
+            Some(ca) => probe_tls(port, token, ca),
+            None => probe(port, token),
+        };
+        if ready {
             if matches!(child.try_wait(), Ok(None)) {
                 return Ok(());
             }
@@ -215,6 +311,31 @@ fn probe(port: u16, token: &str) -> bool {
             "x-estargz-instance: {}",
             token.to_ascii_lowercase()
         ))
+}
+
+/// [`probe`] over HTTPS, trusting only `ca`.
+fn probe_tls(port: u16, token: &str, ca: &[u8]) -> bool {
+    let roots: Vec<_> = ureq::tls::parse_pem(ca)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(1)))
+        .build()
+        .into();
+    let Ok(response) = agent.get(format!("https://127.0.0.1:{port}/v2/")).call() else {
+        return false;
+    };
+    let status = response.status().as_u16();
+    let header = response.headers().get("x-estargz-instance");
+    (status == 200 || status == 401) && header.is_some_and(|h| h.as_bytes() == token.as_bytes())
 }
 
 impl Drop for RegistryServer {
