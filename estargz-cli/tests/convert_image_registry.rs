@@ -522,3 +522,47 @@ fn https_with_a_private_ca_from_cert_dirs() {
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
     assert_empty_dir(&scratch);
 }
+
+#[test]
+fn a_corrupt_blob_in_the_source_registry_is_an_error_and_pushes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let host = server.host();
+    let (src, dst) = (
+        format!("docker://{host}/src:1"),
+        format!("docker://{host}/dst:1"),
+    );
+    // The arm64 gzip layer, pushed as it is: flip a byte in the registry's copy.
+    let index = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &src]);
+    let index: Value = serde_json::from_str(&index).unwrap();
+    let arm = format!(
+        "docker://{host}/src@{}",
+        index["manifests"][1]["digest"].as_str().unwrap()
+    );
+    let manifest = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &arm]);
+    let manifest: Value = serde_json::from_str(&manifest).unwrap();
+    let layer = manifest["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data = server.blob_data(&layer);
+    let mut bytes = read(&data);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&data, bytes).unwrap();
+
+    let scratch = tmp.path().join("scratch");
+    let out = convert(&scratch, &[&src, &dst, NO_TLS[0], NO_TLS[1]]);
+    assert_exit(&out, 1);
+    let err = stderr_of(&out);
+    assert!(err.contains(&layer) && err.contains("digest"), "{err}");
+    assert_eq!(uploads(&server, "dst", 0), 0);
+    assert!(
+        !skopeo_run(&["inspect", "--raw", "--tls-verify=false", &dst])
+            .status
+            .success()
+    );
+    assert_empty_dir(&scratch);
+}
