@@ -566,3 +566,41 @@ fn a_corrupt_blob_in_the_source_registry_is_an_error_and_pushes_nothing() {
     );
     assert_empty_dir(&scratch);
 }
+
+#[test]
+fn a_docker_schema_2_source_converts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let host = server.host();
+    let (src, docker) = (
+        format!("docker://{host}/src:1"),
+        format!("docker://{host}/docker:1"),
+    );
+    skopeo_ok(&[
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &src,
+        &docker,
+    ]);
+    let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &docker]);
+    assert!(
+        raw.contains("application/vnd.docker.distribution.manifest.list.v2+json"),
+        "{raw}"
+    );
+
+    let scratch = tmp.path().join("scratch");
+    let out_dir = tmp.path().join("out");
+    let out = convert(
+        &scratch,
+        &[&docker, out_dir.to_str().unwrap(), "--src-tls-verify=false"],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(verify_layout(&out_dir), 4);
+    assert_empty_dir(&scratch);
+}

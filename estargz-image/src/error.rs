@@ -83,8 +83,9 @@ pub enum Error {
     Registry {
         /// The image, manifest or blob asked for.
         what: String,
-        /// The registry client's error.
-        source: estargz_registry::Error,
+        /// The registry client's error (boxed: it is large, and every
+        /// `Result` of this crate would carry its size).
+        source: Box<estargz_registry::Error>,
     },
 }
 

@@ -123,7 +123,10 @@ fn with_media_type(mut pulled: PulledManifest, desc: &Descriptor) -> PulledManif
 
 fn registry_err(what: impl std::fmt::Display) -> impl FnOnce(estargz_registry::Error) -> Error {
     let what = what.to_string();
-    move |source| Error::Registry { what, source }
+    move |source| Error::Registry {
+        what,
+        source: Box::new(source),
+    }
 }
 
 fn blob_file(dir: &Path, digest: &str) -> Result<PathBuf> {
