@@ -233,11 +233,12 @@ pub fn run(args: Args) -> Result<()> {
         (_, Endpoint::Path { path, archive }) => {
             let to_archive =
                 archive.unwrap_or_else(|| path.extension().is_some_and(|e| e == "tar"));
-            if let Endpoint::Path { path: src_path, .. } = &src {
-                check_destination(src_path, path, to_archive, args.force)?;
-            } else {
-                check_destination(Path::new(""), path, to_archive, args.force)?;
-            }
+            // A registry SRC cannot be DST: no path to compare.
+            let src_path = match &src {
+                Endpoint::Path { path, .. } => path.as_path(),
+                Endpoint::Registry(_) => Path::new(""),
+            };
+            check_destination(src_path, path, to_archive, args.force)?;
             let (scratch, source) = open_source(&args, &src, &mut transfers)?;
             let report = to_path(&args, &source, &options, path, to_archive)?;
             drop(source);
