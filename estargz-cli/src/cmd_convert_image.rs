@@ -8,25 +8,37 @@ use crate::place::place;
 use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::Compression;
+use estargz_image::registry::{pull_to_layout, push_layout, PullReport, PushOptions, PushReport};
 use estargz_image::{
-    convert_image, write_archive, ImageOptions, LayerReport, LayoutWriter, Progress, Source,
+    convert_image, write_archive, ImageOptions, ImageReport, LayerReport, LayoutWriter, Progress,
+    Source,
 };
+use estargz_registry::{
+    credentials_from_auth_files, Credentials, Reference, Registry, RegistryOptions,
+};
+use std::ffi::{OsStr, OsString};
 use std::io::BufWriter;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Convert every layer of an OCI image (layout directory or archive tar) to eStargz.
+/// Convert every layer of an OCI image (layout directory, archive tar, or registry image) to eStargz.
 ///
-/// SRC is an OCI image layout directory or an OCI archive tar (Docker ≥ 25
-/// `docker save` output included). DST is written as an archive if its name
-/// ends in `.tar`, as a layout directory otherwise; it is built next to its
-/// final place and renamed there only on success.
+/// SRC and DST are each an OCI image layout directory, an OCI archive tar
+/// (Docker ≥ 25 `docker save` output included), or an image in a registry,
+/// spelled as skopeo spells them: `docker://HOST[:PORT]/REPO[:TAG|@DIGEST]`,
+/// `oci:DIR`, `oci-archive:FILE`, or a bare path. A bare DST is written as
+/// an archive if its name ends in `.tar`, as a layout directory otherwise;
+/// it is built next to its final place and renamed there only on success.
+/// A registry SRC is pulled into a temporary layout under $TMPDIR first; a
+/// registry DST gets every blob, then the manifests by digest, then its
+/// tag, so a failure never leaves the tag naming missing content.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The source image: OCI layout directory or OCI archive tar.
-    src: PathBuf,
-    /// The destination: `NAME.tar` for an OCI archive, anything else for a layout directory.
-    dst: PathBuf,
+    /// The source image: `docker://HOST/REPO:TAG`, `oci:DIR`, `oci-archive:FILE`, or a path.
+    src: OsString,
+    /// The destination: `docker://HOST/REPO:TAG`, `oci:DIR`, `oci-archive:FILE`, `NAME.tar` for an OCI archive, anything else for a layout directory.
+    dst: OsString,
     #[command(flatten)]
     encoding: EncodingArgs,
     /// gzip (eStargz) or zstd:chunked (stargz dialect, lossless: converted layers keep their
@@ -46,12 +58,171 @@ pub struct Args {
     /// Replace DST if it exists (it is replaced only once the new image is complete).
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Print one JSON object describing every layer and manifest on stdout.
     #[arg(long)]
     json: bool,
     /// Print nothing on stderr but errors and warnings.
     #[arg(short, long)]
     quiet: bool,
+}
+
+/// How to reach the registries of a `docker://` SRC or DST.
+#[derive(clap::Args)]
+struct RegistryArgs {
+    /// `USER[:PASS]` for a registry SRC (default: the auth files, else anonymous).
+    #[arg(long, value_name = "USER[:PASS]")]
+    src_creds: Option<String>,
+    /// `USER[:PASS]` for a registry DST (default: the auth files, else anonymous).
+    #[arg(long, value_name = "USER[:PASS]")]
+    dest_creds: Option<String>,
+    /// Verify the SRC registry's TLS certificate; `false` also allows plain HTTP.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    src_tls_verify: bool,
+    /// Verify the DST registry's TLS certificate; `false` also allows plain HTTP.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    dest_tls_verify: bool,
+    /// A directory of PEM CA certificates (`*.crt`, `*.pem`) trusted for the SRC registry.
+    #[arg(long, value_name = "DIR")]
+    src_cert_dir: Option<PathBuf>,
+    /// A directory of PEM CA certificates (`*.crt`, `*.pem`) trusted for the DST registry.
+    #[arg(long, value_name = "DIR")]
+    dest_cert_dir: Option<PathBuf>,
+}
+
+/// SRC or DST as given.
+enum Endpoint {
+    /// A layout directory or archive; `archive` is `None` for a bare path.
+    Path {
+        path: PathBuf,
+        archive: Option<bool>,
+    },
+    Registry(Reference),
+}
+
+/// `docker://…`, `oci:DIR[:REF]`, `oci-archive:FILE[:REF]` or a path. REF
+/// selects nothing yet: every image of a layout is converted.
+fn parse_endpoint(text: &OsStr, role: &str) -> Result<Endpoint> {
+    let bytes = text.as_bytes();
+    if let Some(s) = text.to_str().filter(|s| s.starts_with("docker://")) {
+        let reference = Reference::parse(s).map_err(|e| UsageError(format!("{role}: {e}")))?;
+        return Ok(Endpoint::Registry(reference));
+    }
+    for (prefix, archive) in [(&b"oci:"[..], false), (&b"oci-archive:"[..], true)] {
+        let Some(rest) = bytes.strip_prefix(prefix) else {
+            continue;
+        };
+        let (path, reference) = match rest.iter().position(|&b| b == b':') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        if path.is_empty() {
+            return Err(UsageError(format!(
+                "{role}: no path after {}",
+                String::from_utf8_lossy(prefix)
+            ))
+            .into());
+        }
+        if let Some(r) = reference.filter(|r| !r.is_empty()) {
+            eprintln!(
+                "estargz: note: {role}: the reference {:?} is ignored: every image of the layout is converted, with its names",
+                String::from_utf8_lossy(r)
+            );
+        }
+        let path = PathBuf::from(OsStr::from_bytes(path));
+        return Ok(Endpoint::Path {
+            path,
+            archive: Some(archive),
+        });
+    }
+    Ok(Endpoint::Path {
+        path: PathBuf::from(text),
+        archive: None,
+    })
+}
+
+/// A client for `reference`'s registry: `creds`, else the auth files.
+fn registry_for(
+    reference: &Reference,
+    creds: Option<&str>,
+    tls_verify: bool,
+    cert_dir: Option<&Path>,
+) -> Result<Registry> {
+    let mut opts = RegistryOptions::default();
+    opts.credentials = match creds {
+        Some(c) => Credentials::from_user_pass(c),
+        None => credentials_from_auth_files(reference.registry())?,
+    };
+    opts.tls_verify = tls_verify;
+    if let Some(dir) = cert_dir {
+        opts.ca_certs = Some(read_cert_dir(dir)?);
+    }
+    Ok(Registry::new(reference.api_host(), opts)?)
+}
+
+/// Every `*.crt` and `*.pem` of `dir`, concatenated.
+fn read_cert_dir(dir: &Path) -> Result<Vec<u8>> {
+    let mut pem = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.extension().is_some_and(|e| e == "crt" || e == "pem") {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            pem.extend_from_slice(&bytes);
+            pem.push(b'\n');
+        }
+    }
+    if pem.is_empty() {
+        return Err(UsageError(format!("{}: no *.crt or *.pem certificate", dir.display())).into());
+    }
+    Ok(pem)
+}
+
+/// A directory under $TMPDIR, removed when dropped (on error too), and
+/// by the signal handler meanwhile.
+struct Scratch(Option<tempfile::TempDir>);
+
+impl Scratch {
+    fn new() -> Result<Scratch> {
+        Ok(Scratch(Some(partial_dir_in(&std::env::temp_dir())?)))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.as_ref().map_or(Path::new(""), |t| t.path())
+    }
+
+    fn close(mut self) -> Result<()> {
+        self.remove()
+    }
+
+    fn remove(&mut self) -> Result<()> {
+        let Some(temp) = self.0.take() else {
+            return Ok(());
+        };
+        let path = temp.path().to_path_buf();
+        let closed = without_interruption(|| temp.close());
+        forget_in_progress(&path);
+        closed.with_context(|| format!("cannot remove {}", path.display()))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = self.remove();
+    }
+}
+
+/// What happened beyond the conversion, for the summary and --json.
+#[derive(Default)]
+struct Transfers {
+    pulled: Option<PullReport>,
+    pushed: Option<PushReport>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -62,17 +233,157 @@ pub fn run(args: Args) -> Result<()> {
         jobs: args.jobs.map(|j| j as usize),
         memory_budget: args.memory,
     };
-    let to_archive = args.dst.extension().is_some_and(|e| e == "tar");
-    check_destination(&args.src, &args.dst, to_archive, args.force)?;
+    let src = parse_endpoint(&args.src, "SRC")?;
+    let dst = parse_endpoint(&args.dst, "DST")?;
     let start = Instant::now();
-    let source = Source::open(&args.src)?;
+    let mut transfers = Transfers::default();
+    let report = match (&src, &dst) {
+        (_, Endpoint::Path { path, archive }) => {
+            let to_archive =
+                archive.unwrap_or_else(|| path.extension().is_some_and(|e| e == "tar"));
+            // A registry SRC cannot be DST: no path to compare.
+            let src_path = match &src {
+                Endpoint::Path { path, .. } => path.as_path(),
+                Endpoint::Registry(_) => Path::new(""),
+            };
+            check_destination(src_path, path, to_archive, args.force)?;
+            let (scratch, source) = open_source(&args, &src, &mut transfers)?;
+            let report = to_path(&args, &source, &options, path, to_archive)?;
+            drop(source);
+            scratch.map(Scratch::close).transpose()?;
+            report
+        }
+        (_, Endpoint::Registry(target)) => {
+            let (scratch, source) = open_source(&args, &src, &mut transfers)?;
+            let out = Scratch::new()?;
+            let report = to_registry(
+                &args,
+                &source,
+                &options,
+                &src,
+                target,
+                out.path(),
+                &mut transfers,
+            )?;
+            drop(source);
+            scratch.map(Scratch::close).transpose()?;
+            out.close()?;
+            report
+        }
+    };
+    summarize(&args, &report, &transfers, start.elapsed().as_secs_f64())
+}
 
-    let parent = match args.dst.parent() {
+/// The source, pulled into a scratch layout first when it is a registry's.
+fn open_source(
+    args: &Args,
+    src: &Endpoint,
+    transfers: &mut Transfers,
+) -> Result<(Option<Scratch>, Source)> {
+    match src {
+        Endpoint::Path { path, .. } => Ok((None, Source::open(path)?)),
+        Endpoint::Registry(image) => {
+            let r = &args.registry;
+            let registry = registry_for(
+                image,
+                r.src_creds.as_deref(),
+                r.src_tls_verify,
+                r.src_cert_dir.as_deref(),
+            )?;
+            let scratch = Scratch::new()?;
+            let layout = scratch.path().join("pulled");
+            let pulled = pull_to_layout(&registry, image, &layout)?;
+            if !args.quiet {
+                eprintln!(
+                    "pulled {image} ({}): {} manifests, {} blobs, {}",
+                    short(&pulled.digest),
+                    pulled.manifests,
+                    pulled.blobs.len(),
+                    mb(pulled.bytes)
+                );
+            }
+            transfers.pulled = Some(pulled);
+            let source = Source::open(&layout)?;
+            Ok((Some(scratch), source))
+        }
+    }
+}
+
+fn convert_into(
+    args: &Args,
+    source: &Source,
+    options: &ImageOptions,
+    dir: &Path,
+) -> Result<ImageReport> {
+    std::fs::create_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let out = LayoutWriter::new(dir)?;
+    let quiet = args.quiet;
+    Ok(convert_image(source, &out, options, &|p| {
+        if !quiet {
+            progress_line(&p);
+        }
+    })?)
+}
+
+/// Converts into `scratch/layout` and pushes that to `target`.
+fn to_registry(
+    args: &Args,
+    source: &Source,
+    options: &ImageOptions,
+    src: &Endpoint,
+    target: &Reference,
+    scratch: &Path,
+    transfers: &mut Transfers,
+) -> Result<ImageReport> {
+    let r = &args.registry;
+    let registry = registry_for(
+        target,
+        r.dest_creds.as_deref(),
+        r.dest_tls_verify,
+        r.dest_cert_dir.as_deref(),
+    )?;
+    let layout = scratch.join("layout");
+    let report = convert_into(args, source, options, &layout)?;
+    let mut push = PushOptions::default();
+    if let (Endpoint::Registry(from), Some(pulled)) = (src, &transfers.pulled) {
+        if from.registry() == target.registry() {
+            push.mount_from = Some((
+                from.repository().to_string(),
+                pulled.blobs.iter().cloned().collect(),
+            ));
+        }
+    }
+    let pushed = push_layout(&registry, &layout, target, &push)?;
+    if !args.quiet {
+        eprintln!(
+            "pushed {target} ({}): {} blobs uploaded ({}), {} already there, {} mounted, {} manifests",
+            short(&pushed.digest),
+            pushed.blobs_pushed,
+            mb(pushed.bytes_pushed),
+            pushed.blobs_existing,
+            pushed.blobs_mounted,
+            pushed.manifests
+        );
+    }
+    transfers.pushed = Some(pushed);
+    Ok(report)
+}
+
+/// Converts to the layout directory or archive at `dst`, built in a
+/// temporary directory next to it.
+fn to_path(
+    args: &Args,
+    source: &Source,
+    options: &ImageOptions,
+    dst: &Path,
+    to_archive: bool,
+) -> Result<ImageReport> {
+    let parent = match dst.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let temp = partial_dir_in(&parent)?;
-    let result = build(&args, &source, &options, temp.path(), to_archive);
+    let result = build(args, source, options, temp.path(), dst, to_archive);
     let temp_path = temp.path().to_path_buf();
     // What is left in the temporary directory is the partial output on
     // failure, the replaced DST on success. It is removed with the signal
@@ -82,22 +393,34 @@ pub fn run(args: Args) -> Result<()> {
     forget_in_progress(&temp_path);
     let report = result?;
     closed.with_context(|| format!("cannot remove {}", temp_path.display()))?;
+    Ok(report)
+}
 
+fn summarize(args: &Args, report: &ImageReport, transfers: &Transfers, seconds: f64) -> Result<()> {
     for warning in &report.warnings {
         eprintln!("estargz: warning: {warning}");
     }
-    let seconds = start.elapsed().as_secs_f64();
+    let (src, dst) = (args.src.to_string_lossy(), args.dst.to_string_lossy());
     if args.json {
-        print_json(&serde_json::json!({
-            "source": args.src.display().to_string(),
-            "destination": args.dst.display().to_string(),
+        let mut doc = serde_json::json!({
+            "source": src,
+            "destination": dst,
             "layers": report.layers,
             "manifests": report.manifests,
             "jobs": report.jobs,
             "threads_per_job": report.threads_per_job,
             "warnings": report.warnings,
             "seconds": seconds,
-        }))?;
+        });
+        if let Some(p) = &transfers.pulled {
+            doc["pulled"] = serde_json::json!({
+                "digest": p.digest, "manifests": p.manifests, "blobs": p.blobs.len(), "bytes": p.bytes,
+            });
+        }
+        if let Some(p) = &transfers.pushed {
+            doc["pushed"] = serde_json::to_value(p)?;
+        }
+        print_json(&doc)?;
     }
     if !args.quiet {
         let converted = report
@@ -106,9 +429,7 @@ pub fn run(args: Args) -> Result<()> {
             .filter(|l| l.action == "converted")
             .count();
         eprintln!(
-            "converted {} -> {}: {converted} layers converted, {} passed through, {} manifests and indexes, {seconds:.2}s",
-            args.src.display(),
-            args.dst.display(),
+            "converted {src} -> {dst}: {converted} layers converted, {} passed through, {} manifests and indexes, {seconds:.2}s",
             report.layers.len() - converted,
             report.manifests.len(),
         );
@@ -123,41 +444,34 @@ fn build(
     source: &Source,
     options: &ImageOptions,
     temp: &Path,
+    dst: &Path,
     to_archive: bool,
-) -> Result<estargz_image::ImageReport> {
+) -> Result<ImageReport> {
     let image = temp.join("image");
     let layout_dir = if to_archive {
         temp.join("layout")
     } else {
         image.clone()
     };
-    std::fs::create_dir(&layout_dir)
-        .with_context(|| format!("cannot create {}", layout_dir.display()))?;
-    let out = LayoutWriter::new(&layout_dir)?;
-    let quiet = args.quiet;
-    let report = convert_image(source, &out, options, &|p| {
-        if !quiet {
-            progress_line(&p);
-        }
-    })?;
+    let report = convert_into(args, source, options, &layout_dir)?;
     if !to_archive {
-        place(&image, &args.dst, &temp.join("old"), args.force)?;
-    } else if std::fs::metadata(&args.dst).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        place(&image, dst, &temp.join("old"), args.force)?;
+    } else if std::fs::metadata(dst).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
         // A FIFO or device (allowed by --force) is written in place.
-        let mut file = AtomicFile::create(&args.dst)?;
-        write_archive(&layout_dir, file.writer(), &args.dst.display().to_string())?;
+        let mut file = AtomicFile::create(dst)?;
+        write_archive(&layout_dir, file.writer(), &dst.display().to_string())?;
         file.commit()?;
     } else {
         let mut file = std::fs::File::create(&image)
             .with_context(|| format!("cannot create {}", image.display()))?;
         let mut writer = BufWriter::with_capacity(1 << 20, &mut file);
-        write_archive(&layout_dir, &mut writer, &args.dst.display().to_string())?;
+        write_archive(&layout_dir, &mut writer, &dst.display().to_string())?;
         writer
             .into_inner()
             .map_err(|e| e.into_error())
             .and_then(|f| f.sync_all())
             .with_context(|| format!("cannot write {}", image.display()))?;
-        place(&image, &args.dst, &temp.join("old"), args.force)?;
+        place(&image, dst, &temp.join("old"), args.force)?;
     }
     Ok(report)
 }

@@ -78,6 +78,15 @@ pub enum Error {
         /// The converter's error.
         source: estargz_core::Error,
     },
+    /// A registry refused a request or could not be reached.
+    #[error("{what}: {source}")]
+    Registry {
+        /// The image, manifest or blob asked for.
+        what: String,
+        /// The registry client's error (boxed: it is large, and every
+        /// `Result` of this crate would carry its size).
+        source: Box<estargz_registry::Error>,
+    },
 }
 
 pub(crate) fn io_err(file: impl std::fmt::Display) -> impl FnOnce(io::Error) -> Error {

@@ -26,7 +26,8 @@
 //! ```
 //!
 //! Modules: [`oci`] (documents and media types), [`source`] (reading,
-//! verified), [`sink`] (writing), [`driver`] (the conversion).
+//! verified), [`sink`] (writing), [`driver`] (the conversion), [`registry`]
+//! (pulling an image into a layout, pushing a layout's image).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -34,6 +35,7 @@
 pub mod driver;
 mod error;
 pub mod oci;
+pub mod registry;
 pub mod sink;
 pub mod source;
 

@@ -8,6 +8,7 @@
 pub mod nginx;
 pub mod noise;
 mod reference;
+pub mod registry;
 mod short_reads;
 pub mod spec;
 

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // not every helper is used by every test binary
 
 pub mod fake;
-pub mod registry;
+pub use estargz_test_support::registry;
 
 use sha2::{Digest, Sha256};
 

@@ -1,6 +1,7 @@
-//! A real registry for the tests: Debian's `docker-registry` (CNCF
-//! distribution 2.8) on a free loopback port, with its configuration,
-//! storage and log in a temporary directory. Killed on drop.
+//! A real registry for the tests (the registry client's and
+//! convert-image's): Debian's `docker-registry` (CNCF distribution 2.8) on
+//! a free loopback port, with its configuration, storage and log in a
+//! temporary directory. Killed on drop.
 //!
 //! The port is picked by binding port 0 and released before the registry
 //! binds it (distribution cannot listen on port 0 and report the port),
@@ -246,6 +247,17 @@ impl RegistryServer {
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Where the registry stores the blob `digest` (to corrupt it).
+    pub fn blob_data(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
     }
 
     /// The registry's log so far (its access log lines included).

@@ -1,0 +1,604 @@
+//! `estargz convert-image` with registry images, against a real registry
+//! (`docker-registry`, started per test on loopback): images are put in
+//! and taken out with skopeo, which checks every digest it copies, and the
+//! converted layers are checked with `estargz verify --toc-digest`.
+//!
+//! Without docker-registry or skopeo these tests are skipped with a
+//! message, except under CI (`CI` set), where that fails.
+
+use crate::common::registry::{require, RegistryServer, PASSWORD, USER};
+use crate::common::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const OCI_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+const OCI_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const NO_TLS: [&str; 2] = ["--src-tls-verify=false", "--dest-tls-verify=false"];
+
+fn skopeo() -> Option<PathBuf> {
+    let found = Path::new("/usr/bin/skopeo").is_file() || which("skopeo");
+    require("skopeo", found).then(|| PathBuf::from("skopeo"))
+}
+
+fn which(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
+}
+
+fn skopeo_run(args: &[&str]) -> Output {
+    Command::new("skopeo")
+        .args(args)
+        .env("REGISTRY_AUTH_FILE", "/nonexistent/auth.json")
+        .output()
+        .expect("cannot run skopeo")
+}
+
+#[track_caller]
+fn skopeo_ok(args: &[&str]) -> String {
+    let out = skopeo_run(args);
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout_of(&out)
+}
+
+/// A layout at `dir` whose index names one multi-platform index: amd64 and
+/// arm64 manifests sharing an uncompressed layer, each with its own
+/// second layer (gzip for arm64).
+fn build_layout(dir: &Path) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let blob = |bytes: &[u8], media_type: &str| {
+        let digest = sha256_digest(bytes);
+        let hex = digest.trim_start_matches("sha256:");
+        std::fs::write(dir.join("blobs/sha256").join(hex), bytes).unwrap();
+        json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
+    };
+    let shared = read(SAMPLE_LAYER);
+    let amd = lcg_tar(&[("amd64.txt", 20_000), ("etc/conf", 300)], true);
+    let arm_tar = lcg_tar(&[("arm64.txt", 30_000)], true);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &arm_tar).unwrap();
+    let arm = gz.finish().unwrap();
+    let mut manifests = Vec::new();
+    for (arch, (second, second_type, second_tar)) in [
+        ("amd64", (&amd, OCI_TAR, &amd)),
+        ("arm64", (&arm, OCI_GZIP, &arm_tar)),
+    ] {
+        let config = json!({
+            "architecture": arch, "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&shared), sha256_digest(second_tar)]},
+        });
+        let config = blob(&serde_json::to_vec(&config).unwrap(), OCI_CONFIG);
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config,
+            "layers": [blob(&shared, OCI_TAR), blob(second, second_type)],
+        });
+        let mut desc = blob(&serde_json::to_vec(&manifest).unwrap(), OCI_MANIFEST);
+        desc["platform"] = json!({"architecture": arch, "os": "linux"});
+        manifests.push(desc);
+    }
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+    let root = blob(&serde_json::to_vec(&index).unwrap(), OCI_INDEX);
+    let top = json!({"schemaVersion": 2, "manifests": [root]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+}
+
+/// A registry with `src:1` pushed by skopeo from [`build_layout`], or
+/// `None` when a tool is missing (outside CI).
+fn registry_with_source(tmp: &Path, htpasswd: bool) -> Option<RegistryServer> {
+    skopeo()?;
+    let server = if htpasswd {
+        RegistryServer::start_with_htpasswd()?
+    } else {
+        RegistryServer::start()?
+    };
+    let layout = tmp.join("layout");
+    build_layout(&layout);
+    let src = format!("oci:{}", layout.display());
+    let dst = format!("docker://{}/src:1", server.host());
+    let creds = format!("{USER}:{PASSWORD}");
+    let mut args = vec!["copy", "--all", "--dest-tls-verify=false"];
+    if htpasswd {
+        args.extend(["--dest-creds", &creds]);
+    }
+    args.extend([src.as_str(), dst.as_str()]);
+    skopeo_ok(&args);
+    Some(server)
+}
+
+/// `estargz convert-image ARGS` with `TMPDIR=tmpdir` and no auth file.
+fn convert(tmpdir: &Path, args: &[&str]) -> Output {
+    std::fs::create_dir_all(tmpdir).unwrap();
+    estargz(std::iter::once("convert-image").chain(args.iter().copied()))
+        .env("TMPDIR", tmpdir)
+        .env("REGISTRY_AUTH_FILE", tmpdir.join("no-auth.json"))
+        .env("HOME", tmpdir)
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("cannot run estargz")
+}
+
+/// Every image manifest under the layout's index: (its layer
+/// descriptors, checked to be eStargz by `estargz verify --toc-digest`).
+fn verify_layout(dir: &Path) -> usize {
+    let blob = |digest: &str| {
+        dir.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let top: Value = serde_json::from_slice(&read(dir.join("index.json"))).unwrap();
+    let mut pending: Vec<Value> = top["manifests"].as_array().unwrap().clone();
+    let mut verified = 0;
+    while let Some(desc) = pending.pop() {
+        let doc: Value =
+            serde_json::from_slice(&read(blob(desc["digest"].as_str().unwrap()))).unwrap();
+        if let Some(children) = doc["manifests"].as_array() {
+            pending.extend(children.iter().cloned());
+            continue;
+        }
+        for layer in doc["layers"].as_array().unwrap() {
+            assert_eq!(layer["mediaType"], OCI_GZIP, "{layer}");
+            let toc = layer["annotations"][TOC_DIGEST_ANNOTATION]
+                .as_str()
+                .unwrap();
+            let path = blob(layer["digest"].as_str().unwrap());
+            let out = run([
+                "verify".as_ref(),
+                "--toc-digest".as_ref(),
+                toc.as_ref(),
+                path.as_os_str(),
+            ]);
+            assert_exit(&out, 0);
+            verified += 1;
+        }
+    }
+    verified
+}
+
+/// The access-log lines of blob uploads into `repo` (`POST` opening one,
+/// `PUT` closing one), once the log has at least `at_least` of them
+/// (the registry may write a line just after answering).
+fn uploads(server: &RegistryServer, repo: &str, at_least: usize) -> usize {
+    let post = format!("\"POST /v2/{repo}/blobs/uploads/");
+    let put = format!("\"PUT /v2/{repo}/blobs/uploads/");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = server.log();
+        let n = log
+            .lines()
+            .filter(|l| l.contains(&post) || l.contains(&put))
+            .count();
+        if n >= at_least || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[track_caller]
+fn assert_empty_dir(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "no-auth.json")
+        .collect();
+    assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+}
+
+#[test]
+fn registry_to_registry_converts_every_platform_and_a_rerun_uploads_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let host = server.host();
+    let (src, dst) = (
+        format!("docker://{host}/src:1"),
+        format!("docker://{host}/dst:1"),
+    );
+    let scratch = tmp.path().join("scratch");
+    let mut args = vec![src.as_str(), dst.as_str(), "--json"];
+    args.extend(NO_TLS);
+    let out = convert(&scratch, &args);
+    assert_exit(&out, 0);
+    assert_empty_dir(&scratch);
+    let report = json_value(&out.stdout);
+    assert_eq!(report["pulled"]["manifests"], 3, "{report}");
+    // 2 configs, 2 converted layers, 1 converted shared layer
+    assert_eq!(report["pushed"]["blobs_pushed"], 5, "{report}");
+    assert_eq!(report["pushed"]["manifests"], 3, "{report}");
+    let first = uploads(&server, "dst", 10);
+    assert_eq!(first, 10, "a POST and a PUT per blob");
+
+    let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &dst]);
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(index["mediaType"], OCI_INDEX);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    for child in index["manifests"].as_array().unwrap() {
+        let by_digest = format!("docker://{host}/dst@{}", child["digest"].as_str().unwrap());
+        let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &by_digest]);
+        let manifest: Value = serde_json::from_str(&raw).unwrap();
+        for layer in manifest["layers"].as_array().unwrap() {
+            assert_eq!(layer["mediaType"], OCI_GZIP, "{layer}");
+            assert!(
+                layer["annotations"][TOC_DIGEST_ANNOTATION].is_string(),
+                "{layer}"
+            );
+            assert!(
+                layer["annotations"][UNCOMPRESSED_SIZE_ANNOTATION].is_string(),
+                "{layer}"
+            );
+        }
+    }
+    let copied = tmp.path().join("copied");
+    let oci_out = format!("oci:{}", copied.display());
+    skopeo_ok(&["copy", "--all", "--src-tls-verify=false", &dst, &oci_out]);
+    assert_eq!(verify_layout(&copied), 4);
+
+    let out = convert(&scratch, &args);
+    assert_exit(&out, 0);
+    let report = json_value(&out.stdout);
+    assert_eq!(report["pushed"]["blobs_pushed"], 0, "{report}");
+    assert_eq!(report["pushed"]["blobs_existing"], 5, "{report}");
+    assert_eq!(
+        uploads(&server, "dst", first + 1),
+        first,
+        "no upload on a rerun"
+    );
+    assert_empty_dir(&scratch);
+
+    // Converting the converted image into another repository of the same
+    // registry changes nothing: every blob is mounted, none uploaded.
+    let copy = format!("docker://{host}/team/copy:1");
+    let mut args = vec![dst.as_str(), copy.as_str(), "--json"];
+    args.extend(NO_TLS);
+    let out = convert(&scratch, &args);
+    assert_exit(&out, 0);
+    let report = json_value(&out.stdout);
+    assert_eq!(report["pushed"]["blobs_mounted"], 5, "{report}");
+    assert_eq!(report["pushed"]["blobs_pushed"], 0, "{report}");
+    assert_eq!(
+        report["pushed"]["digest"],
+        sha256_digest(raw.as_bytes()),
+        "{report}"
+    );
+    assert_eq!(uploads(&server, "team/copy", 5), 5, "the mounts' POSTs");
+    assert!(!server.log().contains("\"PUT /v2/team/copy/blobs/"));
+    assert_empty_dir(&scratch);
+}
+
+#[test]
+fn registry_to_layout_and_layout_to_registry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let host = server.host();
+    let scratch = tmp.path().join("scratch");
+    let out_dir = tmp.path().join("out");
+    let src = format!("docker://{host}/src:1");
+    let dst_dir = format!("oci:{}", out_dir.display());
+    let out = convert(&scratch, &[&src, &dst_dir, "--src-tls-verify=false"]);
+    assert_exit(&out, 0);
+    assert_eq!(verify_layout(&out_dir), 4);
+    let top: Value = serde_json::from_slice(&read(out_dir.join("index.json"))).unwrap();
+    assert_eq!(
+        top["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "1"
+    );
+    assert_empty_dir(&scratch);
+
+    // The converted layout, pushed to another repository, converts to
+    // the same image again: nothing is left to convert.
+    let dst = format!("docker://{host}/from-layout:v2");
+    let out = convert(
+        &scratch,
+        &[out_dir.to_str().unwrap(), &dst, "--dest-tls-verify=false"],
+    );
+    assert_exit(&out, 0);
+    let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &dst]);
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        sha256_digest(raw.as_bytes()),
+        top["manifests"][0]["digest"].as_str().unwrap()
+    );
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+
+    let archive = tmp.path().join("image.oci");
+    let out = convert(
+        &scratch,
+        &[
+            &dst,
+            &format!("oci-archive:{}", archive.display()),
+            "--src-tls-verify=false",
+        ],
+    );
+    assert_exit(&out, 0);
+    let listing = Command::new("tar")
+        .arg("tf")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(stdout_of(&listing).contains("index.json"));
+    assert_empty_dir(&scratch);
+}
+
+#[test]
+fn a_missing_repository_is_an_error_and_pushes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let host = server.host();
+    let scratch = tmp.path().join("scratch");
+    let (src, dst) = (
+        format!("docker://{host}/nope:1"),
+        format!("docker://{host}/dst:1"),
+    );
+    let mut args = vec![src.as_str(), dst.as_str()];
+    args.extend(NO_TLS);
+    let out = convert(&scratch, &args);
+    assert_exit(&out, 1);
+    let err = stderr_of(&out);
+    assert!(err.contains("nope") && err.contains("not found"), "{err}");
+    assert!(
+        !skopeo_run(&["inspect", "--raw", "--tls-verify=false", &dst])
+            .status
+            .success()
+    );
+    assert_empty_dir(&scratch);
+}
+
+#[test]
+fn credentials_from_flags_and_auth_files_and_a_wrong_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), true) else {
+        return;
+    };
+    let host = server.host();
+    let scratch = tmp.path().join("scratch");
+    let (src, dst) = (
+        format!("docker://{host}/src:1"),
+        format!("docker://{host}/dst:1"),
+    );
+    let good = format!("{USER}:{PASSWORD}");
+    let bad = format!("{USER}:not-{PASSWORD}");
+    let creds_ok = format!("--src-creds={good}");
+
+    // Right to read, wrong to write: nothing lands, the password is not shown.
+    let mut args = vec![
+        src.as_str(),
+        dst.as_str(),
+        &creds_ok,
+        "--dest-creds",
+        &bad,
+        "--json",
+    ];
+    args.extend(NO_TLS);
+    let out = convert(&scratch, &args);
+    assert_exit(&out, 1);
+    let err = stderr_of(&out);
+    assert!(err.contains("401"), "{err}");
+    assert!(
+        !err.contains(PASSWORD) && !stdout_of(&out).contains(PASSWORD),
+        "{err}"
+    );
+    let inspect = [
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &good,
+        &dst,
+    ];
+    assert!(
+        !skopeo_run(&inspect).status.success(),
+        "the tag must not exist"
+    );
+    assert_eq!(uploads(&server, "dst", 0), 0);
+    assert_empty_dir(&scratch);
+
+    // No credentials at all: the same refusal, for the source.
+    let out = convert(&scratch, &[&src, &dst, NO_TLS[0], NO_TLS[1]]);
+    assert_exit(&out, 1);
+    assert!(stderr_of(&out).contains("401"), "{}", stderr_of(&out));
+
+    // The auth file's entry is used when no --*-creds is given.
+    std::fs::create_dir_all(&scratch).unwrap();
+    let auth = base64_encode(good.as_bytes());
+    let auth_json = json!({"auths": {host.clone(): {"auth": auth}}});
+    std::fs::write(scratch.join("no-auth.json"), auth_json.to_string()).unwrap();
+    let out = convert(&scratch, &[&src, &dst, NO_TLS[0], NO_TLS[1], "--json"]);
+    assert_exit(&out, 0);
+    assert!(!stdout_of(&out).contains(PASSWORD));
+    let raw = skopeo_ok(&inspect);
+    assert!(raw.contains(OCI_INDEX), "{raw}");
+    assert_empty_dir(&scratch);
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn endpoint_forms_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tmp.path().join("scratch");
+    for (src, dst, want) in [
+        ("docker://", "out", "no image name"),
+        ("oci:", "out", "no path"),
+        ("docker://h/r@sha256:12", "out", "invalid image reference"),
+    ] {
+        let out = convert(&scratch, &[src, dst]);
+        assert_exit_for(&out, 2, src);
+        assert!(stderr_of(&out).contains(want), "{src}: {}", stderr_of(&out));
+    }
+}
+
+#[test]
+fn https_with_a_private_ca_from_cert_dirs() {
+    let tmp = tempfile::tempdir().unwrap();
+    if skopeo().is_none() {
+        return;
+    }
+    let Some(server) = RegistryServer::start_with_htpasswd_and_tls() else {
+        return;
+    };
+    let host = server.host();
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::copy(server.ca(), certs.join("ca.crt")).unwrap();
+    let certs = certs.to_str().unwrap();
+    let layout = tmp.path().join("layout");
+    build_layout(&layout);
+    let good = format!("{USER}:{PASSWORD}");
+    let (src, dst) = (
+        format!("docker://{host}/src:1"),
+        format!("docker://{host}/dst:1"),
+    );
+    let oci = format!("oci:{}", layout.display());
+    let push = [
+        "copy",
+        "--all",
+        "--dest-cert-dir",
+        certs,
+        "--dest-creds",
+        &good,
+    ];
+    skopeo_ok(&[&push[..], &[oci.as_str(), src.as_str()]].concat());
+    let scratch = tmp.path().join("scratch");
+    let creds = [&["--src-creds", &good][..], &["--dest-creds", &good]].concat();
+
+    // The built-in roots do not know the test CA.
+    let out = convert(
+        &scratch,
+        &[&[src.as_str(), dst.as_str()][..], &creds].concat(),
+    );
+    assert_exit(&out, 1);
+    assert!(stderr_of(&out).contains(&host), "{}", stderr_of(&out));
+
+    let dirs = ["--src-cert-dir", certs, "--dest-cert-dir", certs];
+    let out = convert(
+        &scratch,
+        &[&[src.as_str(), dst.as_str()][..], &creds, &dirs].concat(),
+    );
+    assert_exit(&out, 0);
+    let inspect = [
+        "inspect",
+        "--raw",
+        "--cert-dir",
+        certs,
+        "--creds",
+        &good,
+        &dst,
+    ];
+    let index: Value = serde_json::from_str(&skopeo_ok(&inspect)).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    assert_empty_dir(&scratch);
+}
+
+#[test]
+fn a_corrupt_blob_in_the_source_registry_is_an_error_and_pushes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let host = server.host();
+    let (src, dst) = (
+        format!("docker://{host}/src:1"),
+        format!("docker://{host}/dst:1"),
+    );
+    // The arm64 gzip layer, pushed as it is: flip a byte in the registry's copy.
+    let index = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &src]);
+    let index: Value = serde_json::from_str(&index).unwrap();
+    let arm = format!(
+        "docker://{host}/src@{}",
+        index["manifests"][1]["digest"].as_str().unwrap()
+    );
+    let manifest = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &arm]);
+    let manifest: Value = serde_json::from_str(&manifest).unwrap();
+    let layer = manifest["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data = server.blob_data(&layer);
+    let mut bytes = read(&data);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&data, bytes).unwrap();
+
+    let scratch = tmp.path().join("scratch");
+    let out = convert(&scratch, &[&src, &dst, NO_TLS[0], NO_TLS[1]]);
+    assert_exit(&out, 1);
+    let err = stderr_of(&out);
+    assert!(err.contains(&layer) && err.contains("digest"), "{err}");
+    assert_eq!(uploads(&server, "dst", 0), 0);
+    assert!(
+        !skopeo_run(&["inspect", "--raw", "--tls-verify=false", &dst])
+            .status
+            .success()
+    );
+    assert_empty_dir(&scratch);
+}
+
+#[test]
+fn a_docker_schema_2_source_converts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let host = server.host();
+    let (src, docker) = (
+        format!("docker://{host}/src:1"),
+        format!("docker://{host}/docker:1"),
+    );
+    skopeo_ok(&[
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &src,
+        &docker,
+    ]);
+    let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &docker]);
+    assert!(
+        raw.contains("application/vnd.docker.distribution.manifest.list.v2+json"),
+        "{raw}"
+    );
+
+    let scratch = tmp.path().join("scratch");
+    let out_dir = tmp.path().join("out");
+    let out = convert(
+        &scratch,
+        &[&docker, out_dir.to_str().unwrap(), "--src-tls-verify=false"],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(verify_layout(&out_dir), 4);
+    assert_empty_dir(&scratch);
+}

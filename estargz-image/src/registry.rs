@@ -1,0 +1,395 @@
+//! Images in a registry: [`pull_to_layout`] copies one into an OCI layout
+//! directory, [`push_layout`] copies a layout's image into a registry. With
+//! them a registry image converts as a layout does: pull, convert the
+//! layout, push.
+//!
+//! Every blob pulled is checked against its digest and size while it
+//! streams. A push sends every blob first, then the manifests (children
+//! before the indexes naming them) by digest, and the tag last, so a failed
+//! push never leaves the tag naming content that is not there.
+
+use crate::error::{invalid, io_err, Error, Result};
+use crate::oci::{self, kind_of, parse_json, Descriptor, ImageIndex, Kind, Manifest};
+use estargz_registry::{PulledManifest, Reference, Registry};
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// At most this many manifests and indexes in one image: a bound on the
+/// work a hostile registry (or layout) can ask for.
+pub const MAX_MANIFESTS: usize = 10_000;
+
+/// What [`pull_to_layout`] fetched.
+#[derive(Debug, Clone, Default)]
+pub struct PullReport {
+    /// The digest of the manifest or index the reference names.
+    pub digest: String,
+    /// Every manifest and index fetched, the root included.
+    pub manifests: usize,
+    /// Every other blob fetched (configs, layers), by digest.
+    pub blobs: Vec<String>,
+    /// Bytes of blobs fetched.
+    pub bytes: u64,
+}
+
+/// Copies the image `image` names (a manifest or an index with every
+/// platform's manifest, configs and layers) into `dir`, which must exist
+/// and be empty, as an OCI layout whose index.json names the root with the
+/// tag (`org.opencontainers.image.ref.name`) when the reference has one.
+pub fn pull_to_layout(registry: &Registry, image: &Reference, dir: &Path) -> Result<PullReport> {
+    let blobs_dir = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs_dir).map_err(io_err(blobs_dir.display()))?;
+    let repo = image.repository();
+    let root = registry
+        .pull_manifest(repo, image.reference())
+        .map_err(registry_err(image.to_string()))?;
+    let mut report = PullReport {
+        digest: root.digest.clone(),
+        ..PullReport::default()
+    };
+    let mut annotations = BTreeMap::new();
+    if let Some(tag) = image.tag() {
+        annotations.insert(oci::ANNOTATION_REF_NAME.to_string(), tag.to_string());
+    }
+    let root_desc = Descriptor {
+        media_type: root.media_type.clone(),
+        digest: root.digest.clone(),
+        size: root.bytes.len() as u64,
+        annotations: (!annotations.is_empty()).then_some(annotations),
+        extra: Default::default(),
+    };
+    // A work list rather than recursion: the depth of nested indexes is
+    // the registry's to choose.
+    let mut pending = vec![root];
+    let mut seen = HashSet::new();
+    let mut blobs_seen = HashSet::new();
+    while let Some(doc) = pending.pop() {
+        if !seen.insert(doc.digest.clone()) {
+            continue;
+        }
+        if seen.len() > MAX_MANIFESTS {
+            return Err(invalid(
+                image,
+                format!("more than {MAX_MANIFESTS} manifests"),
+            ));
+        }
+        report.manifests += 1;
+        store_bytes(dir, &doc.digest, &doc.bytes)?;
+        let name = format!("{image}@{}", doc.digest);
+        match kind_of(&doc.media_type) {
+            Kind::Index => {
+                let index: ImageIndex = parse_json(&doc.bytes, &name)?;
+                for child in index.manifests {
+                    if seen.contains(&child.digest) {
+                        continue;
+                    }
+                    let pulled = registry
+                        .pull_manifest(repo, &child.digest)
+                        .map_err(registry_err(&name))?;
+                    pending.push(with_media_type(pulled, &child));
+                }
+            }
+            Kind::Manifest => {
+                let manifest: Manifest = parse_json(&doc.bytes, &name)?;
+                for desc in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                    if blobs_seen.insert(desc.digest.clone()) {
+                        report.bytes += pull_blob(registry, repo, desc, dir, &name)?;
+                        report.blobs.push(desc.digest.clone());
+                    }
+                }
+            }
+            Kind::Other => {}
+        }
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::MEDIA_TYPE_INDEX,
+        "manifests": [root_desc],
+    });
+    write_file(dir, "index.json", &oci::to_json(&index))?;
+    write_file(dir, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    Ok(report)
+}
+
+/// The media type the parent's descriptor states wins over what the
+/// registry's `Content-Type` said, as the parent is what gets pushed again.
+fn with_media_type(mut pulled: PulledManifest, desc: &Descriptor) -> PulledManifest {
+    if !desc.media_type.is_empty() {
+        pulled.media_type = desc.media_type.clone();
+    }
+    pulled
+}
+
+fn registry_err(what: impl std::fmt::Display) -> impl FnOnce(estargz_registry::Error) -> Error {
+    let what = what.to_string();
+    move |source| Error::Registry {
+        what,
+        source: Box::new(source),
+    }
+}
+
+fn blob_file(dir: &Path, digest: &str) -> Result<PathBuf> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| Error::BadDigest {
+            file: dir.display().to_string(),
+            digest: digest.to_string(),
+            reason: "not sha256: and 64 hex digits",
+        })?;
+    Ok(dir.join("blobs/sha256").join(hex))
+}
+
+fn store_bytes(dir: &Path, digest: &str, bytes: &[u8]) -> Result<()> {
+    let path = blob_file(dir, digest)?;
+    fs::write(&path, bytes).map_err(io_err(path.display()))
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    fs::write(&path, bytes).map_err(io_err(path.display()))
+}
+
+/// Streams one blob into the layout, checked against its digest (by the
+/// registry client) and its descriptor's size (here); a blob that fails
+/// either check leaves no file behind.
+fn pull_blob(
+    registry: &Registry,
+    repo: &str,
+    desc: &Descriptor,
+    dir: &Path,
+    referrer: &str,
+) -> Result<u64> {
+    let path = blob_file(dir, &desc.digest)?;
+    let url = format!("{repo}@{}", desc.digest);
+    let reader = registry
+        .blob_reader(repo, &desc.digest)
+        .map_err(registry_err(format!("{url} (referenced by {referrer})")))?;
+    let partial = path.with_extension("partial");
+    let result = copy_limited(reader, &partial, desc.size, &url);
+    match result {
+        Ok(n) => {
+            fs::rename(&partial, &path).map_err(io_err(path.display()))?;
+            Ok(n)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// Copies at most `size + 1` bytes to `path`: one more than the
+/// descriptor says is enough to know the blob is longer.
+fn copy_limited(reader: impl Read, path: &Path, size: u64, name: &str) -> Result<u64> {
+    let file = fs::File::create(path).map_err(io_err(path.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut limited = reader.take(size.saturating_add(1));
+    let n = io::copy(&mut limited, &mut out).map_err(io_err(name))?;
+    if n != size {
+        return Err(Error::SizeMismatch {
+            file: name.to_string(),
+            expected: size,
+            actual: n,
+        });
+    }
+    // The digest is checked by the reader at its end, which `take` may
+    // not have reached: read on to it.
+    let mut rest = limited.into_inner();
+    let extra = io::copy(&mut rest, &mut io::sink()).map_err(io_err(name))?;
+    if extra != 0 {
+        return Err(Error::SizeMismatch {
+            file: name.to_string(),
+            expected: size,
+            actual: n + extra,
+        });
+    }
+    out.flush().map_err(io_err(path.display()))?;
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(path.display()))?;
+    Ok(n)
+}
+
+/// How [`push_layout`] may save uploads.
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// A repository of the same registry holding some of the blobs (the
+    /// image's source) and the digests it holds: those blobs are mounted
+    /// from it rather than uploaded.
+    pub mount_from: Option<(String, HashSet<String>)>,
+}
+
+/// What [`push_layout`] did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PushReport {
+    /// The digest of the manifest or index the tag now names.
+    pub digest: String,
+    /// Blobs uploaded.
+    pub blobs_pushed: usize,
+    /// Bytes of blobs uploaded.
+    pub bytes_pushed: u64,
+    /// Blobs the repository already had (not sent again).
+    pub blobs_existing: usize,
+    /// Blobs mounted from [`PushOptions::mount_from`].
+    pub blobs_mounted: usize,
+    /// Manifests and indexes stored, the root included.
+    pub manifests: usize,
+}
+
+/// Pushes the one image of the OCI layout `dir` (its index.json must list
+/// exactly one manifest or index) to `image`, which must name a tag: every
+/// blob, then every manifest by digest, children first, then the tag.
+pub fn push_layout(
+    registry: &Registry,
+    dir: &Path,
+    image: &Reference,
+    opts: &PushOptions,
+) -> Result<PushReport> {
+    let Some(tag) = image.tag() else {
+        return Err(invalid(
+            image,
+            "the destination must name a tag: the converted image has a new digest",
+        ));
+    };
+    let index_path = dir.join("index.json");
+    let index_name = index_path.display().to_string();
+    let bytes = fs::read(&index_path).map_err(io_err(&index_name))?;
+    let index: ImageIndex = parse_json(&bytes, &index_name)?;
+    let [root] = &index.manifests[..] else {
+        return Err(invalid(
+            &index_name,
+            format!(
+                "{} images; a registry destination takes one",
+                index.manifests.len()
+            ),
+        ));
+    };
+    let (manifests, blobs) = walk_layout(dir, root)?;
+    let repo = image.repository();
+    let mut report = PushReport {
+        digest: root.digest.clone(),
+        manifests: manifests.len(),
+        ..PushReport::default()
+    };
+    for desc in &blobs {
+        push_one_blob(registry, dir, repo, desc, opts, &mut report)?;
+    }
+    let target = image.to_string();
+    for (desc, bytes) in &manifests {
+        registry
+            .push_manifest(repo, &desc.digest, &desc.media_type, bytes)
+            .map_err(registry_err(format!("{target} ({})", desc.digest)))?;
+    }
+    let (desc, bytes) = manifests
+        .last()
+        .ok_or_else(|| invalid(&index_name, "empty"))?;
+    registry
+        .push_manifest(repo, tag, &desc.media_type, bytes)
+        .map_err(registry_err(&target))?;
+    Ok(report)
+}
+
+fn push_one_blob(
+    registry: &Registry,
+    dir: &Path,
+    repo: &str,
+    desc: &Descriptor,
+    opts: &PushOptions,
+    report: &mut PushReport,
+) -> Result<()> {
+    let what = format!("{}/{repo}@{}", registry.host(), desc.digest);
+    if registry
+        .blob_exists(repo, &desc.digest)
+        .map_err(registry_err(&what))?
+    {
+        report.blobs_existing += 1;
+        return Ok(());
+    }
+    if let Some((from, digests)) = &opts.mount_from {
+        if from != repo
+            && digests.contains(&desc.digest)
+            && registry
+                .mount_blob(from, repo, &desc.digest)
+                .map_err(registry_err(&what))?
+        {
+            report.blobs_mounted += 1;
+            return Ok(());
+        }
+    }
+    let path = blob_file(dir, &desc.digest)?;
+    let file = fs::File::open(&path).map_err(io_err(path.display()))?;
+    let len = file.metadata().map_err(io_err(path.display()))?.len();
+    if len != desc.size {
+        return Err(Error::SizeMismatch {
+            file: path.display().to_string(),
+            expected: desc.size,
+            actual: len,
+        });
+    }
+    registry
+        .push_blob(repo, &desc.digest, desc.size, io::BufReader::new(file))
+        .map_err(registry_err(&what))?;
+    report.blobs_pushed += 1;
+    report.bytes_pushed += desc.size;
+    Ok(())
+}
+
+/// Every manifest and index under `root` with its bytes, in an order that
+/// puts each after everything it names (the root last), and the other
+/// blobs (configs, layers), each once.
+type Walked = (Vec<(Descriptor, Vec<u8>)>, Vec<Descriptor>);
+
+fn walk_layout(dir: &Path, root: &Descriptor) -> Result<Walked> {
+    // Breadth first, keeping repeats: the last time a document is met
+    // comes after the last time each of its parents is, so the reversed
+    // order with only the first of repeats puts children first.
+    let mut order: Vec<Descriptor> = vec![root.clone()];
+    let mut docs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut blobs = Vec::new();
+    let mut blobs_seen = HashSet::new();
+    let mut next = 0;
+    while next < order.len() {
+        if order.len() > MAX_MANIFESTS {
+            return Err(invalid(
+                dir.display(),
+                format!("more than {MAX_MANIFESTS} manifests"),
+            ));
+        }
+        let desc = order[next].clone();
+        next += 1;
+        let name = blob_file(dir, &desc.digest)?;
+        let file = name.display().to_string();
+        let bytes = match docs.get(&desc.digest) {
+            Some(b) => b.clone(),
+            None => fs::read(&name).map_err(io_err(&file))?,
+        };
+        match kind_of(&desc.media_type) {
+            Kind::Index => {
+                let index: ImageIndex = parse_json(&bytes, &file)?;
+                order.extend(index.manifests);
+            }
+            Kind::Manifest => {
+                let manifest: Manifest = parse_json(&bytes, &file)?;
+                for d in std::iter::once(manifest.config).chain(manifest.layers) {
+                    if blobs_seen.insert(d.digest.clone()) {
+                        blobs.push(d);
+                    }
+                }
+            }
+            Kind::Other => {}
+        }
+        docs.insert(desc.digest.clone(), bytes);
+    }
+    let mut manifests = Vec::new();
+    let mut pushed = HashSet::new();
+    for desc in order.into_iter().rev() {
+        if pushed.insert(desc.digest.clone()) {
+            let bytes = docs.remove(&desc.digest).unwrap_or_default();
+            manifests.push((desc, bytes));
+        }
+    }
+    Ok((manifests, blobs))
+}
