@@ -3,6 +3,7 @@
 
 use crate::error::Error;
 use base64::Engine;
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -147,14 +148,21 @@ fn parse_params(mut s: &str) -> Vec<(String, String)> {
 /// `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
 /// `~/.docker/config.json`.
 pub fn auth_file_paths() -> Vec<PathBuf> {
+    auth_file_paths_with(|name| std::env::var_os(name))
+}
+
+/// [`auth_file_paths`], with the environment read through `var`: a caller
+/// (or a test) can resolve them for another environment than the
+/// process's own.
+pub fn auth_file_paths_with(var: impl Fn(&str) -> Option<OsString>) -> Vec<PathBuf> {
     let mut paths = Vec::new();
-    if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
+    if let Some(p) = var("REGISTRY_AUTH_FILE") {
         paths.push(PathBuf::from(p));
     }
-    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+    if let Some(d) = var("XDG_RUNTIME_DIR") {
         paths.push(Path::new(&d).join("containers/auth.json"));
     }
-    if let Some(h) = std::env::var_os("HOME") {
+    if let Some(h) = var("HOME") {
         paths.push(Path::new(&h).join(".docker/config.json"));
     }
     paths
@@ -171,7 +179,12 @@ pub fn auth_file_paths() -> Vec<PathBuf> {
 /// # Ok::<(), estargz_registry::Error>(())
 /// ```
 pub fn credentials_from_auth_files(registry: &str) -> Result<Credentials, Error> {
-    for path in auth_file_paths() {
+    credentials_from_files(&auth_file_paths(), registry)
+}
+
+/// [`credentials_from_auth_files`] over the files `paths`, in that order.
+pub fn credentials_from_files(paths: &[PathBuf], registry: &str) -> Result<Credentials, Error> {
+    for path in paths.iter().cloned() {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

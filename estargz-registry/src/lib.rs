@@ -43,7 +43,8 @@ pub mod retry;
 mod verify;
 
 pub use auth::{
-    auth_file_paths, credentials_from_auth_files, credentials_from_auth_json, Credentials,
+    auth_file_paths, auth_file_paths_with, credentials_from_auth_files, credentials_from_auth_json,
+    credentials_from_files, Credentials,
 };
 pub use client::{
     PulledManifest, Registry, RegistryOptions, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,

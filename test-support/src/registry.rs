@@ -221,7 +221,15 @@ impl RegistryServer {
             let conf = dir.path().join("config.yml");
             std::fs::write(&conf, config(dir.path(), port, &token, htpasswd, tls)).unwrap();
             let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-            let mut child = Command::new(&binary)
+            let mut command = Command::new(&binary);
+            // It reads REGISTRY_* variables as configuration: a user's
+            // REGISTRY_AUTH_FILE would be taken for its `auth` section.
+            for (name, _) in std::env::vars_os() {
+                if name.to_string_lossy().starts_with("REGISTRY_") {
+                    command.env_remove(name);
+                }
+            }
+            let mut child = command
                 .arg("serve")
                 .arg(&conf)
                 .stdin(Stdio::null())

@@ -1,12 +1,12 @@
 //! Credentials from the auth files, in their order, used against a real
-//! htpasswd registry. A test binary of its own: it sets the environment
-//! (`REGISTRY_AUTH_FILE`, `XDG_RUNTIME_DIR`, `HOME`), which no other test
-//! in this process reads.
+//! htpasswd registry. The environment is given to the library rather than
+//! set: tests share the process, and children (docker-registry reads
+//! `REGISTRY_*` variables as configuration) inherit it.
 
 use crate::common::registry::{RegistryServer, PASSWORD, USER};
 use base64::Engine;
 use estargz_registry::{
-    auth_file_paths, credentials_from_auth_files, Credentials, Registry, RegistryOptions,
+    auth_file_paths_with, credentials_from_files, Credentials, Registry, RegistryOptions,
 };
 
 fn auth_json(host: &str, user_pass: &str) -> String {
@@ -32,11 +32,22 @@ fn auth_files_in_order_and_used_for_real() {
             .replace("\"auths\"", "\"credsStore\":\"none\",\"auths\""),
     )
     .unwrap();
-    std::env::set_var("REGISTRY_AUTH_FILE", dir.path().join("absent.json"));
-    std::env::set_var("XDG_RUNTIME_DIR", &xdg);
-    std::env::set_var("HOME", &home);
+    let absent = dir.path().join("absent.json");
+    let env = |auth_file: &std::path::Path| {
+        let vars = [
+            ("REGISTRY_AUTH_FILE", auth_file.as_os_str().to_owned()),
+            ("XDG_RUNTIME_DIR", xdg.as_os_str().to_owned()),
+            ("HOME", home.as_os_str().to_owned()),
+        ];
+        auth_file_paths_with(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        })
+    };
+    let paths = env(&absent);
     assert_eq!(
-        auth_file_paths(),
+        paths,
         [
             dir.path().join("absent.json"),
             xdg.join("containers/auth.json"),
@@ -45,7 +56,7 @@ fn auth_files_in_order_and_used_for_real() {
     );
 
     // The missing REGISTRY_AUTH_FILE is skipped; containers' file wins.
-    let creds = credentials_from_auth_files(&host).unwrap();
+    let creds = credentials_from_files(&paths, &host).unwrap();
     assert_eq!(creds, Credentials::from_user_pass(&good));
     let mut opts = RegistryOptions::default();
     opts.credentials = creds;
@@ -58,11 +69,11 @@ fn auth_files_in_order_and_used_for_real() {
     // Docker's file, for a host only it names (its key with a scheme).
     std::fs::remove_file(xdg.join("containers/auth.json")).unwrap();
     assert_eq!(
-        credentials_from_auth_files(&host).unwrap(),
+        credentials_from_files(&paths, &host).unwrap(),
         Credentials::from_user_pass("docker:other")
     );
     assert_eq!(
-        credentials_from_auth_files("elsewhere.example").unwrap(),
+        credentials_from_files(&paths, "elsewhere.example").unwrap(),
         Credentials::Anonymous
     );
 
@@ -70,8 +81,7 @@ fn auth_files_in_order_and_used_for_real() {
     // that names the file and not its content.
     let explicit = dir.path().join("explicit.json");
     std::fs::write(&explicit, r#"{"auths": {"x": {"auth": "c2VjcmV0"}}, oops"#).unwrap();
-    std::env::set_var("REGISTRY_AUTH_FILE", &explicit);
-    let e = credentials_from_auth_files(&host).unwrap_err();
+    let e = credentials_from_files(&env(&explicit), &host).unwrap_err();
     let shown = e.to_string();
     assert!(shown.contains("explicit.json"), "{shown}");
     assert!(!shown.contains("c2VjcmV0"), "{shown}");
