@@ -39,7 +39,9 @@ mod auth;
 mod client;
 mod error;
 mod reference;
-pub mod retry;
+/// When a failed request is tried again: the policy `estargz-remote`'s
+/// range reads follow too.
+pub use estargz_remote::retry;
 mod verify;
 
 pub use auth::{

@@ -770,7 +770,7 @@ impl HttpBlob {
             _ => {
                 return Err(Failure {
                     error: self.status_error(range, status),
-                    retry: retry::is_transient_status(status).then(|| {
+                    retry: retry::is_transient_status(status.as_u16()).then(|| {
                         header("retry-after")
                             .and_then(|v| retry::retry_after(&v, SystemTime::now()))
                     }),

@@ -1,4 +1,6 @@
-//! When a failed range request is tried again, and how long to wait first.
+//! When a failed request is tried again, and how long to wait first: the
+//! policy of [`HttpBlob`](crate::HttpBlob) and of `estargz-registry`'s
+//! client.
 //!
 //! Every request [`HttpBlob`](crate::HttpBlob) makes is a `GET` of a byte
 //! range: idempotent, so repeating it is safe. It is repeated only for
@@ -10,20 +12,22 @@
 
 use std::io;
 use std::time::{Duration, SystemTime};
-use ureq::http::StatusCode;
 
 /// Longest wait between two attempts computed by the backoff (a
 /// `Retry-After` may ask for more, within the retry budget).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// Longest wait a `Retry-After` may impose on a caller without a retry
+/// budget of its own; a longer one is cut to this ([`cap_retry_after`]).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Whether a response with this status is worth asking for again.
-pub(crate) fn is_transient_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+pub fn is_transient_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
 /// Whether an I/O error means the connection went away rather than that
 /// the server answered something.
-pub(crate) fn is_transient_io(e: &io::Error) -> bool {
+pub fn is_transient_io(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(
         e.kind(),
@@ -33,7 +37,7 @@ pub(crate) fn is_transient_io(e: &io::Error) -> bool {
 
 /// The wait before retry number `retry` (0 for the first retry): `first`
 /// doubled each time, at most [`MAX_BACKOFF`].
-pub(crate) fn backoff(first: Duration, retry: u32) -> Duration {
+pub fn backoff(first: Duration, retry: u32) -> Duration {
     first
         .checked_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX))
         .unwrap_or(MAX_BACKOFF)
@@ -42,13 +46,18 @@ pub(crate) fn backoff(first: Duration, retry: u32) -> Duration {
 
 /// The wait a `Retry-After` header asks for: a number of seconds or an
 /// HTTP date (a date in the past means now). `None` when it is neither.
-pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
     let at = parse_http_date(value)?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A `Retry-After` wait cut to [`MAX_RETRY_AFTER`].
+pub fn cap_retry_after(wait: Duration) -> Duration {
+    wait.min(MAX_RETRY_AFTER)
 }
 
 /// An HTTP date (RFC 9110 §5.6.7: the IMF-fixdate senders must use, and
@@ -119,5 +128,16 @@ mod tests {
         );
         assert_eq!(backoff(ms(500), 40), MAX_BACKOFF);
         assert_eq!(backoff(Duration::MAX, 1), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn try_later_statuses_and_the_retry_after_cap() {
+        assert!(is_transient_status(503) && is_transient_status(429));
+        assert!(!is_transient_status(404) && !is_transient_status(401));
+        assert_eq!(cap_retry_after(Duration::from_secs(3600)), MAX_RETRY_AFTER);
+        assert_eq!(
+            cap_retry_after(Duration::from_secs(7)),
+            Duration::from_secs(7)
+        );
     }
 }
