@@ -155,24 +155,9 @@ impl Registry {
     pub fn new(host: &str, opts: RegistryOptions) -> Result<Registry> {
         let mut tls = ureq::tls::TlsConfig::builder().disable_verification(!opts.tls_verify);
         if let Some(pem) = &opts.ca_certs {
-            let mut roots = Vec::new();
-            for item in ureq::tls::parse_pem(pem) {
-                match item {
-                    Ok(ureq::tls::PemItem::Certificate(cert)) => roots.push(cert),
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(Error::BadCaCerts {
-                            reason: e.to_string(),
-                        })
-                    }
-                }
-            }
-            if roots.is_empty() {
-                return Err(Error::BadCaCerts {
-                    reason: "no PEM certificate found".into(),
-                });
-            }
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
+            let roots =
+                estargz_remote::root_certs(pem).map_err(|reason| Error::BadCaCerts { reason })?;
+            tls = tls.root_certs(roots);
         }
         let config = ureq::Agent::config_builder()
             .tls_config(tls.build())

@@ -473,24 +473,8 @@ impl HttpBlob {
         }
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(pem) = &opts.ca_certs {
-            let mut roots = Vec::new();
-            for item in ureq::tls::parse_pem(pem) {
-                match item {
-                    Ok(ureq::tls::PemItem::Certificate(cert)) => roots.push(cert),
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(Error::BadCaCerts {
-                            reason: e.to_string(),
-                        })
-                    }
-                }
-            }
-            if roots.is_empty() {
-                return Err(Error::BadCaCerts {
-                    reason: "no PEM certificate found".into(),
-                });
-            }
-            tls = tls.root_certs(roots.into());
+            let roots = root_certs(pem).map_err(|reason| Error::BadCaCerts { reason })?;
+            tls = tls.root_certs(roots);
         }
         let config = ureq::Agent::config_builder()
             .tls_config(tls.build())
@@ -811,6 +795,24 @@ fn reason_suffix(status: u16) -> String {
         .and_then(|s| s.canonical_reason())
         .map(|reason| format!(" {reason}"))
         .unwrap_or_default()
+}
+
+/// The certificates of a PEM bundle as the only roots TLS trusts (as
+/// `curl --cacert`: ureq cannot add to its built-in roots); why not, when
+/// the bundle is unreadable or holds no certificate.
+pub fn root_certs(pem: &[u8]) -> std::result::Result<ureq::tls::RootCerts, String> {
+    let mut roots = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => roots.push(cert),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    if roots.is_empty() {
+        return Err("no PEM certificate found".into());
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&roots))
 }
 
 impl ReadAt for HttpBlob {
