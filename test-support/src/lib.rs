@@ -5,6 +5,7 @@
 //!
 //! Not published: a dev-dependency of the crates whose tests use it.
 
+mod certs;
 pub mod nginx;
 pub mod noise;
 mod reference;

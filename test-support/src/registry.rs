@@ -65,75 +65,6 @@ fn htpasswd_line() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string() + "\n"
 }
 
-/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl
-/// in `dir`: `ca.pem`, `server.pem`, `server.key`.
-fn make_certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let key = "ec_paramgen_curve:prime256v1";
-    openssl(&[
-        "req",
-        "-x509",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=registry test CA",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        key,
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        key,
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-        "-out",
-        "server.pem",
-    ]);
-}
-
 fn config(dir: &Path, port: u16, token: &str, htpasswd: bool, tls: bool) -> String {
     let d = dir.display();
     let tls = if tls {
@@ -208,7 +139,7 @@ impl RegistryServer {
             std::fs::write(dir.path().join("htpasswd"), htpasswd_line()).unwrap();
         }
         let ca = tls.then(|| {
-            make_certificates(dir.path());
+            crate::certs::make_certificates(dir.path());
             std::fs::read(dir.path().join("ca.pem")).unwrap()
         });
         let nanos = std::time::SystemTime::now()
