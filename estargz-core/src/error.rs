@@ -116,6 +116,18 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The TOC is not the one
+    /// [`OpenOptions::expected_toc_digest`](crate::OpenOptions::expected_toc_digest)
+    /// names: checked on the stored JSON, before it is parsed.
+    #[error("the TOC at byte {offset} has digest {actual}, not the expected {expected}")]
+    TocDigestMismatch {
+        /// Offset of the TOC member (or frame) in the blob.
+        offset: u64,
+        /// The digest asked for.
+        expected: crate::digest::Digest,
+        /// The stored TOC JSON's digest.
+        actual: crate::digest::Digest,
+    },
     /// A zstd:chunked footer, skippable frame, TOC frame or data frame is
     /// malformed or points outside the blob.
     #[error("{reason}")]

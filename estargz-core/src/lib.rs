@@ -147,7 +147,8 @@ mod tar;
 mod toc;
 mod unpack;
 mod verify;
-#[allow(dead_code)] // the containers dialect's writer (tar-split, 64-byte footer) is not wired in yet
+#[allow(dead_code)]
+// the containers dialect's writer (tar-split, 64-byte footer) is not wired in yet
 mod zstd_chunked;
 
 pub use blob_info::{

@@ -70,6 +70,11 @@ pub struct OpenOptions {
     pub index: IndexLimits,
     /// The TOC of an external-TOC blob (the gzip member holding its tar).
     pub external_toc: Option<Vec<u8>>,
+    /// The TOC digest the layer's annotation names: the stored JSON is
+    /// checked against it before it is parsed (for zstd:chunked, its
+    /// manifest checksum is accepted too), else
+    /// [`Error::TocDigestMismatch`]. `None` (the default) checks nothing.
+    pub expected_toc_digest: Option<Digest>,
 }
 
 impl Default for OpenOptions {
@@ -79,6 +84,7 @@ impl Default for OpenOptions {
             max_toc_json: 512 << 20,
             index: IndexLimits::default(),
             external_toc: None,
+            expected_toc_digest: None,
         }
     }
 }
@@ -433,7 +439,7 @@ impl TocInfo {
                 }),
             },
         };
-        let parsed = parse_toc_member(&member, toc_offset, opts.max_toc_json)?;
+        let parsed = parse_toc_member(&member, toc_offset, opts)?;
         let payload_end = footer.payload_end(size);
         let info = TocInfo {
             blob_size: size,
@@ -450,6 +456,26 @@ impl TocInfo {
     }
 }
 
+/// [`OpenOptions::expected_toc_digest`] against the TOC's `digest` (or its
+/// zstd:chunked manifest checksum, `also`).
+pub(crate) fn check_toc_digest(
+    opts: &OpenOptions,
+    offset: u64,
+    digest: Digest,
+    also: Option<Digest>,
+) -> Result<()> {
+    match opts.expected_toc_digest {
+        Some(expected) if expected != digest && Some(expected) != also => {
+            Err(Error::TocDigestMismatch {
+                offset,
+                expected,
+                actual: digest,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A parsed TOC member.
 struct ParsedToc {
     toc: Toc,
@@ -460,7 +486,8 @@ struct ParsedToc {
 
 /// Decodes the TOC member at `offset`: one gzip member (CRC and length
 /// checked) holding a tar whose first entry is `stargz.index.json`.
-fn parse_toc_member(member: &[u8], offset: u64, max_json: u64) -> Result<ParsedToc> {
+fn parse_toc_member(member: &[u8], offset: u64, opts: &OpenOptions) -> Result<ParsedToc> {
+    let max_json = opts.max_toc_json;
     let bad = |reason: String| Error::InvalidToc { offset, reason };
     let mut decoder = flate2::bufread::GzDecoder::new(member);
     let mut tar = Vec::new();
@@ -513,11 +540,13 @@ fn parse_toc_member(member: &[u8], offset: u64, max_json: u64) -> Result<ParsedT
             tar.len() - BLOCK
         ))
     })?;
+    let digest = Digest::of(json);
+    check_toc_digest(opts, offset, digest, None)?;
     let toc: Toc =
         serde_json::from_slice(json).map_err(|e| bad(format!("error decoding TOC JSON: {e}")))?;
     Ok(ParsedToc {
         toc,
-        digest: Digest::of(json),
+        digest,
         json_len: size,
         slack,
     })

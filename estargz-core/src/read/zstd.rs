@@ -124,6 +124,12 @@ pub(crate) fn read_toc<S: ReadAt + ?Sized>(
     let mut decoder = FrameDecoder::new(limits.max_window_log).map_err(|e| zstd_error(e, at))?;
     let decoded =
         decode_toc_frame(footer, &bytes, &limits, &mut decoder).map_err(|e| zstd_error(e, at))?;
+    super::check_toc_digest(
+        opts,
+        at,
+        decoded.toc_digest,
+        Some(decoded.manifest_checksum),
+    )?;
     let parsed = parse_toc(&decoded.json, footer.version, at).map_err(|e| zstd_error(e, at))?;
     let info = ZstdChunkedInfo {
         dialect: parsed.dialect,

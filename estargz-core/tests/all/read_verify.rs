@@ -6,7 +6,7 @@ use crate::common;
 use common::tar_writer::*;
 use common::{convert_min, convert_with, tamper, CountingSource};
 use estargz_core::{
-    unpack_tar, verify, Blob, Digest, EntryType, OpenOptions, VerifyOptions, VerifyReport,
+    unpack_tar, verify, Blob, Digest, EntryType, Error, OpenOptions, VerifyOptions, VerifyReport,
 };
 
 fn check(blob: &[u8], toc_digest: Digest) -> VerifyReport {
@@ -747,4 +747,56 @@ fn an_index_error_keeps_its_entry_and_toc_index() {
         .find(|p| p.kind == ProblemKind::LinkMismatch)
         .unwrap_or_else(|| panic!("no link mismatch: {:?}", v.problems));
     assert_eq!((l.toc_index, l.offset), (Some(link), None));
+}
+
+/// `OpenOptions::expected_toc_digest` is checked on the stored JSON before
+/// it is parsed: a TOC that is not the one asked for is refused as that,
+/// even when it would not parse; zstd:chunked blobs match their TOC digest
+/// or their manifest checksum.
+#[test]
+fn the_expected_toc_digest_is_checked_before_parsing() {
+    use estargz_core::internals::{footer, tar_bytes};
+    let open = |blob: &[u8], expected: Option<Digest>| {
+        let mut opts = OpenOptions::default();
+        opts.expected_toc_digest = expected;
+        Blob::open(blob, &opts).map(|_| ())
+    };
+    let json = b"{ not json";
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut enc, &tar_bytes(json)).unwrap();
+    let mut blob = enc.finish().unwrap();
+    blob.extend_from_slice(&footer::encode(0));
+    let wrong = Digest::of(b"another TOC");
+    match open(&blob, Some(wrong)) {
+        Err(Error::TocDigestMismatch {
+            offset: 0,
+            expected,
+            actual,
+        }) => assert_eq!((expected, actual), (wrong, Digest::of(json))),
+        other => panic!("{other:?}"),
+    }
+    // The right digest gets as far as the parse, which fails.
+    assert!(matches!(
+        open(&blob, Some(Digest::of(json))),
+        Err(Error::InvalidToc { .. })
+    ));
+
+    let (good, report) = convert_with(&build_tar(Format::Ustar, &[file("a", "x")], 0), 1 << 20);
+    open(&good, Some(report.toc_digest)).unwrap();
+    open(&good, None).unwrap();
+    assert!(matches!(
+        open(&good, Some(wrong)),
+        Err(Error::TocDigestMismatch { .. })
+    ));
+
+    let zstd_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/blobs/zstd");
+    let zst = std::fs::read(zstd_dir.join("s-lossless-small.zst")).unwrap();
+    let opened = Blob::open(&zst[..], &OpenOptions::default()).unwrap();
+    let checksum = opened.zstd_chunked().unwrap().manifest_checksum;
+    open(&zst, Some(opened.toc_digest())).unwrap();
+    open(&zst, Some(checksum)).unwrap();
+    assert!(matches!(
+        open(&zst, Some(wrong)),
+        Err(Error::TocDigestMismatch { .. })
+    ));
 }
