@@ -15,3 +15,22 @@ pub mod spec;
 
 pub use reference::reference_driver;
 pub use short_reads::ShortReads;
+
+/// The zstd:chunked blobs in `testdata/blobs/zstd/` (file stems): the
+/// reference's stargz dialect (`s-…`) and skopeo's containers dialect
+/// (`c40-…`); see that directory's README.
+pub const ZSTD_FIXTURES: [&str; 6] = [
+    "s-lossless-small",
+    "s-build-small",
+    "s-lossless-empty",
+    "s-lossless-mixed-c4096",
+    "c40-small",
+    "c40-mixed",
+];
+
+/// The path of `name` in `testdata/blobs/zstd/`.
+pub fn zstd_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/blobs/zstd")
+        .join(name)
+}

@@ -7,22 +7,8 @@
 
 use crate::common::*;
 use serde_json::Value;
-use std::path::PathBuf;
 
-const FIXTURES: [&str; 6] = [
-    "s-lossless-small",
-    "s-build-small",
-    "s-lossless-empty",
-    "s-lossless-mixed-c4096",
-    "c40-small",
-    "c40-mixed",
-];
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/blobs/zstd")
-        .join(name)
-}
+use estargz_test_support::{zstd_fixture as fixture, ZSTD_FIXTURES as FIXTURES};
 
 /// A path as an argument (the fixtures' and temporary paths are UTF-8).
 fn s(p: &std::path::Path) -> &str {

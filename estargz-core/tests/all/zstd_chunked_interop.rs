@@ -3,24 +3,11 @@
 //! verifies them against our TOC digest, every chunk digest included, and
 //! unpacks them to the input tar byte for byte.
 
-use crate::common::reference_driver;
+use crate::common::run_reference;
 
 use estargz_core::{Compression, Converter, Digest};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-
-fn run_reference(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(reference_driver())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("estargz-ref runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn testdata() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata")

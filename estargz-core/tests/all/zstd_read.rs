@@ -18,23 +18,9 @@ use estargz_core::{
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const FIXTURES: [&str; 6] = [
-    "s-lossless-small",
-    "s-build-small",
-    "s-lossless-empty",
-    "s-lossless-mixed-c4096",
-    "c40-small",
-    "c40-mixed",
-];
-
-fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/blobs/zstd")
-        .join(name)
-}
+use estargz_test_support::{zstd_fixture as fixture_path, ZSTD_FIXTURES as FIXTURES};
 
 fn fixture(name: &str) -> (Vec<u8>, Value) {
     let blob = std::fs::read(fixture_path(&format!("{name}.zst"))).unwrap();
