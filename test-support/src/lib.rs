@@ -12,6 +12,7 @@ mod reference;
 pub mod registry;
 mod short_reads;
 pub mod spec;
+pub mod token;
 
 pub use reference::reference_driver;
 pub use short_reads::ShortReads;

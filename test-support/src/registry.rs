@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::token::{TokenIssuer, ISSUER, SERVICE};
+
 /// The user and password of the htpasswd instance.
 pub const USER: &str = "tester";
 pub const PASSWORD: &str = "pa55-w0rd-!";
@@ -25,6 +27,17 @@ pub struct RegistryServer {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
+    issuer: Option<TokenIssuer>,
+}
+
+/// How an instance authenticates clients.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    Anonymous,
+    Htpasswd,
+    /// Bearer tokens from a [`TokenIssuer`] the harness starts, valid for
+    /// this many seconds.
+    Token(u64),
 }
 
 /// `$ESTARGZ_DOCKER_REGISTRY`, `docker-registry` on PATH, or /usr/bin's.
@@ -65,15 +78,10 @@ fn htpasswd_line() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string() + "\n"
 }
 
-fn config(dir: &Path, port: u16, token: &str, htpasswd: bool, tls: bool) -> String {
+fn config(dir: &Path, port: u16, token: &str, auth: &str, tls: bool) -> String {
     let d = dir.display();
     let tls = if tls {
         format!("  tls:\n    certificate: {d}/server.pem\n    key: {d}/server.key\n")
-    } else {
-        String::new()
-    };
-    let auth = if htpasswd {
-        format!("auth:\n  htpasswd:\n    realm: test-realm\n    path: {d}/htpasswd\n")
     } else {
         String::new()
     };
@@ -96,6 +104,21 @@ http:
     )
 }
 
+/// The configuration's `auth` section.
+fn auth_section(dir: &Path, issuer: Option<&TokenIssuer>, htpasswd: bool) -> String {
+    let d = dir.display();
+    match issuer {
+        Some(issuer) => format!(
+            "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {d}/token.pem\n",
+            issuer.realm()
+        ),
+        None if htpasswd => {
+            format!("auth:\n  htpasswd:\n    realm: test-realm\n    path: {d}/htpasswd\n")
+        }
+        None => String::new(),
+    }
+}
+
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
     l.local_addr().expect("a bound address").port()
@@ -104,19 +127,31 @@ fn free_port() -> u16 {
 impl RegistryServer {
     /// A plain HTTP registry without authentication.
     pub fn start() -> Option<RegistryServer> {
-        RegistryServer::start_inner(false, false)
+        RegistryServer::start_inner(Auth::Anonymous, false)
+    }
+
+    /// A plain HTTP registry with `token` auth: clients are sent to a
+    /// [`TokenIssuer`] (see [`RegistryServer::issuer`]) that hands out
+    /// JWTs for [`USER`] / [`PASSWORD`], valid for `lifetime`.
+    pub fn start_with_token(lifetime: Duration) -> Option<RegistryServer> {
+        RegistryServer::start_inner(Auth::Token(lifetime.as_secs()), false)
+    }
+
+    /// The token issuer of a [`RegistryServer::start_with_token`] instance.
+    pub fn issuer(&self) -> Option<&TokenIssuer> {
+        self.issuer.as_ref()
     }
 
     /// A plain HTTP registry with htpasswd (bcrypt) Basic auth for
     /// [`USER`] / [`PASSWORD`].
     pub fn start_with_htpasswd() -> Option<RegistryServer> {
-        RegistryServer::start_inner(true, false)
+        RegistryServer::start_inner(Auth::Htpasswd, false)
     }
 
     /// [`RegistryServer::start_with_htpasswd`] behind HTTPS, with a
     /// certificate for 127.0.0.1 signed by [`RegistryServer::ca`].
     pub fn start_with_htpasswd_and_tls() -> Option<RegistryServer> {
-        RegistryServer::start_inner(true, true)
+        RegistryServer::start_inner(Auth::Htpasswd, true)
     }
 
     /// The CA certificate (PEM) of the TLS instance.
@@ -124,7 +159,8 @@ impl RegistryServer {
         self.dir.path().join("ca.pem")
     }
 
-    fn start_inner(htpasswd: bool, tls: bool) -> Option<RegistryServer> {
+    fn start_inner(auth: Auth, tls: bool) -> Option<RegistryServer> {
+        let htpasswd = auth == Auth::Htpasswd;
         let binary = find_registry();
         if !require("docker-registry", binary.is_some()) {
             return None;
@@ -138,6 +174,11 @@ impl RegistryServer {
         if htpasswd {
             std::fs::write(dir.path().join("htpasswd"), htpasswd_line()).unwrap();
         }
+        let issuer = match auth {
+            Auth::Token(secs) => Some(TokenIssuer::start(dir.path(), Duration::from_secs(secs))),
+            _ => None,
+        };
+        let auth_section = auth_section(dir.path(), issuer.as_ref(), htpasswd);
         let ca = tls.then(|| {
             crate::certs::make_certificates(dir.path());
             std::fs::read(dir.path().join("ca.pem")).unwrap()
@@ -150,7 +191,7 @@ impl RegistryServer {
         for _ in 0..8 {
             let port = free_port();
             let conf = dir.path().join("config.yml");
-            std::fs::write(&conf, config(dir.path(), port, &token, htpasswd, tls)).unwrap();
+            std::fs::write(&conf, config(dir.path(), port, &token, &auth_section, tls)).unwrap();
             let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
             let mut command = Command::new(&binary);
             // It reads REGISTRY_* variables as configuration: a user's
@@ -169,7 +210,14 @@ impl RegistryServer {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
             match wait_ready(&mut child, port, &token, ca.as_deref()) {
-                Ok(()) => return Some(RegistryServer { child, dir, port }),
+                Ok(()) => {
+                    return Some(RegistryServer {
+                        child,
+                        dir,
+                        port,
+                        issuer,
+                    })
+                }
                 Err(e) => {
                     let log = std::fs::read_to_string(dir.path().join("registry.log"))
                         .unwrap_or_default();

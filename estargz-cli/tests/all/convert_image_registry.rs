@@ -100,18 +100,23 @@ fn registry_with_source(tmp: &Path, htpasswd: bool) -> Option<RegistryServer> {
     } else {
         RegistryServer::start()?
     };
+    push_source(&server, tmp, htpasswd);
+    Some(server)
+}
+
+/// Pushes [`build_layout`]'s image to `server` as `src:1` with skopeo.
+fn push_source(server: &RegistryServer, tmp: &Path, with_creds: bool) {
     let layout = tmp.join("layout");
     build_layout(&layout);
     let src = format!("oci:{}", layout.display());
     let dst = format!("docker://{}/src:1", server.host());
     let creds = format!("{USER}:{PASSWORD}");
     let mut args = vec!["copy", "--all", "--dest-tls-verify=false"];
-    if htpasswd {
+    if with_creds {
         args.extend(["--dest-creds", &creds]);
     }
     args.extend([src.as_str(), dst.as_str()]);
     skopeo_ok(&args);
-    Some(server)
 }
 
 /// `estargz convert-image ARGS` with `TMPDIR=tmpdir` and no auth file.
@@ -421,6 +426,72 @@ fn credentials_from_flags_and_auth_files_and_a_wrong_password() {
     let raw = skopeo_ok(&inspect);
     assert!(raw.contains(OCI_INDEX), "{raw}");
     assert_empty_dir(&scratch);
+}
+
+/// Registry to registry through the Bearer flow of a real token-auth
+/// registry: the converted image is there for skopeo, every layer verifies,
+/// and a wrong password is a clear exit 1 with nothing pushed.
+#[test]
+fn registry_to_registry_behind_token_auth() {
+    let tmp = tempfile::tempdir().unwrap();
+    if skopeo().is_none() {
+        return;
+    }
+    let Some(server) = RegistryServer::start_with_token(Duration::from_secs(600)) else {
+        return;
+    };
+    push_source(&server, tmp.path(), true);
+    let host = server.host();
+    let scratch = tmp.path().join("scratch");
+    let (src, dst) = (
+        format!("docker://{host}/src:1"),
+        format!("docker://{host}/dst:1"),
+    );
+    let good = format!("{USER}:{PASSWORD}");
+    let bad = format!("--dest-creds={USER}:not-{PASSWORD}");
+    let src_creds = format!("--src-creds={good}");
+    let dest_creds = format!("--dest-creds={good}");
+
+    let out = convert(
+        &scratch,
+        &[&src, &dst, &src_creds, &bad, NO_TLS[0], NO_TLS[1]],
+    );
+    assert_exit(&out, 1);
+    let err = stderr_of(&out);
+    assert!(err.contains("401") && !err.contains(PASSWORD), "{err}");
+    assert_eq!(uploads(&server, "dst", 0), 0);
+
+    let out = convert(
+        &scratch,
+        &[&src, &dst, &src_creds, &dest_creds, NO_TLS[0], NO_TLS[1]],
+    );
+    assert_exit(&out, 0);
+    assert_empty_dir(&scratch);
+    let issuer = server.issuer().unwrap();
+    assert!(
+        issuer.requests().iter().any(|t| t
+            .scopes
+            .iter()
+            .any(|s| s.starts_with("repository:dst:") && s.contains("push"))),
+        "a push token for dst: {:#?}",
+        issuer.requests()
+    );
+    let out_layout = tmp.path().join("pulled");
+    let pulled = format!("oci:{}", out_layout.display());
+    skopeo_ok(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &good,
+        &dst,
+        &pulled,
+    ]);
+    assert_eq!(
+        verify_layout(&out_layout),
+        4,
+        "every layer of both platforms"
+    );
 }
 
 fn base64_encode(bytes: &[u8]) -> String {

@@ -1,6 +1,7 @@
 //! The client against a real registry (distribution 2.8, started by the
-//! test: plain HTTP anonymous, and htpasswd Basic auth) and against an
-//! in-process fake for Bearer tokens and damaged blobs.
+//! test: plain HTTP anonymous, htpasswd Basic auth, and token auth with
+//! a token issuer the test starts) and against an in-process fake for
+//! token expiry and damaged blobs.
 
 use crate::common::fake::Fake;
 use crate::common::registry::{require, RegistryServer, PASSWORD, USER};
@@ -8,6 +9,7 @@ use crate::common::{digest, Image};
 use estargz_registry::{Credentials, Error, Registry, RegistryOptions, OCI_MANIFEST};
 use std::io::Read;
 use std::process::Command;
+use std::time::Duration;
 
 fn client(host: &str, credentials: Credentials) -> Registry {
     let mut opts = RegistryOptions::default();
@@ -269,6 +271,73 @@ fn bearer_tokens_are_fetched_cached_and_refreshed() {
         (Some(404), Some("MANIFEST_UNKNOWN")),
         "{e}"
     );
+}
+
+/// The Bearer flow against the real registry with `token` auth and a
+/// token issuer the harness starts: the client follows the challenge,
+/// asks for the push and pull scopes it needs, and the registry accepts
+/// the JWTs.
+#[test]
+fn bearer_tokens_from_a_real_token_registry() {
+    let Some(server) = RegistryServer::start_with_token(Duration::from_secs(600)) else {
+        return;
+    };
+    let issuer = server.issuer().unwrap();
+    let r = client(
+        &server.host(),
+        Credentials::from_user_pass(&format!("{USER}:{PASSWORD}")),
+    );
+    let image = Image::new("behind a token\n");
+    let manifest_digest = push_image(&r, "tokens/app", "v1", &image);
+    assert_eq!(
+        r.pull_manifest("tokens/app", "v1").unwrap().bytes,
+        image.manifest
+    );
+    let layer = digest(&image.layer);
+    assert_eq!(read_blob(&r, "tokens/app", &layer), image.layer);
+    let asked = issuer.requests();
+    assert!(!asked.is_empty(), "no token was asked for");
+    assert!(
+        asked.iter().all(|t| t.authenticated == Some(true)),
+        "every token request carries the credentials: {asked:#?}"
+    );
+    let scopes: Vec<&str> = asked
+        .iter()
+        .flat_map(|t| &t.scopes)
+        .map(|s| s.as_str())
+        .collect();
+    assert!(
+        scopes
+            .iter()
+            .any(|s| s.starts_with("repository:tokens/app:") && s.contains("push")),
+        "a push scope for the push: {scopes:?}"
+    );
+
+    // A mount from another repository asks for pull on the source too.
+    assert!(r.mount_blob("tokens/app", "tokens/copy", &layer).unwrap());
+    assert_eq!(read_blob(&r, "tokens/copy", &layer), image.layer);
+
+    let wrong = client(
+        &server.host(),
+        Credentials::from_user_pass(&format!("{USER}:not-{PASSWORD}")),
+    );
+    let e = wrong.pull_manifest("tokens/app", "v1").unwrap_err();
+    assert_eq!(e.status(), Some(401), "{e}");
+    assert!(
+        e.to_string().contains("/token"),
+        "names the token service: {e}"
+    );
+    assert!(!format!("{e} {e:?}").contains(PASSWORD), "{e:?}");
+    // Without credentials the issuer refuses, so the registry does too.
+    let anonymous = client(&server.host(), Credentials::Anonymous);
+    let e = anonymous.pull_manifest("tokens/app", "v1").unwrap_err();
+    assert_eq!(e.status(), Some(401), "{e}");
+
+    if skopeo_present() {
+        let reference = format!("docker://{}/tokens/app:v1", server.host());
+        let inspected = skopeo_inspect(&reference, Some(&format!("{USER}:{PASSWORD}")));
+        assert_eq!(inspected["Digest"], manifest_digest.as_str());
+    }
 }
 
 #[test]
