@@ -6,8 +6,8 @@
 //! checked, and the last component is not followed by the `l*` calls.
 
 use rustix::fs::{
-    chmodat, chownat, fchmod, fchown, fsetxattr, fstat, futimens, lsetxattr, openat, AtFlags,
-    FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags, CWD,
+    chmodat, chownat, fchmod, fchown, fsetxattr, fstat, futimens, lsetxattr, openat, utimensat,
+    AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags, CWD,
 };
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -62,17 +62,37 @@ pub(super) fn chmod_special(parent: BorrowedFd<'_>, name: &str, mode: u32) -> io
     )?)
 }
 
-/// Sets access and modification times of an open file or directory.
-pub(super) fn set_mtime(fd: BorrowedFd<'_>, secs: i64) -> io::Result<()> {
+/// Access and modification both at `(seconds, nanoseconds)`.
+fn timestamps((secs, nsec): (i64, u32)) -> Timestamps {
     let t = Timespec {
         tv_sec: secs,
-        tv_nsec: 0,
+        tv_nsec: nsec.min(999_999_999).into(),
     };
-    let times = Timestamps {
+    Timestamps {
         last_access: t,
         last_modification: t,
-    };
-    Ok(futimens(fd, &times)?)
+    }
+}
+
+/// Sets access and modification times of an open file or directory.
+pub(super) fn set_mtime(fd: BorrowedFd<'_>, mtime: (i64, u32)) -> io::Result<()> {
+    Ok(futimens(fd, &timestamps(mtime))?)
+}
+
+/// Sets the times of `name` in `parent` itself (a symlink, device node or
+/// FIFO): `AT_SYMLINK_NOFOLLOW` never reaches through a symlink, and no
+/// device is opened.
+pub(super) fn set_mtime_at(
+    parent: BorrowedFd<'_>,
+    name: &str,
+    mtime: (i64, u32),
+) -> io::Result<()> {
+    Ok(utimensat(
+        parent,
+        name,
+        &timestamps(mtime),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
 /// Sets an xattr on an open file or directory.

@@ -1,6 +1,8 @@
 //! Creating one entry inside the directory, relative to its parent's handle.
 
-use super::attrs::{chmod_fd, chmod_special, chown_at, chown_fd, set_mtime, xattr_at, xattr_fd};
+use super::attrs::{
+    chmod_fd, chmod_special, chown_at, chown_fd, set_mtime, set_mtime_at, xattr_at, xattr_fd,
+};
 use super::remove::{clear_dir, remove_existing};
 use super::walk::{DirWalker, WalkError, WalkFailure};
 use super::{fs_err, UnpackOptions, UnpackProgress, UnpackReport};
@@ -21,7 +23,7 @@ use std::path::{Path, PathBuf};
 pub(super) struct PendingDir {
     pub rel: String,
     pub mode: u32,
-    pub mtime: Option<i64>,
+    pub mtime: Option<(i64, u32)>,
     pub dev: u64,
     pub ino: u64,
 }
@@ -188,11 +190,13 @@ impl Writer<'_> {
         } else {
             mode & 0o1777
         };
-        let mtime = (entry.mtime.0 != 0).then_some(entry.mtime.0);
+        let mtime = (entry.mtime != (0, 0)).then_some(entry.mtime);
         match entry.kind {
             EntryKind::Directory => self.directory(entry, place, keep_dir, mode, mtime),
             EntryKind::Regular => self.regular(entry, place, mode, mtime, scanner),
             EntryKind::Symlink | EntryKind::Hardlink => {
+                // A hardlink's times are its target's: the same inode.
+                let own_times = link_target.is_none();
                 match link_target {
                     Some((dir, target)) => {
                         linkat(dir, target.as_str(), parent, base, AtFlags::empty())
@@ -200,7 +204,7 @@ impl Writer<'_> {
                     None => symlinkat(entry.link_name.as_str(), parent, base),
                 }
                 .map_err(|e| err(e.into()))?;
-                self.metadata_at(entry, place, None)
+                self.metadata_at(entry, place, None, mtime.filter(|_| own_times))
             }
             EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo => {
                 let kind = match entry.kind {
@@ -217,14 +221,20 @@ impl Writer<'_> {
                     ));
                     return Ok(());
                 }
-                self.metadata_at(entry, place, Some(mode))
+                self.metadata_at(entry, place, Some(mode), mtime)
             }
         }
     }
 
-    /// Owner, mode (device nodes and FIFOs) and xattrs of something with no
-    /// handle of its own; then counts the entry.
-    fn metadata_at(&mut self, entry: &Entry, place: &Place<'_>, mode: Option<u32>) -> Result<()> {
+    /// Owner, mode (device nodes and FIFOs), xattrs and times of something
+    /// with no handle of its own; then counts the entry.
+    fn metadata_at(
+        &mut self,
+        entry: &Entry,
+        place: &Place<'_>,
+        mode: Option<u32>,
+        mtime: Option<(i64, u32)>,
+    ) -> Result<()> {
         let (parent, base, path) = (place.parent, place.base, &place.path);
         if self.opts.same_owner {
             chown_at(parent, base, entry.uid, entry.gid).map_err(|e| fs_err(path, e))?;
@@ -234,6 +244,9 @@ impl Writer<'_> {
             chmod_special(parent, base, mode).map_err(|e| fs_err(path, e))?;
         }
         self.set_xattrs(entry, |k, v| xattr_at(parent, base, k, v));
+        if let Some(t) = mtime {
+            set_mtime_at(parent, base, t).map_err(|e| fs_err(path, e))?;
+        }
         self.count();
         Ok(())
     }
@@ -259,7 +272,7 @@ impl Writer<'_> {
         place: &Place<'_>,
         exists: bool,
         mode: u32,
-        mtime: Option<i64>,
+        mtime: Option<(i64, u32)>,
     ) -> Result<()> {
         let (parent, base, path) = (place.parent, place.base, &place.path);
         if !exists {
@@ -289,7 +302,7 @@ impl Writer<'_> {
         entry: &Entry,
         place: &Place<'_>,
         mode: u32,
-        mtime: Option<i64>,
+        mtime: Option<(i64, u32)>,
         scanner: &mut Scanner<R>,
     ) -> Result<()> {
         let (parent, base, path) = (place.parent, place.base, &place.path);

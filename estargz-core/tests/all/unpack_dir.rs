@@ -92,11 +92,11 @@ fn unpacks_files_dirs_links_modes_and_times() {
             .mode(0o640)
             .mtime(1_500_000_000, 0),
         file("etc/big", vec![7u8; 10_000]).mode(0o600),
-        symlink("etc/localtime", "/usr/share/zoneinfo/UTC"),
+        symlink("etc/localtime", "/usr/share/zoneinfo/UTC").mtime(1_400_000_000, 0),
         hardlink("etc/hosts.bak", "etc/hosts"),
         file("bin/tool", "#!/bin/sh\n").mode(0o4755),
-        file(&format!("deep/{}", "n".repeat(200)), "long"),
-        fifo("run/fifo"),
+        file(&format!("deep/{}", "n".repeat(200)), "long").mtime(1_450_000_000, 123_456_789),
+        fifo("run/fifo").mtime(1_300_000_000, 0),
     ];
     let report =
         unpack_to_dir(&blob_of(&entries)[..], &s.target, &UnpackOptions::default()).unwrap();
@@ -137,6 +137,19 @@ fn unpacks_files_dirs_links_modes_and_times() {
         "long"
     );
     assert!(fs::symlink_metadata(t.join("run/fifo")).is_ok() || !report.warnings.is_empty());
+    // Symlinks and FIFOs get their own times too, and PAX nanoseconds land.
+    let times = |p: &str| {
+        let m = fs::symlink_metadata(t.join(p)).unwrap();
+        (m.mtime(), m.mtime_nsec())
+    };
+    assert_eq!(times("etc/localtime"), (1_400_000_000, 0));
+    if fs::symlink_metadata(t.join("run/fifo")).is_ok() {
+        assert_eq!(times("run/fifo"), (1_300_000_000, 0));
+    }
+    assert_eq!(
+        times(&format!("deep/{}", "n".repeat(200))),
+        (1_450_000_000, 123_456_789)
+    );
     assert_eq!(report.bytes, 20 + 10_000 + 10 + 4);
     s.assert_outside_untouched();
 }
