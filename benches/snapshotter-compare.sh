@@ -17,7 +17,9 @@
 # both sides then prefetch nothing).
 #
 # Environment: RESULTS=FILE (also write the report there), RANDOM_READS=N
-# (4 KiB preads per random-read measurement, default 100000), SIDES="snapshotter
+# (4 KiB preads per random-read measurement, default 100000), RUNS=N (run 2
+# is repeated N times, default 3, each from a cold start; its times are the
+# least of the runs, as this machine is shared), SIDES="snapshotter
 # estargz" (which sides to run), PRIORITIZED=FILE (paths to prioritize when
 # converting a tar LAYER), STARGZ_TOOLS=DIR (where build.sh of the stargz-grpc
 # daemon lives, run when stargz-grpc is not on PATH; default
@@ -62,6 +64,7 @@ caller=$PWD
 cd "$(dirname "$0")/.."
 root=$PWD
 RANDOM_READS=${RANDOM_READS:-100000}
+RUNS=${RUNS:-3}
 SIDES=${SIDES:-snapshotter estargz}
 STARGZ_TOOLS=${STARGZ_TOOLS:-/work/shared/tools/stargz-snapshotter}
 [ -z "${RESULTS:-}" ] || RESULTS=$(cd "$caller" && realpath -m "$RESULTS")
@@ -329,7 +332,18 @@ since() {
 }
 # phase KEY MARK: records since(MARK) as R[KEY], B[KEY], O[KEY].
 declare -A R B O T
-phase() { local n b o; settle; read -r n b o < <(since "$2"); R["$1"]=$n; B["$1"]=$b; O["$1"]=$o; log "   $1: $n requests, $b bytes (+$o other)"; }
+# Repeated runs (RUNS) keep every count: RS/BS list them, the report shows
+# their range.
+declare -A RS BS
+phase() {
+  local n b o
+  settle
+  read -r n b o < <(since "$2")
+  R["$1"]=$n; B["$1"]=$b; O["$1"]=$o; RS["$1"]+="$n "; BS["$1"]+="$b "
+  log "   $1: $n requests, $b bytes (+$o other)"
+}
+# cpu_s PID: user + system CPU seconds of PID so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"; }
 # read_files MNT LIST: reads the NUL-separated relative paths of LIST under MNT.
 read_files() { (cd "$1" && "$rd" all <"$2") >/dev/null; }
 # timed_all KEY MNT [-d]: reads every file under MNT; T[KEY] seconds.
@@ -339,29 +353,37 @@ timed_all() {
   t0=$(date +%s%N)
   out=$(cd "$mnt" && find . -type f -print0 | "$rd" all "$@") || return 1
   t1=$(date +%s%N)
-  T[$key]=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b - a) / 1e9}')
-  log "   $key: ${T[$key]} s ($out)"
+  keep_min "$key" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b - a) / 1e9}')"
+  log "   $key: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (b - a) / 1e9}') s ($out)"
+}
+# keep_min KEY VALUE: T[KEY] becomes VALUE when that is less (or T[KEY] unset).
+keep_min() {
+  if [ -z "${T[$1]:-}" ] || awk -v a="$2" -v b="${T[$1]}" 'BEGIN { exit !(a + 0 < b + 0) }'; then T["$1"]=$2; fi
 }
 hwm_mb() { awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
 # measure SIDE RUN MNT DAEMON_PID: the phases of run RUN (1, 2 or 3).
 measure() {
-  local side=$1 run=$2 mnt=$3 dpid=$4 m
+  local side=$1 run=$2 mnt=$3 dpid=$4 m u ud h c0
   case $run in
   1)
     m=$(mark); cat "$mnt/$small" >/dev/null; phase "$side|small" "$m"
     m=$(mark); read_files "$mnt" "$work/prefetch.list"; phase "$side|pre-ondemand" "$m"
     ;;
   2)
+    c0=$(cpu_s "$dpid")
     m=$(mark); timed_all "$side|all-cold" "$mnt"; phase "$side|all-cold" "$m"
+    keep_min "$side|cpu-cold" "$(awk -v a="$c0" -v b="$(cpu_s "$dpid")" 'BEGIN { printf "%.2f", b - a }')"
+    log "   daemon CPU for the cold read: $(awk -v a="$c0" -v b="$(cpu_s "$dpid")" 'BEGIN { printf "%.2f", b - a }') s"
     timed_all "$side|all-warm" "$mnt"
     m=$(mark)
     if timed_all "$side|all-direct" "$mnt" -d 2>"$work/direct.err"; then phase "$side|all-direct" "$m"; else T["$side|all-direct"]="n/a"; log "   O_DIRECT: $(head -1 "$work/direct.err")"; fi
-    T["$side|rand"]=$("$rd" rand "$mnt/$big" "$span" "$RANDOM_READS")
-    T["$side|rand-direct"]=$("$rd" rand -d "$mnt/$big" "$span" "$RANDOM_READS" 2>/dev/null || echo n/a)
-    log "   4 KiB random reads: ${T[$side|rand]} us (page cache), ${T[$side|rand-direct]} us (O_DIRECT)"
-    T["$side|hwm"]=$(hwm_mb "$dpid")
-    log "   peak RSS ${T[$side|hwm]} MB"
+    u=$("$rd" rand "$mnt/$big" "$span" "$RANDOM_READS"); keep_min "$side|rand" "$u"
+    ud=$("$rd" rand -d "$mnt/$big" "$span" "$RANDOM_READS" 2>/dev/null) || ud=n/a
+    if [ "$ud" = n/a ]; then T["$side|rand-direct"]=n/a; else keep_min "$side|rand-direct" "$ud"; fi
+    log "   4 KiB random reads: $u us (page cache), $ud us (O_DIRECT)"
+    h=$(hwm_mb "$dpid"); [ "$h" -le "${T[$side|hwm]:-0}" ] || T["$side|hwm"]=$h
+    log "   peak RSS $h MB"
     ;;
   3)
     m=$(mark); read_files "$mnt" "$work/prefetch.list"; phase "$side|pre-after" "$m"
@@ -373,6 +395,7 @@ measure() {
 # snap_run RUN: one cold start of stargz-grpc + containerd, lazy pull, view.
 snap_run() {
   local run=$1 d=$work/snap$1 sp cp m key parent flags=()
+  rm -rf --one-file-system "$d"
   mkdir -p "$d/mnt"
   [ "$run" = 3 ] || flags=(-no-prefetch)
   log "== snapshotter, run $run ${flags[*]}"
@@ -435,11 +458,14 @@ EOF
 
 # ---------------------------------------------------------------- estargz mount
 esgz_has_mount() { "$estargz" mount --help >/dev/null 2>&1; }
+esgz_no_prefetch=0
+if "$estargz" mount --help 2>/dev/null | grep -q -- '--no-prefetch'; then esgz_no_prefetch=1; fi
 # esgz_run RUN: one cold start of `estargz mount` on the blob's URL.
 esgz_run() {
   local run=$1 d=$work/esgz$1 ep m flags=(--toc-digest "$toc_digest")
-  mkdir -p "$d/mnt" "$d/cache"
-  if [ "$run" != 3 ] && "$estargz" mount --help 2>/dev/null | grep -q -- '--no-prefetch'; then flags+=(--no-prefetch); fi
+  rm -rf --one-file-system "$d"
+  mkdir -p "$d/mnt"
+  if [ "$run" != 3 ] && [ "$esgz_no_prefetch" = 1 ]; then flags+=(--no-prefetch); fi
   log "== estargz mount, run $run ${flags[*]}"
   m=$(mark)
   start "estargz mount" "$d/mount.log" "$estargz" mount "${flags[@]}" "$blob_url" "$d/mnt"
@@ -452,7 +478,7 @@ esgz_run() {
   ls "$d/mnt" >/dev/null
   if [ "$run" = 3 ]; then phase "estargz|mount-prefetch" "$m"; else phase "estargz|mount$run" "$m"; fi
   measure estargz "$run" "$d/mnt" "$ep"
-  kill -INT "$ep"
+  kill -TERM "$ep" # as Ctrl-C: unmounts and reports (SIGINT is ignored by background jobs of a script)
   for i in $(seq 150); do kill -0 "$ep" 2>/dev/null || break; sleep 0.1; done
   stop_started "$ep"
   unmount_under "$d"
@@ -462,11 +488,11 @@ esgz_run() {
 esgz_available=0
 for side in $SIDES; do
   case $side in
-  snapshotter) for r in 1 2 3; do snap_run "$r"; done ;;
+  snapshotter) for r in 1 $(yes 2 | head -n "$RUNS") 3; do snap_run "$r"; done ;;
   estargz)
     if esgz_has_mount; then
       esgz_available=1
-      for r in 1 2 3; do esgz_run "$r"; done
+      for r in 1 $(yes 2 | head -n "$RUNS") 3; do esgz_run "$r"; done
     else
       log "== estargz mount not available ($estargz has no mount subcommand)"
     fi
@@ -480,12 +506,15 @@ report=$work/report.md
 : >"$report"
 say() { printf '%s\n' "$*" | tee -a "$report"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
+# range "N...": N, or MIN-MAX when the runs differed; range_mib the same in MiB.
+range() { tr ' ' '\n' <<<"$1" | awk 'NF { if (n++ == 0 || $1 < lo) lo = $1; if ($1 > hi) hi = $1 } END { if (lo == hi) print lo; else print lo "-" hi }'; }
+range_mib() { tr ' ' '\n' <<<"$1" | awk 'NF { if (n++ == 0 || $1 < lo) lo = $1; if ($1 > hi) hi = $1 } END { if (lo == hi) printf "%.2f MiB", lo / 1048576; else printf "%.2f-%.2f MiB", lo / 1048576, hi / 1048576 }'; }
 cell() { # cell SIDE KIND KEY
   local s=$1 kind=$2 k="$1|$3"
   if [ "$s" = estargz ] && [ "$esgz_available" = 0 ]; then printf 'estargz mount not available'; return; fi
   case $kind in
-  rb) if [ -n "${R[$k]:-}" ]; then printf '%s / %s' "${R[$k]}" "$(mib "${B[$k]}")"; [ "${O[$k]:-0}" = 0 ] || printf ' (+%s manifest/config)' "${O[$k]}"; else printf -- '-'; fi ;;
-  rbt) if [ -n "${R[$k]:-}" ]; then printf '%s / %s / %s s' "${R[$k]}" "$(mib "${B[$k]}")" "${T[$k]}"; else printf -- '-'; fi ;;
+  rb) if [ -n "${R[$k]:-}" ]; then printf '%s / %s' "$(range "${RS[$k]:-${R[$k]}}")" "$(range_mib "${BS[$k]:-${B[$k]}}")"; [ "${O[$k]:-0}" = 0 ] || printf ' (+%s manifest/config)' "${O[$k]}"; else printf -- '-'; fi ;;
+  rbt) if [ -n "${R[$k]:-}" ]; then printf '%s / %s / %s s' "$(range "${RS[$k]}")" "$(range_mib "${BS[$k]}")" "${T[$k]}"; else printf -- '-'; fi ;;
   t) printf '%s' "${T[$k]:--}" ;;
   esac
 }
@@ -506,15 +535,20 @@ row "one small file" rb small
 row "prefetch region, read on demand" rb pre-ondemand
 row "mount with prefetch (TOC + prefetch region)" rb mount-prefetch
 row "prefetch region read after the prefetch" rb pre-after
-row "every file, cold: requests / bytes / time" rbt all-cold
-row "every file, warm (page cache)" t all-warm
-row "every file, warm, O_DIRECT (the daemon's cache): requests / bytes / time" rbt all-direct
-row "4 KiB random pread in a cached chunk, µs (page cache)" t rand
-row "4 KiB random pread in a cached chunk, µs (O_DIRECT)" t rand-direct
-row "daemon peak RSS, MB (VmHWM, after run 2)" t hwm
+row "every file, cold: requests / bytes / seconds" rbt all-cold
+row "every file, cold: CPU seconds of the daemon" t cpu-cold
+row "every file, warm (page cache): seconds" t all-warm
+row "every file, warm, O_DIRECT (the daemon's cache): requests / bytes / seconds" rbt all-direct
+row "4 KiB random pread in a cached chunk (page cache): µs" t rand
+row "4 KiB random pread in a cached chunk (O_DIRECT, served by the daemon): µs" t rand-direct
+row "daemon peak RSS (VmHWM, after reading every file): MB" t hwm
 say ""
+say "Times, CPU seconds and µs: the least of $RUNS cold starts (requests and bytes: their range); peak RSS the largest."
+if [ "$esgz_available" = 1 ] && [ "$esgz_no_prefetch" = 0 ]; then
+  say "estargz mount has no --no-prefetch: it prefetches the landmark region at every mount (its on-demand rows count that in the mount)."
+fi
 if [ "$esgz_available" = 1 ]; then
   for r in 1 2 3; do [ -z "${T[estargz|report$r]:-}" ] || say "estargz mount's own report, run $r: ${T[estargz|report$r]}"; done
 fi
-say "Command: \`benches/snapshotter-compare.sh${layer_arg:+ $layer_arg}\` (RANDOM_READS=$RANDOM_READS)."
+say "Command: \`benches/snapshotter-compare.sh${layer_arg:+ $layer_arg}\` (RUNS=$RUNS RANDOM_READS=$RANDOM_READS)."
 [ -z "${RESULTS:-}" ] || cp "$report" "$RESULTS"
