@@ -100,12 +100,15 @@ unmount_under() {
 cleanup() {
   local i
   set +e
+  trap '' INT TERM # finish cleaning up
+  log "== cleaning up"
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop "${pids[$i]}"; done
   unmount_under "$work"
   rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 # start NAME LOGFILE CMD...: runs CMD in the background, its PID in $last_pid.
 start() {
   local name=$1 logf=$2
@@ -220,7 +223,7 @@ entries=$(jget entries); prefetch_end=$(jget prefetch end)
 # Which files each phase reads: one small file after the prefetch region,
 # the regular files of the prefetch region, the largest multi-chunk file and
 # the span of its first chunk.
-python3 - "$work" <<'EOF'
+(python3 - "$work" <<'EOF'
 import json, sys
 w = sys.argv[1]
 es = json.load(open(w + "/ls.json"))
@@ -235,13 +238,11 @@ big = max((e for i, e in regs if e["chunks"] > 1), key=lambda e: e["size"], defa
 span = max(4096, big["size"] // max(1, big["chunks"]) // 4096 * 4096)
 with open(w + "/prefetch.list", "wb") as f:
     for e in pre: f.write(rel(e["name"]).encode() + b"\0")
-open(w + "/pick.sh", "w").write(
-    "small=%s\nsmall_size=%d\nbig=%s\nbig_size=%d\nbig_chunks=%d\nspan=%d\npre_files=%d\npre_bytes=%d\n" % (
-        json.dumps(rel(small["name"])), small["size"], json.dumps(rel(big["name"])), big["size"], big["chunks"], span,
-        len(pre), sum(e["size"] for e in pre)))
+for v in (rel(small["name"]), small["size"], rel(big["name"]), big["size"], big["chunks"], span, len(pre), sum(e["size"] for e in pre)):
+    print(v)
 EOF
-# shellcheck disable=SC1091
-. "$work/pick.sh"
+) >"$work/pick.txt"
+{ read -r small; read -r small_size; read -r big; read -r big_size; read -r big_chunks; read -r span; read -r pre_files; read -r pre_bytes; } <"$work/pick.txt"
 all_files=$(python3 -c 'import json,sys; es=json.load(open(sys.argv[1])); print(sum(1 for e in es if e["type"]=="reg"), sum(e["size"] for e in es if e["type"]=="reg"))' "$work/ls.json")
 log "== layer: $blob_size bytes, $entries TOC entries, prefetch end ${prefetch_end:-none}; small file $small ($small_size B); big $big ($big_size B, $big_chunks chunks, span $span)"
 
@@ -250,7 +251,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 token="sc-$$-$(date +%s%N)"
 mkdir -p "$work/registry"
 reg_log=$work/registry/registry.log
-for attempt in 1 2 3 4 5 6 7 8; do
+for _ in 1 2 3 4 5 6 7 8; do
   port=$(free_port)
   cat >"$work/registry/config.yml" <<EOF
 version: 0.1
@@ -269,7 +270,9 @@ http:
     X-Snapshotter-Compare: ["$token"]
 EOF
   # It reads REGISTRY_* variables as configuration.
-  start docker-registry "$reg_log" env $(env | sed -n 's/^\(REGISTRY_[^=]*\)=.*/-u \1/p') docker-registry serve "$work/registry/config.yml"
+  unset_reg=()
+  while IFS= read -r v; do unset_reg+=(-u "$v"); done < <(env | sed -n 's/^\(REGISTRY_[^=]*\)=.*/\1/p')
+  start docker-registry "$reg_log" env "${unset_reg[@]}" docker-registry serve "$work/registry/config.yml"
   reg_pid=$last_pid
   ready=0
   for i in $(seq 100); do
