@@ -24,7 +24,8 @@
 # converting a tar LAYER), STARGZ_TOOLS=DIR (where build.sh of the stargz-grpc
 # daemon lives, run when stargz-grpc is not on PATH; default
 # /work/shared/tools/stargz-snapshotter), ESTARGZ=BIN (the estargz binary;
-# default: built with cargo and copied).
+# default: built with cargo and copied), MOUNT_ARGS="..." (more options for
+# `estargz mount`, e.g. "--cache-size 256MiB").
 #
 # What runs: one docker-registry on a free loopback port (distribution cannot
 # listen on port 0, so a port is picked by binding port 0 and the registry is
@@ -466,6 +467,8 @@ if "$estargz" mount --help 2>/dev/null | grep -q -- '--no-prefetch'; then esgz_n
 # esgz_run RUN: one cold start of `estargz mount` on the blob's URL.
 esgz_run() {
   local run=$1 d=$work/esgz$1 ep m flags=(--toc-digest "$toc_digest")
+  # shellcheck disable=SC2206 # MOUNT_ARGS is a list of options
+  [ -z "${MOUNT_ARGS:-}" ] || flags+=($MOUNT_ARGS)
   rm -rf --one-file-system "$d"
   mkdir -p "$d/mnt"
   if [ "$run" != 3 ] && [ "$esgz_no_prefetch" = 1 ]; then flags+=(--no-prefetch); fi
@@ -553,5 +556,8 @@ fi
 if [ "$esgz_available" = 1 ]; then
   for r in 1 2 3; do [ -z "${T[estargz|report$r]:-}" ] || say "estargz mount's own report, run $r: ${T[estargz|report$r]}"; done
 fi
-say "Command: \`benches/snapshotter-compare.sh${layer_arg:+ $layer_arg}\` (RUNS=$RUNS RANDOM_READS=$RANDOM_READS)."
+envs="RUNS=$RUNS RANDOM_READS=$RANDOM_READS"
+[ "$SIDES" = "snapshotter estargz" ] || envs="SIDES=\"$SIDES\" $envs"
+[ -z "${MOUNT_ARGS:-}" ] || envs="$envs MOUNT_ARGS=\"$MOUNT_ARGS\""
+say "Command: \`$envs benches/snapshotter-compare.sh${layer_arg:+ $layer_arg}\`."
 [ -z "${RESULTS:-}" ] || cp "$report" "$RESULTS"
