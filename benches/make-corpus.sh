@@ -5,6 +5,9 @@
 # (npm). Each becomes one uncompressed layer tar. Needs root for apt and
 # debootstrap.
 #
+# `make-corpus.sh NAME...` builds only the named layers of the default corpus
+# (debian-minbase, python-site-packages, node-modules).
+#
 # `make-corpus.sh --held-out` builds instead, in target/bench-corpus-heldout,
 # four layers of other shapes that no tuning looked at (benches/RESULTS-heldout.md
 # is `CORPUS=target/bench-corpus-heldout benches/compare.sh` on them): the files
@@ -18,6 +21,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 held_out=0
 [ "${1:-}" = --held-out ] && held_out=1
+# want NAME: NAME was asked for (all when no names were given).
+want() { [ ${#names[@]} -eq 0 ] && return 0; local n; for n in "${names[@]}"; do [ "$n" = "$1" ] && return 0; done; return 1; }
+names=()
+[ "$held_out" = 1 ] || names=("$@")
 out=target/bench-corpus
 [ "$held_out" = 0 ] || out=target/bench-corpus-heldout
 mkdir -p "$out"
@@ -71,19 +78,19 @@ if [ "$held_out" = 1 ]; then
   ls -l "$out"/*.tar
   exit 0
 fi
-if [ ! -f "$out/debian-minbase.tar" ]; then
+if want debian-minbase && [ ! -f "$out/debian-minbase.tar" ]; then
   work=$(mktemp -d)
   debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian >"$out/debootstrap.log" 2>&1
   layer debian-minbase "$work/rootfs"
   rm -rf "$work"
 fi
-if [ ! -f "$out/python-site-packages.tar" ]; then
+if want python-site-packages && [ ! -f "$out/python-site-packages.tar" ]; then
   work=$(mktemp -d)
   pip install --quiet --no-cache-dir --target "$work/site-packages" numpy requests flask jinja2 pyyaml cryptography pip setuptools
   layer python-site-packages "$work/site-packages"
   rm -rf "$work"
 fi
-if [ ! -f "$out/node-modules.tar" ]; then
+if want node-modules && [ ! -f "$out/node-modules.tar" ]; then
   work=$(mktemp -d)
   (cd "$work" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund typescript react react-dom express lodash webpack >/dev/null)
   layer node-modules "$work"
