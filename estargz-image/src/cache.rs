@@ -234,10 +234,11 @@ impl Cache {
     }
 
     /// Stores `entry` with its blob copied from `blob`, then evicts what
-    /// exceeds the cap. A blob larger than the cap is not stored.
+    /// exceeds the cap. A blob larger than the cap is not stored (what
+    /// exceeds the cap is still evicted).
     pub fn insert(&self, entry: &CacheEntry, blob: &Path) -> Result<Evicted, CacheError> {
         if entry.size > self.max_bytes {
-            return Ok(Evicted::default());
+            return self.evict();
         }
         let key = Cache::key(&entry.source_digest, &entry.fingerprint);
         let (json_path, blob_path) = self.paths(&key);
