@@ -29,7 +29,10 @@ pub struct Source {
 /// the digest, the size the descriptor states and the path to create;
 /// returns the bytes fetched. It must leave nothing at the path on error.
 #[derive(Clone)]
-pub struct BlobFetcher(pub Arc<dyn Fn(&Digest, u64, &Path) -> Result<u64> + Send + Sync>);
+pub struct BlobFetcher(pub Arc<FetchFn>);
+
+/// The function a [`BlobFetcher`] calls.
+pub type FetchFn = dyn Fn(&Digest, u64, &Path) -> Result<u64> + Send + Sync;
 
 impl std::fmt::Debug for BlobFetcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
