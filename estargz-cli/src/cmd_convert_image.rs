@@ -629,7 +629,11 @@ fn progress_line(p: &Progress<'_>) {
             short(&layer.digest),
             mb(layer.size),
             layer.seconds,
-            layer.reason.map(|r| format!(": {r}")).unwrap_or_default()
+            if layer.cache == "hit" {
+                " (from the cache)".to_string()
+            } else {
+                layer.reason.map(|r| format!(": {r}")).unwrap_or_default()
+            }
         ),
         Progress::PassedThrough(layer) => eprintln!(
             "[passed through] {} ({}, {}): {}",
