@@ -464,3 +464,41 @@ fn concurrent_runs_on_one_cache_both_succeed_with_identical_outputs() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_terminal_gets_one_line_per_layer_with_bytes_and_state() {
+    let script = Path::new("/usr/bin/script");
+    if !crate::common::registry::require("script (bsdutils)", script.is_file()) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _, _, _) = images(tmp.path());
+    let cache = tmp.path().join("cache");
+    // `script` gives the run a pseudo-terminal and copies what it draws.
+    let on_a_terminal = |dst: &str, extra: &str| {
+        let command = format!(
+            "{} convert-image {} {} --cache {}{extra}",
+            env!("CARGO_BIN_EXE_estargz"),
+            a.display(),
+            tmp.path().join(dst).display(),
+            cache.display()
+        );
+        let out = std::process::Command::new(script)
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        stdout_of(&out)
+    };
+    let first = on_a_terminal("one", "");
+    assert!(
+        first.contains("out 0.3 MB converted (cache miss)"),
+        "{first}"
+    );
+    let second = on_a_terminal("two", "");
+    assert!(second.contains("out 0.3 MB cached (cache hit)"), "{second}");
+    let json = on_a_terminal("three", " --json");
+    assert!(!json.contains("(cache hit)"), "{json}");
+    assert!(json.contains("\"cache\": \"hit\"") || json.contains("\"cache\":\"hit\""));
+}
