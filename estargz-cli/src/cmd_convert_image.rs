@@ -453,6 +453,17 @@ fn to_registry(
             digests.extend(pulled.skipped.iter().cloned());
         }
     }
+    if let Some(cache) = &options.cache {
+        // Left out of the layout because the destination had them: should
+        // it have lost them since, they are uploaded from the cache.
+        for layer in report.layers.iter().filter(|l| l.cache == "hit") {
+            let fp = fingerprint(&options.converter, &layer.source_media_type);
+            if let Ok(Some(entry)) = cache.lookup(&layer.source_digest, &fp) {
+                push.blob_files
+                    .insert(layer.digest.clone(), cache.blob_path(&entry));
+            }
+        }
+    }
     let pushed = push_layout(&registry, &layout, target, &push)?;
     for layer in &mut report.layers {
         if let Some(&(state, bytes)) = pushed.outcomes.get(&layer.digest) {

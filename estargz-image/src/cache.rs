@@ -296,6 +296,13 @@ impl Cache {
         })
     }
 
+    /// Where `entry`'s blob is stored (unchecked: [`Cache::copy_blob_to`]
+    /// checks what it copies).
+    pub fn blob_path(&self, entry: &CacheEntry) -> PathBuf {
+        self.paths(&Cache::key(&entry.source_digest, &entry.fingerprint))
+            .1
+    }
+
     /// Removes `entry` (a no-op if it is gone already).
     pub fn remove(&self, entry: &CacheEntry) {
         let (json, blob) = self.paths(&Cache::key(&entry.source_digest, &entry.fingerprint));

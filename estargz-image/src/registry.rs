@@ -12,7 +12,7 @@ use crate::error::{invalid, io_err, Error, Result};
 use crate::oci::{self, kind_of, parse_json, Descriptor, ImageIndex, Kind, Manifest};
 use crate::source::BlobFetcher;
 use estargz_registry::{PulledManifest, Reference, Registry};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -275,6 +275,11 @@ pub struct PushOptions {
     /// image's source) and the digests it holds: those blobs are mounted
     /// from it rather than uploaded.
     pub mount_from: Option<(String, HashSet<String>)>,
+    /// Files holding blobs the layout lacks, by digest: the conversion
+    /// cache's blobs of layers the destination had when they were
+    /// converted, uploaded from there should it lack them by now. The
+    /// registry checks each upload against its digest.
+    pub blob_files: HashMap<String, PathBuf>,
 }
 
 /// What [`push_layout`] did.
@@ -380,7 +385,10 @@ fn push_one_blob(
             return Ok(());
         }
     }
-    let path = blob_file(dir, &desc.digest)?;
+    let mut path = blob_file(dir, &desc.digest)?;
+    if let Some(elsewhere) = opts.blob_files.get(&desc.digest).filter(|_| !path.exists()) {
+        path.clone_from(elsewhere);
+    }
     let file = fs::File::open(&path).map_err(io_err(path.display()))?;
     let len = file.metadata().map_err(io_err(path.display()))?.len();
     if len != desc.size {
