@@ -5,13 +5,19 @@ use crate::output::{
     forget_in_progress, partial_dir_in, print_json, without_interruption, AtomicFile,
 };
 use crate::place::place;
+use crate::progress::Lines;
 use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::Compression;
-use estargz_image::registry::{pull_to_layout, push_layout, PullReport, PushOptions, PushReport};
+use estargz_image::cache::{default_dir, fingerprint, Cache};
+use estargz_image::oci::{layer_kind, LayerKind};
+use estargz_image::registry::{
+    blob_fetcher, pull_to_layout_with, push_layout, PullOptions, PullReport, PushOptions,
+    PushReport,
+};
 use estargz_image::{
-    convert_image, write_archive, ImageOptions, ImageReport, LayerReport, LayoutWriter, Progress,
-    Source,
+    convert_image, write_archive, BlobCheck, ImageOptions, ImageReport, LayerReport, LayoutWriter,
+    Progress, Source,
 };
 use estargz_registry::{
     credentials_from_auth_files, Credentials, Reference, Registry, RegistryOptions,
@@ -20,6 +26,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::BufWriter;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Convert every layer of an OCI image (layout directory, archive tar, or registry image) to eStargz.
@@ -60,6 +67,8 @@ pub struct Args {
     force: bool,
     #[command(flatten)]
     registry: RegistryArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
     /// Print one JSON object describing every layer and manifest on stdout.
     #[arg(long)]
     json: bool,
@@ -91,6 +100,44 @@ struct RegistryArgs {
     /// A directory of PEM CA certificates (`*.crt`, `*.pem`) trusted for the DST registry.
     #[arg(long, value_name = "DIR")]
     dest_cert_dir: Option<PathBuf>,
+}
+
+/// The conversion cache (docs/cache.md).
+#[derive(clap::Args)]
+struct CacheArgs {
+    /// Conversion cache directory: layers converted before with the same options are taken
+    /// from it (default: $XDG_CACHE_HOME/estargz, else ~/.cache/estargz).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Use no conversion cache: read nothing from it, write nothing to it.
+    #[arg(long, conflicts_with = "cache")]
+    no_cache: bool,
+    /// Size cap of the cached blobs; least recently used entries are removed beyond it
+    /// (suffixes K, M, G, KiB, MiB, GiB accepted).
+    #[arg(long, value_name = "BYTES", default_value = "10GiB", value_parser = parse_size)]
+    cache_max: u64,
+}
+
+/// The cache to use: `--cache DIR`, else the default directory (a
+/// warning, and no cache, when that cannot be made), none with --no-cache.
+fn open_cache(args: &CacheArgs) -> Result<Option<Arc<Cache>>> {
+    if args.no_cache {
+        return Ok(None);
+    }
+    if let Some(dir) = &args.cache {
+        return Ok(Some(Arc::new(Cache::open(dir, args.cache_max)?)));
+    }
+    let Some(dir) = default_dir() else {
+        eprintln!("estargz: warning: neither XDG_CACHE_HOME nor HOME is set: no conversion cache");
+        return Ok(None);
+    };
+    match Cache::open(&dir, args.cache_max) {
+        Ok(cache) => Ok(Some(Arc::new(cache))),
+        Err(e) => {
+            eprintln!("estargz: warning: {e}: no conversion cache (use --cache DIR or --no-cache)");
+            Ok(None)
+        }
+    }
 }
 
 /// SRC or DST as given.
@@ -226,15 +273,18 @@ struct Transfers {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let src = parse_endpoint(&args.src, "SRC")?;
+    let dst = parse_endpoint(&args.dst, "DST")?;
     let options = ImageOptions {
         converter: args
             .encoding
             .converter(args.threads, false, args.compression)?,
         jobs: args.jobs.map(|j| j as usize),
         memory_budget: args.memory,
+        cache: open_cache(&args.cache)?,
+        destination_has: None,
     };
-    let src = parse_endpoint(&args.src, "SRC")?;
-    let dst = parse_endpoint(&args.dst, "DST")?;
+    let lines = Lines::new(args.quiet || args.json);
     let start = Instant::now();
     let mut transfers = Transfers::default();
     let report = match (&src, &dst) {
@@ -247,23 +297,23 @@ pub fn run(args: Args) -> Result<()> {
                 Endpoint::Registry(_) => Path::new(""),
             };
             check_destination(src_path, path, to_archive, args.force)?;
-            let (scratch, source) = open_source(&args, &src, &mut transfers)?;
-            let report = to_path(&args, &source, &options, path, to_archive)?;
+            let (scratch, source) = open_source(&args, &src, &options, &mut transfers)?;
+            let report = to_path(&args, &source, &options, path, to_archive, &lines)?;
             drop(source);
             scratch.map(Scratch::close).transpose()?;
             report
         }
         (_, Endpoint::Registry(target)) => {
-            let (scratch, source) = open_source(&args, &src, &mut transfers)?;
+            let (scratch, source) = open_source(&args, &src, &options, &mut transfers)?;
             let out = Scratch::new()?;
             let report = to_registry(
                 &args,
                 &source,
                 &options,
-                &src,
-                target,
+                (&src, target),
                 out.path(),
                 &mut transfers,
+                &lines,
             )?;
             drop(source);
             scratch.map(Scratch::close).transpose()?;
@@ -271,13 +321,17 @@ pub fn run(args: Args) -> Result<()> {
             report
         }
     };
+    lines.finish();
     summarize(&args, &report, &transfers, start.elapsed().as_secs_f64())
 }
 
 /// The source, pulled into a scratch layout first when it is a registry's.
+/// Layers the cache holds are not pulled: the source fetches them if
+/// they turn out to be needed after all (a corrupt cache entry).
 fn open_source(
     args: &Args,
     src: &Endpoint,
+    options: &ImageOptions,
     transfers: &mut Transfers,
 ) -> Result<(Option<Scratch>, Source)> {
     match src {
@@ -290,9 +344,24 @@ fn open_source(
                 r.src_tls_verify,
                 r.src_cert_dir.as_deref(),
             )?;
+            let registry = Arc::new(registry);
             let scratch = Scratch::new()?;
             let layout = scratch.path().join("pulled");
-            let pulled = pull_to_layout(&registry, image, &layout)?;
+            let cached = |d: &estargz_image::oci::Descriptor| {
+                matches!(
+                    layer_kind(&d.media_type),
+                    LayerKind::Convertible | LayerKind::Zstd
+                ) && options.cache.as_ref().is_some_and(|c| {
+                    c.lookup(&d.digest, &fingerprint(&options.converter, &d.media_type))
+                        .ok()
+                        .flatten()
+                        .is_some()
+                })
+            };
+            let pull = PullOptions {
+                skip_layer: Some(&cached),
+            };
+            let pulled = pull_to_layout_with(&registry, image, &layout, &pull)?;
             if !args.quiet {
                 eprintln!(
                     "pulled {image} ({}): {} manifests, {} blobs, {}",
@@ -303,7 +372,8 @@ fn open_source(
                 );
             }
             transfers.pulled = Some(pulled);
-            let source = Source::open(&layout)?;
+            let source =
+                Source::open(&layout)?.with_fetcher(blob_fetcher(registry, image.repository()));
             Ok((Some(scratch), source))
         }
     }
@@ -314,36 +384,61 @@ fn convert_into(
     source: &Source,
     options: &ImageOptions,
     dir: &Path,
+    lines: &Lines,
 ) -> Result<ImageReport> {
     std::fs::create_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let out = LayoutWriter::new(dir)?;
     let quiet = args.quiet;
     Ok(convert_image(source, &out, options, &|p| {
-        if !quiet {
+        let layer = match &p {
+            Progress::Converted { layer, .. } | Progress::PassedThrough(layer) => layer,
+        };
+        if lines.shown() {
+            lines.set(&layer.source_digest, layer_line(layer));
+        } else if !quiet {
             progress_line(&p);
         }
     })?)
 }
 
+/// A layer's terminal line: digest, bytes in and out, state.
+fn layer_line(layer: &LayerReport) -> String {
+    format!(
+        "{} in {} out {} {} (cache {})",
+        short(&layer.source_digest),
+        mb(layer.bytes_in),
+        mb(layer.bytes_out),
+        layer.state,
+        layer.cache
+    )
+}
+
 /// Converts into `scratch/layout` and pushes that to `target`.
+/// Cached layers the destination has are left out of the layout: the
+/// push finds them there.
 fn to_registry(
     args: &Args,
     source: &Source,
     options: &ImageOptions,
-    src: &Endpoint,
-    target: &Reference,
+    (src, target): (&Endpoint, &Reference),
     scratch: &Path,
     transfers: &mut Transfers,
+    lines: &Lines,
 ) -> Result<ImageReport> {
     let r = &args.registry;
-    let registry = registry_for(
+    let registry = Arc::new(registry_for(
         target,
         r.dest_creds.as_deref(),
         r.dest_tls_verify,
         r.dest_cert_dir.as_deref(),
-    )?;
+    )?);
+    let mut options = options.clone();
+    let (check, repo) = (registry.clone(), target.repository().to_string());
+    options.destination_has = Some(BlobCheck(Arc::new(move |digest| {
+        check.blob_exists(&repo, digest).unwrap_or(false)
+    })));
     let layout = scratch.join("layout");
-    let report = convert_into(args, source, options, &layout)?;
+    let mut report = convert_into(args, source, &options, &layout, lines)?;
     let mut push = PushOptions::default();
     if let (Endpoint::Registry(from), Some(pulled)) = (src, &transfers.pulled) {
         if from.registry() == target.registry() {
@@ -353,7 +448,30 @@ fn to_registry(
             ));
         }
     }
+    if let Some(pulled) = &transfers.pulled {
+        if let Some((_, digests)) = &mut push.mount_from {
+            digests.extend(pulled.skipped.iter().cloned());
+        }
+    }
+    if let Some(cache) = &options.cache {
+        // Left out of the layout because the destination had them: should
+        // it have lost them since, they are uploaded from the cache.
+        for layer in report.layers.iter().filter(|l| l.cache == "hit") {
+            let fp = fingerprint(&options.converter, &layer.source_media_type);
+            if let Ok(Some(entry)) = cache.lookup(&layer.source_digest, &fp) {
+                push.blob_files
+                    .insert(layer.digest.clone(), cache.blob_path(&entry));
+            }
+        }
+    }
     let pushed = push_layout(&registry, &layout, target, &push)?;
+    for layer in &mut report.layers {
+        if let Some(&(state, bytes)) = pushed.outcomes.get(&layer.digest) {
+            layer.state = state;
+            layer.bytes_out = bytes;
+        }
+        lines.set(&layer.source_digest, layer_line(layer));
+    }
     if !args.quiet {
         eprintln!(
             "pushed {target} ({}): {} blobs uploaded ({}), {} already there, {} mounted, {} manifests",
@@ -377,13 +495,14 @@ fn to_path(
     options: &ImageOptions,
     dst: &Path,
     to_archive: bool,
+    lines: &Lines,
 ) -> Result<ImageReport> {
     let parent = match dst.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let temp = partial_dir_in(&parent)?;
-    let result = build(args, source, options, temp.path(), dst, to_archive);
+    let result = build(args, source, options, (temp.path(), dst), to_archive, lines);
     let temp_path = temp.path().to_path_buf();
     // What is left in the temporary directory is the partial output on
     // failure, the replaced DST on success. It is removed with the signal
@@ -443,9 +562,9 @@ fn build(
     args: &Args,
     source: &Source,
     options: &ImageOptions,
-    temp: &Path,
-    dst: &Path,
+    (temp, dst): (&Path, &Path),
     to_archive: bool,
+    lines: &Lines,
 ) -> Result<ImageReport> {
     let image = temp.join("image");
     let layout_dir = if to_archive {
@@ -453,7 +572,7 @@ fn build(
     } else {
         image.clone()
     };
-    let report = convert_into(args, source, options, &layout_dir)?;
+    let report = convert_into(args, source, options, &layout_dir, lines)?;
     if !to_archive {
         place(&image, dst, &temp.join("old"), args.force)?;
     } else if std::fs::metadata(dst).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
@@ -521,7 +640,11 @@ fn progress_line(p: &Progress<'_>) {
             short(&layer.digest),
             mb(layer.size),
             layer.seconds,
-            layer.reason.map(|r| format!(": {r}")).unwrap_or_default()
+            if layer.cache == "hit" {
+                " (from the cache)".to_string()
+            } else {
+                layer.reason.map(|r| format!(": {r}")).unwrap_or_default()
+            }
         ),
         Progress::PassedThrough(layer) => eprintln!(
             "[passed through] {} ({}, {}): {}",

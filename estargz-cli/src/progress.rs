@@ -75,3 +75,58 @@ impl<R: Read> Read for CountingReader<R> {
         Ok(n)
     }
 }
+
+/// One line per item (a layer of convert-image), each updated in place as
+/// its state changes; drawn only when stderr is a terminal and neither
+/// `--quiet` nor `--json` was given.
+pub struct Lines {
+    multi: Option<indicatif::MultiProgress>,
+    lines: std::sync::Mutex<std::collections::HashMap<String, ProgressBar>>,
+}
+
+impl Lines {
+    /// Lines on stderr, or nothing when `hidden` or stderr is not a terminal.
+    pub fn new(hidden: bool) -> Lines {
+        let multi = (!hidden && std::io::stderr().is_terminal())
+            .then(|| indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Lines {
+            multi,
+            lines: Default::default(),
+        }
+    }
+
+    /// Whether lines are drawn.
+    pub fn shown(&self) -> bool {
+        self.multi.is_some()
+    }
+
+    /// Sets the line of `key` to `text`, adding it below the others the
+    /// first time.
+    pub fn set(&self, key: &str, text: String) {
+        let Some(multi) = &self.multi else {
+            return;
+        };
+        let Ok(mut lines) = self.lines.lock() else {
+            return;
+        };
+        let bar = lines.entry(key.to_string()).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar
+        });
+        bar.set_message(text);
+        bar.tick();
+    }
+
+    /// Leaves every line as it is on the screen.
+    pub fn finish(&self) {
+        if let Ok(lines) = self.lines.lock() {
+            for bar in lines.values() {
+                bar.finish();
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! distinct layer once (several at a time, within a memory budget), then
 //! rewrite configs, manifests and indexes bottom-up with the new digests.
 
+use crate::cache::{fingerprint, Cache, CacheEntry};
 use crate::error::{invalid, io_err, Error, Result};
 use crate::oci::{
     kind_of, layer_kind, oci_media_type, parse_digest, parse_json, to_json, Descriptor, ImageIndex,
@@ -18,7 +19,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Default memory budget for layers converted at once: 1 GiB.
@@ -39,6 +40,13 @@ pub struct ImageOptions {
     pub jobs: Option<usize>,
     /// Bytes the layers converted at once may use, by [`estimated_memory`].
     pub memory_budget: u64,
+    /// The conversion cache: layers converted before (same source digest,
+    /// same converter options) are taken from it, and new conversions stored.
+    pub cache: Option<Arc<Cache>>,
+    /// Whether the destination already has a blob (a registry answering
+    /// HEAD): a cached layer it has is not even copied into the output
+    /// layout, which then lacks that blob.
+    pub destination_has: Option<BlobCheck>,
 }
 
 impl Default for ImageOptions {
@@ -47,7 +55,19 @@ impl Default for ImageOptions {
             converter: Converter::default(),
             jobs: None,
             memory_budget: DEFAULT_MEMORY_BUDGET,
+            cache: None,
+            destination_has: None,
         }
+    }
+}
+
+/// Tells whether the destination has the blob of the digest given.
+#[derive(Clone)]
+pub struct BlobCheck(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for BlobCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobCheck")
     }
 }
 
@@ -96,6 +116,17 @@ pub struct LayerReport {
     /// The converter's warnings (non-UTF-8 names).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// `hit` (taken from the conversion cache), `miss` (converted, then
+    /// stored in it) or `off` (no cache, or a layer kept as it was).
+    pub cache: &'static str,
+    /// Source bytes read (a layer the cache holds is not read from a
+    /// registry; a local one is still checked against its digest).
+    pub bytes_in: u64,
+    /// Bytes written to the output (for a registry destination: uploaded).
+    pub bytes_out: u64,
+    /// `converted`, `cached` (taken from the cache), `copied` (kept as it
+    /// was); after a push `pushed`, `exists` or `mounted`.
+    pub state: &'static str,
 }
 
 /// A manifest or index of the source and what it became.
@@ -352,6 +383,12 @@ impl Driver<'_> {
         let results: Mutex<Vec<Option<Result<(LayerReport, _)>>>> =
             Mutex::new((0..total).map(|_| None).collect());
         let (source, out, job_list) = (self.source, self.out, &self.jobs);
+        let cache = options.cache.as_deref().map(|cache| LayerCache {
+            cache,
+            converter: &options.converter,
+            destination_has: options.destination_has.as_ref(),
+            notes: Mutex::new(Vec::new()),
+        });
         std::thread::scope(|s| {
             for _ in 0..jobs.min(total) {
                 s.spawn(|| loop {
@@ -359,7 +396,8 @@ impl Driver<'_> {
                     if i >= total || failed.load(Ordering::SeqCst) {
                         break;
                     }
-                    let result = convert_layer(source, out, &job_list[i], &converter);
+                    let result =
+                        convert_layer(source, out, &job_list[i], &converter, cache.as_ref());
                     match &result {
                         Ok((layer, _)) => {
                             let d = done.fetch_add(1, Ordering::SeqCst) + 1;
@@ -378,6 +416,11 @@ impl Driver<'_> {
             }
         });
         let results = results.into_inner().unwrap_or_default();
+        if let Some(c) = cache {
+            self.report
+                .warnings
+                .extend(c.notes.into_inner().unwrap_or_default());
+        }
         // Jobs start in order, so every job before a failed one finished:
         // the first error in job order is the same whatever the timing.
         for (i, result) in results.into_iter().enumerate() {
@@ -575,6 +618,10 @@ impl Driver<'_> {
             uncompressed_size: None,
             seconds: 0.0,
             warnings: Vec::new(),
+            cache: "off",
+            bytes_in: layer.size,
+            bytes_out: layer.size,
+            state: "copied",
         };
         progress(Progress::PassedThrough(&report));
         self.report.layers.push(report);
@@ -697,6 +744,10 @@ fn already_estargz(
         uncompressed_size: Some(blob.uncompressed_size),
         seconds: start.elapsed().as_secs_f64(),
         warnings: Vec::new(),
+        cache: "off",
+        bytes_in: desc.size,
+        bytes_out: desc.size,
+        state: "copied",
     };
     Ok(Some((
         layer,
@@ -726,14 +777,141 @@ type Converted = (
     Option<std::collections::BTreeMap<String, String>>,
 );
 
+/// The cache as the conversions of one image use it.
+struct LayerCache<'a> {
+    cache: &'a Cache,
+    converter: &'a Converter,
+    destination_has: Option<&'a BlobCheck>,
+    /// Warnings for the report (a corrupt entry, a failed store).
+    notes: Mutex<Vec<String>>,
+}
+
+impl LayerCache<'_> {
+    fn note(&self, note: String) {
+        if let Ok(mut n) = self.notes.lock() {
+            n.push(note);
+        }
+    }
+}
+
+/// A layer from the cache when it holds it (and the blob is sound),
+/// else converted and stored in the cache.
 fn convert_layer(
     source: &Source,
     out: &LayoutWriter,
     job: &LayerJob,
     converter: &Converter,
+    cache: Option<&LayerCache<'_>>,
 ) -> Result<Converted> {
     let start = Instant::now();
+    let Some(c) = cache else {
+        return convert_fresh(source, out, job, converter, false, start);
+    };
+    let fp = fingerprint(c.converter, &job.descriptor.media_type);
+    match c.cache.lookup(&job.descriptor.digest, &fp) {
+        Ok(Some(entry)) => {
+            if let Some(done) = serve_cached(source, out, job, c, &entry, start)? {
+                return Ok(done);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => c.note(format!("{e}; the layer is converted")),
+    }
+    let (layer, annotations) = convert_fresh(source, out, job, converter, true, start)?;
+    if let (Some(annotations), "converted") = (&annotations, layer.action) {
+        let entry = CacheEntry {
+            source_digest: layer.source_digest.clone(),
+            fingerprint: fp,
+            media_type: layer.media_type.clone(),
+            digest: layer.digest.clone(),
+            size: layer.size,
+            diff_id: layer.diff_id.clone().unwrap_or_default(),
+            toc_digest: layer.toc_digest.clone().unwrap_or_default(),
+            uncompressed_size: layer.uncompressed_size.unwrap_or_default(),
+            annotations: annotations.clone(),
+        };
+        let blob = layer.digest.parse::<Digest>().map(|d| out.blob_file(&d));
+        if let Ok(blob) = blob {
+            if let Err(e) = c.cache.insert(&entry, &blob) {
+                c.note(format!("{e}; layer {} is not cached", layer.source_digest));
+            }
+        }
+    }
+    Ok((layer, annotations))
+}
+
+/// The cached conversion of `job`: its blob copied into `out` (hashed as
+/// it is, unless the destination has it already); `None` when the cached
+/// blob is unsound, which is then removed from the cache.
+fn serve_cached(
+    source: &Source,
+    out: &LayoutWriter,
+    job: &LayerJob,
+    c: &LayerCache<'_>,
+    entry: &CacheEntry,
+    start: Instant,
+) -> Result<Option<Converted>> {
     let desc = &job.descriptor;
+    let Ok(digest) = entry.digest.parse::<Digest>() else {
+        c.cache.remove(entry);
+        return Ok(None);
+    };
+    let mut bytes_in = 0;
+    if source.has_blob(&job.digest)? {
+        // A source at hand is still checked, as every blob read is: a
+        // corrupt one is an error with or without a cache.
+        source
+            .open_blob(&job.digest, desc.size, &job.referrer)?
+            .finish()?;
+        bytes_in = desc.size;
+    }
+    let skip = c.destination_has.is_some_and(|has| (has.0)(&entry.digest));
+    let mut bytes_out = 0;
+    if !skip && !out.blob_file(&digest).exists() {
+        let (temp, file) = out.temp_blob()?;
+        drop(file);
+        match c.cache.copy_blob_to(entry, &temp) {
+            Ok(n) => bytes_out = n,
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                c.note(format!("{e}; the layer was converted again"));
+                return Ok(None);
+            }
+        }
+        out.store_temp(&temp, &digest)?;
+    }
+    let layer = LayerReport {
+        source_digest: desc.digest.clone(),
+        source_media_type: desc.media_type.clone(),
+        source_size: desc.size,
+        action: "converted",
+        reason: None,
+        media_type: entry.media_type.clone(),
+        digest: entry.digest.clone(),
+        size: entry.size,
+        diff_id: Some(entry.diff_id.clone()),
+        toc_digest: Some(entry.toc_digest.clone()),
+        uncompressed_size: Some(entry.uncompressed_size),
+        seconds: start.elapsed().as_secs_f64(),
+        warnings: Vec::new(),
+        cache: "hit",
+        bytes_in,
+        bytes_out,
+        state: "cached",
+    };
+    Ok(Some((layer, Some(entry.annotations.clone()))))
+}
+
+fn convert_fresh(
+    source: &Source,
+    out: &LayoutWriter,
+    job: &LayerJob,
+    converter: &Converter,
+    cached: bool,
+    start: Instant,
+) -> Result<Converted> {
+    let desc = &job.descriptor;
+    source.ensure_blob(&job.digest, desc.size)?;
     if let Some(done) = already_estargz(source, out, job, start)? {
         return Ok(done);
     }
@@ -778,6 +956,10 @@ fn convert_layer(
                 uncompressed_size: None,
                 seconds: start.elapsed().as_secs_f64(),
                 warnings: vec![refused.to_string()],
+                cache: "off",
+                bytes_in: desc.size,
+                bytes_out: 0,
+                state: "copied",
             };
             return Ok((layer, None));
         }
@@ -807,6 +989,10 @@ fn convert_layer(
         uncompressed_size: Some(report.blob.uncompressed_size),
         seconds: start.elapsed().as_secs_f64(),
         warnings: report.warnings.clone(),
+        cache: if cached { "miss" } else { "off" },
+        bytes_in: desc.size,
+        bytes_out: report.blob.size,
+        state: "converted",
     };
     Ok((layer, Some(report.annotations())))
 }

@@ -87,6 +87,9 @@ pub enum Error {
         /// `Result` of this crate would carry its size).
         source: Box<estargz_registry::Error>,
     },
+    /// The conversion cache could not be opened or written.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
 }
 
 pub(crate) fn io_err(file: impl std::fmt::Display) -> impl FnOnce(io::Error) -> Error {

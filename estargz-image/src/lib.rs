@@ -25,13 +25,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Modules: [`oci`] (documents and media types), [`source`] (reading,
+//! Modules: [`cache`] (the conversion cache), [`oci`] (documents and media types), [`source`] (reading,
 //! verified), [`sink`] (writing), [`driver`] (the conversion), [`registry`]
 //! (pulling an image into a layout, pushing a layout's image).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod driver;
 mod error;
 pub mod oci;
@@ -40,7 +41,7 @@ pub mod sink;
 pub mod source;
 
 pub use driver::{
-    convert_image, estimated_memory, ImageOptions, ImageReport, LayerReport, Progress,
+    convert_image, estimated_memory, BlobCheck, ImageOptions, ImageReport, LayerReport, Progress,
     DEFAULT_MEMORY_BUDGET,
 };
 pub use error::{Error, Result};

@@ -10,11 +10,13 @@
 
 use crate::error::{invalid, io_err, Error, Result};
 use crate::oci::{self, kind_of, parse_json, Descriptor, ImageIndex, Kind, Manifest};
+use crate::source::BlobFetcher;
 use estargz_registry::{PulledManifest, Reference, Registry};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// At most this many manifests and indexes in one image: a bound on the
 /// work a hostile registry (or layout) can ask for.
@@ -31,6 +33,18 @@ pub struct PullReport {
     pub blobs: Vec<String>,
     /// Bytes of blobs fetched.
     pub bytes: u64,
+    /// Layers not fetched, by digest ([`PullOptions::skip_layer`]).
+    pub skipped: Vec<String>,
+}
+
+/// How [`pull_to_layout_with`] pulls.
+#[derive(Default)]
+pub struct PullOptions<'a> {
+    /// Layers for which this says `true` are not fetched (those the
+    /// conversion cache holds); a [`Source`](crate::Source) opened on the
+    /// layout fetches them if they turn out to be needed, given
+    /// [`blob_fetcher`].
+    pub skip_layer: Option<&'a dyn Fn(&Descriptor) -> bool>,
 }
 
 /// Copies the image `image` names (a manifest or an index with every
@@ -38,6 +52,16 @@ pub struct PullReport {
 /// and be empty, as an OCI layout whose index.json names the root with the
 /// tag (`org.opencontainers.image.ref.name`) when the reference has one.
 pub fn pull_to_layout(registry: &Registry, image: &Reference, dir: &Path) -> Result<PullReport> {
+    pull_to_layout_with(registry, image, dir, &PullOptions::default())
+}
+
+/// [`pull_to_layout`], leaving out the layers `opts` says to.
+pub fn pull_to_layout_with(
+    registry: &Registry,
+    image: &Reference,
+    dir: &Path,
+    opts: &PullOptions<'_>,
+) -> Result<PullReport> {
     let blobs_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs_dir).map_err(io_err(blobs_dir.display()))?;
     let repo = image.repository();
@@ -92,6 +116,13 @@ pub fn pull_to_layout(registry: &Registry, image: &Reference, dir: &Path) -> Res
             }
             Kind::Manifest => {
                 let manifest: Manifest = parse_json(&doc.bytes, &name)?;
+                for desc in &manifest.layers {
+                    if opts.skip_layer.is_some_and(|skip| skip(desc))
+                        && blobs_seen.insert(desc.digest.clone())
+                    {
+                        report.skipped.push(desc.digest.clone());
+                    }
+                }
                 for desc in std::iter::once(&manifest.config).chain(&manifest.layers) {
                     if blobs_seen.insert(desc.digest.clone()) {
                         report.bytes += pull_blob(registry, repo, desc, dir, &name)?;
@@ -119,6 +150,30 @@ fn with_media_type(mut pulled: PulledManifest, desc: &Descriptor) -> PulledManif
         pulled.media_type = desc.media_type.clone();
     }
     pulled
+}
+
+/// A fetcher for [`Source::with_fetcher`](crate::Source::with_fetcher)
+/// getting the blobs of `repo` from `registry`, checked against digest
+/// and size as [`pull_to_layout`] checks them.
+pub fn blob_fetcher(registry: Arc<Registry>, repo: &str) -> BlobFetcher {
+    let repo = repo.to_string();
+    BlobFetcher(Arc::new(move |digest, size, path| {
+        let url = format!("{repo}@{digest}");
+        let reader = registry
+            .blob_reader(&repo, &digest.to_string())
+            .map_err(registry_err(&url))?;
+        let partial = path.with_extension("fetching");
+        match copy_limited(reader, &partial, size, &url) {
+            Ok(n) => {
+                fs::rename(&partial, path).map_err(io_err(path.display()))?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&partial);
+                Err(e)
+            }
+        }
+    }))
 }
 
 fn registry_err(what: impl std::fmt::Display) -> impl FnOnce(estargz_registry::Error) -> Error {
@@ -220,6 +275,11 @@ pub struct PushOptions {
     /// image's source) and the digests it holds: those blobs are mounted
     /// from it rather than uploaded.
     pub mount_from: Option<(String, HashSet<String>)>,
+    /// Files holding blobs the layout lacks, by digest: the conversion
+    /// cache's blobs of layers the destination had when they were
+    /// converted, uploaded from there should it lack them by now. The
+    /// registry checks each upload against its digest.
+    pub blob_files: HashMap<String, PathBuf>,
 }
 
 /// What [`push_layout`] did.
@@ -237,6 +297,10 @@ pub struct PushReport {
     pub blobs_mounted: usize,
     /// Manifests and indexes stored, the root included.
     pub manifests: usize,
+    /// What became of each blob, by digest: `pushed` (with the bytes
+    /// uploaded), `exists` or `mounted`.
+    #[serde(skip)]
+    pub outcomes: BTreeMap<String, (&'static str, u64)>,
 }
 
 /// Pushes the one image of the OCI layout `dir` (its index.json must list
@@ -306,6 +370,7 @@ fn push_one_blob(
         .map_err(registry_err(&what))?
     {
         report.blobs_existing += 1;
+        report.outcomes.insert(desc.digest.clone(), ("exists", 0));
         return Ok(());
     }
     if let Some((from, digests)) = &opts.mount_from {
@@ -316,10 +381,14 @@ fn push_one_blob(
                 .map_err(registry_err(&what))?
         {
             report.blobs_mounted += 1;
+            report.outcomes.insert(desc.digest.clone(), ("mounted", 0));
             return Ok(());
         }
     }
-    let path = blob_file(dir, &desc.digest)?;
+    let mut path = blob_file(dir, &desc.digest)?;
+    if let Some(elsewhere) = opts.blob_files.get(&desc.digest).filter(|_| !path.exists()) {
+        path.clone_from(elsewhere);
+    }
     let file = fs::File::open(&path).map_err(io_err(path.display()))?;
     let len = file.metadata().map_err(io_err(path.display()))?.len();
     if len != desc.size {
@@ -334,6 +403,9 @@ fn push_one_blob(
         .map_err(registry_err(&what))?;
     report.blobs_pushed += 1;
     report.bytes_pushed += desc.size;
+    report
+        .outcomes
+        .insert(desc.digest.clone(), ("pushed", desc.size));
     Ok(())
 }
 

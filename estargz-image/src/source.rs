@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Largest JSON document (index, manifest, config) read into memory; real
 /// ones are kilobytes, and a hostile descriptor must not make us allocate
@@ -20,6 +21,23 @@ pub const MAX_DOCUMENT_SIZE: u64 = 64 << 20;
 #[derive(Debug)]
 pub struct Source {
     kind: SourceKind,
+    fetcher: Option<BlobFetcher>,
+}
+
+/// Fetches a blob a layout directory lacks into the path given (a
+/// registry image pulled without the layers the cache holds): called with
+/// the digest, the size the descriptor states and the path to create;
+/// returns the bytes fetched. It must leave nothing at the path on error.
+#[derive(Clone)]
+pub struct BlobFetcher(pub Arc<FetchFn>);
+
+/// The function a [`BlobFetcher`] calls.
+pub type FetchFn = dyn Fn(&Digest, u64, &Path) -> Result<u64> + Send + Sync;
+
+impl std::fmt::Debug for BlobFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobFetcher")
+    }
 }
 
 #[derive(Debug)]
@@ -40,6 +58,7 @@ impl Source {
         let source = if meta.is_dir() {
             Source {
                 kind: SourceKind::Dir(path.to_path_buf()),
+                fetcher: None,
             }
         } else {
             Source {
@@ -47,6 +66,7 @@ impl Source {
                     path: path.to_path_buf(),
                     entries: index_archive(path)?,
                 },
+                fetcher: None,
             }
         };
         let layout = source
@@ -66,6 +86,27 @@ impl Source {
             ));
         }
         Ok(source)
+    }
+
+    /// Blobs a layout directory lacks are fetched by `fetcher` when a
+    /// layer is read ([`Source::open_blob`], [`Source::ensure_blob`]);
+    /// [`Source::has_blob`] still says what is there. No effect on archives.
+    pub fn with_fetcher(mut self, fetcher: BlobFetcher) -> Source {
+        self.fetcher = Some(fetcher);
+        self
+    }
+
+    /// Fetches the blob if it is missing and a fetcher was given; returns
+    /// the bytes fetched (0 when it was there, or cannot be fetched).
+    pub fn ensure_blob(&self, digest: &Digest, size: u64) -> Result<u64> {
+        let (SourceKind::Dir(root), Some(fetcher)) = (&self.kind, &self.fetcher) else {
+            return Ok(0);
+        };
+        let path = root.join(blob_path(digest));
+        if path.exists() {
+            return Ok(0);
+        }
+        (fetcher.0)(digest, size, &path)
     }
 
     /// How a file of the image is named in messages.
@@ -131,6 +172,7 @@ impl Source {
     pub fn open_blob(&self, digest: &Digest, size: u64, referrer: &str) -> Result<VerifiedReader> {
         let rel = blob_path(digest);
         let file = self.name(&rel);
+        self.ensure_blob(digest, size)?;
         let (inner, len) = self.open_file(&rel)?.ok_or_else(|| Error::MissingBlob {
             file: file.clone(),
             referrer: referrer.to_string(),

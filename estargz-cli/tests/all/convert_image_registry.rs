@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const OCI_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const OCI_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const OCI_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const NO_TLS: [&str; 2] = ["--src-tls-verify=false", "--dest-tls-verify=false"];
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const NO_TLS: [&str; 2] = ["--src-tls-verify=false", "--dest-tls-verify=false"];
 
-fn skopeo() -> Option<PathBuf> {
+pub(crate) fn skopeo() -> Option<PathBuf> {
     let found = Path::new("/usr/bin/skopeo").is_file() || which("skopeo");
     require("skopeo", found).then(|| PathBuf::from("skopeo"))
 }
@@ -39,7 +39,7 @@ fn skopeo_run(args: &[&str]) -> Output {
 }
 
 #[track_caller]
-fn skopeo_ok(args: &[&str]) -> String {
+pub(crate) fn skopeo_ok(args: &[&str]) -> String {
     let out = skopeo_run(args);
     assert!(
         out.status.success(),
@@ -120,12 +120,15 @@ fn push_source(server: &RegistryServer, tmp: &Path, with_creds: bool) {
 }
 
 /// `estargz convert-image ARGS` with `TMPDIR=tmpdir` and no auth file.
-fn convert(tmpdir: &Path, args: &[&str]) -> Output {
+pub(crate) fn convert(tmpdir: &Path, args: &[&str]) -> Output {
     std::fs::create_dir_all(tmpdir).unwrap();
     estargz(std::iter::once("convert-image").chain(args.iter().copied()))
         .env("TMPDIR", tmpdir)
         .env("REGISTRY_AUTH_FILE", tmpdir.join("no-auth.json"))
         .env("HOME", tmpdir)
+        // A cache of this test's own, next to TMPDIR: what other tests
+        // converted is not a hit here.
+        .env("XDG_CACHE_HOME", tmpdir.with_extension("xdg-cache"))
         .env_remove("XDG_RUNTIME_DIR")
         .output()
         .expect("cannot run estargz")

@@ -11,6 +11,7 @@ mod cli_remote;
 mod cli_unpack_dir;
 mod cli_zstd_convert;
 mod convert_image;
+mod convert_image_cache;
 mod convert_image_registry;
 mod prioritize;
 mod trailing_and_depth;

@@ -17,14 +17,19 @@ pub const VALID_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/ta
 pub const TOC_DIGEST_ANNOTATION: &str = "containerd.io/snapshot/stargz/toc.digest";
 pub const UNCOMPRESSED_SIZE_ANNOTATION: &str = "io.containers.estargz.uncompressed-size";
 
-/// A command for the built binary with the given arguments, stdin closed.
+/// A command for the built binary with the given arguments, stdin closed,
+/// and the default conversion cache under target/tmp rather than the
+/// user's: tests that mean to use a cache say `--cache DIR`.
 pub fn estargz<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_estargz"));
-    cmd.args(args).stdin(Stdio::null());
+    cmd.args(args).stdin(Stdio::null()).env(
+        "XDG_CACHE_HOME",
+        concat!(env!("CARGO_TARGET_TMPDIR"), "/xdg-cache"),
+    );
     cmd
 }
 
