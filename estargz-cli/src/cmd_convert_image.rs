@@ -42,9 +42,9 @@ use std::time::Instant;
 /// tag, so a failure never leaves the tag naming missing content.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The source image: `docker://HOST/REPO:TAG`, `oci:DIR`, `oci-archive:FILE`, or a path.
+    /// The source image: `docker://HOST/REPO:TAG`, `oci:DIR[:REF]`, `oci-archive:FILE[:REF]` (REF picks the image of that name), or a path.
     src: OsString,
-    /// The destination: `docker://HOST/REPO:TAG`, `oci:DIR`, `oci-archive:FILE`, `NAME.tar` for an OCI archive, anything else for a layout directory.
+    /// The destination: `docker://HOST/REPO:TAG`, `oci:DIR[:REF]`, `oci-archive:FILE[:REF]` (REF names the image), `NAME.tar` for an OCI archive, anything else for a layout directory.
     dst: OsString,
     #[command(flatten)]
     encoding: EncodingArgs,
@@ -146,12 +146,14 @@ enum Endpoint {
     Path {
         path: PathBuf,
         archive: Option<bool>,
+        /// `REF` of `oci:DIR:REF`: the image's name in the layout.
+        reference: Option<String>,
     },
     Registry(Reference),
 }
 
-/// `docker://…`, `oci:DIR[:REF]`, `oci-archive:FILE[:REF]` or a path. REF
-/// selects nothing yet: every image of a layout is converted.
+/// `docker://…`, `oci:DIR[:REF]`, `oci-archive:FILE[:REF]` or a path. A
+/// SRC's REF picks the image of that name; a DST's names the result.
 fn parse_endpoint(text: &OsStr, role: &str) -> Result<Endpoint> {
     let bytes = text.as_bytes();
     if let Some(s) = text.to_str().filter(|s| s.starts_with("docker://")) {
@@ -173,22 +175,36 @@ fn parse_endpoint(text: &OsStr, role: &str) -> Result<Endpoint> {
             ))
             .into());
         }
-        if let Some(r) = reference.filter(|r| !r.is_empty()) {
-            eprintln!(
-                "estargz: note: {role}: the reference {:?} is ignored: every image of the layout is converted, with its names",
-                String::from_utf8_lossy(r)
-            );
-        }
+        let reference = reference
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                std::str::from_utf8(r)
+                    .map(str::to_string)
+                    .map_err(|_| UsageError(format!("{role}: the reference is not UTF-8")))
+            })
+            .transpose()?;
         let path = PathBuf::from(OsStr::from_bytes(path));
         return Ok(Endpoint::Path {
             path,
             archive: Some(archive),
+            reference,
         });
     }
     Ok(Endpoint::Path {
         path: PathBuf::from(text),
         archive: None,
+        reference: None,
     })
+}
+
+impl Endpoint {
+    /// The `REF` of `oci:DIR:REF` or `oci-archive:FILE:REF`.
+    fn reference(&self) -> Option<String> {
+        match self {
+            Endpoint::Path { reference, .. } => reference.clone(),
+            Endpoint::Registry(_) => None,
+        }
+    }
 }
 
 /// A client for `reference`'s registry: `creds`, else the auth files.
@@ -283,12 +299,14 @@ pub fn run(args: Args) -> Result<()> {
         memory_budget: args.memory,
         cache: open_cache(&args.cache)?,
         destination_has: None,
+        source_ref: src.reference(),
+        dest_ref: dst.reference(),
     };
     let lines = Lines::new(args.quiet || args.json);
     let start = Instant::now();
     let mut transfers = Transfers::default();
     let report = match (&src, &dst) {
-        (_, Endpoint::Path { path, archive }) => {
+        (_, Endpoint::Path { path, archive, .. }) => {
             let to_archive =
                 archive.unwrap_or_else(|| path.extension().is_some_and(|e| e == "tar"));
             // A registry SRC cannot be DST: no path to compare.

@@ -8,6 +8,7 @@ use crate::oci::{
     kind_of, layer_kind, oci_media_type, parse_digest, parse_json, to_json, Descriptor, ImageIndex,
     Kind, LayerKind, Manifest, DOCKER_CONFIG, DOCKER_MANIFEST, MEDIA_TYPE_CONFIG,
 };
+use crate::refs;
 use crate::sink::LayoutWriter;
 use crate::source::{blob_path, Source, MAX_DOCUMENT_SIZE};
 use estargz_core::{
@@ -47,6 +48,13 @@ pub struct ImageOptions {
     /// HEAD): a cached layer it has is not even copied into the output
     /// layout, which then lacks that blob.
     pub destination_has: Option<BlobCheck>,
+    /// Convert only the image of the source's `index.json` with this
+    /// reference name (`oci:DIR:REF`); `None`: every image.
+    pub source_ref: Option<String>,
+    /// The reference name the converted image gets in the output's
+    /// `index.json`; the source must then hold one image (or `source_ref`
+    /// pick one).
+    pub dest_ref: Option<String>,
 }
 
 impl Default for ImageOptions {
@@ -57,6 +65,8 @@ impl Default for ImageOptions {
             memory_budget: DEFAULT_MEMORY_BUDGET,
             cache: None,
             destination_has: None,
+            source_ref: None,
+            dest_ref: None,
         }
     }
 }
@@ -243,7 +253,10 @@ pub fn convert_image(
     let index_raw = source
         .read_file("index.json", MAX_DOCUMENT_SIZE)?
         .ok_or_else(|| invalid(&index_name, "missing: not an OCI image layout"))?;
-    let index: ImageIndex = parse_json(&index_raw, &index_name)?;
+    let mut index: ImageIndex = parse_json(&index_raw, &index_name)?;
+    if let Some(name) = &options.source_ref {
+        index = refs::select(&index, name, &index_name)?;
+    }
     for m in &index.manifests {
         driver.visit(m, &index_name, 0)?;
     }
@@ -254,7 +267,11 @@ pub fn convert_image(
         .iter()
         .map(|m| driver.rewrite(m, &index_name, progress))
         .collect::<Result<_>>()?;
-    if new_index.manifests == index.manifests {
+    if let Some(name) = &options.dest_ref {
+        refs::name_as(&mut new_index, name, &index_name)?;
+    }
+    let renamed = options.source_ref.is_some() || options.dest_ref.is_some();
+    if new_index.manifests == index.manifests && !renamed {
         out.write_file("index.json", &index_raw)?;
     } else {
         out.write_file("index.json", &to_json(&new_index))?;

@@ -36,6 +36,7 @@ pub mod cache;
 pub mod driver;
 mod error;
 pub mod oci;
+mod refs;
 pub mod registry;
 pub mod sink;
 pub mod source;

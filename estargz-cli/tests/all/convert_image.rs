@@ -524,6 +524,61 @@ fn converts_every_layer_of_a_multi_platform_image_and_skopeo_copies_it() {
     }
 }
 
+/// `oci:DIR:REF` as skopeo spells it: SRC's REF picks one image of the
+/// layout, DST's names the result; a name the layout lacks is an error that
+/// lists the names it has.
+#[test]
+fn oci_references_pick_and_name_an_image() {
+    let f = fixture();
+    let dst = f.root.join("picked");
+    let src_ref = format!("oci:{}:docker", f.src.display());
+    let dst_ref = format!("oci:{}:converted", dst.display());
+    let out = run(["convert-image", &src_ref, &dst_ref, "--json"]);
+    assert_exit(&out, 0);
+    let report = json_value(&out.stdout);
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "only the docker image's layers: {report}");
+    let names = ref_names(&dst);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_eq!(names[0].0, "converted");
+    assert_eq!(
+        names[0].1["annotations"]["org.example.other"], "kept",
+        "other annotations stay"
+    );
+    check_layout(&dst);
+
+    // Naming needs one image: the whole layout has three.
+    let many = f.root.join("many");
+    let out = run([
+        "convert-image".to_string(),
+        f.src.display().to_string(),
+        format!("oci:{}:one", many.display()),
+    ]);
+    assert_exit(&out, 1);
+    assert!(stderr_of(&out).contains("3 images"), "{}", stderr_of(&out));
+    assert!(!many.exists(), "nothing written");
+
+    let missing = f.root.join("missing");
+    let out = run([
+        "convert-image".to_string(),
+        format!("oci:{}:nope", f.src.display()),
+        missing.display().to_string(),
+    ]);
+    assert_exit(&out, 1);
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("\"nope\"") && err.contains("docker, multi, sig"),
+        "{err}"
+    );
+    assert!(!missing.exists(), "nothing written");
+
+    if let Some(skopeo) = tool("skopeo", None) {
+        let out = run_tool(&skopeo, &["inspect", &dst_ref]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Layers"].as_array().unwrap().len(), 2, "{out}");
+    }
+}
+
 #[test]
 fn archives_in_and_out_give_the_same_image_every_time() {
     let f = fixture();
