@@ -117,7 +117,8 @@ pub struct ConvertReport {
     pub blob: BlobInfo,
     /// How the blob is compressed: eStargz or zstd:chunked.
     pub compression: Compression,
-    /// zstd:chunked: which dialect was written.
+    /// zstd:chunked: which dialect was written ([`TocFormat::Stargz`]
+    /// for gzip, which has only that TOC).
     pub toc_format: TocFormat,
     /// SHA-256 of the TOC JSON.
     pub toc_digest: Digest,
