@@ -9,7 +9,7 @@ use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::prioritize::ReorderReport;
 use estargz_core::{
-    Compression, ConvertReport, Converter, Input, NamePolicy, ScanLimits, SharedInput,
+    Compression, ConvertReport, Converter, Input, NamePolicy, ScanLimits, SharedInput, TocFormat,
 };
 use std::io::{BufWriter, StdoutLock, Write};
 use std::path::{Path, PathBuf};
@@ -77,6 +77,12 @@ pub struct EncodingArgs {
     /// smaller levels (default 7). zstd:chunked: 1 to 22 (default 3).
     #[arg(long)]
     level: Option<u32>,
+    /// zstd:chunked dialect: stargz (the stargz package's: 40-byte footer, for
+    /// stargz-snapshotter and podman up to 4.3) or containers (containers/storage's current
+    /// layout: 64-byte footer, tar-split, nanosecond times, for podman 5; refuses PAX global
+    /// headers, non-UTF-8 names and duplicate names). Only with --compression zstd:chunked.
+    #[arg(long, value_name = "FORMAT", default_value = "stargz", value_parser = parse_toc_format)]
+    toc_format: TocFormat,
     /// Largest chunk of a file per gzip member, in bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
     #[arg(long, value_name = "BYTES", default_value = "4MiB", value_parser = parse_size)]
     chunk_size: u64,
@@ -118,6 +124,7 @@ impl EncodingArgs {
         }
         builder
             .compression(compression)
+            .toc_format(self.toc_format)
             .chunk_size(self.chunk_size)
             .min_chunk_size(self.min_chunk_size)
             .threads(threads)
@@ -137,6 +144,10 @@ impl EncodingArgs {
             NamePolicy::Replace
         }
     }
+}
+
+fn parse_toc_format(s: &str) -> Result<TocFormat, String> {
+    s.parse().map_err(|e: estargz_core::Error| e.to_string())
 }
 
 pub(crate) fn parse_compression(s: &str) -> Result<Compression, String> {
@@ -478,8 +489,11 @@ fn summary(input: &str, output: &str, r: &ConvertReport, lossless: bool) {
         } else {
             "reordered, not lossless,"
         },
-        match r.compression {
-            Compression::ZstdChunked => "zstd:chunked",
+        match (r.compression, r.toc_format) {
+            (Compression::ZstdChunked, TocFormat::Containers) => {
+                "zstd:chunked (containers dialect)"
+            }
+            (Compression::ZstdChunked, _) => "zstd:chunked",
             _ => "eStargz",
         },
         ratio * 100.0

@@ -74,6 +74,25 @@ pub enum Error {
         /// What readers object to.
         reason: String,
     },
+    /// An entry the chosen format cannot carry: the containers dialect of
+    /// zstd:chunked refuses PAX global headers, names that are not UTF-8,
+    /// duplicate names and data on anything but a regular file, because
+    /// its tar-split stream or containers/storage's check of the TOC
+    /// against it cannot hold them (docs/zstd-chunked-format.md §4.5, §7.2).
+    #[error(
+        "entry {entry:?} at byte {offset}: {reason}; the {format} cannot carry it \
+         (the stargz dialect, --toc-format stargz, can)"
+    )]
+    UnsupportedInDialect {
+        /// Entry name (lossily decoded for display).
+        entry: String,
+        /// Byte offset of its header in the input tar.
+        offset: u64,
+        /// What the format cannot hold.
+        reason: String,
+        /// The format, for the message.
+        format: &'static str,
+    },
     /// The input holds no bytes at all.
     #[error("input is empty (0 bytes): not a tar archive")]
     EmptyInput,

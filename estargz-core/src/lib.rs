@@ -147,8 +147,6 @@ mod tar;
 mod toc;
 mod unpack;
 mod verify;
-#[allow(dead_code)]
-// the containers dialect's writer (tar-split, 64-byte footer) is not wired in yet
 mod zstd_chunked;
 
 pub use blob_info::{
@@ -157,7 +155,7 @@ pub use blob_info::{
 };
 pub use convert::{
     Compression, ConvertReport, Converter, ConverterBuilder, ExternalToc, Input, InputBytes,
-    SharedInput, DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, DEFAULT_ZSTD_LEVEL, MAX_CHUNK_SIZE,
+    SharedInput, TocFormat, DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, DEFAULT_ZSTD_LEVEL, MAX_CHUNK_SIZE,
     MEDIA_TYPE_LAYER_ZSTD,
 };
 pub use digest::{Digest, ParseDigestError};

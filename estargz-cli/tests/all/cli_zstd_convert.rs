@@ -299,3 +299,217 @@ fn convert_image_writes_zstd_chunked_layers_and_keeps_diff_ids() {
         );
     }
 }
+
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_estargz"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("the estargz binary runs")
+}
+
+const CONTAINERS_KEYS: [&str; 5] = [
+    "io.containers.zstd-chunked.manifest-checksum",
+    "io.containers.zstd-chunked.manifest-position",
+    "io.github.containers.zstd-chunked.manifest-checksum",
+    "io.github.containers.zstd-chunked.manifest-position",
+    "io.github.containers.zstd-chunked.tarsplit-position",
+];
+
+/// `--toc-format containers`: the 64-byte footer, the containers
+/// annotations (both generations, never the stargz TOC digest) in
+/// `--json`; `verify` and `info --json` read it back as that dialect.
+#[test]
+fn containers_dialect_converts_verifies_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob_path = dir.path().join("layer.zst");
+    let blob_arg = blob_path.to_str().unwrap();
+    let out = run(&[
+        "convert",
+        "--compression",
+        "zstd:chunked",
+        "--toc-format",
+        "containers",
+        "--chunk-size",
+        "4K",
+        "--json",
+        SAMPLE_LAYER,
+        "-o",
+        blob_arg,
+    ]);
+    assert_exit(&out, 0, "convert");
+    let tar = std::fs::read(SAMPLE_LAYER).unwrap();
+    let blob = std::fs::read(&blob_path).unwrap();
+    assert!(unzstd(&blob) == tar, "not lossless");
+    assert_eq!(&blob[blob.len() - 8..], b"GNUlInUx");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["toc_format"], "containers");
+    assert_eq!(json["diff_id"], sha256(&tar).as_str());
+    let a = json["annotations"].as_object().unwrap();
+    let keys: Vec<&str> = a.keys().map(String::as_str).collect();
+    assert_eq!(keys, CONTAINERS_KEYS, "{a:?}");
+    assert_eq!(
+        a["io.github.containers.zstd-chunked.manifest-checksum"],
+        json["manifest_checksum"]
+    );
+
+    let verified = run(&["verify", blob_arg]);
+    assert_exit(&verified, 0, "verify");
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(said.contains("64-byte footer"), "{said}");
+    let info = run(&["info", "--json", blob_arg]);
+    assert_exit(&info, 0, "info");
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["zstd_chunked"]["dialect"], "containers");
+    assert_eq!(info["zstd_chunked"]["footer_version"], 64);
+    assert_eq!(info["diff_id"], sha256(&tar).as_str());
+    for key in CONTAINERS_KEYS {
+        assert_eq!(info["annotations"][key], a[key], "{key}");
+    }
+}
+
+/// Spec §7.3 rule 5, Z15: the bytes depend on neither the time zone nor
+/// the thread count, in either dialect.
+#[test]
+fn no_time_zone_or_thread_dependence() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["stargz", "containers"] {
+        let mut blobs = Vec::new();
+        for (tz, threads) in [
+            ("UTC", "1"),
+            ("Europe/Berlin", "3"),
+            ("America/St_Johns", "2"),
+        ] {
+            let path = dir.path().join(format!("{format}-{threads}"));
+            let out = run_env(
+                &[
+                    "convert",
+                    "-q",
+                    "--compression",
+                    "zstd:chunked",
+                    "--toc-format",
+                    format,
+                    "--threads",
+                    threads,
+                    SAMPLE_LAYER,
+                    "-o",
+                    path.to_str().unwrap(),
+                ],
+                &[("TZ", tz)],
+            );
+            assert_exit(&out, 0, &format!("{format} TZ={tz}"));
+            blobs.push(std::fs::read(&path).unwrap());
+        }
+        assert!(blobs[0] == blobs[1] && blobs[1] == blobs[2], "{format}");
+    }
+}
+
+/// What the containers dialect cannot carry fails with the entry and its
+/// offset (exit 1, nothing written); the option is refused with gzip and
+/// with a minimum chunk size (usage errors, exit 2).
+#[test]
+fn containers_dialect_refusals() {
+    let valid = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/tars/valid/");
+    for (tar, said) in [
+        ("git-archive.tar", "entry \"pax_global_header\" at byte 0"),
+        ("gnu-duplicate-names.tar", "entry \"dup.txt\" at byte 2048"),
+        (
+            "python-gnu-nonutf8-name.tar",
+            "at byte 512: its name is not valid UTF-8",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out_path = dir.path().join("out");
+        let input = format!("{valid}{tar}");
+        let out = run(&[
+            "convert",
+            "--compression",
+            "zstd:chunked",
+            "--toc-format",
+            "containers",
+            &input,
+            "-o",
+            out_path.to_str().unwrap(),
+        ]);
+        assert_exit(&out, 1, tar);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(said) && err.contains("containers dialect"),
+            "{tar}: {err}"
+        );
+        assert!(!out_path.exists(), "{tar}: output written");
+        // The stargz dialect takes it.
+        let ok = run(&[
+            "convert",
+            "-q",
+            "--compression",
+            "zstd:chunked",
+            &input,
+            "-o",
+            out_path.to_str().unwrap(),
+        ]);
+        assert_exit(&ok, 0, tar);
+    }
+    for extra in [
+        &["--toc-format", "containers"][..],
+        &[
+            "--compression",
+            "zstd:chunked",
+            "--toc-format",
+            "containers",
+            "--min-chunk-size",
+            "1M",
+        ],
+        &["--compression", "zstd:chunked", "--toc-format", "c64"],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out_path = dir.path().join("out");
+        let mut args = vec!["convert", SAMPLE_LAYER, "-o", out_path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert_exit(&out, 2, &format!("{extra:?}"));
+        assert!(!out_path.exists(), "{extra:?}: output written");
+    }
+}
+
+#[test]
+fn convert_image_writes_the_containers_dialect() {
+    let root = tempfile::tempdir().unwrap();
+    let (src, dst) = (root.path().join("src"), root.path().join("dst"));
+    let tar = std::fs::read(SAMPLE_LAYER).unwrap();
+    layout_of(&src, &tar);
+    let out = run(&[
+        "convert-image",
+        "-q",
+        "--compression",
+        "zstd:chunked",
+        "--toc-format",
+        "containers",
+        src.to_str().unwrap(),
+        dst.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 0, "convert-image");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dst.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read_blob(&dst, &index["manifests"][0])).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&read_blob(&dst, &manifest["config"])).unwrap();
+    assert_eq!(
+        config["rootfs"]["diff_ids"],
+        serde_json::json!([sha256(&tar), sha256(&tar)])
+    );
+    for layer in manifest["layers"].as_array().unwrap() {
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+        let blob = read_blob(&dst, layer);
+        assert!(unzstd(&blob) == tar, "not lossless");
+        assert_eq!(&blob[blob.len() - 8..], b"GNUlInUx");
+        let a = layer["annotations"].as_object().unwrap();
+        let keys: Vec<&str> = a.keys().map(String::as_str).collect();
+        assert_eq!(keys, CONTAINERS_KEYS, "{a:?}");
+    }
+}

@@ -6,7 +6,8 @@
 //! TOC JSON goes straight into a skippable frame, not into a tar: nothing
 //! after the payload adds to the diffID.
 
-use super::compress::{gzip_member, with_zstd, Compression};
+use super::compress::{gzip_member, with_zstd, Compression, TocFormat};
+use super::containers::ContainersPlan;
 use super::plan::{Member, Planner};
 use super::{ConvertOptions, ConvertReport, ExternalToc};
 use crate::blob_info::BlobInfo;
@@ -16,7 +17,10 @@ use crate::footer;
 use crate::read::{Index, IndexLimits};
 use crate::toc::{self, EntryType, Toc, TocEntry};
 use crate::zstd_chunked::annotations::written as zstd_annotations;
-use crate::zstd_chunked::footer::{FooterVersion, ZstdFooter, MANIFEST_TYPE_CRFS};
+use crate::zstd_chunked::footer::{
+    FooterVersion, TarSplitLocation, ZstdFooter, MANIFEST_TYPE_CRFS,
+};
+use crate::zstd_chunked::tar_split::Crc64;
 use crate::zstd_chunked::{Dialect, SKIPPABLE_HEADER};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -55,6 +59,9 @@ pub(super) struct Assembler<W> {
     uncompressed: u64,
     members: usize,
     chunks: usize,
+    /// Where the member holding each file's last chunk ends, by index of
+    /// the file's `reg` entry (the containers TOC's `endOffset`).
+    end_offsets: Vec<(usize, u64)>,
 }
 
 impl<W: Write> Assembler<W> {
@@ -69,6 +76,7 @@ impl<W: Write> Assembler<W> {
             uncompressed: 0,
             members: 0,
             chunks: 0,
+            end_offsets: Vec::new(),
         }
     }
 
@@ -95,6 +103,9 @@ impl<W: Write> Assembler<W> {
         }
         self.uncompressed += m.data.len() as u64;
         self.out.write_unhashed(&bytes)?;
+        let end = self.out.written;
+        self.end_offsets
+            .extend(m.chunks.iter().filter(|c| c.last).map(|c| (c.file, end)));
         self.members += 1;
         Ok(bytes)
     }
@@ -102,22 +113,28 @@ impl<W: Write> Assembler<W> {
 
 /// Ends the blob, every member assembled and every digest in the planner's
 /// TOC entries: the TOC (checked to open beside its encoding) and the
-/// footer (see [`write_toc`]). Returns the report.
+/// footer (see [`write_toc`]). Returns the report. `crcs`: the files'
+/// CRC-64s, for the containers dialect's tar-split.
 pub(super) fn finish<R, W: Write>(
     mut asm: Assembler<W>,
     planner: &mut Planner<R>,
     opts: &ConvertOptions,
     external_toc: Option<&mut dyn Write>,
+    crcs: &[(usize, Crc64)],
 ) -> Result<ConvertReport> {
     let toc = Toc {
         version: 1,
         entries: std::mem::take(&mut planner.entries),
     };
+    let containers = planner.containers.take();
     // The check needs no TOC bytes, so it runs beside their encoding.
     let (opens, encoded) = std::thread::scope(|s| {
         let check = (!opts.skip_open_check)
             .then(|| s.spawn(|| check_opens(&toc, asm.out.written, &planner.header_offsets)));
-        let encoded = encode_toc(&toc, opts.compression, opts.level);
+        let encoded = match containers {
+            Some(c) => encode_containers(c, &toc, &asm.end_offsets, crcs, opts.level),
+            None => encode_toc(&toc, opts.compression, opts.level),
+        };
         let opens = check.map_or(Ok(()), |c| {
             c.join()
                 .unwrap_or_else(|_| Err(Error::Compress("TOC check panicked".into())))
@@ -128,16 +145,25 @@ pub(super) fn finish<R, W: Write>(
     let encoded = encoded?;
     let tar_size = asm.uncompressed;
     let toc_digest = Digest::of(&encoded.json);
+    if opts.containers() {
+        planner.warnings.extend(check_toc_size(&encoded)?);
+    }
     let (toc_offset, external, manifest_checksum, extra_annotations) = match opts.compression {
         Compression::ZstdChunked => {
             let (offset, checksum, footer) = write_zstd_toc(&mut asm, &encoded)?;
+            let dialect = match opts.toc_format {
+                TocFormat::Containers => Dialect::Containers,
+                TocFormat::Stargz => Dialect::Stargz,
+            };
+            // Both generations of the containers keys: podman up to 4.3
+            // reads only the old ones, later versions only the new ones.
             let annotations = zstd_annotations(
-                Dialect::Stargz,
+                dialect,
                 &footer,
                 &checksum,
                 &toc_digest,
                 asm.uncompressed,
-                false,
+                opts.containers(),
             );
             (offset, None, Some(checksum), annotations)
         }
@@ -156,6 +182,7 @@ pub(super) fn finish<R, W: Write>(
             uncompressed_size: asm.uncompressed,
         },
         compression: opts.compression,
+        toc_format: opts.toc_format,
         toc_digest,
         manifest_checksum,
         toc_offset,
@@ -204,8 +231,9 @@ fn write_toc<W: Write>(
     }
 }
 
-/// Writes the zstd:chunked TOC's skippable frame and the 40-byte footer
-/// (spec §3.2, §3.3); neither adds to the diffID. Returns the skippable
+/// Writes the zstd:chunked TOC's skippable frame, the tar-split's in the
+/// containers dialect, and the 40- or 64-byte footer (spec §3.2, §3.3,
+/// §4.2, §4.6); none adds to the diffID. Returns the TOC skippable
 /// frame's offset, the manifest checksum (sha256 of the compressed TOC
 /// frame) and the footer.
 fn write_zstd_toc<W: Write>(
@@ -214,16 +242,31 @@ fn write_zstd_toc<W: Write>(
 ) -> Result<(u64, Digest, ZstdFooter)> {
     let toc_offset = asm.out.written;
     let frame = toc.bytes.get(SKIPPABLE_HEADER as usize..).unwrap_or(&[]);
+    let manifest_offset = toc_offset + SKIPPABLE_HEADER;
+    let tar_split = toc.tar_split.as_ref().map(|(bytes, uncompressed)| {
+        let offset = manifest_offset + frame.len() as u64 + SKIPPABLE_HEADER;
+        TarSplitLocation {
+            offset,
+            compressed: bytes.len() as u64 - SKIPPABLE_HEADER,
+            uncompressed: *uncompressed,
+        }
+    });
     let footer = ZstdFooter {
-        version: FooterVersion::V40,
-        manifest_offset: toc_offset + SKIPPABLE_HEADER,
+        version: match tar_split {
+            Some(_) => FooterVersion::V64,
+            None => FooterVersion::V40,
+        },
+        manifest_offset,
         toc_compressed: frame.len() as u64,
         toc_uncompressed: toc.json.len() as u64,
         manifest_type: MANIFEST_TYPE_CRFS,
-        tar_split: None,
+        tar_split,
         warnings: Vec::new(),
     };
     asm.out.write(&toc.bytes)?;
+    if let Some((bytes, _)) = &toc.tar_split {
+        asm.out.write(bytes)?;
+    }
     asm.out.write(&footer.encode())?;
     Ok((toc_offset, Digest::of(frame), footer))
 }
@@ -237,6 +280,71 @@ struct EncodedToc {
     /// gzip: that tar as a gzip member; zstd: the JSON as one frame in a
     /// skippable frame.
     bytes: Vec<u8>,
+    /// Containers dialect: the tar-split stream as one frame in a
+    /// skippable frame, and the stream's length.
+    tar_split: Option<(Vec<u8>, u64)>,
+}
+
+/// Above this, containers/storage up to v1.57 refuses a TOC (`manifest
+/// too big`): a warning.
+const CONTAINERS_TOC_WARN: u64 = 50 << 20;
+/// Above this, every containers/storage refuses it (`maxTocSize`, v1.58).
+const CONTAINERS_TOC_MAX: u64 = 150 << 20;
+
+/// Spec §7.3 rule 6 for the containers dialect: warnings for a TOC that
+/// older containers/storage refuses, an error for one every version does.
+fn check_toc_size(toc: &EncodedToc) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let compressed = toc.bytes.len() as u64 - SKIPPABLE_HEADER;
+    for (what, size) in [
+        ("compressed TOC", compressed),
+        ("TOC JSON", toc.json.len() as u64),
+    ] {
+        if size > CONTAINERS_TOC_MAX {
+            return Err(Error::LimitExceeded {
+                what: "containers-dialect TOC size (containers/storage's maxTocSize)",
+                value: size,
+                limit: CONTAINERS_TOC_MAX,
+            });
+        }
+        if size > CONTAINERS_TOC_WARN {
+            warnings.push(format!(
+                "the {what} is {size} bytes: containers/storage up to v1.57 (podman up to 5.3) \
+                 refuses TOCs over {CONTAINERS_TOC_WARN} bytes and pulls the whole layer"
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
+/// The containers dialect's TOC and tar-split (spec §4.4, §4.5): the
+/// tar-split first, since the TOC holds its digest.
+fn encode_containers(
+    plan: ContainersPlan,
+    toc: &Toc,
+    end_offsets: &[(usize, u64)],
+    crcs: &[(usize, Crc64)],
+    level: u32,
+) -> Result<EncodedToc> {
+    let (mut containers_toc, split) = plan.finish(&toc.entries, end_offsets, crcs);
+    let skippable = |what: &str, bytes: &[u8]| {
+        with_zstd(level, |e| {
+            e.skippable(bytes)
+                .map(|(b, _)| b)
+                .map_err(|e| Error::Compress(format!("{what}: {e}")))
+        })
+    };
+    let split_bytes = skippable("tar-split", &split)?;
+    let split_frame = split_bytes.get(SKIPPABLE_HEADER as usize..).unwrap_or(&[]);
+    containers_toc.tar_split_digest = Digest::of(split_frame).to_string();
+    let json = containers_toc.to_json();
+    let bytes = skippable("TOC", &json)?;
+    Ok(EncodedToc {
+        json,
+        toc_tar: Vec::new(),
+        bytes,
+        tar_split: Some((split_bytes, split.len() as u64)),
+    })
 }
 
 /// The TOC's JSON and what is written of it: for gzip the tar holding it
@@ -252,6 +360,7 @@ fn encode_toc(toc: &Toc, compression: Compression, level: u32) -> Result<Encoded
             json,
             toc_tar: Vec::new(),
             bytes,
+            tar_split: None,
         });
     }
     if json.len() > MAX_TOC_JSON {
@@ -267,6 +376,7 @@ fn encode_toc(toc: &Toc, compression: Compression, level: u32) -> Result<Encoded
         json,
         toc_tar,
         bytes: toc_member,
+        tar_split: None,
     })
 }
 

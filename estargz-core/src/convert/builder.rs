@@ -1,6 +1,6 @@
 //! The one way in: a [`Converter`], built once from options checked once.
 
-use super::compress::Compression;
+use super::compress::{Compression, TocFormat};
 use super::memory::{InputBytes, SharedInput};
 #[cfg(doc)]
 use super::DEFAULT_CHUNK_SIZE;
@@ -145,6 +145,11 @@ impl Converter {
         self.options.compression
     }
 
+    /// The zstd:chunked dialect written (always [`TocFormat::Stargz`] for gzip).
+    pub fn toc_format(&self) -> TocFormat {
+        self.options.toc_format
+    }
+
     /// The compression level, on the scale of [`Self::compression`].
     pub fn level(&self) -> u32 {
         self.options.level
@@ -207,6 +212,42 @@ impl ConverterBuilder {
     /// ```
     pub fn compression(mut self, compression: Compression) -> Self {
         self.options.compression = compression;
+        self
+    }
+
+    /// Which zstd:chunked dialect to write: [`TocFormat::Stargz`] (the
+    /// default) or [`TocFormat::Containers`] (containers/storage's 64-byte
+    /// footer layout with tar-split, for podman). Only with
+    /// [`Compression::ZstdChunked`]. The containers dialect refuses what it
+    /// cannot carry, naming the entry and its byte offset
+    /// ([`Error::UnsupportedInDialect`]): PAX global headers, names that
+    /// are not UTF-8, two entries of the same name, data on anything but a
+    /// regular file.
+    ///
+    /// ```
+    /// use estargz_core::{Compression, Converter, Digest, TocFormat};
+    ///
+    /// let mut tar = tar::Builder::new(Vec::new());
+    /// let mut header = tar::Header::new_ustar();
+    /// header.set_size(5);
+    /// header.set_cksum();
+    /// tar.append_data(&mut header, "hello.txt", &b"hello"[..]).unwrap();
+    /// let tar = tar.into_inner().unwrap();
+    ///
+    /// let converter = Converter::builder()
+    ///     .compression(Compression::ZstdChunked)
+    ///     .toc_format(TocFormat::Containers)
+    ///     .build()?;
+    /// let mut blob = Vec::new();
+    /// let report = converter.convert(&tar, &mut blob)?;
+    /// assert_eq!(report.blob.diff_id, Digest::of(&tar));
+    /// assert!(blob.ends_with(b"GNUlInUx"));
+    /// let annotations = report.annotations();
+    /// assert!(annotations.contains_key("io.github.containers.zstd-chunked.tarsplit-position"));
+    /// # Ok::<(), estargz_core::Error>(())
+    /// ```
+    pub fn toc_format(mut self, format: TocFormat) -> Self {
+        self.options.toc_format = format;
         self
     }
 
@@ -295,7 +336,9 @@ impl ConverterBuilder {
     /// [`Error::InvalidOption`] for a level outside the compression's
     /// range (gzip 0..=12, zstd 1..=22), a chunk size of 0 or above
     /// [`MAX_CHUNK_SIZE`], a minimum chunk size above [`MAX_CHUNK_SIZE`],
-    /// or an external TOC with zstd:chunked (not written yet).
+    /// an external TOC with zstd:chunked (not written yet), the containers
+    /// TOC format with gzip, or with a minimum chunk size (its data frames
+    /// hold exactly one chunk each).
     pub fn build(self) -> Result<Converter> {
         let mut o = self.options;
         o.level = self.level.unwrap_or(o.compression.default_level());
@@ -314,6 +357,21 @@ impl ConverterBuilder {
                 "an external TOC is only written for gzip, not {}",
                 o.compression
             )));
+        }
+        if o.toc_format == TocFormat::Containers {
+            if o.compression != Compression::ZstdChunked {
+                return Err(Error::InvalidOption(format!(
+                    "the containers TOC format is zstd:chunked's, not {}'s",
+                    o.compression
+                )));
+            }
+            if o.min_chunk_size > 0 {
+                return Err(Error::InvalidOption(
+                    "the containers TOC format has no minimum chunk size: each of its data \
+                     frames holds exactly one chunk"
+                        .into(),
+                ));
+            }
         }
         if o.chunk_size == 0 || o.chunk_size > MAX_CHUNK_SIZE {
             return Err(Error::InvalidOption(format!(

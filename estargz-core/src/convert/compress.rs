@@ -87,6 +87,69 @@ impl std::str::FromStr for Compression {
     }
 }
 
+/// Which TOC, footer and annotations a zstd:chunked blob gets: the two
+/// dialects of the format (docs/zstd-chunked-format.md §3, §4, §7.2).
+///
+/// ```
+/// use estargz_core::{Compression, Converter, TocFormat};
+///
+/// let converter = Converter::builder()
+///     .compression(Compression::ZstdChunked)
+///     .toc_format(TocFormat::Containers)
+///     .build()?;
+/// assert_eq!(converter.toc_format(), TocFormat::Containers);
+/// // gzip has only one TOC format.
+/// assert!(Converter::builder().toc_format(TocFormat::Containers).build().is_err());
+/// # Ok::<(), estargz_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TocFormat {
+    /// The stargz package's: the eStargz TOC JSON, the 40-byte footer,
+    /// a data frame per chunk that goes on with the tar bytes after it.
+    /// Read by stargz-snapshotter, the reference and podman up to 4.3
+    /// (partial pulls); the default.
+    #[default]
+    Stargz,
+    /// containers/storage's current layout (C64): its TOC keys with
+    /// nanosecond times, a data frame per chunk holding only that chunk,
+    /// the tar-split stream, the 64-byte footer, and both generations of
+    /// its annotation keys. For podman 5 (and, through the
+    /// `io.containers.*` keys, 4.3); only zstd:chunked.
+    Containers,
+}
+
+impl TocFormat {
+    /// `stargz` or `containers`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TocFormat::Stargz => "stargz",
+            TocFormat::Containers => "containers",
+        }
+    }
+}
+
+impl std::fmt::Display for TocFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for TocFormat {
+    type Err = Error;
+
+    /// `stargz` or `containers`.
+    fn from_str(s: &str) -> Result<TocFormat> {
+        match s {
+            "stargz" => Ok(TocFormat::Stargz),
+            "containers" => Ok(TocFormat::Containers),
+            _ => Err(Error::InvalidOption(format!(
+                "unknown TOC format {s:?} (stargz or containers)"
+            ))),
+        }
+    }
+}
+
 /// Media type of a zstd-compressed layer, zstd:chunked included.
 pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 

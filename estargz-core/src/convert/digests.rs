@@ -10,6 +10,7 @@ use super::memory::MemberData;
 use super::plan::Member;
 use crate::digest::Digest;
 use crate::toc::TocEntry;
+use crate::zstd_chunked::tar_split::Crc64;
 use sha2::{Digest as _, Sha256};
 use sha256_lanes::update_all;
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
@@ -35,6 +36,10 @@ pub(super) struct Hashes {
     pub(super) chunk_digests: Vec<(usize, Option<usize>, Digest)>,
     /// `digest` of every multi-chunk file, by index of its `reg` entry.
     pub(super) file_digests: Vec<(usize, Digest)>,
+    /// Containers dialect only: the CRC-64 tar-split records of every
+    /// non-empty regular file, by index of its `reg` entry, and the one
+    /// being taken.
+    pub(super) crcs: Option<(Vec<(usize, Crc64)>, Crc64)>,
 }
 
 impl Hashes {
@@ -68,6 +73,12 @@ impl Hashes {
                         .push((chunk.file, Digest(done.finalize())));
                 }
             }
+            if let Some((done, running)) = &mut self.crcs {
+                running.update(bytes);
+                if chunk.last {
+                    done.push((chunk.file, std::mem::take(running)));
+                }
+            }
             let single = (!chunk.multi).then_some(chunk.file);
             self.chunk_digests
                 .push((chunk.entry, single, Digest(digest.finalize())));
@@ -78,13 +89,15 @@ impl Hashes {
 
 /// Digests every assembled batch in order until the sender hangs up.
 /// Reports the uncompressed bytes of each job once hashed, so that what it
-/// holds counts against the planner's memory budget.
-pub(super) fn hash_batches(jobs: Receiver<HashJob>, hashed: Sender<u64>) -> Hashes {
+/// holds counts against the planner's memory budget. With `crc`, also each
+/// file's CRC-64 (for tar-split).
+pub(super) fn hash_batches(jobs: Receiver<HashJob>, hashed: Sender<u64>, crc: bool) -> Hashes {
     let mut h = Hashes {
         diff: sha256_lanes::Sha256::new(),
         blob: Sha256::new(),
         chunk_digests: Vec::new(),
         file_digests: Vec::new(),
+        crcs: crc.then(|| (Vec::new(), Crc64::default())),
     };
     let mut file = None;
     for job in jobs {

@@ -11,13 +11,14 @@
 mod assemble;
 mod builder;
 pub(crate) mod compress;
+mod containers;
 mod digests;
 mod memory;
 mod pipeline;
 pub(crate) mod plan;
 
 pub use builder::{Converter, ConverterBuilder, Input};
-pub use compress::{Compression, MEDIA_TYPE_LAYER_ZSTD};
+pub use compress::{Compression, TocFormat, MEDIA_TYPE_LAYER_ZSTD};
 pub use memory::{InputBytes, MemberData, SharedInput};
 
 use crate::blob_info::{layer_annotations, BlobInfo};
@@ -54,6 +55,7 @@ pub const MAX_CHUNK_SIZE: u64 = 1 << 30;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ConvertOptions {
     pub(crate) compression: Compression,
+    pub(crate) toc_format: TocFormat,
     pub(crate) level: u32,
     pub(crate) chunk_size: u64,
     pub(crate) min_chunk_size: u64,
@@ -68,6 +70,7 @@ impl Default for ConvertOptions {
     fn default() -> Self {
         ConvertOptions {
             compression: Compression::Gzip,
+            toc_format: TocFormat::Stargz,
             level: DEFAULT_LEVEL,
             chunk_size: DEFAULT_CHUNK_SIZE,
             min_chunk_size: 0,
@@ -80,6 +83,32 @@ impl Default for ConvertOptions {
     }
 }
 
+impl ConvertOptions {
+    /// Writing the containers dialect of zstd:chunked.
+    pub(crate) fn containers(&self) -> bool {
+        self.toc_format == TocFormat::Containers
+    }
+
+    /// The scanner's name policy: the containers dialect cannot carry
+    /// names that are not UTF-8, whatever was asked.
+    fn name_policy(&self) -> NamePolicy {
+        if self.containers() {
+            NamePolicy::Strict
+        } else {
+            self.names
+        }
+    }
+
+    /// `planner`, planning the dialect these options write.
+    fn dialect<R: Read>(&self, planner: plan::Planner<R>) -> plan::Planner<R> {
+        if self.containers() {
+            planner.with_containers()
+        } else {
+            planner
+        }
+    }
+}
+
 /// What a conversion produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -88,6 +117,9 @@ pub struct ConvertReport {
     pub blob: BlobInfo,
     /// How the blob is compressed: eStargz or zstd:chunked.
     pub compression: Compression,
+    /// zstd:chunked: which dialect was written ([`TocFormat::Stargz`]
+    /// for gzip, which has only that TOC).
+    pub toc_format: TocFormat,
     /// SHA-256 of the TOC JSON.
     pub toc_digest: Digest,
     /// zstd:chunked only: SHA-256 of the compressed TOC frame, the
@@ -131,8 +163,15 @@ pub struct ExternalToc {
 impl ConvertReport {
     /// The layer annotations: TOC digest and uncompressed size; for
     /// zstd:chunked also the manifest checksum and position
-    /// (`io.containers.zstd-chunked.*`, spec §7.2).
+    /// (`io.containers.zstd-chunked.*`, spec §7.2). The containers dialect
+    /// gets only containers/storage's keys, in both generations
+    /// (`io.github.containers.zstd-chunked.*` with the tar-split position,
+    /// and `io.containers.zstd-chunked.*` for podman up to 4.3): never the
+    /// stargz TOC digest, beside which containers/storage refuses them.
     pub fn annotations(&self) -> BTreeMap<String, String> {
+        if self.toc_format == TocFormat::Containers {
+            return self.extra_annotations.clone();
+        }
         let mut out = layer_annotations(&self.toc_digest, self.blob.uncompressed_size);
         out.extend(self.extra_annotations.clone());
         out
@@ -143,7 +182,7 @@ impl ConvertReport {
 /// the top level, `toc_offset` null when the TOC went to its own file (there
 /// is no offset of it in the blob then), `entries` for the TOC entries, the
 /// layer annotations; the member count is left out. zstd:chunked reports
-/// add `compression` and `manifest_checksum`.
+/// add `compression`, `toc_format` and `manifest_checksum`.
 impl serde::Serialize for ConvertReport {
     fn serialize<S: serde::Serializer>(
         &self,
@@ -153,6 +192,7 @@ impl serde::Serialize for ConvertReport {
             blob: &self.blob,
             // gzip reports keep the keys they had before zstd:chunked.
             compression: (self.compression != Compression::Gzip).then(|| self.compression.name()),
+            toc_format: (self.compression != Compression::Gzip).then(|| self.toc_format.name()),
             toc_digest: &self.toc_digest,
             manifest_checksum: self.manifest_checksum.as_ref(),
             toc_offset: self.external_toc.is_none().then_some(self.toc_offset),
@@ -175,6 +215,8 @@ struct ReportFields<'a> {
     blob: &'a BlobInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     compression: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    toc_format: Option<&'static str>,
     toc_digest: &'a Digest,
     #[serde(skip_serializing_if = "Option::is_none")]
     manifest_checksum: Option<&'a Digest>,
@@ -260,10 +302,10 @@ fn run<R: Read + Send, W: Write>(
     external_toc: Option<&mut dyn Write>,
     options: &ConvertOptions,
 ) -> Result<ConvertReport> {
-    let scanner = Scanner::new(tar, options.names, options.scan_limits);
+    let scanner = Scanner::new(tar, options.name_policy(), options.scan_limits);
     let planner =
         plan::Planner::new(scanner, options.chunk_size).with_min_chunk_size(options.min_chunk_size);
-    pipeline::run(planner, options, output, external_toc)
+    pipeline::run(options.dialect(planner), options, output, external_toc)
 }
 
 /// Converts a tar held in memory as a whole, typically a memory-mapped
@@ -282,10 +324,10 @@ pub(super) fn convert_in_memory<W: Write>(
     }
     let planner = plan::Planner::in_memory(
         input,
-        options.names,
+        options.name_policy(),
         options.scan_limits,
         options.chunk_size,
     )
     .with_min_chunk_size(options.min_chunk_size);
-    pipeline::run(planner, options, output, toc)
+    pipeline::run(options.dialect(planner), options, output, toc)
 }

@@ -47,7 +47,8 @@ pub fn run<R: Read + Send, W: Write>(
         // and what the hashing thread holds counts against the budget.
         let (to_hasher, jobs) = sync_channel(0);
         let (acks, hashed) = channel();
-        let hasher = s.spawn(move || hash_batches(jobs, acks));
+        let crc = opts.containers();
+        let hasher = s.spawn(move || hash_batches(jobs, acks, crc));
         let to_hasher = HashFeed {
             jobs: to_hasher,
             hashed,
@@ -64,10 +65,12 @@ pub fn run<R: Read + Send, W: Write>(
         blob,
         chunk_digests,
         file_digests,
+        crcs,
     } = hashes;
     asm.resume_hashing(blob, diff);
     fill_digests(&mut planner.entries, chunk_digests, file_digests);
-    finish(asm, &mut planner, opts, external_toc)
+    let crcs = crcs.map(|(done, _)| done).unwrap_or_default();
+    finish(asm, &mut planner, opts, external_toc, &crcs)
 }
 
 /// Plans, compresses and assembles every member, handing what was assembled

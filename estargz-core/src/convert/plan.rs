@@ -10,6 +10,7 @@
 //! The plan is a function of the input bytes and the options only, never of
 //! threads or timing: that is what makes the output deterministic.
 
+use super::containers::ContainersPlan;
 use super::memory::{MemberData, MemoryReader, SharedInput};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -104,6 +105,11 @@ pub struct Planner<R> {
     pub warnings: Vec<String>,
     /// Regular files seen.
     pub files: usize,
+    /// The containers dialect's records; `Some` when writing it, which
+    /// also puts every chunk alone in its member.
+    pub containers: Option<ContainersPlan>,
+    /// The open member holds one chunk and nothing else may join it.
+    cut_after_chunk: bool,
 }
 
 impl Planner<MemoryReader> {
@@ -149,7 +155,18 @@ impl<R: Read> Planner<R> {
             done: false,
             warnings: Vec::new(),
             files: 0,
+            containers: None,
+            cut_after_chunk: false,
         }
+    }
+
+    /// Plans the containers dialect of zstd:chunked: each chunk alone in
+    /// its member, the tar-split and the containers TOC's fields recorded
+    /// on the way. The scanner must be strict about names
+    /// ([`NamePolicy::Strict`]): this dialect cannot carry others.
+    pub fn with_containers(mut self) -> Self {
+        self.containers = Some(ContainersPlan::new());
+        self
     }
 
     /// Lets chunks share a member until it holds `bytes` uncompressed bytes
@@ -229,6 +246,11 @@ impl<R: Read> Planner<R> {
     }
 
     fn step(&mut self) -> Result<()> {
+        if self.cut_after_chunk {
+            self.cut_after_chunk = false;
+            self.cut();
+            return Ok(());
+        }
         if let Some(file) = self.file.take() {
             return self.next_chunk(file);
         }
@@ -248,7 +270,19 @@ impl<R: Read> Planner<R> {
             self.other_data_left -= n;
             return Ok(());
         }
-        match self.scanner.next_item()? {
+        let item = self.scanner.next_item();
+        if let Some(c) = &mut self.containers {
+            if let Some((offset, name)) = self.scanner.first_global_header() {
+                return Err(ContainersPlan::global_header(name, *offset));
+            }
+            if let Some(Item::End { raw, .. }) = item.as_ref().ok().and_then(Option::as_ref) {
+                c.end(raw);
+            }
+        }
+        match item.map_err(|e| match self.containers {
+            Some(_) => ContainersPlan::non_utf8(e),
+            None => e,
+        })? {
             None => self.done = true,
             Some(Item::End { raw, offset }) => {
                 if offset == 0 && raw.is_empty() {
@@ -285,6 +319,14 @@ impl<R: Read> Planner<R> {
             }
         };
         self.trailing_in_open += got;
+        if let Some(c) = &mut self.containers {
+            let end = self.scanner.position() as usize;
+            let start = end - got as usize;
+            match &self.memory {
+                Some(m) => c.trailing(&m.input.bytes()[start..end]),
+                None => c.trailing(&self.open[self.open.len() - got as usize..]),
+            }
+        }
         if got == 0 {
             self.cut();
             self.done = true;
@@ -301,8 +343,11 @@ impl<R: Read> Planner<R> {
         }
         self.warnings.extend(e.warnings.iter().cloned());
         let toc_entry = self.toc_entry(&e);
-        self.append_raw(&e.raw);
         let index = self.entries.len();
+        if let Some(c) = &mut self.containers {
+            c.entry(index, &e)?;
+        }
+        self.append_raw(&e.raw);
         self.entries.push(toc_entry);
         self.header_offsets.push(e.header_offset);
         if e.kind != EntryKind::Regular {
@@ -363,6 +408,8 @@ impl<R: Read> Planner<R> {
             multi: f.size > self.chunk_size,
             last: f.at + len == f.size,
         });
+        // The containers dialect's data frames hold exactly their chunk.
+        self.cut_after_chunk = self.containers.is_some();
         f.at += len;
         if f.at < f.size {
             self.file = Some(f);

@@ -163,6 +163,23 @@ impl<'a> Header<'a> {
         })
     }
 
+    /// Access and change times in whole seconds where the layout has them,
+    /// as Go's `archive/tar` reads them: GNU headers when the field's first
+    /// byte is set, star headers always (0 there means none). Unparseable
+    /// fields count as absent: nothing but the containers TOC uses them.
+    pub fn atime_ctime(&self) -> (Option<i64>, Option<i64>) {
+        let field = |range: std::ops::Range<usize>| match self.layout() {
+            Layout::Gnu if self.0[range.start] != 0 => parse_numeric(&self.0[range]),
+            Layout::Star => parse_numeric(&self.0[range]).filter(|&t| t != 0),
+            _ => None,
+        };
+        match self.layout() {
+            Layout::Gnu => (field(345..357), field(357..369)),
+            Layout::Star => (field(476..488), field(488..500)),
+            _ => (None, None),
+        }
+    }
+
     /// The name for error messages, before extension headers are applied
     /// (cut short: a garbage block can hold 255 bytes of noise).
     pub fn display_name(&self) -> String {

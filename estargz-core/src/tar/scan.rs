@@ -109,6 +109,10 @@ pub struct Entry {
     pub group_name: String,
     /// Modification time: whole seconds (floored) and nanoseconds.
     pub mtime: (i64, u32),
+    /// Access time, when the tar has one (PAX `atime`, GNU or star header).
+    pub atime: Option<(i64, u32)>,
+    /// Change time, when the tar has one (PAX `ctime`, GNU or star header).
+    pub ctime: Option<(i64, u32)>,
     /// Link target (symlinks and hard links).
     pub link_name: String,
     /// Device major.
@@ -162,6 +166,8 @@ pub struct Scanner<R> {
     finished: bool,
     /// Where the trailing data starts, once the end-of-archive block is read.
     trailing_from: Option<u64>,
+    /// Offset and name of the first PAX global header, if any.
+    first_global: Option<(u64, String)>,
 }
 
 impl<R: Read> Scanner<R> {
@@ -178,12 +184,20 @@ impl<R: Read> Scanner<R> {
             limits,
             finished: false,
             trailing_from: None,
+            first_global: None,
         }
     }
 
     /// Bytes consumed so far.
     pub fn position(&self) -> u64 {
         self.pos
+    }
+
+    /// Offset and name of the first PAX global header (`g`) read so far.
+    /// Its records apply to the entries after it; writers that cannot
+    /// carry it (the containers dialect of zstd:chunked) refuse it by this.
+    pub fn first_global_header(&self) -> Option<&(u64, String)> {
+        self.first_global.as_ref()
     }
 
     /// Data bytes of the current entry not yet read.
@@ -393,6 +407,9 @@ impl<R: Read> Scanner<R> {
                 b'x' | b'g' => {
                     let records = self.pax_records(&mut raw, size, header_offset)?;
                     if header.typeflag() == b'g' {
+                        if self.first_global.is_none() {
+                            self.first_global = Some((header_offset, header.display_name()));
+                        }
                         // Global records are defaults for what follows; the
                         // header stays in the stream and never becomes an entry.
                         apply_records(&mut self.globals, records);
@@ -534,6 +551,9 @@ impl<R: Read> Scanner<R> {
         let kind = entry_kind(header.typeflag(), &raw_name).map_err(|k| fields.error(k))?;
         let size = fields.size(header_size)?;
         let mtime = fields.mtime()?;
+        let (header_atime, header_ctime) = header.atime_ctime();
+        let atime = fields.time(b"atime", header_atime);
+        let ctime = fields.time(b"ctime", header_ctime);
         let mode = header.mode().map_err(|k| fields.error(k))?;
         let uid = fields.int("uid", header.uid())?;
         let gid = fields.int("gid", header.gid())?;
@@ -573,6 +593,8 @@ impl<R: Read> Scanner<R> {
             user_name,
             group_name,
             mtime,
+            atime,
+            ctime,
             link_name,
             dev_major,
             dev_minor,
@@ -678,6 +700,16 @@ impl Fields<'_> {
             b'1' | b'2' | b'3' | b'4' | b'5' | b'6' => 0,
             _ => size,
         })
+    }
+
+    /// An optional time: the PAX record `key`, else the header's seconds.
+    /// A malformed record counts as absent: only the containers TOC uses
+    /// these, and gzip conversions never refused such a tar.
+    fn time(&self, key: &[u8], header: Option<i64>) -> Option<(i64, u32)> {
+        match self.record(key) {
+            Some(v) => pax::parse_time(v),
+            None => header.map(|s| (s, 0)),
+        }
     }
 
     fn mtime(&self) -> Result<(i64, u32)> {

@@ -26,8 +26,6 @@ pub const MANIFEST_CHECKSUM: &str = "io.github.containers.zstd-chunked.manifest-
 pub const MANIFEST_POSITION: &str = "io.github.containers.zstd-chunked.manifest-position";
 /// Tar-split position `T:compressed:uncompressed`, containers/storage ≥ v1.47.
 pub const TAR_SPLIT_POSITION: &str = "io.github.containers.zstd-chunked.tarsplit-position";
-/// Tar-split checksum, v1.47–v1.53 only (later in the TOC's `tarSplitDigest`).
-pub const TAR_SPLIT_CHECKSUM: &str = "io.github.containers.zstd-chunked.tarsplit-checksum";
 
 /// What the TOC-locating annotations of a layer say.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -78,6 +76,13 @@ fn digest(key: &str, value: &str) -> Result<Digest, ZstdError> {
 
 /// Reads the zstd:chunked keys of `annotations`; where both generations of
 /// a key are present they must agree.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the reader side of annotations (spec §7.4 rule 2); no command takes a manifest's annotations yet, the unit tests check it"
+    )
+)]
 pub fn locate(annotations: &BTreeMap<String, String>) -> Result<Located, ZstdError> {
     let mut found = Located::default();
     for (legacy, current) in [
@@ -120,6 +125,13 @@ pub fn locate(annotations: &BTreeMap<String, String>) -> Result<Located, ZstdErr
     Ok(found)
 }
 
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the reader side of annotations (spec §7.4 rule 2); no command takes a manifest's annotations yet, the unit tests check it"
+    )
+)]
 impl Located {
     /// Spec §7.4 rule 2: positions given as annotations equal the footer's;
     /// checksums given equal the ones computed from the blob.

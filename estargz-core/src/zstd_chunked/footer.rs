@@ -100,6 +100,7 @@ impl ZstdFooter {
     }
 
     /// The TOC's skippable frame: its offset and length, header included.
+    #[cfg(test)]
     pub fn toc_skippable(&self) -> (u64, u64) {
         (self.payload_end(), SKIPPABLE_HEADER + self.toc_compressed)
     }
@@ -161,7 +162,9 @@ pub fn skippable_header(len: u32) -> [u8; 8] {
 
 /// The 48 tail bytes of the stargz dialect (and of C40): the TOC frame's
 /// magic at `manifest_offset`, `toc_compressed` bytes long, `toc_json`
-/// bytes decompressed.
+/// bytes decompressed. For tests from bare numbers; the writer encodes a
+/// [`ZstdFooter`].
+#[cfg(test)]
 pub fn encode_40(manifest_offset: u64, toc_compressed: u64, toc_json: u64) -> [u8; 48] {
     let footer = ZstdFooter {
         version: FooterVersion::V40,
@@ -178,6 +181,8 @@ pub fn encode_40(manifest_offset: u64, toc_compressed: u64, toc_json: u64) -> [u
 }
 
 /// The 72 tail bytes of the containers dialect's current layout (C64).
+/// For tests, as [`encode_40`].
+#[cfg(test)]
 pub fn encode_64(
     manifest_offset: u64,
     toc_compressed: u64,

@@ -254,11 +254,6 @@ impl std::fmt::Debug for FrameEncoder {
 }
 
 impl FrameEncoder {
-    /// Highest level: 22.
-    pub fn max_level() -> i32 {
-        zstd_safe::max_c_level()
-    }
-
     /// An encoder at zstd `level` (1–22, or negative for the fast levels).
     pub fn new(level: i32) -> Result<FrameEncoder, ZstdError> {
         if level == 0 || level < zstd_safe::min_c_level() || level > zstd_safe::max_c_level() {

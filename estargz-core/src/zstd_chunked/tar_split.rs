@@ -31,6 +31,8 @@ use serde::Deserialize;
 use std::collections::HashSet;
 
 const FILE: i64 = 1;
+/// Length of a CRC-64 (8 bytes) in base64.
+const CRC_BASE64_LEN: usize = 12;
 const SEGMENT: i64 = 2;
 
 /// One line of a tar-split stream.
@@ -384,7 +386,9 @@ impl<'a> TarSplitMatcher<'a> {
 
 /// Rebuilds the tar from a tar-split stream and the files' contents, which
 /// `contents` returns by name and size; each is checked against its size and
-/// CRC-64. Returns the tar bytes written.
+/// CRC-64. Returns the tar bytes written. The tests' independent check:
+/// `verify` streams the payload through [`TarSplitMatcher`] instead.
+#[cfg(test)]
 pub fn reassemble<W: std::io::Write>(
     stream: &[u8],
     mut contents: impl FnMut(&[u8], u64) -> Result<Vec<u8>, String>,
@@ -551,6 +555,27 @@ impl TarSplitWriter {
         }
         self.end_line();
         Ok(())
+    }
+
+    /// [`file`](Self::file) for an entry whose CRC-64 is not known yet (the
+    /// converter hashes file data on another thread): the line gets a
+    /// placeholder of the CRC's fixed size, and the returned position
+    /// (`None` for an entry without content) is where [`patch_crc`](Self::patch_crc)
+    /// puts the real one.
+    pub fn file_deferred(&mut self, name: &[u8], size: u64) -> Result<Option<usize>, ZstdError> {
+        let crc = (size > 0).then(Crc64::default);
+        self.file(name, size, crc)?;
+        // The line ends `"<12 base64 bytes>","position":N}\n`.
+        let tail = "\",\"position\":".len() + (self.position - 1).to_string().len() + 2;
+        Ok(crc.map(|_| self.out.len() - tail - CRC_BASE64_LEN))
+    }
+
+    /// Puts `crc` where [`file_deferred`](Self::file_deferred) left its placeholder.
+    pub fn patch_crc(&mut self, at: usize, crc: Crc64) {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(crc.bytes());
+        if let Some(slot) = self.out.get_mut(at..at + CRC_BASE64_LEN) {
+            slot.copy_from_slice(encoded.as_bytes());
+        }
     }
 
     fn end_line(&mut self) {

@@ -365,17 +365,6 @@ pub struct EntryExtra {
 }
 
 impl ContainersToc {
-    /// Some entry, or the TOC, uses a key only the containers dialect writes.
-    fn has_containers_keys(&self) -> bool {
-        !self.tar_split_digest.is_empty()
-            || self.entries.iter().any(|e| {
-                e.end_offset != 0
-                    || !e.chunk_type.is_empty()
-                    || !e.accesstime.is_empty()
-                    || !e.changetime.is_empty()
-            })
-    }
-
     /// Maps onto the eStargz model the reader uses.
     ///
     /// * `chunkDigest`, which this dialect writes only on files of two or

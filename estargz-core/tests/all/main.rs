@@ -19,6 +19,7 @@ mod trailing_and_depth;
 mod tree;
 mod unpack_dir;
 mod unreadable_toc;
+mod zstd_chunked_containers;
 mod zstd_chunked_interop;
 mod zstd_chunked_write;
 mod zstd_read;

@@ -158,3 +158,118 @@ proptest! {
         prop_assert_eq!(ours, theirs);
     }
 }
+
+/// The containers dialect's TOC JSON and tar-split stream of `blob`.
+fn containers_metadata(blob: &[u8]) -> (serde_json::Value, Vec<serde_json::Value>) {
+    use estargz_core::internals::zstd_chunked::parse_footer;
+    let f = parse_footer(&blob[blob.len() - 72..], blob.len() as u64)
+        .unwrap()
+        .unwrap();
+    let at = |offset: u64, len: u64| &blob[offset as usize..(offset + len) as usize];
+    let toc = zstd::decode_all(at(f.manifest_offset, f.toc_compressed)).unwrap();
+    let split_header = f.manifest_offset + f.toc_compressed;
+    let split_len = u32::from_le_bytes(at(split_header + 4, 4).try_into().unwrap());
+    let split = zstd::decode_all(at(split_header + 8, u64::from(split_len))).unwrap();
+    let lines = split
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    (serde_json::from_slice(&toc).unwrap(), lines)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The containers dialect of zstd:chunked on the same random trees:
+    /// lossless, a tar-split whose segments and file sizes add up to the
+    /// tar, a TOC listing what the tar crate reads with exact PAX times;
+    /// or, for a tree with a name twice, a refusal naming it.
+    #[test]
+    fn random_trees_round_trip_in_the_containers_dialect(
+        tree in tree(),
+        fmt in prop_oneof![Just(Fmt::Gnu), Just(Fmt::Ustar), Just(Fmt::Pax)],
+        chunk_size in prop_oneof![Just(1u64), Just(512), Just(4096), Just(4 << 20)],
+        threads in 1usize..4,
+    ) {
+        use estargz_core::{Compression, Digest, Error, TocFormat};
+        let tar = write_tar(fmt, &tree);
+        let converter = Converter::builder()
+            .compression(Compression::ZstdChunked)
+            .toc_format(TocFormat::Containers)
+            .chunk_size(chunk_size)
+            .threads(Some(threads))
+            .skip_open_check(true)
+            .build()
+            .unwrap();
+        let mut blob = Vec::new();
+        let report = match converter.convert(&tar[..], &mut blob) {
+            Err(Error::UnsupportedInDialect { reason, .. }) => {
+                prop_assert!(reason.contains("same name"), "{}", reason);
+                return Ok(());
+            }
+            other => other.unwrap(),
+        };
+        prop_assert_eq!(report.blob.diff_id, Digest::of(&tar));
+        prop_assert!(zstd::decode_all(&blob[..]).unwrap() == tar);
+        let (toc, split) = containers_metadata(&blob);
+        let covered: u64 = split
+            .iter()
+            .map(|l| match l["type"].as_i64() {
+                Some(1) => l["size"].as_u64().unwrap_or(0),
+                _ => {
+                    use base64::Engine as _;
+                    let p = l["payload"].as_str().unwrap();
+                    base64::engine::general_purpose::STANDARD.decode(p).unwrap().len() as u64
+                }
+            })
+            .sum();
+        prop_assert_eq!(covered, tar.len() as u64);
+        let entries: Vec<&serde_json::Value> = toc["entries"]
+            .as_array()
+            .map(|a| a.iter().filter(|e| e["type"] != "chunk").collect())
+            .unwrap_or_default();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let theirs: Vec<(String, String, u64, Option<String>)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let kind = match e.header().entry_type() {
+                    tar::EntryType::Directory => "dir",
+                    tar::EntryType::Symlink => "symlink",
+                    _ => "reg",
+                };
+                let size = if kind == "reg" { e.size() } else { 0 };
+                let path = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+                // The PAX mtime's fraction, trailing zeros dropped.
+                let fraction = e.pax_extensions().unwrap().and_then(|mut x| {
+                    x.find_map(|r| {
+                        let r = r.unwrap();
+                        (r.key() == Ok("mtime")).then(|| {
+                            let v = r.value().unwrap();
+                            let f = v.split_once('.').map_or("", |(_, f)| f);
+                            f.trim_end_matches('0').to_string()
+                        })
+                    })
+                });
+                (path, kind.to_string(), size, fraction)
+            })
+            .collect();
+        prop_assert_eq!(entries.len(), theirs.len());
+        let files = split.iter().filter(|l| l["type"] == 1).count();
+        prop_assert_eq!(files, theirs.len());
+        for (ours, (name, kind, size, fraction)) in entries.iter().zip(&theirs) {
+            prop_assert_eq!(ours["name"].as_str().unwrap(), name.as_str());
+            prop_assert_eq!(ours["type"].as_str().unwrap(), kind.as_str());
+            prop_assert_eq!(ours["size"].as_u64().unwrap_or(0), *size);
+            let modtime = ours["modtime"].as_str().unwrap();
+            prop_assert!(modtime.ends_with('Z'), "{}", modtime);
+            // PAX times carry a fraction (the tree index): kept exactly.
+            match fraction.as_deref() {
+                Some("") | None => prop_assert!(!modtime.contains('.'), "{}", modtime),
+                Some(f) => prop_assert!(modtime.ends_with(&format!(".{f}Z")), "{} {}", modtime, f),
+            }
+        }
+    }
+}
