@@ -2,7 +2,9 @@
 //! directory lists, and each node's `stat` and xattrs, with whiteouts
 //! presented as overlayfs expects them (or as stored).
 
-use estargz_core::{EntryType, Index, NodeId, Stat, Whiteout};
+use estargz_core::{
+    EntryType, Index, NodeId, Stat, Whiteout, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
+};
 
 /// `st_mode` type bits.
 pub(crate) const S_IFMT: u32 = 0o170000;
@@ -14,6 +16,13 @@ const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// The xattr overlayfs reads to know a directory is opaque.
 pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// Whether `name` in `dir` is a prefetch landmark: a file the converter
+/// adds to the root to mark the prefetch region, not part of the layer
+/// (hidden, as the stargz snapshotter hides it).
+fn is_landmark(dir: NodeId, name: &str) -> bool {
+    dir == 0 && (name == PREFETCH_LANDMARK || name == NO_PREFETCH_LANDMARK)
+}
 
 /// How OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`) appear in the mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,6 +94,9 @@ impl<'a> View<'a> {
     /// The node `name` in directory `dir` leads to.
     pub fn lookup(&self, dir: NodeId, name: &str) -> Option<NodeId> {
         self.index.get(dir).filter(|n| n.kind == EntryType::Dir)?;
+        if is_landmark(dir, name) {
+            return None;
+        }
         if !self.overlay() {
             return self.child(dir, name);
         }
@@ -102,6 +114,9 @@ impl<'a> View<'a> {
             return out;
         }
         for (name, id, _) in self.index.readdir(dir) {
+            if is_landmark(dir, name) {
+                continue;
+            }
             let shown = match (self.overlay(), name.strip_prefix(WHITEOUT_PREFIX)) {
                 (true, Some(_)) if name == OPAQUE_MARKER => continue,
                 (true, Some(hidden)) if !hidden.is_empty() => {
@@ -118,16 +133,20 @@ impl<'a> View<'a> {
                 type_bits: self.stat(id).map_or(0, |s| s.mode & S_IFMT),
             });
         }
+        // Whiteouts shown under their target's name sort among the others.
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
 
     /// Node `id`'s `stat`; a whiteout shown as a device is `S_IFCHR` with
-    /// no permission bits, rdev 0 and size 0, as overlayfs writes them.
+    /// no permission bits, owned by root, rdev 0 and size 0, as overlayfs
+    /// writes them (and the stargz snapshotter shows them).
     pub fn stat(&self, id: NodeId) -> Option<Stat> {
         let node = self.index.get(id)?;
         let mut stat = node.stat(id);
         if self.is_whiteout_device(id) {
             stat.mode = S_IFCHR;
+            (stat.uid, stat.gid) = (0, 0);
             stat.rdev = 0;
             stat.size = 0;
             stat.nlink = 1;
