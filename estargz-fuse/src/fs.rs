@@ -385,3 +385,25 @@ impl<S: ReadAt + 'static> Filesystem for LayerFs<S> {
         reply_xattr(reply, size, &names);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_rdev;
+
+    #[test]
+    fn device_numbers_reach_the_kernel_in_its_encoding() {
+        let glibc = |major: u64, minor: u64| {
+            ((major & 0xffff_f000) << 32)
+                | ((major & 0xfff) << 8)
+                | ((minor & 0xffff_ff00) << 12)
+                | (minor & 0xff)
+        };
+        // new_encode_dev: minor's low byte, major, then minor's high bits.
+        assert_eq!(kernel_rdev(glibc(8, 1)), 0x801);
+        assert_eq!(
+            kernel_rdev(glibc(300, 70000)),
+            (70000 & 0xff) | (300 << 8) | ((70000 & !0xff) << 12)
+        );
+        assert_eq!(kernel_rdev(0), 0);
+    }
+}

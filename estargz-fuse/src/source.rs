@@ -119,7 +119,7 @@ impl<S: ReadAt> CountedSource<S> {
     }
 
     /// Copies from the staged window when it holds `offset`.
-    fn from_staged(&self, offset: u64, buf: &mut [u8]) -> Option<usize> {
+    fn read_staged(&self, offset: u64, buf: &mut [u8]) -> Option<usize> {
         let staged = self.staged.read().unwrap_or_else(PoisonError::into_inner);
         let staged = staged.as_ref()?;
         let from = usize::try_from(offset.checked_sub(staged.start)?).ok()?;
@@ -136,7 +136,7 @@ impl<S: ReadAt> ReadAt for CountedSource<S> {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(n) = self.from_staged(offset, buf) {
+        if let Some(n) = self.read_staged(offset, buf) {
             return Ok(n);
         }
         let n = self.inner.read_at(offset, buf)?;
