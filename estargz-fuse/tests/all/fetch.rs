@@ -3,7 +3,7 @@
 
 use crate::{open, tar_of};
 use estargz_core::prioritize::{reorder, PrioritizeOptions};
-use estargz_core::{ChunkCache, ChunkKey};
+use estargz_core::ChunkKey;
 use estargz_fuse::{prefetch_region, Fetch, Stopped, BACKGROUND_WINDOW, MAX_WINDOW};
 use estargz_test_support::noise::noise;
 use std::io::Read;
@@ -25,7 +25,7 @@ fn prioritized_layer() -> Vec<u8> {
     out
 }
 
-fn cached(blob: &estargz_core::Blob<estargz_fuse::CountedSource<Vec<u8>>>, path: &str) -> bool {
+fn cached(blob: &crate::TestBlob, path: &str) -> bool {
     let node = blob.index().lookup(path).unwrap();
     node.chunks.iter().all(|c| {
         let key = ChunkKey {

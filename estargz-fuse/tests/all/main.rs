@@ -9,6 +9,9 @@ use estargz_core::{Blob, Converter, LruChunkCache, OpenOptions};
 use estargz_fuse::CountedSource;
 use std::sync::Arc;
 
+/// A blob on a counted in-memory source.
+pub type TestBlob = Blob<CountedSource<Vec<u8>>>;
+
 /// A tar of `(name, data)` files and `(name/)` directories.
 pub fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
@@ -32,11 +35,7 @@ pub fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// `tar` converted with `chunk_size`, opened on a counted in-memory source
 /// with an LRU cache of `budget` bytes.
-pub fn open(
-    tar: &[u8],
-    chunk_size: u64,
-    budget: u64,
-) -> (Arc<Blob<CountedSource<Vec<u8>>>>, Arc<LruChunkCache>) {
+pub fn open(tar: &[u8], chunk_size: u64, budget: u64) -> (Arc<TestBlob>, Arc<LruChunkCache>) {
     let converter = Converter::builder().chunk_size(chunk_size).build().unwrap();
     let mut blob = Vec::new();
     converter.convert(tar, &mut blob).unwrap();
