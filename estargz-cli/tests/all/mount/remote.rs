@@ -145,3 +145,46 @@ fn the_prefetch_region_comes_in_one_request_and_background_fetch_the_rest() {
     let (status, stderr) = mount.stop();
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn a_stalled_server_is_eio_at_the_deadline_and_other_reads_go_on() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = convert(
+        tmp.path(),
+        "layer.esgz",
+        &layer_tar(),
+        &["--chunk-size", "524288"],
+    );
+    let blob = fs::read(&path).unwrap();
+    // Responses stop short inside chunk 5 of the big file and hang there.
+    let toc = crate::common::toc(&blob);
+    let chunk = toc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == BIG)
+        .nth(5)
+        .unwrap();
+    let stall_at = chunk["offset"].as_u64().unwrap() as usize + 1000;
+    let server = crate::cli_unpack_dir::StallingServer::start(blob, stall_at);
+    let mount = Mount::start(&server.url, &["--retries", "0", "--timeout", "1"]);
+    let big = mount.path(BIG);
+    let stalled = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        fs::File::open(big)
+            .unwrap()
+            .read_exact_at(&mut buf, 5 * 524_288 + 10)
+            .unwrap_err()
+    });
+    // Meanwhile the mount answers other requests.
+    assert_eq!(read_all(&mount.path(SMALL)).unwrap(), b"fixture-host\n");
+    assert!(super::fixture::walk(mount.dir()).len() > 60);
+    let err = stalled.join().unwrap();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    let (status, stderr) = mount.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("failed, EIO"), "{stderr}");
+}
