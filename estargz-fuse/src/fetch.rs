@@ -77,6 +77,35 @@ fn plan<S: ReadAt>(blob: &Blob<S>, start: u64, end: u64) -> Vec<Planned> {
 
 /// What one fetch run is allowed: where to stop, how large a read, and
 /// the cache whose budget it must not overrun.
+///
+/// ```
+/// use estargz_core::{Blob, Converter, LruChunkCache, OpenOptions};
+/// use estargz_fuse::{CountedSource, Fetch, MAX_WINDOW};
+/// use std::sync::atomic::AtomicBool;
+/// use std::sync::Arc;
+/// # let tar = {
+/// # let mut b = tar::Builder::new(Vec::new());
+/// # let mut h = tar::Header::new_ustar();
+/// # h.set_size(5);
+/// # h.set_mode(0o644);
+/// # h.set_cksum();
+/// # b.append_data(&mut h, "greeting", &b"hello"[..]).unwrap();
+/// # b.into_inner().unwrap()
+/// # };
+/// let mut bytes = Vec::new();
+/// Converter::new().convert(&tar, &mut bytes)?;
+/// let cache = Arc::new(LruChunkCache::new(64 << 20));
+/// let blob = Blob::open(CountedSource::new(bytes), &OpenOptions::default())?
+///     .with_cache(cache.clone());
+/// let cancel = AtomicBool::new(false);
+/// let fetch = Fetch { window: MAX_WINDOW, cancel: &cancel, budget: Some(&cache), budget_bytes: 64 << 20 };
+/// let report = fetch.run(&blob, 0, blob.payload_end());
+/// assert_eq!((report.reads, report.chunks), (1, 1));
+/// let reads = blob.source().counters().stats().source_reads;
+/// assert_eq!(blob.read_file("greeting")?, b"hello"); // from the cache
+/// assert_eq!(blob.source().counters().stats().source_reads, reads);
+/// # Ok::<(), estargz_core::Error>(())
+/// ```
 pub struct Fetch<'a> {
     /// Largest read.
     pub window: u64,

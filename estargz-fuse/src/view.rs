@@ -52,6 +52,32 @@ pub struct DirEntry {
 }
 
 /// The index as presented under a [`Whiteouts`] mode.
+///
+/// ```
+/// use estargz_core::{Blob, Converter, OpenOptions};
+/// use estargz_fuse::{View, Whiteouts};
+/// # let tar = {
+/// # let mut b = tar::Builder::new(Vec::new());
+/// # for name in ["etc/.wh.shadow", "etc/passwd"] {
+/// #     let mut h = tar::Header::new_ustar();
+/// #     h.set_size(0);
+/// #     h.set_mode(0o644);
+/// #     h.set_cksum();
+/// #     b.append_data(&mut h, name, &b""[..]).unwrap();
+/// # }
+/// # b.into_inner().unwrap()
+/// # };
+/// let mut bytes = Vec::new();
+/// Converter::new().convert(&tar, &mut bytes)?;
+/// let blob = Blob::open(bytes, &OpenOptions::default())?;
+/// let view = View::new(blob.index(), Whiteouts::Overlay);
+/// let etc = view.lookup(0, "etc").unwrap();
+/// let names: Vec<String> = view.entries(etc).into_iter().map(|e| e.name).collect();
+/// assert_eq!(names, ["passwd", "shadow"]); // `shadow`: a 0:0 character device
+/// let shadow = view.lookup(etc, "shadow").unwrap();
+/// assert_eq!(view.stat(shadow).unwrap().mode, 0o020000);
+/// # Ok::<(), estargz_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
     index: &'a Index,
