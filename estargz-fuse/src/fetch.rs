@@ -135,16 +135,17 @@ impl Fetch<'_> {
         let mut report = FetchReport::default();
         let mut rest = &todo[..];
         while let Some(first) = rest.first() {
-            let (n, window_end, decoded) = self.window_of(rest);
             if self.cancel.load(Ordering::Relaxed) {
                 report.stopped = Some(Stopped::Cancelled);
                 break;
             }
-            if let Some(cache) = self.budget {
-                if cache.used() + decoded > self.budget_bytes {
-                    report.stopped = Some(Stopped::CacheFull);
-                    break;
-                }
+            let room = self
+                .budget
+                .map_or(u64::MAX, |c| self.budget_bytes.saturating_sub(c.used()));
+            let (n, window_end) = self.window_of(rest, room);
+            if n == 0 {
+                report.stopped = Some(Stopped::CacheFull);
+                break;
             }
             if let Err(e) = fill(blob, first.key.member, window_end, &rest[..n]) {
                 report.stopped = Some(Stopped::Failed(e));
@@ -158,21 +159,23 @@ impl Fetch<'_> {
         report
     }
 
-    /// How many of `chunks` one read covers, where that read ends, and the
-    /// decoded bytes it brings. A chunk whose run reaches past the window
-    /// still joins it when it is the first (a window holds one at least).
-    fn window_of(&self, chunks: &[Planned]) -> (usize, u64, u64) {
+    /// How many of `chunks` one read covers and where that read ends: at
+    /// most [`window`](Self::window) bytes (a first chunk whose run is
+    /// longer still goes alone), decoding to at most `room` bytes (0
+    /// chunks when even the first does not fit).
+    fn window_of(&self, chunks: &[Planned], room: u64) -> (usize, u64) {
         let start = chunks[0].key.member;
-        let (mut n, mut end, mut decoded) = (0, start, 0);
+        let (mut n, mut end, mut decoded) = (0, start, 0u64);
         for c in chunks {
-            if n > 0 && c.end.max(end) - start > self.window {
+            let too_long = n > 0 && c.end.max(end) - start > self.window;
+            if too_long || decoded.saturating_add(c.size) > room {
                 break;
             }
             n += 1;
             end = end.max(c.end);
             decoded += c.size;
         }
-        (n, end, decoded)
+        (n, end)
     }
 }
 
