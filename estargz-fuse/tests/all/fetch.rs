@@ -89,7 +89,11 @@ fn a_fetch_stops_when_the_cache_is_full_or_when_cancelled() {
     assert_eq!(report.stopped, Some(Stopped::CacheFull), "{report:?}");
     // Filled up to the budget first: 256 KiB chunks, four fit at most.
     assert!(report.chunks >= 3, "{report:?}");
-    assert!(cache.used() <= 1 << 20 && cache.used() > 512 << 10, "{}", cache.used());
+    assert!(
+        cache.used() <= 1 << 20 && cache.used() > 512 << 10,
+        "{}",
+        cache.used()
+    );
 
     let (blob, _) = open(&prioritized_layer(), 256 << 10, 64 << 20);
     let cancel = AtomicBool::new(true);
