@@ -135,7 +135,7 @@ pub struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    fn http_options(&self) -> Result<HttpOptions> {
+    pub fn http_options(&self) -> Result<HttpOptions> {
         let from_env = std::env::var(HEADERS_ENV).unwrap_or_default();
         let lines = from_env
             .lines()

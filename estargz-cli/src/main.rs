@@ -12,6 +12,7 @@ mod cmd_convert_image;
 mod cmd_digest;
 mod cmd_info;
 mod cmd_ls;
+mod cmd_mount;
 mod cmd_unpack;
 mod cmd_verify;
 mod input;
@@ -44,6 +45,7 @@ enum Command {
     Unpack(cmd_unpack::Args),
     Ls(cmd_ls::Args),
     Cat(cmd_cat::Args),
+    Mount(cmd_mount::Args),
     Info(cmd_info::Args),
     Digest(cmd_digest::Args),
     Completions(cmd_completions::CompletionArgs),
@@ -77,7 +79,10 @@ impl std::error::Error for Reported {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    output::remove_partial_outputs_on_signal();
+    // `mount` handles its own signals: they unmount, and SIGUSR1 reports.
+    if !matches!(cli.command, Command::Mount(_)) {
+        output::remove_partial_outputs_on_signal();
+    }
     let result = match cli.command {
         Command::Convert(args) => cmd_convert::run(args),
         Command::ConvertImage(args) => cmd_convert_image::run(args),
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
         Command::Unpack(args) => cmd_unpack::run(args),
         Command::Ls(args) => cmd_ls::run(args),
         Command::Cat(args) => cmd_cat::run(args),
+        Command::Mount(args) => cmd_mount::run(args),
         Command::Info(args) => cmd_info::run(args),
         Command::Digest(args) => cmd_digest::run(args),
         Command::Completions(args) => cmd_completions::completions(args),

@@ -113,13 +113,13 @@ fn a_failed_unpack_says_how_far_it_got_and_which_file_is_partial() {
 
 /// Serves a blob to range requests, but stops every response at blob byte
 /// `stall_at` and holds the connection until dropped: a download that hangs.
-struct StallingServer {
-    url: String,
+pub(crate) struct StallingServer {
+    pub(crate) url: String,
     stop: Arc<AtomicBool>,
 }
 
 impl StallingServer {
-    fn start(blob: Vec<u8>, stall_at: usize) -> StallingServer {
+    pub(crate) fn start(blob: Vec<u8>, stall_at: usize) -> StallingServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/blob", listener.local_addr().unwrap());
         let stop = Arc::new(AtomicBool::new(false));

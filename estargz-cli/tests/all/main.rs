@@ -13,6 +13,7 @@ mod cli_zstd_convert;
 mod convert_image;
 mod convert_image_cache;
 mod convert_image_registry;
+mod mount;
 mod prioritize;
 mod trailing_and_depth;
 mod zstd_read;

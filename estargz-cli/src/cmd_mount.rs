@@ -1,0 +1,263 @@
+//! `estargz mount`: one layer as a read-only FUSE file system, read
+//! lazily; this is the adapter that logs, counts and handles signals
+//! around `estargz-fuse`.
+
+use crate::input::BlobArgs;
+use crate::UsageError;
+use anyhow::{Context, Result};
+use estargz_core::{Blob, Digest, LruChunkCache, ReadAt};
+use estargz_fuse::{
+    mount, prefetch_region, CountedSource, Event, Fetch, FetchReport, LayerFs, MountOptions,
+    Stopped, Unmounter, Whiteouts, BACKGROUND_WINDOW, MAX_WINDOW,
+};
+use estargz_remote::HttpBlob;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Mount a layer read-only on DIR with FUSE and serve it until Ctrl-C,
+/// SIGTERM or `umount DIR`: names from the TOC, file bytes fetched and
+/// decoded on first read, every chunk checked against its TOC digest (a
+/// chunk that fails is EIO for that read). SIGUSR1 prints what was read.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    source: BlobArgs,
+    /// The mount point: an existing directory.
+    dir: PathBuf,
+    /// Refuse the layer unless its TOC has this digest (the
+    /// containerd.io/snapshot/stargz/toc.digest annotation).
+    #[arg(long, value_name = "DIGEST")]
+    toc_digest: Option<String>,
+    /// Bytes of decoded chunks kept in memory.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    cache_size: u64,
+    /// After the prefetch region, fetch the rest of the layer into the
+    /// cache in the background (until the cache is full).
+    #[arg(long)]
+    background_fetch: bool,
+    /// Do not prefetch the region the layer's landmark marks.
+    #[arg(long)]
+    no_prefetch: bool,
+    /// How whiteouts appear: "overlay" (a character device 0:0 per
+    /// .wh.NAME, opaque directories marked with trusted.overlay.opaque=y,
+    /// as overlayfs expects of a lower layer) or "stored" (the .wh. files
+    /// as the layer holds them).
+    #[arg(long, value_enum, default_value_t = WhiteoutArg::Overlay)]
+    whiteouts: WhiteoutArg,
+    /// Let other users read the mount (FUSE's allow_other).
+    #[arg(long)]
+    allow_other: bool,
+    /// Print every FUSE request and reply on stderr.
+    #[arg(short = 'd', long)]
+    debug: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum WhiteoutArg {
+    Overlay,
+    Stored,
+}
+
+/// The blob as mounted, and the HTTP client when it is remote (it counts
+/// the requests themselves).
+struct Served {
+    blob: Arc<Blob<CountedSource<Box<dyn ReadAt>>>>,
+    http: Option<Arc<HttpBlob>>,
+    cache: Arc<LruChunkCache>,
+    budget: u64,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let expected = match &args.toc_digest {
+        Some(d) => Some(d.parse::<Digest>().map_err(|e| UsageError(e.to_string()))?),
+        None => None,
+    };
+    if !args.dir.is_dir() {
+        return Err(UsageError(format!("{} is not a directory", args.dir.display())).into());
+    }
+    log_to_stderr(args.debug);
+    let served = open(&args, expected)?;
+    let whiteouts = match args.whiteouts {
+        WhiteoutArg::Overlay => Whiteouts::Overlay,
+        WhiteoutArg::Stored => Whiteouts::AsStored,
+    };
+    let fs = LayerFs::new(served.blob.clone())
+        .whiteouts(whiteouts)
+        .on_event(log_event);
+    let mut opts = MountOptions::default();
+    opts.allow_other = args.allow_other;
+    opts.fs_name = format!("estargz:{}", args.source.blob);
+    let mut mounted = mount(fs, &args.dir, &opts)?;
+    let served = Arc::new(served);
+    let cancel = Arc::new(AtomicBool::new(false));
+    spawn_fetch(&served, &cancel, !args.no_prefetch, args.background_fetch);
+    spawn_signal_handler(&served, mounted.unmounter())?;
+    eprintln!(
+        "estargz: {} mounted on {} (Ctrl-C to unmount)",
+        args.source.blob,
+        args.dir.display()
+    );
+    let served_result = mounted.run();
+    cancel.store(true, Ordering::Relaxed);
+    eprintln!(
+        "estargz: unmounted {}: {}",
+        args.dir.display(),
+        report(&served)
+    );
+    Ok(served_result?)
+}
+
+fn open(args: &Args, expected: Option<Digest>) -> Result<Served> {
+    let mut opts = args.source.toc.open_options()?;
+    opts.expected_toc_digest = expected;
+    let name = &args.source.blob;
+    let (source, http): (Box<dyn ReadAt>, _) = if estargz_remote::is_url(name) {
+        let http = Arc::new(HttpBlob::open(name, &args.source.remote.http_options()?)?);
+        (Box::new(http.clone()), Some(http))
+    } else {
+        (args.source.source()?, None)
+    };
+    let cache = Arc::new(LruChunkCache::new(args.cache_size));
+    let blob = Blob::open(CountedSource::new(source), &opts)
+        .with_context(|| format!("opening {name}"))?
+        .with_cache(cache.clone());
+    Ok(Served {
+        blob: Arc::new(blob),
+        http,
+        cache,
+        budget: args.cache_size,
+    })
+}
+
+/// The prefetch region first, in one read; then, if asked, the rest.
+fn spawn_fetch(served: &Arc<Served>, cancel: &Arc<AtomicBool>, prefetch: bool, rest: bool) {
+    let (served, cancel) = (served.clone(), cancel.clone());
+    std::thread::spawn(move || {
+        let blob = &served.blob;
+        let mut fetch = Fetch {
+            window: MAX_WINDOW,
+            cancel: &cancel,
+            budget: Some(&served.cache),
+            budget_bytes: served.budget,
+        };
+        let region = prefetch_region(blob).filter(|_| prefetch);
+        if let Some((start, end)) = region {
+            let done = fetch.run(blob, start, end);
+            eprintln!("estargz: prefetch of [{start}, {end}): {}", fetched(&done));
+        }
+        if rest {
+            fetch.window = BACKGROUND_WINDOW;
+            let done = fetch.run(blob, region.map_or(0, |(_, end)| end), blob.payload_end());
+            eprintln!("estargz: background fetch: {}", fetched(&done));
+        }
+    });
+}
+
+fn fetched(r: &FetchReport) -> String {
+    let how = match &r.stopped {
+        None => "done".to_string(),
+        Some(Stopped::Cancelled) => "cancelled".to_string(),
+        Some(Stopped::CacheFull) => "stopped, the cache is full".to_string(),
+        Some(Stopped::Failed(why)) => format!("stopped: {why}"),
+        Some(other) => format!("stopped: {other:?}"),
+    };
+    format!(
+        "{how}; {} chunks, {} bytes in {} reads",
+        r.chunks, r.bytes, r.reads
+    )
+}
+
+/// SIGUSR1 prints the numbers; SIGINT, SIGTERM and SIGHUP unmount (a
+/// second one detaches a mount still in use).
+fn spawn_signal_handler(served: &Arc<Served>, unmounter: Unmounter) -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])
+        .context("cannot handle signals")?;
+    let served = served.clone();
+    std::thread::spawn(move || {
+        let mut busy = false;
+        for signal in signals.forever() {
+            if signal == SIGUSR1 {
+                eprintln!("estargz: {}", report(&served));
+                continue;
+            }
+            let result = if busy {
+                unmounter.detach()
+            } else {
+                unmounter.unmount()
+            };
+            match result {
+                Ok(()) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    busy = true;
+                    eprintln!(
+                        "estargz: cannot unmount: a process still uses the mount; \
+                         signal again to detach it (it goes once the last user leaves)"
+                    );
+                }
+                Err(e) => eprintln!("estargz: cannot unmount: {e}"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The numbers reported on SIGUSR1 and on unmount.
+fn report(served: &Served) -> String {
+    let s = served.blob.source().counters().stats();
+    let http = served.http.as_ref().map_or(String::new(), |h| {
+        format!(
+            " ({} HTTP requests, {} bytes received)",
+            h.requests(),
+            h.bytes_received()
+        )
+    });
+    format!(
+        "{} source reads, {} bytes{http}; {} file reads, {} bytes, {} failed; cache {} of {} bytes",
+        s.source_reads,
+        s.source_bytes,
+        s.file_reads,
+        s.file_bytes,
+        s.failed_reads,
+        served.cache.used(),
+        served.budget
+    )
+}
+
+fn log_event(event: Event) {
+    match event {
+        Event::ReadFailed {
+            path,
+            offset,
+            len,
+            error,
+        } => eprintln!("estargz: read of {path} ({len} bytes at {offset}) failed, EIO: {error}"),
+        other => eprintln!("estargz: {other:?}"),
+    }
+}
+
+/// FUSE's own messages (every request with `-d`, warnings otherwise) on
+/// stderr.
+fn log_to_stderr(debug: bool) {
+    struct Stderr;
+    impl log::Log for Stderr {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if self.enabled(record.metadata()) {
+                eprintln!("fuse: {}: {}", record.level(), record.args());
+            }
+        }
+        fn flush(&self) {}
+    }
+    let level = if debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Warn
+    };
+    if log::set_logger(&Stderr).is_ok() {
+        log::set_max_level(level);
+    }
+}
