@@ -13,5 +13,6 @@ mod cli_zstd_convert;
 mod convert_image;
 mod convert_image_registry;
 mod prioritize;
+mod runtime_pulls;
 mod trailing_and_depth;
 mod zstd_read;
