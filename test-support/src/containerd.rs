@@ -46,7 +46,7 @@ const DISABLED: [&str; 5] = [
     "io.containerd.snapshotter.v1.aufs",
 ];
 
-fn config(dir: &Path) -> String {
+fn config(dir: &Path, proxy: Option<(&str, &Path)>) -> String {
     let d = dir.display();
     let disabled: Vec<String> = DISABLED.iter().map(|p| format!("{p:?}")).collect();
     // `opt` would install into /opt/containerd otherwise.
@@ -66,8 +66,12 @@ disabled_plugins = [{}]
   address = \"\"
 [plugins.\"io.containerd.internal.v1.opt\"]
   path = \"{d}/opt\"
-",
-        disabled.join(", ")
+{}",
+        disabled.join(", "),
+        proxy.map_or(String::new(), |(name, socket)| format!(
+            "[proxy_plugins.{name}]\n  type = \"snapshot\"\n  address = \"{}\"\n",
+            socket.display()
+        ))
     )
 }
 
@@ -76,6 +80,17 @@ impl Containerd {
     /// missing outside CI; under CI (`CI` set) that panics, as
     /// scripts/deps.sh installs it.
     pub fn start() -> Option<Containerd> {
+        Containerd::start_inner(None)
+    }
+
+    /// An instance with the snapshotter serving on `socket` as the proxy
+    /// snapshot plugin `name` (e.g. the stargz snapshotter:
+    /// [`crate::stargz::StargzSnapshotter`]).
+    pub fn start_with_snapshotter(name: &str, socket: &Path) -> Option<Containerd> {
+        Containerd::start_inner(Some((name, socket)))
+    }
+
+    fn start_inner(proxy: Option<(&str, &Path)>) -> Option<Containerd> {
         let found = find_binaries();
         if !crate::registry::require("containerd", found.is_some()) {
             return None;
@@ -83,7 +98,7 @@ impl Containerd {
         let (daemon, ctr) = found?;
         let dir = tempfile::tempdir().expect("temporary directory");
         let conf = dir.path().join("config.toml");
-        std::fs::write(&conf, config(dir.path())).unwrap();
+        std::fs::write(&conf, config(dir.path(), proxy)).unwrap();
         let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
         let child = Command::new(&daemon)
             .arg("--config")
