@@ -12,6 +12,9 @@
 //!   through the TOC, seen in its debug log ("Retrieved partial blob" per
 //!   layer) and in the registry's access log (only 206 range responses for
 //!   the layers).
+//! - the stargz snapshotter (`stargz-grpc`, a Go build, so `#[ignore]`d:
+//!   scripts/lazy-pull-test.sh runs it): every layer mounted lazily over
+//!   FUSE, read through an overlay of the mounts.
 //!
 //! Both run as root in a private mount namespace (`unshare --mount`) for
 //! reading the tree, so no mount they make outlives the test. Without
