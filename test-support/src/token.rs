@@ -4,7 +4,7 @@
 //!
 //! It answers `GET /token?service=…&scope=…` on a loopback port of its
 //! own (bound to port 0, so no race), checks Basic credentials for
-//! [`USER`](crate::registry::USER) / [`PASSWORD`](crate::registry::PASSWORD),
+//! [`USER`] / [`PASSWORD`],
 //! and returns a JWT granting what was asked. The JWT is RS256, signed by
 //! the `openssl` command with a key whose self-signed certificate the
 //! registry trusts (`rootcertbundle`) and which rides in the token's

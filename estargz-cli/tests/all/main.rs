@@ -15,5 +15,6 @@ mod convert_image_cache;
 mod convert_image_registry;
 mod mount;
 mod prioritize;
+mod runtime_pulls;
 mod trailing_and_depth;
 mod zstd_read;
