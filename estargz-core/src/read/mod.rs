@@ -26,6 +26,7 @@ mod file;
 mod handle;
 mod index;
 mod payload;
+mod prefetch;
 mod source;
 mod summary;
 mod tree;
@@ -41,6 +42,7 @@ pub use index::{
     PREFETCH_LANDMARK,
 };
 pub use payload::{MemberStarts, PayloadReader};
+pub use prefetch::Prefetched;
 pub use source::{RangeReader, ReadAt};
 pub use summary::{ListedEntry, Prefetch};
 pub use tree::{Stat, Whiteout};
