@@ -28,7 +28,7 @@ fn main() {
         ..HttpOptions::default()
     };
 
-    let bytes = noise(1, 12 << 20);
+    let bytes = noise(1, 20 << 20);
     server.serve("blob", &bytes);
     let blob = HttpBlob::open(&server.url("blob"), &opts).expect("open");
     let (before, bytes_before) = (blob.requests(), blob.bytes_received());
