@@ -13,14 +13,26 @@
 //!   the footer and, for most layers, the whole TOC, so opening the blob
 //!   usually costs no second request.
 //! - Any other read is one request for exactly the bytes asked for, except
-//!   that a read starting where the previous request ended doubles the
-//!   request size (up to [`HttpOptions::max_request`]), so sequential
-//!   readers (`verify`, digests) make a few large requests rather than many
-//!   small ones. The last response is kept to serve the reads inside it.
+//!   for a sequential reader: once three reads in a row each started where
+//!   the one before ended, the request size doubles at each request (up to
+//!   [`HttpOptions::max_request`]), so `verify` and digests make a few
+//!   large requests rather than many small ones. Two reads of adjacent
+//!   ranges are not yet sequential, and get exactly what they ask for.
+//! - The last responses are kept, within [`HttpOptions::cache_size`]
+//!   bytes, the least recently used dropped first, and serve the reads
+//!   inside them: readers taking turns on different regions do not fetch
+//!   each other's bytes again.
+//! - Behind a redirect, the target is remembered and asked directly (for
+//!   [`HttpOptions::redirect_ttl`], or until shortly before a presigned
+//!   URL says it expires), so a read costs one request, not two; a target
+//!   that fails is dropped at once and the URL given asked again.
+//! - [`HttpBlob::read_ranges`] fetches several ranges with one request per
+//!   run of adjacent or overlapping ones; [`HttpBlob::prefetch`] fetches a
+//!   range with one request and keeps it.
 //!
-//! Memory is bounded by the tail plus one request of at most
-//! `max_request` bytes (a single larger read is fetched for that read
-//! alone and not kept).
+//! Memory is bounded by the tail, [`HttpOptions::cache_size`] and the
+//! requests under way (a single read larger than the cache is fetched for
+//! that read alone and not kept).
 //!
 //! A request has a deadline for all of it, growing with its size
 //! ([`HttpOptions::request_timeout`], [`HttpOptions::min_rate`]): a server
@@ -29,6 +41,16 @@
 //! `429`, ...) is made again after a growing wait, a few times, within a
 //! time budget ([`HttpOptions::max_retries`], [`HttpOptions::retry_budget`]);
 //! see [`retry`] for which failures those are.
+//!
+//! A `401` calls [`HttpOptions::on_unauthorized`], if set, with the
+//! server's [`Challenge`], for fresh headers (an expired token need not
+//! mean opening the blob again); [`HttpBlob::set_headers`] replaces them
+//! at any time.
+//!
+//! A failed read comes out of [`ReadAt`] as an [`io::Error`] of the kind
+//! [`Error::io_kind`] gives, holding the [`Error`]; through a
+//! [`Blob`](estargz_core::Blob) it is an [`estargz_core::Error::Io`], not
+//! corruption, and [`Error::of`] finds the request's error in it.
 //!
 //! Every response is checked: `206 Partial Content` with a `Content-Range`
 //! for exactly the requested start, the blob size it was opened with, and
@@ -197,7 +219,7 @@ pub enum Error {
         /// "forbidden" from "retry later" by it.
         status: u16,
         /// For a `401`: what the server asked for.
-        challenge: Option<Challenge>,
+        challenge: Option<Box<Challenge>>,
     },
     /// The server sent the whole blob (`200 OK`) although a range was
     /// asked for, and the blob is too large to take whole.
@@ -1083,13 +1105,13 @@ impl HttpBlob {
                 if let Error::Status { challenge, .. } = &mut error {
                     if status == StatusCode::UNAUTHORIZED {
                         let values = response.headers().get_all("www-authenticate");
-                        *challenge = Some(Challenge::new(
+                        *challenge = Some(Box::new(Challenge::new(
                             self.shown_url.clone(),
                             values
                                 .iter()
                                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                                 .collect(),
-                        ));
+                        )));
                     }
                 }
                 let retry = retry::is_transient_status(status.as_u16()).then(|| {
