@@ -297,6 +297,19 @@ impl Error {
             | Error::ZstdChunked { .. }
             | Error::InvalidEntry { .. }
             | Error::CorruptData { .. } => ErrorKind::Corrupt,
+            // A reader's own verdict on the bytes (bad gzip, a blob that
+            // ends early) rather than a failure to get them.
+            Error::Read { source, .. }
+                if !crate::read::is_source_error(source)
+                    && matches!(
+                        source.kind(),
+                        io::ErrorKind::InvalidData
+                            | io::ErrorKind::InvalidInput
+                            | io::ErrorKind::UnexpectedEof
+                    ) =>
+            {
+                ErrorKind::Corrupt
+            }
             Error::Read { .. }
             | Error::Write(_)
             | Error::Spool { .. }
@@ -335,6 +348,9 @@ impl Error {
     /// for an answer that cannot change (`InvalidInput`, `Unsupported`).
     pub fn is_retryable(&self) -> bool {
         use io::ErrorKind as K;
+        if self.kind() != ErrorKind::Io {
+            return false;
+        }
         match self {
             Error::Read { source, .. } | Error::Io { source, .. } => !matches!(
                 source.kind(),

@@ -364,7 +364,17 @@ impl Error {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn of(e: &estargz_core::Error) -> Option<&Error> {
-        e.io_error()?.get_ref()?.downcast_ref::<Error>()
+        // The request's error sits in the io::Error the read returned,
+        // which readers of the payload may have wrapped once more.
+        let mut io = e.io_error()?;
+        for _ in 0..4 {
+            let inner = io.get_ref()?;
+            if let Some(found) = inner.downcast_ref::<Error>() {
+                return Some(found);
+            }
+            io = inner.source()?.downcast_ref::<io::Error>()?;
+        }
+        None
     }
 }
 

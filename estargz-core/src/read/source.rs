@@ -169,6 +169,43 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
     }
 }
 
+/// A failure of the source itself (a file, a server), as opposed to one
+/// found decoding what it gave: what [`Error::kind`](crate::Error::kind)
+/// tells apart inside an [`io::Error`] that a reader of the payload
+/// returns. It shows as the source's error, which it keeps as its
+/// `source()`.
+#[derive(Debug)]
+pub(crate) struct SourceError {
+    source: io::Error,
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl SourceError {
+    /// `e`, of the same kind, marked as the source's.
+    pub(crate) fn mark(e: io::Error) -> io::Error {
+        if SourceError::is(&e) {
+            return e;
+        }
+        io::Error::new(e.kind(), SourceError { source: e })
+    }
+
+    /// Whether `e` is marked as the source's.
+    pub(crate) fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<SourceError>())
+    }
+}
+
 /// A [`std::io::Read`] over `[start, end)` of a source.
 pub struct RangeReader<S> {
     source: S,
@@ -199,7 +236,10 @@ impl<S: ReadAt> io::Read for RangeReader<S> {
         if want == 0 {
             return Ok(0);
         }
-        let n = self.source.read_at(self.pos, &mut buf[..want])?;
+        let n = self
+            .source
+            .read_at(self.pos, &mut buf[..want])
+            .map_err(SourceError::mark)?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -272,6 +272,8 @@ fn a_server_gone_is_an_io_error_and_a_damaged_chunk_is_corruption() {
     let err = blob.read_file("one").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(!err.is_retryable());
+    let err = estargz_core::unpack_tar(blob.source(), std::io::sink()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
 
     let blob = Blob::open(
         HttpBlob::open(&server.url("layer"), &opts).unwrap(),
@@ -289,5 +291,12 @@ fn a_server_gone_is_an_io_error_and_a_damaged_chunk_is_corruption() {
     assert!(
         text.contains("\"two\"") && text.contains("/layer"),
         "{text}"
+    );
+    // The same through the payload reader that unpack and verify use.
+    let err = estargz_core::unpack_tar(blob.source(), std::io::sink()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert!(
+        matches!(Error::of(&err), Some(Error::Transport { .. })),
+        "{err:?}"
     );
 }
