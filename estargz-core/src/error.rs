@@ -460,3 +460,47 @@ pub enum TarErrorKind {
         limit: u64,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(e: io::Error) -> Error {
+        Error::Read {
+            offset: 7,
+            source: e,
+        }
+    }
+
+    #[test]
+    fn kinds_tell_the_source_failing_from_bad_data() {
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "no answer");
+        assert_eq!(read(timed_out()).kind(), ErrorKind::Io);
+        assert!(read(timed_out()).is_retryable());
+        // A decoder's verdict is about the data...
+        let bad = || io::Error::new(io::ErrorKind::InvalidInput, "corrupt deflate stream");
+        assert_eq!(read(bad()).kind(), ErrorKind::Corrupt);
+        assert!(!read(bad()).is_retryable());
+        // ...unless the source itself said it.
+        let marked = crate::read::SourceError::mark(bad());
+        assert_eq!(marked.to_string(), "corrupt deflate stream");
+        assert_eq!(read(marked).kind(), ErrorKind::Io);
+        let gone = io::Error::new(io::ErrorKind::NotFound, "404");
+        assert!(!read(gone).is_retryable());
+        assert_eq!(
+            Error::LimitExceeded {
+                what: "x",
+                value: 2,
+                limit: 1
+            }
+            .kind(),
+            ErrorKind::Limit
+        );
+        let as_io = io::Error::from(Error::NotFound("a".into()));
+        assert_eq!(as_io.kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            io::Error::from(read(timed_out())).kind(),
+            io::ErrorKind::TimedOut
+        );
+    }
+}
