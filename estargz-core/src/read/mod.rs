@@ -43,6 +43,7 @@ pub use index::{
 };
 pub use payload::{MemberStarts, PayloadReader};
 pub use prefetch::Prefetched;
+#[cfg(test)]
 pub(crate) use source::SourceError;
 pub use source::{RangeReader, ReadAt};
 pub use summary::{ListedEntry, Prefetch};
