@@ -197,6 +197,22 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Reading a file's data from the blob's source (a file, a server)
+    /// failed: nothing is known to be wrong with the blob, and the same
+    /// read may work later. The source's error is kept, with its
+    /// [`io::ErrorKind`] and, for a remote source, the client's own error
+    /// inside it ([`io::Error::get_ref`]).
+    #[error("{entry:?}: data at blob byte {offset}: reading {len} bytes: {source}")]
+    Io {
+        /// Entry name.
+        entry: String,
+        /// Blob offset of the read.
+        offset: u64,
+        /// Bytes asked for.
+        len: u64,
+        /// The source's error.
+        source: io::Error,
+    },
     /// Unpacking into a directory would leave it, or hit something unsafe.
     #[error("unpack: entry {entry:?}: {reason}")]
     Unsafe {
@@ -243,6 +259,140 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// What kind of failure an [`Error`] is: what a caller decides on
+/// (retry, report the blob as bad, fix the request).
+///
+/// ```
+/// use estargz_core::{Error, ErrorKind};
+///
+/// let err = Error::NotFound("etc/passwd".into());
+/// assert_eq!(err.kind(), ErrorKind::NotFound);
+/// assert!(!err.is_retryable());
+/// let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer");
+/// let err = Error::Io { entry: "a".into(), offset: 0, len: 1, source: io };
+/// assert_eq!(err.kind(), ErrorKind::Io);
+/// assert!(err.is_retryable());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No entry of that name or id.
+    NotFound,
+    /// The entry is not a regular file.
+    NotRegular,
+    /// The data is malformed or does not match what describes it: a bad
+    /// footer, TOC, member, chunk digest, tar header.
+    Corrupt,
+    /// Reading or writing the bytes failed (a file, a server); the
+    /// [`io::Error`] is the error's `source()`.
+    Io,
+    /// A configured limit was exceeded.
+    Limit,
+    /// The input cannot be converted as asked (sparse files, names that
+    /// are not UTF-8 in strict mode, entries readers would refuse).
+    Unsupported,
+    /// An option or an argument is wrong.
+    InvalidInput,
+    /// Unpacking refused an entry that would leave the target directory.
+    Unsafe,
+    /// Anything else.
+    Other,
+}
+
+impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::NotRegular { .. } => ErrorKind::NotRegular,
+            Error::Tar { .. }
+            | Error::EmptyInput
+            | Error::Gzip { .. }
+            | Error::Footer(_)
+            | Error::InvalidToc { .. }
+            | Error::TocDigestMismatch { .. }
+            | Error::ZstdChunked { .. }
+            | Error::InvalidEntry { .. }
+            | Error::CorruptData { .. } => ErrorKind::Corrupt,
+            // A reader's own verdict on the bytes (bad gzip, a blob that
+            // ends early) rather than a failure to get them.
+            Error::Read { source, .. }
+                if !crate::read::is_source_error(source)
+                    && matches!(
+                        source.kind(),
+                        io::ErrorKind::InvalidData
+                            | io::ErrorKind::InvalidInput
+                            | io::ErrorKind::UnexpectedEof
+                    ) =>
+            {
+                ErrorKind::Corrupt
+            }
+            Error::Read { .. }
+            | Error::Write(_)
+            | Error::Spool { .. }
+            | Error::Io { .. }
+            | Error::Fs { .. } => ErrorKind::Io,
+            Error::LimitExceeded { .. } => ErrorKind::Limit,
+            Error::SparseEntry { .. }
+            | Error::ExistingToc { .. }
+            | Error::NonUtf8 { .. }
+            | Error::UnreadableEntry { .. }
+            | Error::Reorder { .. } => ErrorKind::Unsupported,
+            Error::InvalidOption(_)
+            | Error::PrioritizedNotFound { .. }
+            | Error::PrioritizedList { .. } => ErrorKind::InvalidInput,
+            Error::Unsafe { .. } => ErrorKind::Unsafe,
+            Error::Compress(_) => ErrorKind::Other,
+        }
+    }
+
+    /// The I/O error behind an [`ErrorKind::Io`] failure.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Read { source, .. }
+            | Error::Spool { source, .. }
+            | Error::Io { source, .. }
+            | Error::Fs { source, .. }
+            | Error::Write(source) => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Whether the same call may succeed later: the bytes could not be
+    /// read (a timeout, a connection lost, a server failing), which says
+    /// nothing about the blob. Not for a source that answered that the
+    /// blob is missing or forbidden (`NotFound`, `PermissionDenied`), nor
+    /// for an answer that cannot change (`InvalidInput`, `Unsupported`).
+    pub fn is_retryable(&self) -> bool {
+        use io::ErrorKind as K;
+        if self.kind() != ErrorKind::Io {
+            return false;
+        }
+        match self {
+            Error::Read { source, .. } | Error::Io { source, .. } => !matches!(
+                source.kind(),
+                K::NotFound | K::PermissionDenied | K::InvalidInput | K::Unsupported
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    /// The error inside an [`io::Error`] of the matching kind (an I/O
+    /// failure keeps its own), for [`std::io::Read`] implementations.
+    fn from(e: Error) -> io::Error {
+        let kind = match (e.kind(), e.io_error()) {
+            (ErrorKind::Io, Some(source)) => source.kind(),
+            (ErrorKind::NotFound, _) => io::ErrorKind::NotFound,
+            (ErrorKind::InvalidInput, _) => io::ErrorKind::InvalidInput,
+            (ErrorKind::Unsupported, _) => io::ErrorKind::Unsupported,
+            _ => io::ErrorKind::InvalidData,
+        };
+        io::Error::new(kind, e)
+    }
 }
 
 /// `"a", "b"`: names for a message, each quoted and escaped.
@@ -328,4 +478,48 @@ pub enum TarErrorKind {
         /// The limit.
         limit: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(e: io::Error) -> Error {
+        Error::Read {
+            offset: 7,
+            source: e,
+        }
+    }
+
+    #[test]
+    fn kinds_tell_the_source_failing_from_bad_data() {
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "no answer");
+        assert_eq!(read(timed_out()).kind(), ErrorKind::Io);
+        assert!(read(timed_out()).is_retryable());
+        // A decoder's verdict is about the data...
+        let bad = || io::Error::new(io::ErrorKind::InvalidInput, "corrupt deflate stream");
+        assert_eq!(read(bad()).kind(), ErrorKind::Corrupt);
+        assert!(!read(bad()).is_retryable());
+        // ...unless the source itself said it.
+        let marked = crate::read::SourceError::mark(bad());
+        assert_eq!(marked.to_string(), "corrupt deflate stream");
+        assert_eq!(read(marked).kind(), ErrorKind::Io);
+        let gone = io::Error::new(io::ErrorKind::NotFound, "404");
+        assert!(!read(gone).is_retryable());
+        assert_eq!(
+            Error::LimitExceeded {
+                what: "x",
+                value: 2,
+                limit: 1
+            }
+            .kind(),
+            ErrorKind::Limit
+        );
+        let as_io = io::Error::from(Error::NotFound("a".into()));
+        assert_eq!(as_io.kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            io::Error::from(read(timed_out())).kind(),
+            io::ErrorKind::TimedOut
+        );
+    }
 }

@@ -159,13 +159,13 @@ pub use convert::{
     MEDIA_TYPE_LAYER_ZSTD,
 };
 pub use digest::{Digest, ParseDigestError};
-pub use error::{Error, Result, TarErrorKind};
+pub use error::{Error, ErrorKind, Result, TarErrorKind};
 pub use footer::{Footer, FooterKind};
 pub use read::{
     Blob, CachedChunk, Chunk, ChunkCache, ChunkKey, FileReader, Index, IndexLimits, ListedEntry,
-    LruChunkCache, Node, NodeId, OpenOptions, OwnedFile, Prefetch, RangeReader, ReadAt, Stat,
-    TocInfo, Whiteout, ZstdChunkedInfo, ZstdDialect, DEFAULT_CACHE_BUDGET, NO_PREFETCH_LANDMARK,
-    PREFETCH_LANDMARK,
+    LruChunkCache, Node, NodeId, OpenOptions, OwnedFile, Prefetch, Prefetched, RangeReader, ReadAt,
+    Stat, TocInfo, Whiteout, ZstdChunkedInfo, ZstdDialect, DEFAULT_CACHE_BUDGET,
+    NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
 };
 pub use tar::{NamePolicy, ScanLimits};
 pub use toc::{EntryType, Toc, TocEntry, TOC_NAME};

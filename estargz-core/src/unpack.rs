@@ -49,6 +49,12 @@ fn copy_counting(r: &mut impl Read, w: &mut impl Write) -> Result<u64> {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
+                if crate::read::is_source_error(&e) {
+                    return Err(Error::Read {
+                        offset: total,
+                        source: e,
+                    });
+                }
                 return Err(match FrameError::of(&e) {
                     Some(f) => Error::ZstdChunked {
                         offset: f.offset,
@@ -58,7 +64,7 @@ fn copy_counting(r: &mut impl Read, w: &mut impl Write) -> Result<u64> {
                         offset: total,
                         message: format!("payload: {e}"),
                     },
-                })
+                });
             }
         };
         w.write_all(&buf[..n]).map_err(Error::Write)?;

@@ -13,14 +13,26 @@
 //!   the footer and, for most layers, the whole TOC, so opening the blob
 //!   usually costs no second request.
 //! - Any other read is one request for exactly the bytes asked for, except
-//!   that a read starting where the previous request ended doubles the
-//!   request size (up to [`HttpOptions::max_request`]), so sequential
-//!   readers (`verify`, digests) make a few large requests rather than many
-//!   small ones. The last response is kept to serve the reads inside it.
+//!   for a sequential reader: once three reads in a row each started where
+//!   the one before ended, the request size doubles at each request (up to
+//!   [`HttpOptions::max_request`]), so `verify` and digests make a few
+//!   large requests rather than many small ones. Two reads of adjacent
+//!   ranges are not yet sequential, and get exactly what they ask for.
+//! - The last responses are kept, within [`HttpOptions::cache_size`]
+//!   bytes, the least recently used dropped first, and serve the reads
+//!   inside them: readers taking turns on different regions do not fetch
+//!   each other's bytes again.
+//! - Behind a redirect, the target is remembered and asked directly (for
+//!   [`HttpOptions::redirect_ttl`], or until shortly before a presigned
+//!   URL says it expires), so a read costs one request, not two; a target
+//!   that fails is dropped at once and the URL given asked again.
+//! - [`HttpBlob::read_ranges`] fetches several ranges with one request per
+//!   run of adjacent or overlapping ones; [`HttpBlob::prefetch`] fetches a
+//!   range with one request and keeps it.
 //!
-//! Memory is bounded by the tail plus one request of at most
-//! `max_request` bytes (a single larger read is fetched for that read
-//! alone and not kept).
+//! Memory is bounded by the tail, [`HttpOptions::cache_size`] and the
+//! requests under way (a single read larger than the cache is fetched for
+//! that read alone and not kept).
 //!
 //! A request has a deadline for all of it, growing with its size
 //! ([`HttpOptions::request_timeout`], [`HttpOptions::min_rate`]): a server
@@ -29,6 +41,16 @@
 //! `429`, ...) is made again after a growing wait, a few times, within a
 //! time budget ([`HttpOptions::max_retries`], [`HttpOptions::retry_budget`]);
 //! see [`retry`] for which failures those are.
+//!
+//! A `401` calls [`HttpOptions::on_unauthorized`], if set, with the
+//! server's [`Challenge`], for fresh headers (an expired token need not
+//! mean opening the blob again); [`HttpBlob::set_headers`] replaces them
+//! at any time.
+//!
+//! A failed read comes out of [`ReadAt`] as an [`io::Error`] of the kind
+//! [`Error::io_kind`] gives, holding the [`Error`]; through a
+//! [`Blob`](estargz_core::Blob) it is an [`estargz_core::Error::Io`], not
+//! corruption, and [`Error::of`] finds the request's error in it.
 //!
 //! Every response is checked: `206 Partial Content` with a `Content-Range`
 //! for exactly the requested start, the blob size it was opened with, and
@@ -49,14 +71,22 @@
 
 #![forbid(unsafe_code)]
 
+mod challenge;
+mod recent;
+mod redirect;
 pub mod retry;
 
+pub use challenge::{Challenge, UnauthorizedFn, UnauthorizedHook};
+
 use estargz_core::ReadAt;
+use recent::{Recent, Window, SEQUENTIAL_AFTER};
 use std::io::{self, Read};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use ureq::http::StatusCode;
+use ureq::ResponseExt;
 
 /// Whether `name` is an `http://` or `https://` URL (the scheme is
 /// case-insensitive), i.e. something [`HttpBlob::open`] takes.
@@ -80,9 +110,22 @@ pub struct HttpOptions {
     /// holds the footer and the TOC of most layers, so that opening costs
     /// one request.
     pub tail_size: u64,
-    /// Largest request made to read ahead for a sequential reader, and the
-    /// largest response kept for later reads.
+    /// Largest request made to read ahead for a sequential reader.
     pub max_request: u64,
+    /// Bytes of recent responses kept to serve later reads (the least
+    /// recently used dropped first), so that readers taking turns do not
+    /// fetch each other's bytes again. A response larger than this is not
+    /// kept.
+    pub cache_size: u64,
+    /// Longest time a redirect target (the URL a request ended at) is
+    /// asked directly, skipping the redirect; a presigned URL that says it
+    /// expires sooner is used until shortly before then. A target that
+    /// fails is dropped at once. `Duration::ZERO`: every request goes to
+    /// the URL given.
+    pub redirect_ttl: Duration,
+    /// Called on `401 Unauthorized` with the server's challenge, for fresh
+    /// headers (an expired token); see [`UnauthorizedHook`].
+    pub on_unauthorized: Option<UnauthorizedHook>,
     /// Time allowed to connect (DNS, TCP and TLS).
     pub connect_timeout: Duration,
     /// Longest wait for any one read from the connection (response headers
@@ -121,6 +164,9 @@ impl Default for HttpOptions {
             headers: Vec::new(),
             tail_size: 512 << 10,
             max_request: 8 << 20,
+            cache_size: 16 << 20,
+            redirect_ttl: Duration::from_secs(300),
+            on_unauthorized: None,
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             // 30 s for the exchange plus 1 s per 128 KiB (about 1 Mbit/s):
@@ -162,7 +208,8 @@ pub enum Error {
         cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A status other than the expected `206 Partial Content`.
-    #[error("GET {url} ({range}): HTTP {status}{}", reason_suffix(*.status))]
+    #[error("GET {url} ({range}): HTTP {status}{}{}", reason_suffix(*.status),
+        .challenge.as_ref().map(|c| format!(" (WWW-Authenticate: {c})")).unwrap_or_default())]
     Status {
         /// The URL (without credentials).
         url: String,
@@ -171,6 +218,8 @@ pub enum Error {
         /// The status code, e.g. 404: callers tell "not found" from
         /// "forbidden" from "retry later" by it.
         status: u16,
+        /// For a `401`: what the server asked for.
+        challenge: Option<Box<Challenge>>,
     },
     /// The server sent the whole blob (`200 OK`) although a range was
     /// asked for, and the blob is too large to take whole.
@@ -239,6 +288,18 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A range asked for lies past the end of the blob.
+    #[error("{url}: bytes [{start}, {end}) are past the end of the blob ({size} bytes)")]
+    OutOfRange {
+        /// The URL (without credentials).
+        url: String,
+        /// The range asked for.
+        start: u64,
+        /// Its end.
+        end: u64,
+        /// The blob size.
+        size: u64,
+    },
     /// A header given in [`HttpOptions::headers`] is not a valid header.
     #[error("invalid HTTP header {name:?}: {reason}")]
     BadHeader {
@@ -247,6 +308,81 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+}
+
+impl Error {
+    /// The [`io::ErrorKind`] this failure has when it comes out of
+    /// [`ReadAt`] (inside an [`io::Error`], then an
+    /// [`estargz_core::Error::Io`]): `NotFound` for `404`/`410`,
+    /// `PermissionDenied` for `401`/`403`, `TimedOut`, the connection's
+    /// own kind (`ConnectionRefused`, `ConnectionReset`, ...),
+    /// `InvalidData` for a response that does not describe the blob,
+    /// `Unsupported` when ranges are not served.
+    pub fn io_kind(&self) -> io::ErrorKind {
+        use io::ErrorKind as K;
+        match self {
+            Error::Transport { cause, .. } => match cause.downcast_ref::<ureq::Error>() {
+                Some(ureq::Error::Io(e)) => e.kind(),
+                Some(ureq::Error::HostNotFound) => K::NotFound,
+                _ => K::Other,
+            },
+            Error::Status { status, .. } => match status {
+                404 | 410 => K::NotFound,
+                401 | 403 => K::PermissionDenied,
+                416 => K::InvalidInput,
+                _ => K::Other,
+            },
+            Error::RangesNotSupported { .. } => K::Unsupported,
+            Error::BadResponse { .. } => K::InvalidData,
+            Error::Body { cause, .. } => cause.kind(),
+            Error::Timeout { .. } => K::TimedOut,
+            Error::GaveUp { last, .. } => last.io_kind(),
+            Error::OutOfRange { .. } => K::UnexpectedEof,
+            Error::BadCaCerts { .. } | Error::BadHeader { .. } => K::InvalidInput,
+        }
+    }
+
+    /// The request failure behind a failed read of a
+    /// [`Blob`](estargz_core::Blob) reading through an [`HttpBlob`]:
+    /// kept, not turned into text, on its way through
+    /// [`estargz_core::Error::io_error`].
+    ///
+    /// ```no_run
+    /// use estargz_core::{Blob, ErrorKind, OpenOptions};
+    /// use estargz_remote::{Error, HttpBlob, HttpOptions};
+    ///
+    /// let source = HttpBlob::open("https://example.com/layer.esgz.tar.gz", &HttpOptions::default())?;
+    /// let blob = Blob::open(source, &OpenOptions::default())?;
+    /// match blob.read_file("etc/hostname") {
+    ///     Err(e) if e.kind() == ErrorKind::Io => match Error::of(&e) {
+    ///         Some(Error::Status { status: 404, .. }) => eprintln!("the blob is gone"),
+    ///         _ => eprintln!("try again later: {e}"),
+    ///     },
+    ///     Err(e) => eprintln!("the blob is bad: {e}"),
+    ///     Ok(data) => println!("{} bytes", data.len()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn of(e: &estargz_core::Error) -> Option<&Error> {
+        // The request's error sits in the io::Error the read returned,
+        // which readers of the payload may have wrapped once more.
+        let mut io = e.io_error()?;
+        for _ in 0..4 {
+            let inner = io.get_ref()?;
+            if let Some(found) = inner.downcast_ref::<Error>() {
+                return Some(found);
+            }
+            io = inner.source()?.downcast_ref::<io::Error>()?;
+        }
+        None
+    }
+}
+
+impl From<Error> for io::Error {
+    /// The error in an [`io::Error`] of its [`Error::io_kind`].
+    fn from(e: Error) -> io::Error {
+        io::Error::new(e.io_kind(), e)
+    }
 }
 
 /// The byte range a request asks for.
@@ -282,12 +418,29 @@ struct Failure {
     /// `None`: not again. `Some(after)`: again, not before `after` when the
     /// server said so (`Retry-After`).
     retry: Option<Option<Duration>>,
+    /// Something changed that makes trying again at once worth it: a
+    /// remembered redirect target was dropped, or fresh headers came.
+    now: bool,
 }
 
 impl From<Error> for Failure {
     /// A failure that repeating the request would not mend.
     fn from(error: Error) -> Self {
-        Failure { error, retry: None }
+        Failure {
+            error,
+            retry: None,
+            now: false,
+        }
+    }
+}
+
+impl Failure {
+    fn transient(error: Error, retry: Option<Option<Duration>>) -> Failure {
+        Failure {
+            error,
+            retry,
+            now: false,
+        }
     }
 }
 
@@ -372,48 +525,18 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// Bytes `[start, start + data.len())` of the blob.
-#[derive(Debug, Default)]
-struct Window {
-    start: u64,
-    data: Vec<u8>,
-}
-
-impl Window {
-    fn end(&self) -> u64 {
-        self.start + self.data.len() as u64
-    }
-
-    /// Copies what it holds of `[offset, ..)` into `buf`.
-    fn copy_to(&self, offset: u64, buf: &mut [u8]) -> Option<usize> {
-        if offset < self.start || offset >= self.end() {
-            return None;
-        }
-        let from = (offset - self.start) as usize;
-        let n = buf.len().min(self.data.len() - from);
-        buf[..n].copy_from_slice(&self.data[from..from + n]);
-        Some(n)
-    }
-}
-
-/// What the last request fetched, for the reads that follow it.
-#[derive(Debug, Default)]
-struct Cache {
-    /// The last response kept (at most `max_request` bytes).
-    window: Window,
-    /// Where the last request ended and how long it was: a read starting
-    /// there is sequential and gets a larger request.
-    last_end: u64,
-    last_len: u64,
-}
-
 /// A remote blob read with HTTP range requests; see the [crate] docs.
 pub struct HttpBlob {
     agent: ureq::Agent,
     /// As given: credentials included, for the requests.
     request_url: String,
     shown_url: String,
-    headers: Vec<(String, String)>,
+    headers: RwLock<Vec<(String, String)>>,
+    on_unauthorized: Option<UnauthorizedHook>,
+    /// Where requests to `request_url` were last redirected to, and until
+    /// when that target is asked directly.
+    redirect: Mutex<Option<(String, Instant)>>,
+    redirect_ttl: Duration,
     size: u64,
     /// The blob's last bytes, fetched on open.
     tail: Window,
@@ -425,7 +548,7 @@ pub struct HttpBlob {
     max_retries: u32,
     retry_backoff: Duration,
     retry_budget: Duration,
-    cache: Mutex<Cache>,
+    recent: Mutex<Recent>,
     requests: AtomicU64,
     bytes: AtomicU64,
 }
@@ -461,16 +584,7 @@ impl HttpBlob {
     /// # Ok::<(), estargz_remote::Error>(())
     /// ```
     pub fn open(url: &str, opts: &HttpOptions) -> Result<HttpBlob, Error> {
-        for (name, value) in &opts.headers {
-            ureq::http::HeaderName::try_from(name.as_str()).map_err(|e| Error::BadHeader {
-                name: name.clone(),
-                reason: e.to_string(),
-            })?;
-            ureq::http::HeaderValue::try_from(value.as_str()).map_err(|e| Error::BadHeader {
-                name: name.clone(),
-                reason: e.to_string(),
-            })?;
-        }
+        check_headers(&opts.headers)?;
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(pem) = &opts.ca_certs {
             let roots = root_certs(pem).map_err(|reason| Error::BadCaCerts { reason })?;
@@ -481,6 +595,8 @@ impl HttpBlob {
             // Statuses are checked here, with the URL and range in the message.
             .http_status_as_error(false)
             .max_redirects(opts.max_redirects)
+            // To tell a redirected response, whose target is remembered.
+            .save_redirect_history(true)
             .timeout_connect(Some(opts.connect_timeout))
             .timeout_per_read(Some(opts.read_timeout))
             // Byte ranges of the stored blob, never a re-encoded body.
@@ -491,7 +607,10 @@ impl HttpBlob {
             agent: config.into(),
             request_url: url.to_string(),
             shown_url: redact(url),
-            headers: opts.headers.clone(),
+            headers: RwLock::new(opts.headers.clone()),
+            on_unauthorized: opts.on_unauthorized.clone(),
+            redirect: Mutex::new(None),
+            redirect_ttl: opts.redirect_ttl,
             size: 0,
             tail: Window::default(),
             max_request: opts.max_request.max(1),
@@ -502,7 +621,7 @@ impl HttpBlob {
             max_retries: opts.max_retries,
             retry_backoff: opts.retry_backoff,
             retry_budget: opts.retry_budget,
-            cache: Mutex::new(Cache::default()),
+            recent: Mutex::new(Recent::new(opts.cache_size)),
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
         };
@@ -510,6 +629,173 @@ impl HttpBlob {
         blob.size = size;
         blob.tail = tail;
         Ok(blob)
+    }
+
+    /// Replaces the headers sent with every request (those of
+    /// [`HttpOptions::headers`]), e.g. with a fresh token.
+    ///
+    /// ```no_run
+    /// # let blob = estargz_remote::HttpBlob::open("https://x/b", &Default::default())?;
+    /// blob.set_headers(vec![("Authorization".into(), "Bearer NEW".into())])?;
+    /// # Ok::<(), estargz_remote::Error>(())
+    /// ```
+    pub fn set_headers(&self, headers: Vec<(String, String)>) -> Result<(), Error> {
+        check_headers(&headers)?;
+        *self.headers.write().unwrap_or_else(PoisonError::into_inner) = headers;
+        Ok(())
+    }
+
+    /// The redirect target requests currently go to directly, if any (as
+    /// shown in messages: without its query).
+    pub fn redirect_target(&self) -> Option<String> {
+        self.remembered().map(|url| redact(&url))
+    }
+
+    /// Fetches `range` of the blob with one request (the part not already
+    /// held) and keeps it to serve later reads, when it fits
+    /// [`HttpOptions::cache_size`]; returns the bytes fetched. For
+    /// prefetching a region a reader will need, such as a layer's
+    /// landmark region ([`Blob::prefetch`](estargz_core::Blob::prefetch)
+    /// does that and also decodes it).
+    ///
+    /// ```no_run
+    /// # let blob = estargz_remote::HttpBlob::open("https://x/b", &Default::default())?;
+    /// blob.prefetch(0..(4 << 20))?;
+    /// # Ok::<(), estargz_remote::Error>(())
+    /// ```
+    pub fn prefetch(&self, range: Range<u64>) -> Result<u64, Error> {
+        self.check_range(&range)?;
+        let end = range.end.min(self.tail.start);
+        if range.start >= end || self.recent().holds(range.start, end) {
+            return Ok(0);
+        }
+        let (window, _) = self.get(Want::Range(range.start, end))?;
+        let fetched = window.data.len() as u64;
+        self.recent().keep(window);
+        Ok(fetched)
+    }
+
+    /// Reads several ranges: the ones not already held are fetched with
+    /// one request per run of adjacent or overlapping ranges. Returns the
+    /// bytes of each range, in the order given.
+    ///
+    /// ```no_run
+    /// # let blob = estargz_remote::HttpBlob::open("https://x/b", &Default::default())?;
+    /// // Two adjacent member runs: one request.
+    /// let parts = blob.read_ranges(&[1000..5000, 5000..9000])?;
+    /// assert_eq!(parts[1].len(), 4000);
+    /// # Ok::<(), estargz_remote::Error>(())
+    /// ```
+    pub fn read_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<Vec<u8>>, Error> {
+        let mut missing: Vec<(u64, u64)> = Vec::new();
+        {
+            let recent = self.recent();
+            for r in ranges {
+                self.check_range(r)?;
+                let end = r.end.min(self.tail.start);
+                if r.start < end && !recent.holds(r.start, end) {
+                    missing.push((r.start, end));
+                }
+            }
+        }
+        missing.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (start, end) in missing {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        let mut fetched = Vec::with_capacity(merged.len());
+        for (start, end) in merged {
+            fetched.push(self.get(Want::Range(start, end))?.0);
+        }
+        let mut out = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let mut data = vec![0u8; usize::try_from(r.end.saturating_sub(r.start)).unwrap_or(0)];
+            self.fill(&fetched, r.start, &mut data)?;
+            out.push(data);
+        }
+        let mut recent = self.recent();
+        for window in fetched {
+            recent.keep(window);
+        }
+        Ok(out)
+    }
+
+    /// Fills `out` with the bytes from `start` on: from `fetched`, the
+    /// tail, the kept responses, or (when they were dropped meanwhile) a
+    /// request.
+    fn fill(&self, fetched: &[Window], start: u64, out: &mut [u8]) -> Result<(), Error> {
+        let mut done = 0;
+        while done < out.len() {
+            let at = start + done as u64;
+            let rest = &mut out[done..];
+            let held = fetched
+                .iter()
+                .find_map(|w| w.copy_to(at, rest))
+                .or_else(|| self.tail.copy_to(at, rest))
+                .or_else(|| self.recent().copy_to(at, rest));
+            done += match held {
+                Some(n) => n,
+                None => {
+                    let end = (at + rest.len() as u64).min(self.tail.start);
+                    let (window, _) = self.get(Want::Range(at, end.max(at + 1)))?;
+                    window
+                        .copy_to(at, rest)
+                        .ok_or_else(|| self.empty_response(at))?
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// An error unless `range` lies inside the blob.
+    fn check_range(&self, range: &Range<u64>) -> Result<(), Error> {
+        if range.end > self.size {
+            return Err(Error::OutOfRange {
+                url: self.shown_url.clone(),
+                start: range.start,
+                end: range.end,
+                size: self.size,
+            });
+        }
+        Ok(())
+    }
+
+    fn empty_response(&self, at: u64) -> Error {
+        Error::BadResponse {
+            url: self.shown_url.clone(),
+            range: format!("from byte {at}"),
+            reason: "empty response".into(),
+        }
+    }
+
+    fn recent(&self) -> MutexGuard<'_, Recent> {
+        // Every update leaves the responses consistent: a panic while the
+        // lock was held does not make them unusable.
+        self.recent.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The redirect target to ask directly, while it is valid.
+    fn remembered(&self) -> Option<String> {
+        let mut redirect = self.redirect.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*redirect {
+            Some((url, until)) if Instant::now() < *until => Some(url.clone()),
+            Some(_) => {
+                *redirect = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, target: Option<String>) {
+        let entry = target.and_then(|url| {
+            let life = redirect::lifetime(&url, self.redirect_ttl, SystemTime::now());
+            (!life.is_zero()).then(|| (url, Instant::now() + life))
+        });
+        *self.redirect.lock().unwrap_or_else(PoisonError::into_inner) = entry;
     }
 
     /// The blob size.
@@ -539,12 +825,21 @@ impl HttpBlob {
     fn get(&self, want: Want) -> Result<(Window, u64), Error> {
         let started = Instant::now();
         let mut attempts = 0u32;
+        // Immediate retries after a dropped redirect target or fresh
+        // headers: a bound, so that a hook handing out refused headers
+        // or a target failing each time cannot loop.
+        let mut now_left = 2u32;
         loop {
             attempts += 1;
             let failure = match self.get_once(want) {
                 Ok(got) => return Ok(got),
                 Err(failure) => failure,
             };
+            if failure.now && now_left > 0 {
+                now_left -= 1;
+                attempts -= 1;
+                continue;
+            }
             let Some(retry_after) = failure.retry else {
                 return Err(failure.error);
             };
@@ -585,25 +880,85 @@ impl HttpBlob {
         self.request_timeout.saturating_add(for_bytes)
     }
 
-    /// Makes one request.
+    /// Makes one request: to the remembered redirect target if there is
+    /// one (dropped when it fails), else to the URL given, where a `401`
+    /// asks the hook for fresh headers.
     fn get_once(&self, want: Want) -> Result<(Window, u64), Failure> {
         let range = want.header();
         let deadline = self.deadline(want.len());
+        let target = self.remembered();
+        let url = target.as_deref().unwrap_or(&self.request_url);
         let mut request = self
             .agent
-            .get(&self.request_url)
+            .get(url)
             .config()
             // One budget for connecting, redirects, headers and body.
             .timeout_global(Some(deadline))
             .build()
             .header("Range", &range);
-        for (name, value) in &self.headers {
+        let headers = self
+            .headers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for (name, value) in &headers {
+            // As when ureq follows the redirect itself: credentials for
+            // the registry are not for the storage it sends us to.
+            if target.is_some() && name.eq_ignore_ascii_case("authorization") {
+                continue;
+            }
             request = request.header(name, value);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let response = request
+        let result = request
             .call()
-            .map_err(|e| self.ureq_failure(e, &range, deadline, false))?;
+            .map_err(|e| self.ureq_failure(e, &range, deadline, false))
+            .and_then(|response| {
+                if target.is_none() {
+                    let redirected = response.get_redirect_history().is_some_and(|h| h.len() > 1);
+                    let final_url = response.get_uri().to_string();
+                    if redirected && response.status() == StatusCode::PARTIAL_CONTENT {
+                        self.remember(Some(final_url));
+                    }
+                }
+                self.receive(want, &range, deadline, response)
+            });
+        result.map_err(|mut failure| {
+            if target.is_some() {
+                self.remember(None);
+                failure.now = true;
+            } else if let Error::Status {
+                challenge: Some(challenge),
+                ..
+            } = &failure.error
+            {
+                failure.now = self.refresh_headers(challenge);
+            }
+            failure
+        })
+    }
+
+    /// Asks the hook for headers answering `challenge`; whether it gave
+    /// some (valid ones), now in use.
+    fn refresh_headers(&self, challenge: &Challenge) -> bool {
+        let Some(hook) = &self.on_unauthorized else {
+            return false;
+        };
+        match (hook.0)(challenge) {
+            Some(headers) => self.set_headers(headers).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Checks a response and reads its body.
+    fn receive(
+        &self,
+        want: Want,
+        range: &str,
+        deadline: Duration,
+        response: ureq::http::Response<ureq::Body>,
+    ) -> Result<(Window, u64), Failure> {
+        let range = range.to_string();
         let (start, len, total) = match self.check_response(want, &range, &response)? {
             Checked::Range(start, len, total) => (start, len, total),
             Checked::Empty => return Ok((Window::default(), 0)),
@@ -613,14 +968,15 @@ impl HttpBlob {
             if cause.get_ref().is_some_and(|e| e.is::<ureq::Error>()) {
                 return self.ureq_failure(ureq::Error::from(cause), &range, deadline, true);
             }
-            Failure {
-                retry: retry::is_transient_io(&cause).then_some(None),
-                error: Error::Body {
+            let retry = retry::is_transient_io(&cause).then_some(None);
+            Failure::transient(
+                Error::Body {
                     url: self.shown_url.clone(),
                     range: range.clone(),
                     cause,
                 },
-            }
+                retry,
+            )
         };
         // `len` is at most what was asked for, itself bounded by the
         // caller's buffer or the options.
@@ -674,19 +1030,22 @@ impl HttpBlob {
                 }
                 .into()
             }
-            ureq::Error::Io(cause) if in_body => Failure {
-                retry: retry::is_transient_io(&cause).then_some(None),
-                error: Error::Body { url, range, cause },
-            },
-            e => Failure {
-                retry: matches!(&e, ureq::Error::Io(io) if retry::is_transient_io(io))
-                    .then_some(None),
-                error: Error::Transport {
-                    url,
-                    range,
-                    cause: Box::new(e),
-                },
-            },
+            ureq::Error::Io(cause) if in_body => {
+                let retry = retry::is_transient_io(&cause).then_some(None);
+                Failure::transient(Error::Body { url, range, cause }, retry)
+            }
+            e => {
+                let retry =
+                    matches!(&e, ureq::Error::Io(io) if retry::is_transient_io(io)).then_some(None);
+                Failure::transient(
+                    Error::Transport {
+                        url,
+                        range,
+                        cause: Box::new(e),
+                    },
+                    retry,
+                )
+            }
         }
     }
 
@@ -752,13 +1111,23 @@ impl HttpBlob {
                 }
             },
             _ => {
-                return Err(Failure {
-                    error: self.status_error(range, status),
-                    retry: retry::is_transient_status(status.as_u16()).then(|| {
-                        header("retry-after")
-                            .and_then(|v| retry::retry_after(&v, SystemTime::now()))
-                    }),
-                })
+                let mut error = self.status_error(range, status);
+                if let Error::Status { challenge, .. } = &mut error {
+                    if status == StatusCode::UNAUTHORIZED {
+                        let values = response.headers().get_all("www-authenticate");
+                        *challenge = Some(Box::new(Challenge::new(
+                            self.shown_url.clone(),
+                            values
+                                .iter()
+                                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                                .collect(),
+                        )));
+                    }
+                }
+                let retry = retry::is_transient_status(status.as_u16()).then(|| {
+                    header("retry-after").and_then(|v| retry::retry_after(&v, SystemTime::now()))
+                });
+                return Err(Failure::transient(error, retry));
             }
         };
         if let Some(length) = content_length {
@@ -784,8 +1153,22 @@ impl HttpBlob {
             url: self.shown_url.clone(),
             range: range.to_string(),
             status: status.as_u16(),
+            challenge: None,
         }
     }
+}
+
+/// Checks that each of `headers` is a valid HTTP header.
+fn check_headers(headers: &[(String, String)]) -> Result<(), Error> {
+    for (name, value) in headers {
+        let bad = |reason: String| Error::BadHeader {
+            name: name.clone(),
+            reason,
+        };
+        ureq::http::HeaderName::try_from(name.as_str()).map_err(|e| bad(e.to_string()))?;
+        ureq::http::HeaderValue::try_from(value.as_str()).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// ` Not Found` after `404`: the reason phrase, when the code has one.
@@ -831,36 +1214,32 @@ impl ReadAt for HttpBlob {
         let limit = self.tail.start.min(self.size);
         let wanted = (buf.len() as u64).min(limit - offset);
         let request_len = {
-            let cache = self
-                .cache
-                .lock()
-                .map_err(|_| io::Error::other("cache lock poisoned"))?;
-            if let Some(n) = cache.window.copy_to(offset, buf) {
+            let mut recent = self.recent();
+            let (run, last_request) = recent.note_read(offset);
+            if let Some(n) = recent.copy_to(offset, buf) {
+                recent.read_done(offset, offset + n as u64, None);
                 return Ok(n);
             }
-            if offset == cache.last_end && cache.last_len > 0 {
-                wanted.max(cache.last_len.saturating_mul(2).min(self.max_request))
+            if run >= SEQUENTIAL_AFTER {
+                let ahead = last_request.max(wanted).saturating_mul(2);
+                wanted.max(ahead.min(self.max_request))
             } else {
                 wanted
             }
         }
         .min(limit - offset);
-        let (window, _) = self
-            .get(Want::Range(offset, offset + request_len))
-            .map_err(io::Error::other)?;
+        let (window, _) = self.get(Want::Range(offset, offset + request_len))?;
         let n = window
             .copy_to(offset, buf)
-            .ok_or_else(|| io::Error::other(format!("{}: empty response", self.shown_url)))?;
-        let mut cache = self
-            .cache
-            .lock()
-            .map_err(|_| io::Error::other("cache lock poisoned"))?;
-        cache.last_end = window.end();
-        cache.last_len = window.data.len() as u64;
-        if window.data.len() as u64 <= self.max_request {
-            cache.window = window;
-        }
+            .ok_or_else(|| self.empty_response(offset))?;
+        let mut recent = self.recent();
+        recent.read_done(offset, offset + n as u64, Some(window.data.len() as u64));
+        recent.keep(window);
         Ok(n)
+    }
+
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> io::Result<Vec<Vec<u8>>> {
+        Ok(HttpBlob::read_ranges(self, ranges)?)
     }
 }
 
@@ -912,19 +1291,6 @@ mod tests {
             "https://s3.example/b?…#f"
         );
         assert_eq!(redact("not a url"), "not a url");
-    }
-
-    #[test]
-    fn window_copies_only_what_it_holds() {
-        let w = Window {
-            start: 10,
-            data: vec![1, 2, 3],
-        };
-        let mut buf = [0u8; 5];
-        assert_eq!(w.copy_to(9, &mut buf), None);
-        assert_eq!(w.copy_to(13, &mut buf), None);
-        assert_eq!(w.copy_to(11, &mut buf), Some(2));
-        assert_eq!(&buf[..2], &[2, 3]);
     }
 
     #[test]

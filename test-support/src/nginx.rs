@@ -8,6 +8,10 @@
 //!   GET is `200 OK` with the whole body).
 //! - `/moved/NAME`: a `302` redirect to `/NAME`.
 //! - `/private/NAME`: `401` unless `Authorization: Bearer s3cret`.
+//! - `/temp/NAME`: a `307` redirect to `/stored/NAME?X-Amz-Expires=600`
+//!   (a presigned URL valid ten minutes), which serves the file.
+//! - `/challenge/NAME`: as `/private/NAME`, its `401` with a
+//!   `WWW-Authenticate: Bearer realm="https://auth.example/token",service="test"`.
 //! - `/flaky/NAME`: serves the tail (`Range: bytes=-N`), then `503` for any
 //!   other request: a server failing in the middle of a read.
 //!
@@ -106,6 +110,19 @@ http {{
         }}
         location /moved/ {{
             rewrite ^/moved/(.*)$ /$1 redirect;
+        }}
+        location ~ ^/temp/(.*)$ {{
+            return 307 /stored/$1?X-Amz-Expires=600;
+        }}
+        location /stored/ {{
+            alias {d}/www/;
+        }}
+        location /challenge/ {{
+            alias {d}/www/;
+            if ($http_authorization != "Bearer {TOKEN}") {{
+                add_header WWW-Authenticate 'Bearer realm="https://auth.example/token",service="test"' always;
+                return 401;
+            }}
         }}
         location /private/ {{
             alias {d}/www/;

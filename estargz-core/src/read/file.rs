@@ -112,7 +112,12 @@ pub(crate) fn decode_chunk<S: ReadAt + ?Sized>(
         })?;
     let compressed = source
         .read_range(chunk.offset, usize::try_from(len).unwrap_or(usize::MAX))
-        .map_err(|e| corrupt(format!("reading {len} bytes: {e}")))?;
+        .map_err(|source| Error::Io {
+            entry: name.to_string(),
+            offset: chunk.offset,
+            len,
+            source,
+        })?;
     let data = if zstd {
         super::decode_frame_prefix(&compressed, chunk.inner_offset, chunk.size)
             .map_err(|e| corrupt(format!("chunk at file offset {}: {e}", chunk.chunk_offset)))?

@@ -89,9 +89,7 @@ impl<S: ReadAt> OwnedFile<S> {
 
 impl<S: ReadAt> Read for OwnedFile<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .read_at(self.position, buf)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let n = self.read_at(self.position, buf).map_err(io::Error::from)?;
         self.position += n as u64;
         Ok(n)
     }

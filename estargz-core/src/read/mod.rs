@@ -26,6 +26,7 @@ mod file;
 mod handle;
 mod index;
 mod payload;
+mod prefetch;
 mod source;
 mod summary;
 mod tree;
@@ -41,6 +42,9 @@ pub use index::{
     PREFETCH_LANDMARK,
 };
 pub use payload::{MemberStarts, PayloadReader};
+pub use prefetch::Prefetched;
+#[cfg(test)]
+pub(crate) use source::SourceError;
 pub use source::{RangeReader, ReadAt};
 pub use summary::{ListedEntry, Prefetch};
 pub use tree::{Stat, Whiteout};
@@ -262,6 +266,19 @@ impl<S: ReadAt> Blob<S> {
     }
 }
 
+/// Whether `e` is a failure of the blob's source rather than of decoding.
+pub(crate) fn is_source_error(e: &io::Error) -> bool {
+    source::SourceError::is(e)
+}
+
+/// A failed read of the blob's source at `offset`.
+pub(crate) fn source_error(offset: u64, e: io::Error) -> Error {
+    Error::Read {
+        offset,
+        source: source::SourceError::mark(e),
+    }
+}
+
 /// The cache of a [`Blob`], printable.
 struct SharedCache(Arc<dyn ChunkCache>);
 
@@ -277,13 +294,11 @@ impl std::fmt::Debug for SharedCache {
 /// fetch the rest of the largest of those (72 bytes). A gzip footer ends in
 /// fixed bytes that cannot be mistaken for a zstd:chunked magic.
 pub fn read_footer<S: ReadAt + ?Sized>(source: &S) -> Result<(Footer, u64)> {
-    let size = source
-        .size()
-        .map_err(|source| Error::Read { offset: 0, source })?;
+    let size = source.size().map_err(|e| source_error(0, e))?;
     let read = |offset: u64, len: u64| {
         source
             .read_range(offset, len as usize)
-            .map_err(|source| Error::Read { offset, source })
+            .map_err(|e| source_error(offset, e))
     };
     let tail_len = size.min(footer::FOOTER_SIZE as u64);
     let mut tail = read(size - tail_len, tail_len)?;
@@ -426,7 +441,7 @@ impl TocInfo {
                 }
                 let bytes = source
                     .read_range(offset, len as usize)
-                    .map_err(|source| Error::Read { offset, source })?;
+                    .map_err(|e| source_error(offset, e))?;
                 (bytes, offset)
             }
             None => match &opts.external_toc {

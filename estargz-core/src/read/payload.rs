@@ -109,7 +109,7 @@ impl<S: ReadAt + Clone> PayloadReader<S> {
             {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(super::source::SourceError::mark(e)),
             };
             if n == 0 {
                 break;

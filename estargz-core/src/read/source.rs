@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// A source of bytes that can be read at any offset, from any thread.
@@ -53,6 +54,34 @@ pub trait ReadAt: Send + Sync {
         self.read_exact_at(offset, &mut buf)?;
         Ok(buf)
     }
+
+    /// Reads several ranges, each into a new buffer, in the order given.
+    /// A source whose reads each cost a round trip (an HTTP server) may
+    /// fetch adjacent and overlapping ranges with one request; this
+    /// default reads them one after the other.
+    ///
+    /// ```
+    /// use estargz_core::ReadAt;
+    /// let blob: &[u8] = b"hello world";
+    /// let got = blob.read_ranges(&[6..11, 0..5]).unwrap();
+    /// assert_eq!(got, [b"world".to_vec(), b"hello".to_vec()]);
+    /// ```
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> io::Result<Vec<Vec<u8>>> {
+        ranges
+            .iter()
+            .map(|r| self.read_range(r.start, range_len(r)?))
+            .collect()
+    }
+}
+
+/// The length of `r` as a buffer length; empty when it is reversed.
+pub(crate) fn range_len(r: &Range<u64>) -> io::Result<usize> {
+    usize::try_from(r.end.saturating_sub(r.start)).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("range {r:?} does not fit in memory"),
+        )
+    })
 }
 
 impl ReadAt for [u8] {
@@ -111,6 +140,9 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         (**self).read_at(offset, buf)
     }
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> io::Result<Vec<Vec<u8>>> {
+        (**self).read_ranges(ranges)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
@@ -120,6 +152,9 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         (**self).read_at(offset, buf)
     }
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> io::Result<Vec<Vec<u8>>> {
+        (**self).read_ranges(ranges)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
@@ -128,6 +163,46 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         (**self).read_at(offset, buf)
+    }
+    fn read_ranges(&self, ranges: &[Range<u64>]) -> io::Result<Vec<Vec<u8>>> {
+        (**self).read_ranges(ranges)
+    }
+}
+
+/// A failure of the source itself (a file, a server), as opposed to one
+/// found decoding what it gave: what [`Error::kind`](crate::Error::kind)
+/// tells apart inside an [`io::Error`] that a reader of the payload
+/// returns. It shows as the source's error, which it keeps as its
+/// `source()`.
+#[derive(Debug)]
+pub(crate) struct SourceError {
+    source: io::Error,
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl SourceError {
+    /// `e`, of the same kind, marked as the source's.
+    pub(crate) fn mark(e: io::Error) -> io::Error {
+        if SourceError::is(&e) {
+            return e;
+        }
+        io::Error::new(e.kind(), SourceError { source: e })
+    }
+
+    /// Whether `e` is marked as the source's.
+    pub(crate) fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<SourceError>())
     }
 }
 
@@ -161,7 +236,10 @@ impl<S: ReadAt> io::Read for RangeReader<S> {
         if want == 0 {
             return Ok(0);
         }
-        let n = self.source.read_at(self.pos, &mut buf[..want])?;
+        let n = self
+            .source
+            .read_at(self.pos, &mut buf[..want])
+            .map_err(SourceError::mark)?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -117,10 +117,7 @@ pub(crate) fn read_toc<S: ReadAt + ?Sized>(
     let (start, len) = frame.range();
     let bytes = source
         .read_range(start, len as usize)
-        .map_err(|source| Error::Read {
-            offset: start,
-            source,
-        })?;
+        .map_err(|e| super::source_error(start, e))?;
     let mut decoder = FrameDecoder::new(limits.max_window_log).map_err(|e| zstd_error(e, at))?;
     let decoded =
         decode_toc_frame(footer, &bytes, &limits, &mut decoder).map_err(|e| zstd_error(e, at))?;

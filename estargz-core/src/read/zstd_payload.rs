@@ -131,7 +131,7 @@ impl<S: ReadAt> ZstdPayloadReader<S> {
                 Ok(0) => break,
                 Ok(k) => filled += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(super::source::SourceError::mark(e)),
             }
         }
         self.window.truncate(filled);

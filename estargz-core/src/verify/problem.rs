@@ -147,7 +147,7 @@ impl Problem {
                 p.entry = Some(entry.clone());
                 p.toc_index = Some(*index);
             }
-            Error::CorruptData { entry, offset, .. } => {
+            Error::CorruptData { entry, offset, .. } | Error::Io { entry, offset, .. } => {
                 p.entry = Some(entry.clone());
                 p.offset = Some(*offset);
             }

@@ -1,4 +1,5 @@
 //! estargz-remote's integration tests, one test binary for the crate.
 
 mod http;
+mod lazy;
 mod misbehaving;
