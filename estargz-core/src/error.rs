@@ -339,6 +339,7 @@ impl Error {
             | Error::ExistingToc { .. }
             | Error::NonUtf8 { .. }
             | Error::UnreadableEntry { .. }
+            | Error::UnsupportedInDialect { .. }
             | Error::Reorder { .. } => ErrorKind::Unsupported,
             Error::InvalidOption(_)
             | Error::PrioritizedNotFound { .. }
