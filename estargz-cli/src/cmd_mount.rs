@@ -2,7 +2,7 @@
 //! lazily; this is the adapter that logs, counts and handles signals
 //! around `estargz-fuse`.
 
-use crate::input::BlobArgs;
+use crate::input::{open_remote_blob, BlobArgs};
 use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::{Blob, Digest, LruChunkCache, ReadAt};
@@ -113,11 +113,12 @@ fn open(args: &Args, expected: Option<Digest>) -> Result<Served> {
     let mut opts = args.source.toc.open_options()?;
     opts.expected_toc_digest = expected;
     let name = &args.source.blob;
-    let (source, http): (Box<dyn ReadAt>, _) = if estargz_remote::is_url(name) {
-        let http = Arc::new(HttpBlob::open(name, &args.source.remote.http_options()?)?);
-        (Box::new(http.clone()), Some(http))
-    } else {
-        (args.source.source()?, None)
+    let (source, http): (Box<dyn ReadAt>, _) = match open_remote_blob(name, &args.source.remote)? {
+        Some(http) => {
+            let http = Arc::new(http);
+            (Box::new(http.clone()), Some(http))
+        }
+        None => (args.source.source()?, None),
     };
     let cache = Arc::new(LruChunkCache::new(args.cache_size));
     let blob = Blob::open(CountedSource::new(source), &opts)

@@ -1,13 +1,18 @@
 //! Where inputs come from: paths, `-` for stdin, and blobs opened for
-//! random access from a file or an `http(s)://` URL.
+//! random access from a file, an `http(s)://` URL or a registry
+//! (`docker://HOST/REPO@DIGEST`).
 
 use crate::UsageError;
 use anyhow::{bail, Context, Result};
 use estargz_core::{Blob, OpenOptions, ReadAt};
-use estargz_remote::{HttpBlob, HttpOptions};
+use estargz_registry::{
+    credentials_from_auth_files, Credentials, Reference, Registry, RegistryOptions,
+};
+use estargz_remote::{HttpBlob, HttpOptions, UnauthorizedHook};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 
 /// Environment variable with extra HTTP headers for URL blobs, one
 /// `Name: value` per line: a token kept there stays out of `ps` output and
@@ -132,6 +137,15 @@ pub struct RemoteArgs {
     /// each time (or what Retry-After says), within 60 s [default: 4]
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
+    /// Credentials for a docker:// BLOB, USER[:PASS] (default: the auth
+    /// files convert-image reads)
+    #[arg(long, value_name = "USER[:PASS]")]
+    pub creds: Option<String>,
+    /// Verify a docker:// BLOB's registry certificate; `false` also allows
+    /// plain HTTP (a registry on localhost), as skopeo's --tls-verify
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls_verify: bool,
 }
 
 impl RemoteArgs {
@@ -182,14 +196,63 @@ impl RemoteArgs {
 }
 
 /// The bytes of a blob named on the command line: a local file, or an
-/// `http://` / `https://` URL read lazily with range requests.
+/// `http://` / `https://` URL or `docker://HOST/REPO@DIGEST` read lazily
+/// with range requests.
 pub fn open_blob_source(name: &str, remote: &RemoteArgs) -> Result<Box<dyn ReadAt>> {
-    if estargz_remote::is_url(name) {
-        let opts = remote.http_options()?;
-        // The error names the URL, the range and the status already.
-        return Ok(Box::new(HttpBlob::open(name, &opts)?));
+    match open_remote_blob(name, remote)? {
+        Some(http) => Ok(Box::new(http)),
+        None => Ok(Box::new(open_blob_file(name)?)),
     }
-    Ok(Box::new(open_blob_file(name)?))
+}
+
+/// A blob named by URL or registry reference, opened for range reads;
+/// `None` for anything else (a local file).
+pub fn open_remote_blob(name: &str, remote: &RemoteArgs) -> Result<Option<HttpBlob>> {
+    if name.starts_with("docker://") {
+        return open_registry_blob(name, remote).map(Some);
+    }
+    if !estargz_remote::is_url(name) {
+        return Ok(None);
+    }
+    let opts = remote.http_options()?;
+    // The error names the URL, the range and the status already.
+    Ok(Some(HttpBlob::open(name, &opts)?))
+}
+
+/// `docker://HOST/REPO@DIGEST`: the registry's blob URL, with the token
+/// (or Basic credentials) the registry asks for, renewed when it expires.
+fn open_registry_blob(name: &str, remote: &RemoteArgs) -> Result<HttpBlob> {
+    let reference = Reference::parse(name).map_err(|e| UsageError(format!("{name}: {e}")))?;
+    let Some(digest) = reference.digest() else {
+        let wanted = "a layer is named by its digest: docker://HOST/REPO@sha256:…";
+        return Err(UsageError(format!("{name}: {wanted}")).into());
+    };
+    let mut opts = RegistryOptions::default();
+    opts.credentials = match &remote.creds {
+        Some(c) => Credentials::from_user_pass(c),
+        None => credentials_from_auth_files(reference.registry())?,
+    };
+    opts.tls_verify = remote.tls_verify;
+    let mut http = remote.http_options()?;
+    opts.ca_certs = http.ca_certs.clone();
+    let registry = Arc::new(Registry::new(reference.api_host(), opts)?);
+    let repo = reference.repository().to_string();
+    let location = registry
+        .blob_location(&repo, digest)
+        .with_context(|| format!("cannot reach {name}"))?;
+    let given: Vec<_> = http
+        .headers
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("authorization"))
+        .cloned()
+        .collect();
+    http.headers = given.iter().cloned().chain(location.headers).collect();
+    http.on_unauthorized = Some(UnauthorizedHook::new(move |challenge| {
+        let value = challenge.www_authenticate.first()?;
+        let fresh = registry.reauthorize(&repo, value).ok().flatten()?;
+        Some(given.iter().cloned().chain(fresh).collect())
+    }));
+    Ok(HttpBlob::open(&location.url, &http)?)
 }
 
 /// Like [`open_blob_source`], with a [`Watch`] when the blob is a local
@@ -198,8 +261,8 @@ pub fn open_watched_blob_source(
     name: &str,
     remote: &RemoteArgs,
 ) -> Result<(Box<dyn ReadAt>, Option<Watch>)> {
-    if estargz_remote::is_url(name) {
-        return Ok((open_blob_source(name, remote)?, None));
+    if let Some(http) = open_remote_blob(name, remote)? {
+        return Ok((Box::new(http), None));
     }
     let file = open_blob_file(name)?;
     let watch = Watch::of(&file, name)?;
@@ -246,7 +309,7 @@ impl TocArgs {
 /// every command that reads a blob's TOC.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BlobArgs {
-    /// The blob: a file, or an http:// or https:// URL read with range requests.
+    /// The blob: a file, an http:// or https:// URL, or docker://HOST/REPO@DIGEST, read with range requests.
     pub blob: String,
     #[command(flatten)]
     pub remote: RemoteArgs,

@@ -130,6 +130,27 @@ impl fmt::Debug for Registry {
     }
 }
 
+/// A blob's URL and the headers reading it needs; see
+/// [`Registry::blob_location`]. `Debug` hides the header values (tokens).
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct BlobLocation {
+    /// `https://HOST/v2/REPO/blobs/DIGEST` (or `http://`).
+    pub url: String,
+    /// `Authorization`, when the registry wants one.
+    pub headers: Vec<(String, String)>,
+}
+
+impl fmt::Debug for BlobLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("BlobLocation")
+            .field("url", &self.url)
+            .field("headers", &names)
+            .finish()
+    }
+}
+
 /// A request body.
 pub(crate) enum Payload<'a> {
     Empty,
@@ -276,6 +297,68 @@ impl Registry {
         }
         self.expect(&Method::HEAD, &url, response, &[200])?;
         Ok(true)
+    }
+
+    /// Where to read the blob `digest` with range requests, as an HTTP
+    /// client other than this one (`estargz_remote::HttpBlob`, a
+    /// snapshotter's) does: its URL and the headers to send. The blob is
+    /// asked for once (`HEAD`), which answers the registry's challenge, so
+    /// the headers hold a token for pulling from `repo` where it wants one.
+    /// When that token expires (the URL answers `401`),
+    /// [`Registry::reauthorize`] gives new headers.
+    ///
+    /// ```no_run
+    /// # use estargz_registry::{Registry, RegistryOptions};
+    /// let registry = Registry::new("registry.example", RegistryOptions::default())?;
+    /// let location = registry.blob_location("team/app", "sha256:…")?;
+    /// println!("GET {} with {} header(s)", location.url, location.headers.len());
+    /// # Ok::<(), estargz_registry::Error>(())
+    /// ```
+    pub fn blob_location(&self, repo: &str, digest: &str) -> Result<BlobLocation> {
+        check_digest(digest).map_err(|reason| Error::BadDigest { reason })?;
+        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base()?);
+        let response = self.send(Call {
+            method: Method::HEAD,
+            url: url.clone(),
+            scopes: vec![scope(repo, false)],
+            headers: Vec::new(),
+            payload: Payload::Empty,
+        })?;
+        self.expect(&Method::HEAD, &url, response, &[200])?;
+        Ok(BlobLocation {
+            url,
+            headers: self.pull_headers(repo),
+        })
+    }
+
+    /// New headers for reading `repo`'s blobs after the registry refused the
+    /// old ones with `401` and this `WWW-Authenticate` challenge: a fresh
+    /// token, or the Basic credentials. `None` when there is nothing new to
+    /// try (no credentials where they are needed, an unknown scheme).
+    pub fn reauthorize(
+        &self,
+        repo: &str,
+        www_authenticate: &str,
+    ) -> Result<Option<Vec<(String, String)>>> {
+        let call = Call {
+            method: Method::GET,
+            url: String::new(),
+            scopes: vec![scope(repo, false)],
+            headers: Vec::new(),
+            payload: Payload::Empty,
+        };
+        if !self.authenticate(&call, Some(www_authenticate))? {
+            return Ok(None);
+        }
+        Ok(Some(self.pull_headers(repo)))
+    }
+
+    /// The `Authorization` header for pulling from `repo`, as things stand.
+    fn pull_headers(&self, repo: &str) -> Vec<(String, String)> {
+        self.auth_header(&[scope(repo, false)])
+            .map(|value| ("Authorization".to_string(), value))
+            .into_iter()
+            .collect()
     }
 
     /// Asks the registry to link the blob from `from_repo` into `to_repo`

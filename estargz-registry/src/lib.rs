@@ -49,7 +49,7 @@ pub use auth::{
     credentials_from_files, Credentials,
 };
 pub use client::{
-    PulledManifest, Registry, RegistryOptions, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
+    BlobLocation, PulledManifest, Registry, RegistryOptions, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
     MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST,
 };
 pub use error::{Error, Result};

@@ -466,10 +466,27 @@ fn registry_to_registry_behind_token_auth() {
 
     let out = convert(
         &scratch,
-        &[&src, &dst, &src_creds, &dest_creds, NO_TLS[0], NO_TLS[1]],
+        &[
+            &src,
+            &dst,
+            &src_creds,
+            &dest_creds,
+            NO_TLS[0],
+            NO_TLS[1],
+            "--json",
+        ],
     );
     assert_exit(&out, 0);
     assert_empty_dir(&scratch);
+    let report = json_value(&out.stdout);
+    let layer = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["toc_digest"].is_string())
+        .expect("a converted layer")
+        .clone();
+    read_layer_lazily(&server, &scratch, &layer);
     let issuer = server.issuer().unwrap();
     assert!(
         issuer.requests().iter().any(|t| t
@@ -495,6 +512,47 @@ fn registry_to_registry_behind_token_auth() {
         4,
         "every layer of both platforms"
     );
+}
+
+/// `estargz ls`/`verify` of a converted layer straight from the token
+/// registry (`docker://HOST/REPO@DIGEST`): range reads with the token
+/// flow, refused without credentials, and a tag is a usage error.
+fn read_layer_lazily(server: &RegistryServer, scratch: &Path, layer: &Value) {
+    let digest = layer["digest"].as_str().unwrap();
+    let blob = format!("docker://{}/dst@{digest}", server.host());
+    let creds = format!("--creds={USER}:{PASSWORD}");
+    let estargz_blob = |args: &[&str]| {
+        estargz(args)
+            .env("REGISTRY_AUTH_FILE", scratch.join("no-auth.json"))
+            .output()
+            .expect("cannot run estargz")
+    };
+    let toc = layer["toc_digest"].as_str().unwrap();
+    let out = estargz_blob(&[
+        "verify",
+        &blob,
+        &creds,
+        "--tls-verify=false",
+        "--toc-digest",
+        toc,
+    ]);
+    assert_exit(&out, 0);
+    let out = estargz_blob(&["ls", &blob, &creds, "--tls-verify=false"]);
+    assert_exit(&out, 0);
+    assert!(!stdout_of(&out).is_empty());
+    let ranges = server
+        .log()
+        .lines()
+        .filter(|l| l.contains(&format!("GET /v2/dst/blobs/{digest}")) && l.contains(" 206 "))
+        .count();
+    assert!(ranges >= 2, "range reads of the layer:\n{}", server.log());
+
+    let out = estargz_blob(&["ls", &blob, "--tls-verify=false"]);
+    assert_exit(&out, 1);
+    assert!(stderr_of(&out).contains("401"), "{}", stderr_of(&out));
+    let tagged = format!("docker://{}/dst:1", server.host());
+    let out = estargz_blob(&["ls", &tagged, &creds, "--tls-verify=false"]);
+    assert_exit(&out, 2);
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
