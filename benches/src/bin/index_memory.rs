@@ -13,11 +13,13 @@
 //! - `open_cpu_seconds`: the thread's CPU time of each `open` (from
 //!   `/proc/thread-self/schedstat`), smallest and median;
 //! - `after_toc_bytes_per_entry`: heap live once `Blob::toc()` has been
-//!   called as well (it is parsed on first use).
+//!   called as well (it is parsed on first use);
+//! - where `open`'s time goes: `TocInfo::read`, `Index::build` and
+//!   dropping the parsed TOC, each timed alone (medians).
 //!
 //! Prints one JSON object on stdout.
 
-use estargz_core::{Blob, Converter, OpenOptions};
+use estargz_core::{Blob, Converter, Index, OpenOptions, TocInfo};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -196,7 +198,9 @@ fn main() {
     }
     let tar = layer(entries);
     let mut blob = Vec::new();
-    Converter::new().convert(&tar[..], &mut blob).expect("convert");
+    Converter::new()
+        .convert(&tar[..], &mut blob)
+        .expect("convert");
     drop(tar);
     let mut cpu = Vec::new();
     let mut result = serde_json::Value::Null;
@@ -217,12 +221,44 @@ fn main() {
             "index_nodes": opened.index().len(),
             "blob_bytes": blob.len(),
             "toc_json_bytes": opened.toc_json_len(),
+            "toc_member_bytes": opened.footer().toc_offset.map(|at| opened.size() - at),
             "retained_bytes": after - before,
             "retained_bytes_per_entry": per(after - before),
             "peak_bytes_per_entry": per(peak - before),
             "after_toc_bytes_per_entry": per(after_toc - before),
         });
         drop(opened);
+    }
+    // Where open's time goes: reading and parsing the TOC, building the
+    // index, dropping the parsed TOC (Blob::open keeps only the index).
+    let (mut parse, mut build, mut drop_toc) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        let t0 = thread_cpu_seconds();
+        let (info, _) = TocInfo::read(&blob[..], &OpenOptions::default()).expect("TOC");
+        let t1 = thread_cpu_seconds();
+        let index = Index::build(&info.toc, info.payload_end, &Default::default()).expect("index");
+        let t2 = thread_cpu_seconds();
+        drop(info);
+        let t3 = thread_cpu_seconds();
+        drop(index);
+        parse.push(t1 - t0);
+        build.push(t2 - t1);
+        drop_toc.push(t3 - t2);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    if let Some(object) = result.as_object_mut() {
+        object.insert("toc_parse_cpu_seconds_median".into(), median(parse).into());
+        object.insert(
+            "index_build_cpu_seconds_median".into(),
+            median(build).into(),
+        );
+        object.insert(
+            "toc_drop_cpu_seconds_median".into(),
+            median(drop_toc).into(),
+        );
     }
     cpu.sort_by(f64::total_cmp);
     if let Some(object) = result.as_object_mut() {
