@@ -720,7 +720,9 @@ impl Index {
 
     /// Children of a directory, by base name.
     pub fn children<'a>(&'a self, node: &'a Node) -> impl Iterator<Item = (&'a str, &'a Node)> {
-        let list = self.id_of(node).map_or(&[][..], |id| self.entries_of(id));
+        // A node of another index (a clone's) is found by its name.
+        let id = self.id_of(node).or_else(|| self.find(node.name()));
+        let list = id.map_or(&[][..], |id| self.entries_of(id));
         list.iter().map(|c| {
             let (name, id) = self.entry(c);
             (name, &self.nodes[id])
@@ -1070,6 +1072,26 @@ mod tests {
             let err = build(entries).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");
         }
+    }
+
+    #[test]
+    fn hardlink_names_are_listed_but_stored_once() {
+        let idx = build(vec![
+            entry("d/", EntryType::Dir),
+            reg("d/t", 3, 10, 0),
+            link("./d/l", EntryType::Hardlink, "d/t"),
+        ])
+        .unwrap();
+        let d = idx.lookup("d").unwrap();
+        let listed: Vec<_> = idx.children(d).map(|(n, c)| (n, c.name())).collect();
+        assert_eq!(listed, vec![("l", "d/t"), ("t", "d/t")]);
+        // Root, d, d/t and the link's name; the link's node holds its name.
+        assert_eq!(idx.len(), 4);
+        assert_eq!(idx.files().len(), 1);
+        assert_eq!(idx.lookup("d/l").unwrap().raw_name(), "d/t");
+        assert_eq!(idx.hardlinks().get("d/l").map(String::as_str), Some("d/t"));
+        let copy = idx.clone();
+        assert_eq!(copy.children(d).count(), 2, "a node of the original");
     }
 
     #[test]

@@ -476,7 +476,7 @@ mod tests {
             ("a/b", Some(0)),
             ("./a/b", Some(2)),
             ("/a/b/", Some(1 | SUFFIX)),
-            ("./", Some(2)),
+            ("./", Some(1 | SUFFIX)),
             ("a//b", None),
             ("../x", None),
         ] {
