@@ -225,7 +225,7 @@ fn reference_blobs_verify_and_read_here() {
             let opened = Blob::open(blob.clone(), &OpenOptions::default()).unwrap();
             for f in opened.index().files() {
                 let data = opened
-                    .read_file(&f.name())
+                    .read_file(f.name())
                     .unwrap_or_else(|e| panic!("{source} {label} {}: {e}", f.name()));
                 assert_eq!(data.len() as u64, f.size());
             }

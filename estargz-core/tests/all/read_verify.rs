@@ -518,7 +518,7 @@ fn malformed_blobs_are_errors_not_panics() {
         // Opening, reading every file and unpacking must not panic, whatever they return.
         if let Ok(opened) = Blob::open(bad.clone(), &OpenOptions::default()) {
             for f in opened.index().files() {
-                let _ = opened.read_file(&f.name());
+                let _ = opened.read_file(f.name());
             }
         }
         let _ = unpack_tar(&bad[..], Vec::new());

@@ -315,15 +315,15 @@ fn check_positioned_paths(what: &str, blob: &[u8], opts: &OpenOptions) {
         );
         if let (Ok(plain), Ok(short_blob)) = (&opened, &short_opened) {
             for file in plain.index().files() {
-                let data = plain.read_file(&file.name()).map_err(|e| e.to_string());
+                let data = plain.read_file(file.name()).map_err(|e| e.to_string());
                 let short_data = short_blob
-                    .read_file(&file.name())
+                    .read_file(file.name())
                     .map_err(|e| e.to_string());
                 assert!(short_data == data, "{what}: {} differs", file.name());
                 let Ok(data) = data else { continue };
                 // Windows that straddle chunk ends; a few per file, as
                 // each may decode a whole chunk.
-                let reader = short_blob.open_file(&file.name()).unwrap();
+                let reader = short_blob.open_file(file.name()).unwrap();
                 for start in (0..data.len()).step_by(777.max(data.len() / 8)) {
                     let mut buf = vec![0u8; 900.min(data.len() - start)];
                     let mut got = 0;
