@@ -316,9 +316,7 @@ fn check_positioned_paths(what: &str, blob: &[u8], opts: &OpenOptions) {
         if let (Ok(plain), Ok(short_blob)) = (&opened, &short_opened) {
             for file in plain.index().files() {
                 let data = plain.read_file(file.name()).map_err(|e| e.to_string());
-                let short_data = short_blob
-                    .read_file(file.name())
-                    .map_err(|e| e.to_string());
+                let short_data = short_blob.read_file(file.name()).map_err(|e| e.to_string());
                 assert!(short_data == data, "{what}: {} differs", file.name());
                 let Ok(data) = data else { continue };
                 // Windows that straddle chunk ends; a few per file, as
