@@ -120,7 +120,7 @@ fn bench_read(c: &mut Criterion) {
             let blob = Blob::open(black_box(blob), &OpenOptions::default()).expect("open");
             let mut total = 0usize;
             for node in blob.index().files() {
-                total += blob.read_file(&node.name).expect("read file").len();
+                total += blob.read_file(node.name()).expect("read file").len();
             }
             total
         });
@@ -134,8 +134,8 @@ fn bench_read(c: &mut Criterion) {
         .index()
         .files()
         .into_iter()
-        .max_by_key(|n| n.size)
-        .map(|n| n.name.clone())
+        .max_by_key(|n| n.size())
+        .map(|n| n.name().to_string())
         .expect("a large file");
     let file = opened.open_file(&large).expect("open file");
     let mut group = configure(c, "cached_read");

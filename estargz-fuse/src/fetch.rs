@@ -58,15 +58,15 @@ fn plan<S: ReadAt>(blob: &Blob<S>, start: u64, end: u64) -> Vec<Planned> {
         .files()
         .into_iter()
         .flat_map(|node| {
-            node.chunks.iter().map(|c| Planned {
-                path: node.name.clone(),
-                file_offset: c.chunk_offset,
-                size: c.size,
+            node.chunks().iter().map(|c| Planned {
+                path: node.name().to_string(),
+                file_offset: c.chunk_offset(),
+                size: c.size(),
                 key: ChunkKey {
-                    member: c.offset,
-                    inner_offset: c.inner_offset,
+                    member: c.offset(),
+                    inner_offset: c.inner_offset(),
                 },
-                end: c.next_offset,
+                end: c.next_offset(),
             })
         })
         .filter(|p| p.key.member >= start && p.end <= end && p.size > 0)

@@ -62,7 +62,7 @@ pub struct LayerFs<S> {
 impl<S: ReadAt> LayerFs<S> {
     /// Serves `blob`, whiteouts in overlayfs' form, events dropped.
     pub fn new(blob: Arc<Blob<CountedSource<S>>>) -> LayerFs<S> {
-        let total_bytes = blob.index().files().iter().map(|n| n.size).sum();
+        let total_bytes = blob.index().files().iter().map(|n| n.size()).sum();
         LayerFs {
             blob,
             whiteouts: Whiteouts::default(),
@@ -117,7 +117,7 @@ impl<S: ReadAt> LayerFs<S> {
             Err(error) => {
                 self.counters().file_read(None);
                 (self.events)(Event::ReadFailed {
-                    path: self.blob.index().node(id).name.clone(),
+                    path: self.blob.index().node(id).name().to_string(),
                     offset,
                     len,
                     error,

@@ -110,8 +110,8 @@ impl<'a> View<'a> {
         if name.is_empty() || name == "." || name == ".." || name.contains('/') {
             return None;
         }
-        let parent = &self.index.get(dir)?.name;
-        match parent.as_str() {
+        let parent = self.index.get(dir)?.name();
+        match parent {
             "" => self.index.lookup_id(name),
             p => self.index.lookup_id(&format!("{p}/{name}")),
         }
@@ -119,7 +119,9 @@ impl<'a> View<'a> {
 
     /// The node `name` in directory `dir` leads to.
     pub fn lookup(&self, dir: NodeId, name: &str) -> Option<NodeId> {
-        self.index.get(dir).filter(|n| n.kind == EntryType::Dir)?;
+        self.index
+            .get(dir)
+            .filter(|n| *n.kind() == EntryType::Dir)?;
         if is_landmark(dir, name) {
             return None;
         }
@@ -186,12 +188,12 @@ impl<'a> View<'a> {
             return Vec::new();
         };
         let mut out: Vec<(String, Vec<u8>)> = node
-            .xattrs
+            .xattrs()
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let opaque = self.overlay()
-            && node.kind == EntryType::Dir
+            && *node.kind() == EntryType::Dir
             && self.child(id, OPAQUE_MARKER).is_some();
         if opaque && !out.iter().any(|(k, _)| k == OPAQUE_XATTR) {
             out.push((OPAQUE_XATTR.to_string(), b"y".to_vec()));
@@ -202,7 +204,7 @@ impl<'a> View<'a> {
     /// The target of symlink `id`.
     pub fn link_target(&self, id: NodeId) -> Option<&'a str> {
         let node = self.index.get(id)?;
-        (node.kind == EntryType::Symlink).then_some(node.link_name.as_str())
+        (*node.kind() == EntryType::Symlink).then_some(node.link_name())
     }
 
     /// The directory holding `dir`; the root is its own parent.

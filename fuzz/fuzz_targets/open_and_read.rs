@@ -14,7 +14,12 @@ fuzz_target!(|data: &[u8]| {
         };
         let _ = (b.toc_digest(), b.toc_json_len(), b.toc_slack(), b.kind());
         let _ = (b.size(), b.payload_end(), b.footer().toc_offset);
-        let names: Vec<String> = b.index().files().iter().map(|n| n.name.clone()).collect();
+        let names: Vec<String> = b
+            .index()
+            .files()
+            .iter()
+            .map(|n| n.name().to_string())
+            .collect();
         for name in &names {
             let _ = b.read_file(name);
             if let Ok(r) = b.open_file(name) {

@@ -26,11 +26,11 @@ fuzz_target!(|data: &[u8]| {
             let _ = index.children(node).count();
             let _ = node.permissions();
             let _ = node.chunk_for_offset(0);
-            let _ = node.chunk_for_offset(node.size.saturating_sub(1));
-            let _ = node.chunk_for_offset(node.size);
+            let _ = node.chunk_for_offset(node.size().saturating_sub(1));
+            let _ = node.chunk_for_offset(node.size());
         }
         for node in index.files() {
-            let _ = index.lookup(&node.name);
+            let _ = index.lookup(node.name());
         }
     }
 });

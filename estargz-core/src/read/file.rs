@@ -1,6 +1,6 @@
 //! Random access to one regular file's bytes.
 
-use super::index::{Chunk, Node};
+use super::node::{Chunk, Node};
 use super::{Blob, ReadAt};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -17,10 +17,10 @@ pub struct FileReader<'a, S> {
 
 impl<'a, S: ReadAt> FileReader<'a, S> {
     pub(super) fn new(blob: &'a Blob<S>, node: &'a Node, path: &str) -> Result<Self> {
-        if node.kind != EntryType::Reg {
+        if *node.kind() != EntryType::Reg {
             return Err(Error::NotRegular {
                 path: path.to_string(),
-                kind: node.kind.to_string(),
+                kind: node.kind().to_string(),
             });
         }
         Ok(FileReader {
@@ -38,7 +38,7 @@ impl<'a, S: ReadAt> FileReader<'a, S> {
 
     /// File size.
     pub fn size(&self) -> u64 {
-        self.node.size
+        self.node.size()
     }
 
     /// The file's node.
@@ -53,18 +53,18 @@ impl<'a, S: ReadAt> FileReader<'a, S> {
         let mut done = 0usize;
         while done < buf.len() {
             let at = offset + done as u64;
-            if at >= self.node.size {
+            if at >= self.node.size() {
                 break;
             }
             let chunk = self
                 .node
                 .chunk_for_offset(at)
                 .ok_or_else(|| Error::CorruptData {
-                    entry: self.node.name.clone(),
+                    entry: self.node.name().to_string(),
                     offset: 0,
                     reason: format!("no chunk covers file byte {at}"),
                 })?;
-            let data = self.blob.chunk_data(&self.node.name, chunk, self.verify)?;
+            let data = self.blob.chunk_data(self.node.name(), chunk, self.verify)?;
             let from = (at - chunk.chunk_offset) as usize;
             let n = (buf.len() - done).min(data.len() - from);
             buf[done..done + n].copy_from_slice(&data[from..from + n]);
@@ -78,7 +78,7 @@ impl<'a, S: ReadAt> FileReader<'a, S> {
         let zstd = self.blob.kind().is_zstd_chunked();
         decode_chunk(
             self.blob.source(),
-            &self.node.name,
+            self.node.name(),
             chunk,
             self.verify,
             zstd,
@@ -124,7 +124,7 @@ pub(crate) fn decode_chunk<S: ReadAt + ?Sized>(
     } else {
         decode_gzip(&compressed, chunk).map_err(corrupt)?
     };
-    if verify && !chunk.digest.is_empty() && Digest::of(&data).to_string() != chunk.digest {
+    if verify && !chunk.digest.is_absent() && !chunk.digest.matches(&Digest::of(&data)) {
         return Err(corrupt(format!(
             "chunk at file offset {} does not match its chunkDigest",
             chunk.chunk_offset

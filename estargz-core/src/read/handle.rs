@@ -1,6 +1,6 @@
 //! A file handle that owns its blob: what a file-handle table keeps.
 
-use super::{Blob, NodeId, ReadAt};
+use super::{Blob, FileReader, NodeId, ReadAt};
 use crate::error::{Error, Result};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -49,7 +49,7 @@ impl<S: ReadAt> OwnedFile<S> {
             .index()
             .get(id)
             .ok_or_else(|| Error::NotFound(format!("node {id}")))?;
-        blob.open_file(&node.name)?;
+        FileReader::new(&blob, node, node.name())?;
         Ok(OwnedFile {
             blob,
             id,
@@ -72,16 +72,16 @@ impl<S: ReadAt> OwnedFile<S> {
 
     /// File size.
     pub fn size(&self) -> u64 {
-        self.blob.index().node(self.id).size
+        self.blob.index().node(self.id).size()
     }
 
     /// Reads from file offset `offset` into `buf`, as
     /// [`FileReader::read_at`](crate::FileReader::read_at); the position
     /// does not move.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        let name = &self.blob.index().node(self.id).name;
-        self.blob
-            .open_file(name)?
+        // By id: no path to clean and look up on every read.
+        let node = self.blob.index().node(self.id);
+        FileReader::new(&self.blob, node, node.name())?
             .verifying(self.verify)
             .read_at(offset, buf)
     }

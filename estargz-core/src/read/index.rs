@@ -4,14 +4,19 @@
 //! resolved last-wins, hardlinks resolved to their target (cycles are an
 //! error), chunk lists attached to their file, and each chunk told where its
 //! member run ends, so reads never stray into the TOC or the footer.
+//!
+//! Each path is stored once, in its node: the path → node table holds node
+//! ids and compares against the nodes' names, and directories list their
+//! children as ids in one array for the whole index.
 
+use super::node::{Chunk, Extra, Node, NodeFields, NodeId, Owners, StoredDigest};
 use crate::error::{Error, Result};
 use crate::name;
 use crate::toc::{EntryType, Toc, TocEntry};
+use hashbrown::HashTable;
 use std::collections::{BTreeMap, HashMap};
-
-/// Identifies a node in an [`Index`].
-pub type NodeId = usize;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 
 /// Name of the landmark file that ends the prefetch region.
 pub const PREFETCH_LANDMARK: &str = ".prefetch.landmark";
@@ -20,6 +25,11 @@ pub const NO_PREFETCH_LANDMARK: &str = ".no.prefetch.landmark";
 
 /// Longest chain of hardlinks to hardlinks that is resolved.
 const MAX_HARDLINK_HOPS: usize = 256;
+
+/// Most nodes: ids are stored as `u32`, the top bit marking a hardlink
+/// name in the path table.
+const MAX_NODES: usize = (1 << 31) - 1;
+const ALIAS: u32 = 1 << 31;
 
 /// Caps on what a TOC may make the index allocate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,110 +53,48 @@ impl Default for IndexLimits {
     }
 }
 
-/// A piece of a regular file's data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chunk {
-    /// Position of the entry in the TOC.
-    pub toc_index: usize,
-    /// Blob offset of the gzip member holding the chunk.
-    pub offset: u64,
-    /// Uncompressed bytes to skip in that member before the chunk.
-    pub inner_offset: u64,
-    /// Offset of the chunk in its file.
-    pub chunk_offset: u64,
-    /// Chunk length.
-    pub size: u64,
-    /// `chunkDigest` as stored (may be empty in legacy blobs).
-    pub digest: String,
-    /// Where the member run holding this chunk ends (next member start, or
-    /// the end of the payload).
-    pub next_offset: u64,
+/// A directory entry: the node it leads to, and the node whose name it
+/// bears (the same one, but for a hardlink's name).
+#[derive(Debug, Clone, Copy)]
+struct Child {
+    id: u32,
+    named_by: u32,
 }
 
-/// One file-system object.
-#[derive(Debug, Clone)]
-pub struct Node {
-    /// Cleaned path; `""` is the root.
-    pub name: String,
-    /// Name as stored in the TOC (empty for synthesised directories).
-    pub raw_name: String,
-    /// Type (hardlinks are resolved: a link's name leads to its target's node).
-    pub kind: EntryType,
-    /// Size of a regular file.
-    pub size: u64,
-    /// Raw mode from the TOC.
-    pub mode: i64,
-    /// Owner id.
-    pub uid: i64,
-    /// Group id.
-    pub gid: i64,
-    /// Owner name, inherited per uid as the TOC's de-duplication implies.
-    pub user_name: String,
-    /// Group name, inherited per gid.
-    pub group_name: String,
-    /// Modification time, seconds since the epoch; `None` when absent or unparseable.
-    pub modtime: Option<i64>,
-    /// Nanoseconds past [`modtime`](Self::modtime), where the TOC has them.
-    pub modtime_nsec: u32,
-    /// Symlink target, verbatim.
-    pub link_name: String,
-    /// Device major.
-    pub dev_major: i64,
-    /// Device minor.
-    pub dev_minor: i64,
-    /// Extended attributes.
-    pub xattrs: BTreeMap<String, Vec<u8>>,
-    /// Whole-file digest as stored.
-    pub digest: String,
-    /// Link count: 2 + subdirectories for a directory, 1 + hardlinks otherwise.
-    pub num_link: u32,
-    /// Data chunks in file order (regular files).
-    pub chunks: Vec<Chunk>,
-    /// Children by base name (directories).
-    pub children: BTreeMap<String, NodeId>,
-    /// Position in the TOC; `None` for synthesised directories.
-    pub toc_index: Option<usize>,
+/// What the path table's values stand for.
+#[derive(Clone, Copy)]
+struct Keys<'a> {
+    nodes: &'a [Node],
+    aliases: &'a [(u32, u32)],
 }
 
-impl Node {
-    fn synthesized_dir(name: &str) -> Node {
-        Node {
-            name: name.to_string(),
-            raw_name: String::new(),
-            kind: EntryType::Dir,
-            size: 0,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            user_name: String::new(),
-            group_name: String::new(),
-            modtime: None,
-            modtime_nsec: 0,
-            link_name: String::new(),
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: BTreeMap::new(),
-            digest: String::new(),
-            num_link: 1,
-            chunks: Vec::new(),
-            children: BTreeMap::new(),
-            toc_index: None,
-        }
+impl<'a> Keys<'a> {
+    /// The name a value stands for.
+    fn name(self, value: u32) -> &'a str {
+        let named_by = match value & ALIAS {
+            0 => value,
+            _ => self.aliases[(value & !ALIAS) as usize].0,
+        };
+        self.nodes[named_by as usize].name()
     }
 
-    /// Permission bits plus setuid, setgid and sticky.
-    pub fn permissions(&self) -> u32 {
-        (self.mode & 0o7777) as u32
-    }
-
-    /// The chunk holding byte `offset` of the file (F1 of the spec's cases).
-    pub fn chunk_for_offset(&self, offset: u64) -> Option<&Chunk> {
-        if offset >= self.size {
-            return None;
+    /// The node a value leads to.
+    fn target(self, value: u32) -> NodeId {
+        match value & ALIAS {
+            0 => value as usize,
+            _ => self.aliases[(value & !ALIAS) as usize].1 as usize,
         }
-        let i = self.chunks.partition_point(|c| c.chunk_offset <= offset);
-        let c = self.chunks.get(i.checked_sub(1)?)?;
-        (offset < c.chunk_offset + c.size).then_some(c)
+    }
+}
+
+/// Makes `path` lead to `value` in `paths`, replacing what it led to.
+fn set_path(paths: &mut HashTable<u32>, hasher: &RandomState, keys: Keys, path: &str, value: u32) {
+    let hash = hasher.hash_one(path);
+    match paths.find_mut(hash, |&v| keys.name(v) == path) {
+        Some(slot) => *slot = value,
+        None => {
+            paths.insert_unique(hash, value, |&v| hasher.hash_one(keys.name(v)));
+        }
     }
 }
 
@@ -154,7 +102,17 @@ impl Node {
 #[derive(Debug, Clone)]
 pub struct Index {
     nodes: Vec<Node>,
-    by_name: HashMap<String, NodeId>,
+    /// Every reachable name → its node: a node id (the node's own name),
+    /// or `ALIAS | i` for hardlink name `aliases[i]`.
+    paths: HashTable<u32>,
+    hasher: RandomState,
+    /// Hardlink names: (the hardlink entry's node, which holds the name;
+    /// the node the name resolves to).
+    aliases: Vec<(u32, u32)>,
+    /// Directory `d`'s entries are `children[child_start[d]..child_start[d + 1]]`,
+    /// by name.
+    child_start: Box<[u32]>,
+    children: Box<[Child]>,
     /// Hardlink names → the name they resolve to.
     links: BTreeMap<String, String>,
     payload_end: u64,
@@ -219,12 +177,21 @@ impl<'a> Checked<'a> {
     /// The entry's data as `size` bytes at `chunk_offset` in its file.
     fn chunk(&self, chunk_offset: u64, size: u64, next_offset: u64) -> Chunk {
         Chunk {
-            toc_index: self.index,
+            digest: StoredDigest::parse(&self.entry.chunk_digest),
+            ..self.chunk_without_digest(chunk_offset, size, next_offset)
+        }
+    }
+
+    /// [`chunk`](Self::chunk), its digest left absent.
+    fn chunk_without_digest(&self, chunk_offset: u64, size: u64, next_offset: u64) -> Chunk {
+        Chunk {
+            // Below u32::MAX: Index::build caps the entry count.
+            toc_index: self.index as u32,
             offset: self.offset,
             inner_offset: self.inner_offset,
             chunk_offset,
             size,
-            digest: self.entry.chunk_digest.clone(),
+            digest: StoredDigest::Absent,
             next_offset,
         }
     }
@@ -238,28 +205,93 @@ struct PendingLink {
     target: String,
 }
 
-/// The owner names given so far, by id (see [`inherit`]).
+/// The owner names given so far, by id (see [`inherit`]), and each
+/// distinct pair once, shared by the nodes that carry it.
 #[derive(Default)]
 struct OwnerNames {
     users: HashMap<i64, String>,
     groups: HashMap<i64, String>,
+    pairs: HashMap<(String, String), Arc<Owners>>,
+    last: Option<Arc<Owners>>,
+}
+
+impl OwnerNames {
+    fn of(&mut self, e: &TocEntry) -> Option<Arc<Owners>> {
+        let user = resolve(&mut self.users, e.uid, &e.user_name);
+        let group = resolve(&mut self.groups, e.gid, &e.group_name);
+        if user.is_empty() && group.is_empty() {
+            return None;
+        }
+        // Consecutive entries mostly share owners: no allocation for them.
+        if let Some(last) = self
+            .last
+            .as_ref()
+            .filter(|o| *o.user == *user && *o.group == *group)
+        {
+            return Some(last.clone());
+        }
+        let shared = self
+            .pairs
+            .entry((user.to_string(), group.to_string()))
+            .or_insert_with_key(|(u, g)| {
+                Arc::new(Owners {
+                    user: u.as_str().into(),
+                    group: g.as_str().into(),
+                })
+            })
+            .clone();
+        self.last = Some(shared.clone());
+        Some(shared)
+    }
+}
+
+/// [`inherit`] without the copy: the name an entry of id `id` bears.
+fn resolve<'a>(seen: &'a mut HashMap<i64, String>, id: i64, name: &'a str) -> &'a str {
+    if name.is_empty() {
+        return seen.get(&id).map_or("", String::as_str);
+    }
+    if seen.get(&id).is_none_or(|s| s != name) {
+        seen.insert(id, name.to_string());
+    }
+    name
+}
+
+/// The chunks of the regular file being read, until the next file.
+#[derive(Default)]
+struct OpenFile {
+    id: Option<NodeId>,
+    chunks: Vec<Chunk>,
+}
+
+impl OpenFile {
+    /// Hands the chunks gathered to their node, in a box of their size.
+    fn close(&mut self, nodes: &mut [Node]) {
+        if let Some(node) = self.id.take().and_then(|id| nodes.get_mut(id)) {
+            node.chunks = self.chunks.as_slice().into();
+        }
+        self.chunks.clear();
+    }
 }
 
 impl Index {
     /// Builds the index of `toc` for a blob whose payload ends at `payload_end`.
     pub fn build(toc: &Toc, payload_end: u64, limits: &IndexLimits) -> Result<Index> {
-        if toc.entries.len() > limits.max_entries {
+        let cap = limits.max_entries.min(u32::MAX as usize - 1);
+        if toc.entries.len() > cap {
             return Err(Error::LimitExceeded {
                 what: "TOC entry count",
                 value: toc.entries.len() as u64,
-                limit: limits.max_entries as u64,
+                limit: cap as u64,
             });
         }
         let mut idx = Index::with_root(toc.entries.len(), payload_end);
         let hardlinks = idx.add_entries(toc, limits)?;
-        idx.attach_to_parents()?;
-        idx.link_hardlinks(toc, hardlinks)?;
+        let mut edges = Vec::with_capacity(idx.nodes.len());
+        idx.attach_to_parents(&mut edges)?;
+        idx.link_hardlinks(toc, hardlinks, &mut edges)?;
         idx.fill_next_offsets(toc);
+        idx.nodes.shrink_to_fit();
+        idx.set_children(edges);
         Ok(idx)
     }
 
@@ -269,14 +301,56 @@ impl Index {
         // vector would move every node built so far.
         let mut nodes = Vec::with_capacity(entries + 1);
         nodes.push(Node::synthesized_dir(""));
-        let mut by_name = HashMap::with_capacity(entries + 1);
-        by_name.insert(String::new(), 0);
-        Index {
+        let mut idx = Index {
             nodes,
-            by_name,
+            paths: HashTable::with_capacity(entries + 1),
+            hasher: RandomState::new(),
+            aliases: Vec::new(),
+            child_start: Box::default(),
+            children: Box::default(),
             links: BTreeMap::new(),
             payload_end,
+        };
+        idx.set_path("", 0);
+        idx
+    }
+
+    fn keys(&self) -> Keys<'_> {
+        Keys {
+            nodes: &self.nodes,
+            aliases: &self.aliases,
         }
+    }
+
+    /// Makes `path` (held elsewhere than in the nodes) lead to `value`.
+    fn set_path(&mut self, path: &str, value: u32) {
+        let keys = Keys {
+            nodes: &self.nodes,
+            aliases: &self.aliases,
+        };
+        set_path(&mut self.paths, &self.hasher, keys, path, value);
+    }
+
+    /// The node named `path` (cleaned), hardlinks resolved.
+    fn find(&self, path: &str) -> Option<NodeId> {
+        let keys = self.keys();
+        let value = self
+            .paths
+            .find(self.hasher.hash_one(path), |&v| keys.name(v) == path)?;
+        Some(keys.target(*value))
+    }
+
+    /// Adds `node`, failing past [`MAX_NODES`].
+    fn push(&mut self, node: Node) -> Result<NodeId> {
+        if self.nodes.len() >= MAX_NODES {
+            return Err(Error::LimitExceeded {
+                what: "index node count",
+                value: self.nodes.len() as u64 + 1,
+                limit: MAX_NODES as u64,
+            });
+        }
+        self.nodes.push(node);
+        Ok(self.nodes.len() - 1)
     }
 
     /// Pass 1, TOC order: a node per entry, owner names inherited, chunks
@@ -285,16 +359,21 @@ impl Index {
     fn add_entries(&mut self, toc: &Toc, limits: &IndexLimits) -> Result<Vec<PendingLink>> {
         let mut owners = OwnerNames::default();
         // The regular file whose chunks any chunk entries now are.
-        let mut open_file: Option<NodeId> = None;
+        let mut open = OpenFile::default();
         let mut hardlinks = Vec::new();
         for (i, e) in toc.entries.iter().enumerate() {
             let entry = Checked::new(i, e)?;
             if e.kind == EntryType::Chunk {
-                let file = open_file
+                let file = open
+                    .id
                     .ok_or_else(|| invalid(i, e, "chunk entry does not follow a regular file"))?;
-                self.add_chunk(file, &entry);
+                // A last chunk starting past its file's end covers nothing.
+                let size = e.chunk_len(self.nodes[file].size).unwrap_or(0);
+                let chunk = entry.chunk(entry.chunk_offset, size, self.payload_end);
+                open.chunks.push(chunk);
                 continue;
             }
+            open.close(&mut self.nodes);
             let name = checked_name(i, e, limits)?;
             if e.kind == EntryType::Hardlink {
                 hardlinks.push(PendingLink {
@@ -303,121 +382,141 @@ impl Index {
                     target: name::clean(&e.link_name),
                 });
             }
-            let node = self.node_of(&entry, name.clone(), &mut owners);
-            let id = self.insert(name, node);
-            open_file = (e.kind == EntryType::Reg).then_some(id);
+            let (node, first) = self.node_of(&entry, name, &mut owners);
+            let id = self.insert(node)?;
+            if e.kind == EntryType::Reg {
+                open.id = Some(id);
+                open.chunks.extend(first);
+            }
         }
+        open.close(&mut self.nodes);
         Ok(hardlinks)
     }
 
-    /// A chunk entry's data, after the chunks of its file so far.
-    fn add_chunk(&mut self, file: NodeId, entry: &Checked) {
-        let node = &mut self.nodes[file];
-        // A last chunk starting past its file's end covers nothing.
-        let size = entry.entry.chunk_len(node.size).unwrap_or(0);
-        let chunk = entry.chunk(entry.chunk_offset, size, self.payload_end);
-        node.chunks.push(chunk);
-    }
-
-    /// The node of a non-chunk entry, named `name` (cleaned); a regular
-    /// file's entry holds its first chunk.
-    fn node_of(&self, entry: &Checked, name: String, owners: &mut OwnerNames) -> Node {
+    /// The node of a non-chunk entry, named `name` (cleaned), and a
+    /// regular file's first chunk, which its entry holds.
+    fn node_of(
+        &self,
+        entry: &Checked,
+        name: String,
+        owners: &mut OwnerNames,
+    ) -> (Node, Option<Chunk>) {
         let e = entry.entry;
         let size = if e.kind == EntryType::Reg {
             entry.size
         } else {
             0
         };
-        let mtime = parse_rfc3339_nanos(&e.modtime);
-        let mut node = Node {
-            name,
+        let node = Node::from_fields(NodeFields {
             raw_name: e.name.clone(),
+            clean_name: name,
             kind: e.kind.clone(),
             size,
             mode: e.mode,
             uid: e.uid,
             gid: e.gid,
-            user_name: inherit(&mut owners.users, e.uid, &e.user_name),
-            group_name: inherit(&mut owners.groups, e.gid, &e.group_name),
-            modtime: mtime.map(|(secs, _)| secs),
-            modtime_nsec: mtime.map_or(0, |(_, nanos)| nanos),
-            link_name: e.link_name.clone(),
-            dev_major: e.dev_major,
-            dev_minor: e.dev_minor,
-            xattrs: e.xattrs.clone(),
-            digest: e.digest.clone(),
-            num_link: if e.kind == EntryType::Dir { 1 } else { 0 },
-            chunks: Vec::new(),
-            children: BTreeMap::new(),
-            toc_index: Some(entry.index),
-        };
-        if size > 0 {
-            let first = e.chunk_len(size).unwrap_or(size);
-            node.chunks.push(entry.chunk(0, first, self.payload_end));
-        }
-        node
+            owners: owners.of(e),
+            modtime: parse_rfc3339_nanos(&e.modtime),
+            extra: Extra {
+                link_name: e.link_name.as_str().into(),
+                dev_major: e.dev_major,
+                dev_minor: e.dev_minor,
+                xattrs: e.xattrs.clone(),
+                ..Extra::default()
+            },
+            digest: StoredDigest::parse(&e.digest),
+            toc_index: entry.index as u32,
+        });
+        let first = (size > 0).then(|| {
+            let len = e.chunk_len(size).unwrap_or(size);
+            let mut chunk = entry.chunk_without_digest(0, len, self.payload_end);
+            // A file of one chunk: both digests are the same string.
+            chunk.digest = if e.chunk_digest == e.digest {
+                node.digest()
+            } else {
+                StoredDigest::parse(&e.chunk_digest)
+            };
+            chunk
+        });
+        (node, first)
     }
 
-    /// Gives `name` to `node`: a later entry of a name replaces an earlier
+    /// Gives `node` its name: a later entry of a name replaces an earlier
     /// one, the root entry the synthesised root.
-    fn insert(&mut self, name: String, mut node: Node) -> NodeId {
-        let id = if name.is_empty() {
-            node.children = std::mem::take(&mut self.nodes[0].children);
+    fn insert(&mut self, node: Node) -> Result<NodeId> {
+        if node.name().is_empty() {
             self.nodes[0] = node;
-            0
-        } else {
-            self.nodes.push(node);
-            self.nodes.len() - 1
+            return Ok(0);
+        }
+        let id = self.push(node)?;
+        let keys = Keys {
+            nodes: &self.nodes,
+            aliases: &self.aliases,
         };
-        self.by_name.insert(name, id);
-        id
+        set_path(
+            &mut self.paths,
+            &self.hasher,
+            keys,
+            keys.name(id as u32),
+            id as u32,
+        );
+        Ok(id)
     }
 
     /// Pass 2: each named node but the hardlinks under its parent, missing
     /// ancestors synthesised, link counts.
-    fn attach_to_parents(&mut self) -> Result<()> {
-        // In TOC order, not the hash map's: which error is reported, and
-        // the ids of synthesised directories, must not vary between runs.
-        let mut live: Vec<NodeId> = self
-            .by_name
-            .values()
-            .copied()
-            .filter(|&id| id != 0)
-            .collect();
+    fn attach_to_parents(&mut self, edges: &mut Vec<(u32, Child)>) -> Result<()> {
+        // In TOC order, not the table's: which error is reported, and the
+        // ids of synthesised directories, must not vary between runs.
+        let mut live: Vec<u32> = self.paths.iter().copied().filter(|&id| id != 0).collect();
         live.sort_unstable();
         for id in live {
-            if self.nodes[id].kind == EntryType::Hardlink {
+            let id = id as usize;
+            if self.nodes[id].is_hardlink() {
                 continue; // placed once resolved
             }
-            let name = self.nodes[id].name.clone();
-            let parent = self.ensure_parent(&name)?;
-            self.attach(parent, &name, id);
+            let name = self.nodes[id].name().to_string();
+            let parent = self.ensure_parent(&name, edges)?;
+            self.attach(parent, id, id, edges);
         }
         Ok(())
     }
 
     /// Hardlinks: the link's name leads to the target's node.
-    fn link_hardlinks(&mut self, toc: &Toc, hardlinks: Vec<PendingLink>) -> Result<()> {
+    fn link_hardlinks(
+        &mut self,
+        toc: &Toc,
+        hardlinks: Vec<PendingLink>,
+        edges: &mut Vec<(u32, Child)>,
+    ) -> Result<()> {
         for PendingLink {
             index,
             link,
             target,
         } in hardlinks
         {
-            if self
-                .by_name
-                .get(&link)
-                .is_none_or(|&id| self.nodes[id].toc_index != Some(index))
-            {
-                continue; // replaced by a later duplicate
-            }
+            // The node holding the name, unless a later duplicate replaced it.
+            let Some(own) = self
+                .find(&link)
+                .filter(|&id| self.nodes[id].toc_index() == Some(index))
+            else {
+                continue;
+            };
             let resolved = self.resolve_hardlink(&link, &target, &toc.entries[index], index)?;
-            let parent = self.ensure_parent(&link)?;
+            let parent = self.ensure_parent(&link, edges)?;
             self.nodes[resolved].num_link += 1;
-            self.by_name.insert(link.clone(), resolved);
+            let alias = ALIAS | self.aliases.len() as u32;
+            self.aliases.push((own as u32, resolved as u32));
+            self.set_path(&link, alias);
             self.links
-                .insert(link.clone(), self.nodes[resolved].name.clone());
-            self.attach_child(parent, &link, resolved);
+                .insert(link, self.nodes[resolved].name().to_string());
+            edges.push((
+                parent as u32,
+                Child {
+                    id: resolved as u32,
+                    named_by: own as u32,
+                },
+            ));
         }
         Ok(())
     }
@@ -433,7 +532,7 @@ impl Index {
                     format!("hardlink cycle: {} -> {current}", seen.join(" -> ")),
                 ));
             }
-            let id = *self.by_name.get(&current).ok_or_else(|| {
+            let id = self.find(&current).ok_or_else(|| {
                 invalid(
                     i,
                     e,
@@ -444,7 +543,7 @@ impl Index {
                 )
             })?;
             let node = &self.nodes[id];
-            match node.kind {
+            match node.kind() {
                 // Tar writers link to the file itself; long chains only come from
                 // hostile TOCs, and would make resolution quadratic.
                 EntryType::Hardlink if seen.len() >= MAX_HARDLINK_HOPS => {
@@ -456,7 +555,7 @@ impl Index {
                 }
                 EntryType::Hardlink => {
                     seen.push(current);
-                    current = name::clean(&node.link_name);
+                    current = node.link_target();
                 }
                 EntryType::Dir => {
                     return Err(invalid(i, e, format!("hardlink to directory {current:?}")))
@@ -470,18 +569,18 @@ impl Index {
     ///
     /// Iterative: a name may have thousands of components, and a recursion
     /// per component overflowed the stack of a converter thread.
-    fn ensure_parent(&mut self, name: &str) -> Result<NodeId> {
+    fn ensure_parent(&mut self, name: &str, edges: &mut Vec<(u32, Child)>) -> Result<NodeId> {
         // Up to the nearest ancestor that exists (the root always does)...
         let mut missing = Vec::new();
         let mut child = name;
         let mut parent = parent_of(name);
         let mut id = loop {
-            if let Some(&id) = self.by_name.get(parent) {
+            if let Some(id) = self.find(parent) {
                 let node = &self.nodes[id];
-                if node.kind != EntryType::Dir {
+                if !node.is_dir() {
                     return Err(Error::InvalidEntry {
-                        index: node.toc_index.unwrap_or(0),
-                        entry: node.raw_name.clone(),
+                        index: node.toc_index().unwrap_or(0),
+                        entry: node.raw_name().to_string(),
                         reason: format!("has children (such as {child:?}) but is not a directory"),
                     });
                 }
@@ -493,26 +592,72 @@ impl Index {
         };
         // ...then the missing ones, top down.
         for dir in missing.into_iter().rev() {
-            let new = self.nodes.len();
-            self.nodes.push(Node::synthesized_dir(dir));
-            self.by_name.insert(dir.to_string(), new);
-            self.attach(id, dir, new);
+            let new = self.push(Node::synthesized_dir(dir))?;
+            self.set_path(dir, new as u32);
+            self.attach(id, new, new, edges);
             id = new;
         }
         Ok(id)
     }
 
-    fn attach(&mut self, parent: NodeId, name: &str, id: NodeId) {
+    /// Lists node `id` in directory `parent`, under `named_by`'s base name.
+    fn attach(
+        &mut self,
+        parent: NodeId,
+        id: NodeId,
+        named_by: NodeId,
+        edges: &mut Vec<(u32, Child)>,
+    ) {
         self.nodes[id].num_link += 1;
-        if self.nodes[id].kind == EntryType::Dir {
+        if self.nodes[id].is_dir() {
             self.nodes[parent].num_link += 1;
         }
-        self.attach_child(parent, name, id);
+        let child = Child {
+            id: id as u32,
+            named_by: named_by as u32,
+        };
+        edges.push((parent as u32, child));
     }
 
-    fn attach_child(&mut self, parent: NodeId, name: &str, id: NodeId) {
-        let base = name.rsplit_once('/').map_or(name, |(_, b)| b);
-        self.nodes[parent].children.insert(base.to_string(), id);
+    /// Each directory's entries, grouped by directory (counting sort) and
+    /// sorted by name; of two entries of one name, the later one stays.
+    fn set_children(&mut self, edges: Vec<(u32, Child)>) {
+        let mut start = vec![0u32; self.nodes.len() + 1];
+        for &(parent, _) in &edges {
+            start[parent as usize + 1] += 1;
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        let mut next = start.clone();
+        let mut children = vec![Child { id: 0, named_by: 0 }; edges.len()];
+        for (parent, child) in edges {
+            let slot = &mut next[parent as usize];
+            children[*slot as usize] = child;
+            *slot += 1;
+        }
+        let mut kept = Vec::with_capacity(children.len());
+        let mut kept_start = Vec::with_capacity(start.len());
+        kept_start.push(0u32);
+        // Base names found once per entry, not once per comparison.
+        let mut named: Vec<(&str, Child)> = Vec::new();
+        for dir in start.windows(2) {
+            let list = &children[dir[0] as usize..dir[1] as usize];
+            named.clear();
+            named.extend(
+                list.iter()
+                    .map(|c| (self.nodes[c.named_by as usize].base_name(), *c)),
+            );
+            named.sort_by(|a, b| a.0.cmp(b.0));
+            for (i, (name, c)) in named.iter().enumerate() {
+                if named.get(i + 1).is_none_or(|n| n.0 != *name) {
+                    kept.push(*c);
+                }
+            }
+            kept_start.push(kept.len() as u32);
+        }
+        self.child_start = kept_start.into_boxed_slice();
+        self.children = kept.into_boxed_slice();
     }
 
     /// Pass 3 (spec §5.3): each data entry's member run ends at the nearest
@@ -530,10 +675,21 @@ impl Index {
             }
         }
         for node in &mut self.nodes {
-            for c in &mut node.chunks {
-                c.next_offset = next_by_toc[c.toc_index].max(c.offset);
+            for c in node.chunks.iter_mut() {
+                c.next_offset = next_by_toc[c.toc_index()].max(c.offset);
             }
         }
+    }
+
+    /// Directory `dir`'s entries, by name.
+    fn entries_of(&self, dir: NodeId) -> &[Child] {
+        let range = self.child_start.get(dir).zip(self.child_start.get(dir + 1));
+        range.map_or(&[], |(&a, &b)| &self.children[a as usize..b as usize])
+    }
+
+    /// A directory entry's name and node.
+    fn entry(&self, c: &Child) -> (&str, NodeId) {
+        (self.nodes[c.named_by as usize].base_name(), c.id as usize)
     }
 
     /// The node at `path` (cleaned first; `""` is the root). Hardlinks lead
@@ -544,7 +700,7 @@ impl Index {
 
     /// Like [`Index::lookup`], returning the id.
     pub fn lookup_id(&self, path: &str) -> Option<NodeId> {
-        self.by_name.get(&name::clean(path)).copied()
+        self.find(&name::clean(path))
     }
 
     /// The node with this id.
@@ -564,9 +720,27 @@ impl Index {
 
     /// Children of a directory, by base name.
     pub fn children<'a>(&'a self, node: &'a Node) -> impl Iterator<Item = (&'a str, &'a Node)> {
-        node.children
-            .iter()
-            .map(|(k, &id)| (k.as_str(), &self.nodes[id]))
+        // A node of another index (a clone's) is found by its name.
+        let id = self.id_of(node).or_else(|| self.find(node.name()));
+        let list = id.map_or(&[][..], |id| self.entries_of(id));
+        list.iter().map(|c| {
+            let (name, id) = self.entry(c);
+            (name, &self.nodes[id])
+        })
+    }
+
+    /// The id of `node`, if it is one of this index's nodes: its place in
+    /// the node array.
+    fn id_of(&self, node: &Node) -> Option<NodeId> {
+        let size = std::mem::size_of::<Node>();
+        let from_start = (node as *const Node as usize).checked_sub(self.nodes.as_ptr() as usize)?;
+        let id = from_start / size;
+        (from_start % size == 0 && id < self.nodes.len()).then_some(id)
+    }
+
+    /// A directory's entries with their ids, by name.
+    pub(super) fn child_entries(&self, dir: NodeId) -> impl Iterator<Item = (&str, NodeId)> {
+        self.entries_of(dir).iter().map(|c| self.entry(c))
     }
 
     /// Every path and its node, depth first in name order (hardlinks appear
@@ -578,10 +752,11 @@ impl Index {
             if depth > 0 {
                 out.push((path.clone(), &self.nodes[id]));
             }
-            if self.nodes[id].kind == EntryType::Dir && depth <= 4096 {
-                for (base, &child) in self.nodes[id].children.iter().rev() {
+            if self.nodes[id].is_dir() && depth <= 4096 {
+                for c in self.entries_of(id).iter().rev() {
+                    let (base, child) = self.entry(c);
                     let p = if path.is_empty() {
-                        base.clone()
+                        base.to_string()
                     } else {
                         format!("{path}/{base}")
                     };
@@ -595,14 +770,12 @@ impl Index {
     /// Regular files with data, each once (hardlink names not repeated), in TOC order.
     pub fn files(&self) -> Vec<&Node> {
         let mut files: Vec<&Node> = self
-            .by_name
+            .paths
             .iter()
-            .filter(|(name, &id)| {
-                self.nodes[id].name == **name && self.nodes[id].kind == EntryType::Reg
-            })
-            .map(|(_, &id)| &self.nodes[id])
+            .filter(|&&v| v & ALIAS == 0 && self.nodes[v as usize].is_reg())
+            .map(|&v| &self.nodes[v as usize])
             .collect();
-        files.sort_by_key(|n| n.toc_index);
+        files.sort_by_key(|n| n.toc_index());
         files
     }
 
@@ -620,7 +793,7 @@ impl Index {
     /// if the blob has one.
     pub fn prefetch_end(&self) -> Option<u64> {
         let landmark = self.lookup(PREFETCH_LANDMARK)?;
-        landmark.chunks.first().map(|c| c.offset)
+        landmark.chunks().first().map(|c| c.offset())
     }
 
     /// Whether the blob says it has nothing to prefetch.
@@ -630,12 +803,12 @@ impl Index {
 
     /// Number of nodes reachable by name (root included).
     pub fn len(&self) -> usize {
-        self.by_name.len()
+        self.paths.len()
     }
 
     /// True when only the root exists.
     pub fn is_empty(&self) -> bool {
-        self.by_name.len() <= 1
+        self.paths.len() <= 1
     }
 }
 
@@ -805,25 +978,30 @@ mod tests {
         .unwrap();
         let four = idx.lookup("four").unwrap();
         assert_eq!(
-            four.chunk_for_offset(0).map(|c| (c.chunk_offset, c.size)),
+            four.chunk_for_offset(0)
+                .map(|c| (c.chunk_offset(), c.size())),
             Some((0, 4))
         );
         assert!(four.chunk_for_offset(4).is_none());
         let eight = idx.lookup("./eight").unwrap();
         assert_eq!(
-            eight.chunk_for_offset(0).map(|c| (c.chunk_offset, c.size)),
+            eight
+                .chunk_for_offset(0)
+                .map(|c| (c.chunk_offset(), c.size())),
             Some((0, 4))
         );
         assert_eq!(
-            eight.chunk_for_offset(4).map(|c| (c.chunk_offset, c.size)),
+            eight
+                .chunk_for_offset(4)
+                .map(|c| (c.chunk_offset(), c.size())),
             Some((4, 4))
         );
-        assert_eq!(eight.chunk_for_offset(7).map(|c| c.chunk_offset), Some(4));
+        assert_eq!(eight.chunk_for_offset(7).map(|c| c.chunk_offset()), Some(4));
         assert!(eight.chunk_for_offset(8).is_none());
         // Next offsets: four's member ends where eight's begins; the last ends at the payload end.
-        assert_eq!(four.chunks[0].next_offset, 20);
-        assert_eq!(eight.chunks[0].next_offset, 30);
-        assert_eq!(eight.chunks[1].next_offset, 1000);
+        assert_eq!(four.chunks()[0].next_offset(), 20);
+        assert_eq!(eight.chunks()[0].next_offset(), 30);
+        assert_eq!(eight.chunks()[1].next_offset(), 1000);
     }
 
     #[test]
@@ -835,12 +1013,12 @@ mod tests {
             reg("x/y/z", 0, 0, 0),
         ])
         .unwrap();
-        assert_eq!(idx.lookup("bar").unwrap().num_link, 2);
-        assert_eq!(idx.lookup("foo").unwrap().num_link, 3);
-        assert_eq!(idx.lookup("foo/bar").unwrap().num_link, 2);
+        assert_eq!(idx.lookup("bar").unwrap().num_link(), 2);
+        assert_eq!(idx.lookup("foo").unwrap().num_link(), 3);
+        assert_eq!(idx.lookup("foo/bar").unwrap().num_link(), 2);
         let x = idx.lookup("x").unwrap();
         assert_eq!(
-            (x.kind.clone(), x.mode, x.toc_index),
+            (x.kind().clone(), x.mode(), x.toc_index()),
             (EntryType::Dir, 0o755, None)
         );
         assert_eq!(
@@ -858,7 +1036,7 @@ mod tests {
         ])
         .unwrap();
         let t = idx.lookup("t").unwrap();
-        assert_eq!(t.num_link, 3);
+        assert_eq!(t.num_link(), 3);
         assert_eq!(idx.lookup_id("fwd"), idx.lookup_id("t"));
         assert_eq!(idx.lookup_id("l2"), idx.lookup_id("t"));
         for (entries, want) in [
@@ -897,6 +1075,26 @@ mod tests {
     }
 
     #[test]
+    fn hardlink_names_are_listed_but_stored_once() {
+        let idx = build(vec![
+            entry("d/", EntryType::Dir),
+            reg("d/t", 3, 10, 0),
+            link("./d/l", EntryType::Hardlink, "d/t"),
+        ])
+        .unwrap();
+        let d = idx.lookup("d").unwrap();
+        let listed: Vec<_> = idx.children(d).map(|(n, c)| (n, c.name())).collect();
+        assert_eq!(listed, vec![("l", "d/t"), ("t", "d/t")]);
+        // Root, d, d/t and the link's name; the link's node holds its name.
+        assert_eq!(idx.len(), 4);
+        assert_eq!(idx.files().len(), 1);
+        assert_eq!(idx.lookup("d/l").unwrap().raw_name(), "d/t");
+        assert_eq!(idx.hardlinks().get("d/l").map(String::as_str), Some("d/t"));
+        let copy = idx.clone();
+        assert_eq!(copy.children(d).count(), 2, "a node of the original");
+    }
+
+    #[test]
     fn duplicates_last_wins_and_reset_chunks() {
         let idx = build(vec![
             reg("f", 8, 10, 4),
@@ -905,7 +1103,10 @@ mod tests {
         ])
         .unwrap();
         let f = idx.lookup("f").unwrap();
-        assert_eq!((f.size, f.chunks.len(), f.chunks[0].offset), (3, 1, 30));
+        assert_eq!(
+            (f.size(), f.chunks().len(), f.chunks()[0].offset()),
+            (3, 1, 30)
+        );
     }
 
     #[test]
@@ -950,15 +1151,15 @@ mod tests {
         c.gid = 5;
         let idx = build(vec![a, b, c]).unwrap();
         let b = idx.lookup("b").unwrap();
-        assert_eq!((b.user_name.as_str(), b.group_name.as_str()), ("u", "g"));
+        assert_eq!((b.user_name(), b.group_name()), ("u", "g"));
         let c = idx.lookup("c").unwrap();
-        assert_eq!((c.user_name.as_str(), c.group_name.as_str()), ("", "g"));
+        assert_eq!((c.user_name(), c.group_name()), ("", "g"));
     }
 
     #[test]
     fn empty_toc_has_a_root() {
         let idx = build(vec![]).unwrap();
-        assert_eq!(idx.root().kind, EntryType::Dir);
+        assert_eq!(*idx.root().kind(), EntryType::Dir);
         assert!(idx.is_empty());
     }
 }

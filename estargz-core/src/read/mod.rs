@@ -25,6 +25,7 @@ mod cache;
 mod file;
 mod handle;
 mod index;
+mod node;
 mod payload;
 mod prefetch;
 mod source;
@@ -38,9 +39,9 @@ pub(crate) use file::decode_chunk;
 pub use file::FileReader;
 pub use handle::OwnedFile;
 pub use index::{
-    owner_names, parse_rfc3339, Chunk, Index, IndexLimits, Node, NodeId, NO_PREFETCH_LANDMARK,
-    PREFETCH_LANDMARK,
+    owner_names, parse_rfc3339, Index, IndexLimits, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
 };
+pub use node::{Chunk, Node, NodeId, StoredDigest};
 pub use payload::{MemberStarts, PayloadReader};
 pub use prefetch::Prefetched;
 #[cfg(test)]
@@ -60,7 +61,7 @@ use crate::toc::{Toc, TOC_NAME};
 use crate::zstd_chunked::footer as zstd_footer;
 use cache::InFlight;
 use std::io::{self, Read};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Limits and extra inputs for [`Blob::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +106,10 @@ pub struct Blob<S> {
     in_flight: InFlight,
     size: u64,
     footer: Footer,
-    toc: Toc,
+    /// Parsed from `stored_toc` on first use: the index is what reads
+    /// need, and a parsed TOC is about 1 KB an entry.
+    toc: OnceLock<Toc>,
+    stored_toc: StoredToc,
     toc_digest: Digest,
     toc_json_len: u64,
     toc_slack: u64,
@@ -119,13 +123,15 @@ impl<S: ReadAt> Blob<S> {
     pub fn open(source: S, opts: &OpenOptions) -> Result<Blob<S>> {
         let (toc, source) = TocInfo::read(source, opts)?;
         let index = Index::build(&toc.toc, toc.payload_end, &opts.index)?;
+        drop(toc.toc);
         Ok(Blob {
             source,
             cache: SharedCache(Arc::new(LruChunkCache::new(DEFAULT_CACHE_BUDGET))),
             in_flight: InFlight::default(),
             size: toc.blob_size,
             footer: toc.footer,
-            toc: toc.toc,
+            toc: OnceLock::new(),
+            stored_toc: toc.stored,
             toc_digest: toc.digest,
             toc_json_len: toc.json_len,
             toc_slack: toc.slack,
@@ -169,9 +175,15 @@ impl<S: ReadAt> Blob<S> {
         Ok(loaded.data)
     }
 
-    /// The TOC as stored.
+    /// The TOC as stored. Parsed on first use from the compressed bytes
+    /// kept from [`open`](Self::open) (an opened blob keeps its index, not
+    /// its TOC), then kept.
     pub fn toc(&self) -> &Toc {
-        &self.toc
+        self.toc.get_or_init(|| {
+            // The same bytes parsed at open: they parse again. Should they
+            // not, an empty TOC is better than a panic.
+            self.stored_toc.parse(&self.footer).unwrap_or_default()
+        })
     }
 
     /// SHA-256 of the stored TOC JSON.
@@ -397,6 +409,35 @@ pub struct TocInfo {
     pub slack: u64,
     /// For a zstd:chunked blob: its dialect and manifest checksum.
     pub zstd_chunked: Option<ZstdChunkedInfo>,
+    /// The TOC as the blob stores it, compressed.
+    pub(crate) stored: StoredToc,
+}
+
+/// A TOC as a blob stores it: what an open [`Blob`] keeps to parse its
+/// TOC again if asked (about 75 bytes an entry, compressed).
+#[derive(Debug, Clone)]
+pub(crate) enum StoredToc {
+    /// The gzip member holding the TOC tar, and where it starts.
+    Gzip { member: Box<[u8]>, offset: u64 },
+    /// The zstd:chunked TOC frame.
+    Zstd { frame: Box<[u8]> },
+}
+
+impl StoredToc {
+    /// The TOC, parsed again; limits were checked when it was read.
+    fn parse(&self, footer: &Footer) -> Result<Toc> {
+        match (self, &footer.zstd) {
+            (StoredToc::Gzip { member, offset }, _) => {
+                let opts = OpenOptions {
+                    max_toc_json: u64::MAX >> 1,
+                    ..OpenOptions::default()
+                };
+                Ok(parse_toc_member(member, *offset, &opts)?.toc)
+            }
+            (StoredToc::Zstd { frame }, Some(z)) => zstd::reparse_toc(z, frame),
+            (StoredToc::Zstd { .. }, None) => Ok(Toc::default()),
+        }
+    }
 }
 
 impl TocInfo {
@@ -425,6 +466,9 @@ impl TocInfo {
                 json_len: toc.json_len,
                 slack: toc.slack,
                 zstd_chunked: Some(toc.info),
+                stored: StoredToc::Zstd {
+                    frame: toc.frame.into_boxed_slice(),
+                },
             };
             return Ok((info, source));
         }
@@ -466,6 +510,10 @@ impl TocInfo {
             json_len: parsed.json_len,
             slack: parsed.slack,
             zstd_chunked: None,
+            stored: StoredToc::Gzip {
+                member: member.into_boxed_slice(),
+                offset: toc_offset,
+            },
         };
         Ok((info, source))
     }

@@ -2,7 +2,7 @@
 //! the cache before anyone asks for them.
 
 use super::file::decode_chunk;
-use super::index::Chunk;
+use super::node::Chunk;
 use super::{Blob, ChunkKey, ReadAt};
 use crate::error::{Error, Result};
 use std::io;
@@ -67,20 +67,20 @@ impl<S: ReadAt> Blob<S> {
     pub fn prefetch_range(&self, range: Range<u64>) -> Result<Prefetched> {
         let mut wanted: Vec<(&str, &Chunk)> = Vec::new();
         for node in self.index.files() {
-            for chunk in &node.chunks {
-                if chunk.offset >= range.start && chunk.next_offset <= range.end {
-                    wanted.push((&node.name, chunk));
+            for chunk in node.chunks() {
+                if chunk.offset() >= range.start && chunk.next_offset() <= range.end {
+                    wanted.push((node.name(), chunk));
                 }
             }
         }
-        wanted.sort_by_key(|(_, c)| (c.offset, c.inner_offset));
+        wanted.sort_by_key(|(_, c)| (c.offset(), c.inner_offset()));
         let mut done = Prefetched::default();
         let mut rest = &wanted[..];
         while !rest.is_empty() {
             let mut runs: Vec<Range<u64>> = Vec::new();
             let mut take = 0;
             for (_, c) in rest {
-                let run = c.offset..c.next_offset;
+                let run = c.offset()..c.next_offset();
                 if runs.last() != Some(&run) {
                     let bytes: u64 = runs.iter().map(|r| r.end - r.start).sum();
                     if !runs.is_empty() && bytes + (run.end - run.start) > BATCH {
@@ -110,23 +110,23 @@ impl<S: ReadAt> Blob<S> {
         };
         let data = self.source.read_ranges(runs).map_err(|source| Error::Io {
             entry: name.to_string(),
-            offset: first.offset,
+            offset: first.offset(),
             len: runs.iter().map(|r| r.end - r.start).sum(),
             source,
         })?;
         done.compressed += data.iter().map(|d| d.len() as u64).sum::<u64>();
         let zstd = self.kind().is_zstd_chunked();
         for (name, chunk) in chunks {
-            let Some(at) = runs.iter().position(|r| r.start == chunk.offset) else {
+            let Some(at) = runs.iter().position(|r| r.start == chunk.offset()) else {
                 continue;
             };
             let held = Held {
-                start: chunk.offset,
+                start: chunk.offset(),
                 data: &data[at],
             };
             let key = ChunkKey {
-                member: chunk.offset,
-                inner_offset: chunk.inner_offset,
+                member: chunk.offset(),
+                inner_offset: chunk.inner_offset(),
             };
             let loaded = self.in_flight.load(&*self.cache.0, key, true, || {
                 Ok(super::CachedChunk {

@@ -1,7 +1,8 @@
 //! The index as a file system sees it: nodes by id, parents, directory
 //! entries in a stable order, `stat`, and OCI whiteouts.
 
-use super::index::{parent_of, Index, Node, NodeId};
+use super::index::{parent_of, Index};
+use super::node::{Node, NodeId};
 use crate::toc::EntryType;
 
 /// What `stat(2)` reports of a node, as a FUSE layer hands it to the kernel.
@@ -65,32 +66,34 @@ impl Node {
     /// The node's `stat`, numbered as node `id`.
     pub fn stat(&self, id: NodeId) -> Stat {
         let id_or_zero = |n: i64| u32::try_from(n).unwrap_or(0);
-        let device = matches!(self.kind, EntryType::Char | EntryType::Block);
+        let kind = self.kind();
+        let device = matches!(kind, EntryType::Char | EntryType::Block);
         Stat {
             ino: id as u64 + 1,
-            mode: type_bits(&self.kind) | self.permissions(),
-            nlink: self.num_link.max(1),
-            uid: id_or_zero(self.uid),
-            gid: id_or_zero(self.gid),
-            size: match self.kind {
-                EntryType::Symlink => self.link_name.len() as u64,
-                _ => self.size,
+            mode: type_bits(kind) | self.permissions(),
+            nlink: self.num_link().max(1),
+            uid: id_or_zero(self.uid()),
+            gid: id_or_zero(self.gid()),
+            size: match kind {
+                EntryType::Symlink => self.link_name().len() as u64,
+                _ => self.size(),
             },
             rdev: if device {
-                makedev(self.dev_major, self.dev_minor)
+                makedev(self.dev_major(), self.dev_minor())
             } else {
                 0
             },
-            mtime: self.modtime.unwrap_or(0),
-            mtime_nsec: self.modtime_nsec,
+            mtime: self.modtime().unwrap_or(0),
+            mtime_nsec: self.modtime_nsec(),
         }
     }
 
     /// The whiteout this node is, if its base name says so.
     pub fn whiteout(&self) -> Option<Whiteout> {
-        let (dir, base) = match self.name.rsplit_once('/') {
+        let name = self.name();
+        let (dir, base) = match name.rsplit_once('/') {
             Some((dir, base)) => (dir, base),
-            None => ("", self.name.as_str()),
+            None => ("", name),
         };
         let join = |name: &str| match dir {
             "" => name.to_string(),
@@ -107,11 +110,11 @@ impl Node {
 impl Index {
     /// The directory holding node `id`; `None` for the root.
     pub fn parent(&self, id: NodeId) -> Option<NodeId> {
-        let node = self.node(id);
-        if node.name.is_empty() {
+        let name = self.node(id).name();
+        if name.is_empty() {
             return None;
         }
-        self.lookup_id(parent_of(&node.name))
+        self.lookup_id(parent_of(name))
     }
 
     /// A directory's entries, by name in byte order (the same order on
@@ -119,10 +122,8 @@ impl Index {
     /// types; hardlinks appear as their target's node. Empty for anything
     /// but a directory.
     pub fn readdir(&self, dir: NodeId) -> impl Iterator<Item = (&str, NodeId, &EntryType)> {
-        self.node(dir)
-            .children
-            .iter()
-            .map(|(name, &id)| (name.as_str(), id, &self.node(id).kind))
+        self.child_entries(dir)
+            .map(|(name, id)| (name, id, self.node(id).kind()))
     }
 }
 

@@ -94,6 +94,8 @@ pub(crate) struct ZstdToc {
     pub json_len: u64,
     pub slack: u64,
     pub info: ZstdChunkedInfo,
+    /// The compressed TOC frame, as read.
+    pub frame: Vec<u8>,
 }
 
 /// Reads the TOC frame the footer names: caps checked before anything is
@@ -149,7 +151,24 @@ pub(crate) fn read_toc<S: ReadAt + ?Sized>(
         json_len: decoded.json.len() as u64,
         slack: slack(footer, blob_size),
         info,
+        frame: bytes,
     })
+}
+
+/// The TOC in `frame`, the TOC frame `footer` names, read before: parsed
+/// again, its limits already checked.
+pub(crate) fn reparse_toc(footer: &ZstdFooter, frame: &[u8]) -> Result<Toc> {
+    let at = footer.manifest_offset;
+    let limits = Limits {
+        max_toc_compressed: u64::MAX,
+        max_toc_json: u64::MAX,
+        ..Limits::default()
+    };
+    let mut decoder = FrameDecoder::new(limits.max_window_log).map_err(|e| zstd_error(e, at))?;
+    let decoded =
+        decode_toc_frame(footer, frame, &limits, &mut decoder).map_err(|e| zstd_error(e, at))?;
+    let parsed = parse_toc(&decoded.json, footer.version, at).map_err(|e| zstd_error(e, at))?;
+    Ok(parsed.toc)
 }
 
 /// Bytes after the TOC frame that no metadata frame accounts for: between

@@ -518,40 +518,40 @@ pub(super) fn check_chunks_random_access<S: ReadAt>(
         .flat_map_iter(|node| {
             let mut out = Vec::new();
             let mut hasher = Sha256::new();
-            for c in &node.chunks {
-                match crate::read::decode_chunk(source, &node.name, c, false, zstd) {
+            for c in node.chunks() {
+                match crate::read::decode_chunk(source, node.name(), c, false, zstd) {
                     Ok(data) => {
-                        if !c.digest.is_empty() && Digest::of(&data).to_string() != c.digest {
+                        if !c.digest().is_absent() && !c.digest().matches(&Digest::of(&data)) {
                             out.push(chunk_mismatch(
-                                &node.raw_name,
-                                c.toc_index,
-                                Some(c.offset),
-                                c.chunk_offset,
+                                node.raw_name(),
+                                c.toc_index(),
+                                Some(c.offset()),
+                                c.chunk_offset(),
                             ));
                         }
                         hasher.update(&data);
                     }
                     Err(e) => out.push(
                         Problem::new(ProblemKind::ChunkRead, e.to_string())
-                            .entry(&node.raw_name)
-                            .index(c.toc_index)
-                            .at(Some(c.offset)),
+                            .entry(node.raw_name())
+                            .index(c.toc_index())
+                            .at(Some(c.offset())),
                     ),
                 }
             }
-            if out.is_empty() && Digest::from_hasher(hasher).to_string() != node.digest {
+            if out.is_empty() && !node.digest().matches(&Digest::from_hasher(hasher)) {
                 let mut p = Problem::new(
                     ProblemKind::FileDigest,
                     "file data does not match its digest",
                 )
-                .entry(&node.raw_name);
-                p.toc_index = node.toc_index;
+                .entry(node.raw_name());
+                p.toc_index = node.toc_index();
                 out.push(p);
             }
             out
         })
         .collect();
     report.files = files.len();
-    report.chunks = files.iter().map(|f| f.chunks.len()).sum();
+    report.chunks = files.iter().map(|f| f.chunks().len()).sum();
     report.problems.extend(problems);
 }

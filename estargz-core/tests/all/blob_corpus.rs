@@ -55,10 +55,10 @@ fn reference_and_control_blobs_are_valid_and_read_exactly() {
             let opened = Blob::open(blob.clone(), &OpenOptions::default()).unwrap();
             for f in opened.index().files() {
                 assert_eq!(
-                    opened.read_file(&f.name).unwrap().len() as u64,
-                    f.size,
+                    opened.read_file(f.name()).unwrap().len() as u64,
+                    f.size(),
                     "{name}: {}",
-                    f.name
+                    f.name()
                 );
             }
             let mut tar = Vec::new();
@@ -103,7 +103,7 @@ fn every_damaged_blob_is_reported() {
         // Opening and reading must not panic, whatever they return.
         if let Ok(opened) = Blob::open(blob.clone(), &OpenOptions::default()) {
             for f in opened.index().files() {
-                let _ = opened.read_file(&f.name);
+                let _ = opened.read_file(f.name());
             }
         }
     }

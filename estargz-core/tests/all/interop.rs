@@ -225,19 +225,19 @@ fn reference_blobs_verify_and_read_here() {
             let opened = Blob::open(blob.clone(), &OpenOptions::default()).unwrap();
             for f in opened.index().files() {
                 let data = opened
-                    .read_file(&f.name)
-                    .unwrap_or_else(|e| panic!("{source} {label} {}: {e}", f.name));
-                assert_eq!(data.len() as u64, f.size);
+                    .read_file(f.name())
+                    .unwrap_or_else(|e| panic!("{source} {label} {}: {e}", f.name()));
+                assert_eq!(data.len() as u64, f.size());
             }
             // One flipped byte inside a payload member: both verifiers object.
             let victim = opened
                 .index()
                 .files()
                 .iter()
-                .max_by_key(|f| f.size)
+                .max_by_key(|f| f.size())
                 .unwrap()
-                .chunks[0]
-                .offset
+                .chunks()[0]
+                .offset()
                 + 20;
             let mut bad = blob.clone();
             bad[victim as usize] ^= 0x01;

@@ -6,7 +6,8 @@ use crate::common;
 use common::tar_writer::*;
 use common::{convert_min, convert_with, tamper, CountingSource};
 use estargz_core::{
-    unpack_tar, verify, Blob, Digest, EntryType, Error, OpenOptions, VerifyOptions, VerifyReport,
+    unpack_tar, verify, Blob, Digest, EntryType, Error, OpenOptions, StoredDigest, VerifyOptions,
+    VerifyReport,
 };
 
 fn check(blob: &[u8], toc_digest: Digest) -> VerifyReport {
@@ -62,16 +63,17 @@ fn each(entries: &[TestEntry], chunk: u64, check: impl Fn(&Blob<Vec<u8>>)) {
 #[test]
 fn w1_to_w12_read_back() {
     each(&[], 4, |b| {
-        assert_eq!(b.index().root().kind, EntryType::Dir);
+        assert_eq!(*b.index().root().kind(), EntryType::Dir);
         assert!(b.index().is_empty());
     });
     each(&[dir("foo"), file("foo/bar.txt", "")], 4, |b| {
         assert_eq!(
-            b.index().lookup("foo/bar.txt").unwrap().digest,
-            Digest::of(b"").to_string()
+            b.index().lookup("foo/bar.txt").unwrap().digest(),
+            StoredDigest::Sha256(Digest::of(b""))
         );
         let foo = b.index().lookup("foo").unwrap();
-        assert_eq!(foo.children.keys().collect::<Vec<_>>(), vec!["bar.txt"]);
+        let names = b.index().children(foo).map(|(n, _)| n);
+        assert_eq!(names.collect::<Vec<_>>(), vec!["bar.txt"]);
     });
     let w3 = [
         dir("foo"),
@@ -81,7 +83,7 @@ fn w1_to_w12_read_back() {
     ];
     each(&w3, 4, |b| {
         let f = b.index().lookup("foo/bar.txt").unwrap();
-        assert_eq!(f.xattrs["invalid-utf8"], b"\xff\xfe\xfd");
+        assert_eq!(f.xattrs()["invalid-utf8"], b"\xff\xfe\xfd");
         assert_eq!(
             b.index()
                 .children(b.index().root())
@@ -91,11 +93,11 @@ fn w1_to_w12_read_back() {
         );
     });
     each(&[dir("bar"), dir("foo"), dir("foo/bar")], 4, |b| {
-        let links = |p: &str| b.index().lookup(p).unwrap().num_link;
+        let links = |p: &str| b.index().lookup(p).unwrap().num_link();
         assert_eq!((links("bar"), links("foo"), links("foo/bar")), (2, 3, 2));
     });
     each(&[dir("foo"), symlink("foo/bar", "../../x")], 4, |b| {
-        assert_eq!(b.index().lookup("foo/bar").unwrap().link_name, "../../x");
+        assert_eq!(b.index().lookup("foo/bar").unwrap().link_name(), "../../x");
     });
     // W7 and F1: every byte's chunk reproduces the chunk list.
     each(
@@ -103,19 +105,19 @@ fn w1_to_w12_read_back() {
         4,
         |b| {
             let f = b.index().lookup("foo/big.txt").unwrap();
-            assert_eq!(f.chunks.len(), 6);
+            assert_eq!(f.chunks().len(), 6);
             for off in 0..23u64 {
                 let c = f.chunk_for_offset(off).unwrap();
                 assert_eq!(
-                    (c.chunk_offset, c.size),
+                    (c.chunk_offset(), c.size()),
                     (off / 4 * 4, if off >= 20 { 3 } else { 4 })
                 );
             }
             assert!(f.chunk_for_offset(23).is_none());
-            for w in f.chunks.windows(2) {
-                assert_eq!(w[0].next_offset, w[1].offset);
+            for w in f.chunks().windows(2) {
+                assert_eq!(w[0].next_offset(), w[1].offset());
             }
-            assert_eq!(f.chunks[5].next_offset, b.payload_end());
+            assert_eq!(f.chunks()[5].next_offset(), b.payload_end());
         },
     );
     each(
@@ -124,10 +126,10 @@ fn w1_to_w12_read_back() {
         |b| {
             let n = b.index().lookup("b").unwrap();
             assert_eq!(
-                (n.kind.clone(), n.dev_major, n.dev_minor, n.num_link),
+                (n.kind().clone(), n.dev_major(), n.dev_minor(), n.num_link()),
                 (EntryType::Block, 123, 456, 1)
             );
-            assert_eq!(b.index().lookup("f").unwrap().kind, EntryType::Fifo);
+            assert_eq!(*b.index().lookup("f").unwrap().kind(), EntryType::Fifo);
         },
     );
     // W12 with a chunked target: the link name reads the whole file.
@@ -140,10 +142,10 @@ fn w1_to_w12_read_back() {
         4,
         |b| {
             let link = b.index().lookup("foolink").unwrap();
-            assert_eq!(link.name, "foo/foo1");
-            assert_eq!(link.num_link, 2);
+            assert_eq!(link.name(), "foo/foo1");
+            assert_eq!(link.num_link(), 2);
             assert_eq!(b.read_file("foolink").unwrap(), b"test and more");
-            assert_eq!(link.chunk_for_offset(9).unwrap().chunk_offset, 8);
+            assert_eq!(link.chunk_for_offset(9).unwrap().chunk_offset(), 8);
         },
     );
 }
@@ -163,8 +165,9 @@ fn w8_root_entry_is_not_its_own_child() {
     let (blob, _) = convert_with(&tar, 4);
     let blob = Blob::open(blob, &OpenOptions::default()).unwrap();
     let root = blob.index().root();
-    assert_eq!((root.uid, root.gid), (50, 100));
-    assert_eq!(root.children.keys().collect::<Vec<_>>(), vec!["bar", "foo"]);
+    assert_eq!((root.uid(), root.gid()), (50, 100));
+    let names = blob.index().children(root).map(|(n, _)| n);
+    assert_eq!(names.collect::<Vec<_>>(), vec!["bar", "foo"]);
 }
 
 fn d_cases() -> Vec<(&'static str, Vec<TestEntry>)> {
@@ -353,8 +356,8 @@ fn cat_of_a_small_file_reads_a_bounded_number_of_bytes() {
     assert_eq!(opened.read_file("small.txt").unwrap(), b"hello");
     let read = source.bytes.load(std::sync::atomic::Ordering::Relaxed);
     let toc_member = blob.len() as u64 - 51 - toc_offset;
-    let small = opened.index().lookup("small.txt").unwrap().chunks[0].clone();
-    let file_member = small.next_offset - small.offset;
+    let small = opened.index().lookup("small.txt").unwrap().chunks()[0].clone();
+    let file_member = small.next_offset() - small.offset();
     assert_eq!(
         read,
         51 + toc_member + file_member,
@@ -515,7 +518,7 @@ fn malformed_blobs_are_errors_not_panics() {
         // Opening, reading every file and unpacking must not panic, whatever they return.
         if let Ok(opened) = Blob::open(bad.clone(), &OpenOptions::default()) {
             for f in opened.index().files() {
-                let _ = opened.read_file(&f.name);
+                let _ = opened.read_file(f.name());
             }
         }
         let _ = unpack_tar(&bad[..], Vec::new());

@@ -211,7 +211,7 @@ fn prioritize_spool_and_reorder_over_short_reads_give_the_same_tar() {
         .iter()
         .rev()
         .take(3)
-        .map(|n| n.name.clone())
+        .map(|n| n.name().to_string())
         .collect();
     for (name, stream) in streams() {
         let list = (name == "sample-layer.tar").then_some(&last[..]);
@@ -315,13 +315,13 @@ fn check_positioned_paths(what: &str, blob: &[u8], opts: &OpenOptions) {
         );
         if let (Ok(plain), Ok(short_blob)) = (&opened, &short_opened) {
             for file in plain.index().files() {
-                let data = plain.read_file(&file.name).map_err(|e| e.to_string());
-                let short_data = short_blob.read_file(&file.name).map_err(|e| e.to_string());
-                assert!(short_data == data, "{what}: {} differs", file.name);
+                let data = plain.read_file(file.name()).map_err(|e| e.to_string());
+                let short_data = short_blob.read_file(file.name()).map_err(|e| e.to_string());
+                assert!(short_data == data, "{what}: {} differs", file.name());
                 let Ok(data) = data else { continue };
                 // Windows that straddle chunk ends; a few per file, as
                 // each may decode a whole chunk.
-                let reader = short_blob.open_file(&file.name).unwrap();
+                let reader = short_blob.open_file(file.name()).unwrap();
                 for start in (0..data.len()).step_by(777.max(data.len() / 8)) {
                     let mut buf = vec![0u8; 900.min(data.len() - start)];
                     let mut got = 0;
@@ -329,13 +329,13 @@ fn check_positioned_paths(what: &str, blob: &[u8], opts: &OpenOptions) {
                         let n = reader
                             .read_at((start + got) as u64, &mut buf[got..])
                             .unwrap();
-                        assert!(n > 0, "{what}: {} ends early", file.name);
+                        assert!(n > 0, "{what}: {} ends early", file.name());
                         got += n;
                     }
                     assert!(
                         buf == data[start..start + buf.len()],
                         "{what}: {}",
-                        file.name
+                        file.name()
                     );
                 }
             }

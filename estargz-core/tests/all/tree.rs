@@ -93,7 +93,7 @@ fn readdir_is_sorted_and_parents_lead_back_to_the_root() {
     let passwd = index.lookup_id("etc/passwd").unwrap();
     assert_eq!(index.parent(passwd), Some(etc));
     let root = index.parent(etc).unwrap();
-    assert_eq!(index.node(root).name, "");
+    assert_eq!(index.node(root).name(), "");
     assert_eq!(index.parent(root), None);
 }
 

@@ -277,29 +277,32 @@ fn corrupted_chunk_is_reported_with_its_offset() {
     let (mut bytes, _) = fixture("s-lossless-mixed-c4096");
     let blob = Blob::open(&bytes[..], &OpenOptions::default()).unwrap();
     let node = blob.index().lookup("mixed/text.txt").unwrap();
-    let chunk = node.chunks[node.chunks.len() / 2].clone();
+    let chunk = node.chunks()[node.chunks().len() / 2].clone();
     drop(blob);
-    bytes[(chunk.offset + chunk.next_offset) as usize / 2] ^= 0x01;
+    bytes[(chunk.offset() + chunk.next_offset()) as usize / 2] ^= 0x01;
     let blob = Blob::open(&bytes[..], &OpenOptions::default()).unwrap();
     let err = blob.read_file("mixed/text.txt").unwrap_err();
     assert!(
-        matches!(err, Error::CorruptData { offset, .. } if offset == chunk.offset),
+        matches!(err, Error::CorruptData { offset, .. } if offset == chunk.offset()),
         "{err}"
     );
-    assert!(err.to_string().contains(&chunk.offset.to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&chunk.offset().to_string()),
+        "{err}"
+    );
     let report = verify(&bytes[..], &VerifyOptions::default());
     assert!(
         report
             .problems
             .iter()
-            .any(|p| p.offset == Some(chunk.offset)),
+            .any(|p| p.offset == Some(chunk.offset())),
         "{:?}",
         report.problems
     );
     // unpack fails too, naming the frame.
     let err = unpack_tar(&bytes[..], std::io::sink()).unwrap_err();
     assert!(
-        matches!(err, Error::ZstdChunked { offset, .. } if offset == chunk.offset),
+        matches!(err, Error::ZstdChunked { offset, .. } if offset == chunk.offset()),
         "{err}"
     );
 }

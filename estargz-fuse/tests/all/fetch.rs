@@ -27,10 +27,10 @@ fn prioritized_layer() -> Vec<u8> {
 
 fn cached(blob: &crate::TestBlob, path: &str) -> bool {
     let node = blob.index().lookup(path).unwrap();
-    node.chunks.iter().all(|c| {
+    node.chunks().iter().all(|c| {
         let key = ChunkKey {
-            member: c.offset,
-            inner_offset: c.inner_offset,
+            member: c.offset(),
+            inner_offset: c.inner_offset(),
         };
         blob.cache().get(&key).is_some_and(|c| c.verified)
     })
@@ -115,8 +115,8 @@ fn a_corrupt_window_stops_the_fetch_and_caches_nothing_bad() {
     let (good, _) = open(&prioritized_layer(), 256 << 10, 64 << 20);
     let mut bytes = good.source().inner().clone();
     let node = good.index().lookup("b/big").unwrap();
-    let c = &node.chunks[1];
-    bytes[((c.offset + c.next_offset) / 2) as usize] ^= 0x55;
+    let c = &node.chunks()[1];
+    bytes[((c.offset() + c.next_offset()) / 2) as usize] ^= 0x55;
     let cache = std::sync::Arc::new(estargz_core::LruChunkCache::new(64 << 20));
     let blob = estargz_core::Blob::open(
         estargz_fuse::CountedSource::new(bytes),
