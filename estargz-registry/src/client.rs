@@ -283,6 +283,17 @@ impl Registry {
 
     /// Whether the repository has the blob (`HEAD`).
     pub fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
+        let (url, response) = self.head_blob(repo, digest)?;
+        if response.status().as_u16() == 404 {
+            return Ok(false);
+        }
+        self.expect(&Method::HEAD, &url, response, &[200])?;
+        Ok(true)
+    }
+
+    /// `HEAD` of the blob, authenticated for pulling from `repo`: its URL
+    /// and the response.
+    fn head_blob(&self, repo: &str, digest: &str) -> Result<(String, Response<Body>)> {
         check_digest(digest).map_err(|reason| Error::BadDigest { reason })?;
         let url = format!("{}/v2/{repo}/blobs/{digest}", self.base()?);
         let response = self.send(Call {
@@ -292,11 +303,7 @@ impl Registry {
             headers: Vec::new(),
             payload: Payload::Empty,
         })?;
-        if response.status().as_u16() == 404 {
-            return Ok(false);
-        }
-        self.expect(&Method::HEAD, &url, response, &[200])?;
-        Ok(true)
+        Ok((url, response))
     }
 
     /// Where to read the blob `digest` with range requests, as an HTTP
@@ -315,15 +322,7 @@ impl Registry {
     /// # Ok::<(), estargz_registry::Error>(())
     /// ```
     pub fn blob_location(&self, repo: &str, digest: &str) -> Result<BlobLocation> {
-        check_digest(digest).map_err(|reason| Error::BadDigest { reason })?;
-        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base()?);
-        let response = self.send(Call {
-            method: Method::HEAD,
-            url: url.clone(),
-            scopes: vec![scope(repo, false)],
-            headers: Vec::new(),
-            payload: Payload::Empty,
-        })?;
+        let (url, response) = self.head_blob(repo, digest)?;
         self.expect(&Method::HEAD, &url, response, &[200])?;
         Ok(BlobLocation {
             url,

@@ -21,19 +21,9 @@ pub struct Containerd {
 
 /// `$ESTARGZ_CONTAINERD` (the daemon; `ctr` next to it), PATH, or /usr/bin.
 fn find_binaries() -> Option<(PathBuf, PathBuf)> {
-    if let Some(p) = std::env::var_os("ESTARGZ_CONTAINERD") {
-        let daemon = PathBuf::from(p);
-        let ctr = daemon.with_file_name("ctr");
-        return Some((daemon, ctr));
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|d| (d.join("containerd"), d.join("ctr")))
-        .find(|(daemon, ctr)| daemon.is_file() && ctr.is_file())
+    let daemon = crate::tools::find_tool("ESTARGZ_CONTAINERD", "containerd", &["/usr/bin"])?;
+    let ctr = daemon.with_file_name("ctr");
+    Some((daemon, ctr))
 }
 
 /// The plugins a pull does not need and which would reach outside the

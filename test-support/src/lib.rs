@@ -16,6 +16,7 @@ mod short_reads;
 pub mod spec;
 pub mod stargz;
 pub mod token;
+mod tools;
 
 pub use reference::reference_driver;
 pub use short_reads::ShortReads;

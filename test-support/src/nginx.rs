@@ -52,17 +52,8 @@ pub struct Nginx {
 /// The nginx binary: `$ESTARGZ_NGINX`, `nginx` on PATH, or the usual sbin
 /// directories (Debian installs it in /usr/sbin, often not on PATH).
 fn find_nginx() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ESTARGZ_NGINX") {
-        return Some(PathBuf::from(p));
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join("nginx"))
-        .find(|p| p.is_file())
+    let sbin = ["/usr/sbin", "/usr/local/sbin", "/sbin"];
+    crate::tools::find_tool("ESTARGZ_NGINX", "nginx", &sbin)
 }
 
 fn config(dir: &Path, port: u16, tls_port: Option<u16>) -> String {

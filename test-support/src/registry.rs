@@ -42,17 +42,7 @@ enum Auth {
 
 /// `$ESTARGZ_DOCKER_REGISTRY`, `docker-registry` on PATH, or /usr/bin's.
 fn find_registry() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ESTARGZ_DOCKER_REGISTRY") {
-        return Some(PathBuf::from(p));
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|d| d.join("docker-registry"))
-        .find(|p| p.is_file())
+    crate::tools::find_tool("ESTARGZ_DOCKER_REGISTRY", "docker-registry", &["/usr/bin"])
 }
 
 /// `None` (with a loud message) when `what` is missing and CI is unset; a

@@ -21,17 +21,7 @@ pub struct StargzSnapshotter {
 
 /// `$ESTARGZ_STARGZ_GRPC`, `stargz-grpc` on PATH, or /usr/local/bin's.
 pub fn find_stargz_grpc() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ESTARGZ_STARGZ_GRPC") {
-        return Some(PathBuf::from(p));
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/local/bin")])
-        .map(|d| d.join("stargz-grpc"))
-        .find(|p| p.is_file())
+    crate::tools::find_tool("ESTARGZ_STARGZ_GRPC", "stargz-grpc", &["/usr/local/bin"])
 }
 
 impl StargzSnapshotter {
