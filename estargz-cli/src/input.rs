@@ -208,20 +208,28 @@ pub fn open_blob_source(name: &str, remote: &RemoteArgs) -> Result<Box<dyn ReadA
 /// A blob named by URL or registry reference, opened for range reads;
 /// `None` for anything else (a local file).
 pub fn open_remote_blob(name: &str, remote: &RemoteArgs) -> Result<Option<HttpBlob>> {
+    open_remote_blob_with(name, remote, remote.http_options()?)
+}
+
+/// [`open_remote_blob`] with these HTTP options (`remote`'s, tuned).
+pub fn open_remote_blob_with(
+    name: &str,
+    remote: &RemoteArgs,
+    http: HttpOptions,
+) -> Result<Option<HttpBlob>> {
     if name.starts_with("docker://") {
-        return open_registry_blob(name, remote).map(Some);
+        return open_registry_blob(name, remote, http).map(Some);
     }
     if !estargz_remote::is_url(name) {
         return Ok(None);
     }
-    let opts = remote.http_options()?;
     // The error names the URL, the range and the status already.
-    Ok(Some(HttpBlob::open(name, &opts)?))
+    Ok(Some(HttpBlob::open(name, &http)?))
 }
 
 /// `docker://HOST/REPO@DIGEST`: the registry's blob URL, with the token
 /// (or Basic credentials) the registry asks for, renewed when it expires.
-fn open_registry_blob(name: &str, remote: &RemoteArgs) -> Result<HttpBlob> {
+fn open_registry_blob(name: &str, remote: &RemoteArgs, mut http: HttpOptions) -> Result<HttpBlob> {
     let reference = Reference::parse(name).map_err(|e| UsageError(format!("{name}: {e}")))?;
     let Some(digest) = reference.digest() else {
         let wanted = "a layer is named by its digest: docker://HOST/REPO@sha256:…";
@@ -233,7 +241,6 @@ fn open_registry_blob(name: &str, remote: &RemoteArgs) -> Result<HttpBlob> {
         None => credentials_from_auth_files(reference.registry())?,
     };
     opts.tls_verify = remote.tls_verify;
-    let mut http = remote.http_options()?;
     opts.ca_certs = http.ca_certs.clone();
     let registry = Arc::new(Registry::new(reference.api_host(), opts)?);
     let repo = reference.repository().to_string();
