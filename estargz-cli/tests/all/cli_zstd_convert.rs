@@ -2,14 +2,20 @@
 //! the input tar, `--json` names the format, media type and the §7.2
 //! annotations, and options the codec cannot take are usage errors (exit 2).
 
+use crate::common::{init_layout, layout_blob_path, put_blob, write_layout_index};
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
 
 const SAMPLE_LAYER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/sample-layer.tar");
 
 fn run(args: &[&str]) -> Output {
+    run_env(args, &[])
+}
+
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_estargz"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("the estargz binary runs")
@@ -125,6 +131,19 @@ fn gzip_reports_keep_their_media_type() {
     assert_eq!(json["annotations"].as_object().unwrap().len(), 2);
 }
 
+/// `convert SAMPLE_LAYER -o OUT EXTRA...` fails as a usage error (exit 2)
+/// and writes nothing.
+fn refused_as_usage(extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out");
+    let mut args = vec!["convert", SAMPLE_LAYER, "-o", out_path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert_exit(&out, 2, &format!("{extra:?}"));
+    assert!(!out_path.exists(), "{extra:?}: output written");
+    out
+}
+
 #[test]
 fn levels_follow_the_codec() {
     let dir = tempfile::tempdir().unwrap();
@@ -159,14 +178,8 @@ fn levels_follow_the_codec() {
         ],
     ];
     for extra in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let out_path = dir.path().join("out");
-        let mut args = vec!["convert", SAMPLE_LAYER, "-o", out_path.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let out = run(&args);
-        assert_exit(&out, 2, &format!("{extra:?}"));
+        let out = refused_as_usage(extra);
         assert!(!out.stderr.is_empty(), "{extra:?}: no message");
-        assert!(!out_path.exists(), "{extra:?}: output written");
     }
     assert!(!toc.exists());
 }
@@ -196,28 +209,13 @@ fn output_is_the_same_for_any_thread_count() {
     assert!(blobs[0] == blobs[1] && blobs[1] == blobs[2]);
 }
 
-fn write_blob(dir: &std::path::Path, bytes: &[u8], media_type: &str) -> serde_json::Value {
-    let digest = sha256(bytes);
-    let path = dir
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"));
-    std::fs::write(path, bytes).unwrap();
-    serde_json::json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
-}
-
 fn read_blob(dir: &std::path::Path, desc: &serde_json::Value) -> Vec<u8> {
-    let digest = desc["digest"].as_str().unwrap();
-    std::fs::read(
-        dir.join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:")),
-    )
-    .unwrap()
+    std::fs::read(layout_blob_path(dir, desc["digest"].as_str().unwrap())).unwrap()
 }
 
 /// An OCI layout of one image whose layers are `tar` as is and gzipped.
 fn layout_of(dir: &std::path::Path, tar: &[u8]) {
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    init_layout(dir);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, tar).unwrap();
     let gz = gz.finish().unwrap();
@@ -225,14 +223,14 @@ fn layout_of(dir: &std::path::Path, tar: &[u8]) {
         "architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [sha256(tar), sha256(tar)]},
     });
-    let config = write_blob(
+    let config = put_blob(
         dir,
         &serde_json::to_vec(&config).unwrap(),
         "application/vnd.oci.image.config.v1+json",
     );
     let layers = vec![
-        write_blob(dir, tar, "application/vnd.oci.image.layer.v1.tar"),
-        write_blob(dir, &gz, "application/vnd.oci.image.layer.v1.tar+gzip"),
+        put_blob(dir, tar, "application/vnd.oci.image.layer.v1.tar"),
+        put_blob(dir, &gz, "application/vnd.oci.image.layer.v1.tar+gzip"),
     ];
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -240,29 +238,33 @@ fn layout_of(dir: &std::path::Path, tar: &[u8]) {
         "config": config,
         "layers": layers,
     });
-    let manifest = write_blob(
+    let manifest = put_blob(
         dir,
         &serde_json::to_vec(&manifest).unwrap(),
         "application/vnd.oci.image.manifest.v1+json",
     );
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [manifest]});
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    write_layout_index(dir, manifest);
 }
 
-#[test]
-fn convert_image_writes_zstd_chunked_layers_and_keeps_diff_ids() {
+/// The sample layout converted by `convert-image -q --compression
+/// zstd:chunked EXTRA... SRC DST`.
+struct ConvertedImage {
+    _root: tempfile::TempDir,
+    tar: Vec<u8>,
+    dst: std::path::PathBuf,
+    manifest: serde_json::Value,
+    config: serde_json::Value,
+}
+
+fn convert_image(extra: &[&str]) -> ConvertedImage {
     let root = tempfile::tempdir().unwrap();
     let (src, dst) = (root.path().join("src"), root.path().join("dst"));
     let tar = std::fs::read(SAMPLE_LAYER).unwrap();
     layout_of(&src, &tar);
-    let out = run(&[
-        "convert-image",
-        "-q",
-        "--compression",
-        "zstd:chunked",
-        src.to_str().unwrap(),
-        dst.to_str().unwrap(),
-    ]);
+    let mut args = vec!["convert-image", "-q", "--compression", "zstd:chunked"];
+    args.extend_from_slice(extra);
+    args.extend([src.to_str().unwrap(), dst.to_str().unwrap()]);
+    let out = run(&args);
     assert_exit(&out, 0, "convert-image");
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dst.join("index.json")).unwrap()).unwrap();
@@ -270,6 +272,24 @@ fn convert_image_writes_zstd_chunked_layers_and_keeps_diff_ids() {
         serde_json::from_slice(&read_blob(&dst, &index["manifests"][0])).unwrap();
     let config: serde_json::Value =
         serde_json::from_slice(&read_blob(&dst, &manifest["config"])).unwrap();
+    ConvertedImage {
+        _root: root,
+        tar,
+        dst,
+        manifest,
+        config,
+    }
+}
+
+#[test]
+fn convert_image_writes_zstd_chunked_layers_and_keeps_diff_ids() {
+    let ConvertedImage {
+        _root,
+        tar,
+        dst,
+        manifest,
+        config,
+    } = convert_image(&[]);
     assert_eq!(
         config["rootfs"]["diff_ids"],
         serde_json::json!([sha256(&tar), sha256(&tar)]),
@@ -298,15 +318,6 @@ fn convert_image_writes_zstd_chunked_layers_and_keeps_diff_ids() {
             tar.len().to_string().as_str()
         );
     }
-}
-
-fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_estargz"))
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("the estargz binary runs")
 }
 
 const CONTAINERS_KEYS: [&str; 5] = [
@@ -463,39 +474,19 @@ fn containers_dialect_refusals() {
         ],
         &["--compression", "zstd:chunked", "--toc-format", "c64"],
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let out_path = dir.path().join("out");
-        let mut args = vec!["convert", SAMPLE_LAYER, "-o", out_path.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let out = run(&args);
-        assert_exit(&out, 2, &format!("{extra:?}"));
-        assert!(!out_path.exists(), "{extra:?}: output written");
+        refused_as_usage(extra);
     }
 }
 
 #[test]
 fn convert_image_writes_the_containers_dialect() {
-    let root = tempfile::tempdir().unwrap();
-    let (src, dst) = (root.path().join("src"), root.path().join("dst"));
-    let tar = std::fs::read(SAMPLE_LAYER).unwrap();
-    layout_of(&src, &tar);
-    let out = run(&[
-        "convert-image",
-        "-q",
-        "--compression",
-        "zstd:chunked",
-        "--toc-format",
-        "containers",
-        src.to_str().unwrap(),
-        dst.to_str().unwrap(),
-    ]);
-    assert_exit(&out, 0, "convert-image");
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dst.join("index.json")).unwrap()).unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&read_blob(&dst, &index["manifests"][0])).unwrap();
-    let config: serde_json::Value =
-        serde_json::from_slice(&read_blob(&dst, &manifest["config"])).unwrap();
+    let ConvertedImage {
+        _root,
+        tar,
+        dst,
+        manifest,
+        config,
+    } = convert_image(&["--toc-format", "containers"]);
     assert_eq!(
         config["rootfs"]["diff_ids"],
         serde_json::json!([sha256(&tar), sha256(&tar)])

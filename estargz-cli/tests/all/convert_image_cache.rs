@@ -16,14 +16,8 @@ use std::time::{Duration, Instant};
 /// each, named as given (same size, so the converted blobs are about as
 /// large); returns the layer digests.
 fn build_image(dir: &Path, files: &[&str]) -> Vec<String> {
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let blob = |bytes: &[u8], media_type: &str| {
-        let digest = sha256_digest(bytes);
-        let hex = digest.trim_start_matches("sha256:");
-        std::fs::write(dir.join("blobs/sha256").join(hex), bytes).unwrap();
-        json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
-    };
+    init_layout(dir);
+    let blob = |bytes: &[u8], media_type: &str| put_blob(dir, bytes, media_type);
     let tars: Vec<Vec<u8>> = files
         .iter()
         .map(|f| lcg_tar(&[(f, 300_000)], false))
@@ -38,8 +32,7 @@ fn build_image(dir: &Path, files: &[&str]) -> Vec<String> {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers,
     });
     let root = blob(&serde_json::to_vec(&manifest).unwrap(), OCI_MANIFEST);
-    let top = json!({"schemaVersion": 2, "manifests": [root]});
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    write_layout_index(dir, root);
     tars.iter().map(|t| sha256_digest(t)).collect()
 }
 
@@ -284,10 +277,7 @@ fn a_corrupt_cached_blob_is_detected_and_rebuilt_byte_for_byte() {
     assert!(column.contains(&(da[0].clone(), "miss".into())), "{third}");
     for l in layers(&first) {
         let d = l["digest"].as_str().unwrap();
-        let stored = out
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"));
-        assert_eq!(sha256_digest(&read(stored)), d);
+        assert_eq!(sha256_digest(&read(layout_blob_path(&out, d))), d);
     }
 }
 

@@ -53,14 +53,8 @@ pub(crate) fn skopeo_ok(args: &[&str]) -> String {
 /// arm64 manifests sharing an uncompressed layer, each with its own
 /// second layer (gzip for arm64).
 fn build_layout(dir: &Path) {
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let blob = |bytes: &[u8], media_type: &str| {
-        let digest = sha256_digest(bytes);
-        let hex = digest.trim_start_matches("sha256:");
-        std::fs::write(dir.join("blobs/sha256").join(hex), bytes).unwrap();
-        json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
-    };
+    init_layout(dir);
+    let blob = |bytes: &[u8], media_type: &str| put_blob(dir, bytes, media_type);
     let shared = read(SAMPLE_LAYER);
     let amd = lcg_tar(&[("amd64.txt", 20_000), ("etc/conf", 300)], true);
     let arm_tar = lcg_tar(&[("arm64.txt", 30_000)], true);
@@ -87,8 +81,16 @@ fn build_layout(dir: &Path) {
     }
     let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
     let root = blob(&serde_json::to_vec(&index).unwrap(), OCI_INDEX);
-    let top = json!({"schemaVersion": 2, "manifests": [root]});
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    write_layout_index(dir, root);
+}
+
+/// `docker://HOST/src:1` (what [`registry_with_source`] pushes) and
+/// `docker://HOST/dst:1`.
+fn src_and_dst(host: &str) -> (String, String) {
+    (
+        format!("docker://{host}/src:1"),
+        format!("docker://{host}/dst:1"),
+    )
 }
 
 /// A registry with `src:1` pushed by skopeo from [`build_layout`], or
@@ -137,10 +139,7 @@ pub(crate) fn convert(tmpdir: &Path, args: &[&str]) -> Output {
 /// Every image manifest under the layout's index: (its layer
 /// descriptors, checked to be eStargz by `estargz verify --toc-digest`).
 fn verify_layout(dir: &Path) -> usize {
-    let blob = |digest: &str| {
-        dir.join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"))
-    };
+    let blob = |digest: &str| layout_blob_path(dir, digest);
     let top: Value = serde_json::from_slice(&read(dir.join("index.json"))).unwrap();
     let mut pending: Vec<Value> = top["manifests"].as_array().unwrap().clone();
     let mut verified = 0;
@@ -207,10 +206,7 @@ fn registry_to_registry_converts_every_platform_and_a_rerun_uploads_nothing() {
         return;
     };
     let host = server.host();
-    let (src, dst) = (
-        format!("docker://{host}/src:1"),
-        format!("docker://{host}/dst:1"),
-    );
+    let (src, dst) = src_and_dst(&host);
     let scratch = tmp.path().join("scratch");
     let mut args = vec![src.as_str(), dst.as_str(), "--json"];
     args.extend(NO_TLS);
@@ -372,10 +368,7 @@ fn credentials_from_flags_and_auth_files_and_a_wrong_password() {
     };
     let host = server.host();
     let scratch = tmp.path().join("scratch");
-    let (src, dst) = (
-        format!("docker://{host}/src:1"),
-        format!("docker://{host}/dst:1"),
-    );
+    let (src, dst) = src_and_dst(&host);
     let good = format!("{USER}:{PASSWORD}");
     let bad = format!("{USER}:not-{PASSWORD}");
     let creds_ok = format!("--src-creds={good}");
@@ -446,10 +439,7 @@ fn registry_to_registry_behind_token_auth() {
     push_source(&server, tmp.path(), true);
     let host = server.host();
     let scratch = tmp.path().join("scratch");
-    let (src, dst) = (
-        format!("docker://{host}/src:1"),
-        format!("docker://{host}/dst:1"),
-    );
+    let (src, dst) = src_and_dst(&host);
     let good = format!("{USER}:{PASSWORD}");
     let bad = format!("--dest-creds={USER}:not-{PASSWORD}");
     let src_creds = format!("--src-creds={good}");
@@ -608,10 +598,7 @@ fn https_with_a_private_ca_from_cert_dirs() {
     let layout = tmp.path().join("layout");
     build_layout(&layout);
     let good = format!("{USER}:{PASSWORD}");
-    let (src, dst) = (
-        format!("docker://{host}/src:1"),
-        format!("docker://{host}/dst:1"),
-    );
+    let (src, dst) = src_and_dst(&host);
     let oci = format!("oci:{}", layout.display());
     let push = [
         "copy",
@@ -660,10 +647,7 @@ fn a_corrupt_blob_in_the_source_registry_is_an_error_and_pushes_nothing() {
         return;
     };
     let host = server.host();
-    let (src, dst) = (
-        format!("docker://{host}/src:1"),
-        format!("docker://{host}/dst:1"),
-    );
+    let (src, dst) = src_and_dst(&host);
     // The arm64 gzip layer, pushed as it is: flip a byte in the registry's copy.
     let index = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &src]);
     let index: Value = serde_json::from_str(&index).unwrap();

@@ -158,8 +158,7 @@ fn source_layers() -> Vec<Vec<u8>> {
 /// Writes an OCI layout at `dir` with `layers` (uncompressed) and a config
 /// whose `diff_ids` are theirs.
 fn write_layout(dir: &Path, layers: &[Vec<u8>]) {
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    init_layout(dir);
     let diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
     let config = json!({
         "architecture": "amd64", "os": "linux",
@@ -172,18 +171,7 @@ fn write_layout(dir: &Path, layers: &[Vec<u8>]) {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers,
     });
     let manifest = put_blob(dir, &serde_json::to_vec(&manifest).unwrap(), OCI_MANIFEST);
-    let index = json!({"schemaVersion": 2, "manifests": [manifest]});
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-}
-
-/// Stores `bytes` in the layout's blobs; its descriptor.
-fn put_blob(dir: &Path, bytes: &[u8], media_type: &str) -> Value {
-    let digest = sha256_digest(bytes);
-    let path = dir
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"));
-    std::fs::write(path, bytes).unwrap();
-    json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
+    write_layout_index(dir, manifest);
 }
 
 fn skopeo_ok(args: &[&str]) -> String {
@@ -460,6 +448,11 @@ fn assert_same_tree(want: &(Tree, Vec<(String, String)>), root: &Path, exact: bo
 /// Runs `sh -ec SCRIPT sh ARGS` in a private mount namespace (as root):
 /// the mounts made there end with it.
 fn in_private_mounts(script: &str, args: &[&str]) -> Output {
+    in_private_mounts_env(script, args, &[])
+}
+
+/// [`in_private_mounts`] with `env` added to the environment.
+fn in_private_mounts_env(script: &str, args: &[&str], env: &[(&str, PathBuf)]) -> Output {
     Command::new("unshare")
         .args([
             "--mount",
@@ -471,6 +464,7 @@ fn in_private_mounts(script: &str, args: &[&str]) -> Output {
             "sh",
         ])
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .output()
         .expect("cannot run unshare")
@@ -590,11 +584,7 @@ fn push_with_wrong_diff_id(server: &RegistryServer, tmp: &Path, image: &Converte
     .output()
     .unwrap();
     assert_exit(&out, 0);
-    let blob = |d: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
+    let blob = |d: &str| layout_blob_path(&layout, d);
     let index: Value = serde_json::from_slice(&read(layout.join("index.json"))).unwrap();
     let mut manifest: Value = serde_json::from_slice(&read(blob(
         index["manifests"][0]["digest"].as_str().unwrap(),
@@ -767,21 +757,7 @@ podman "$@" image unmount "$ref" >/dev/null"#;
         &image.reference,
     ];
     args.extend(global.iter().map(String::as_str));
-    let mut command = Command::new("unshare");
-    command
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-ec",
-            script,
-            "sh",
-        ])
-        .args(&args)
-        .envs(env)
-        .stdin(Stdio::null());
-    let out = command.output().expect("cannot run unshare");
+    let out = in_private_mounts_env(script, &args, &env);
     let pull_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         out.status.success(),

@@ -7,40 +7,13 @@
 //! this machine reads or writes the 64-byte dialect, so the format itself
 //! is checked against the spec's bytes in the crate's conformance tests.
 
+use crate::common::{fixture_tars, testdata, unzstd};
 use estargz_core::internals::zstd_chunked::{frame_starts, parse_footer};
 use estargz_core::{
     unpack_tar, verify, Blob, Compression, ConvertReport, Converter, Digest, Error, Input,
     OpenOptions, ProblemKind, SharedInput, TocFormat, VerifyOptions, ZstdDialect,
 };
-use std::io::Read;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-fn testdata() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata")
-}
-
-/// Every tar of a fixture directory, decompressed when it is a tar.gz.
-fn tars(dir: &str) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(testdata().join("tars").join(dir)).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let bytes = std::fs::read(&path).unwrap();
-        let tar = if name.ends_with(".gz") {
-            let mut tar = Vec::new();
-            flate2::read::MultiGzDecoder::new(&bytes[..])
-                .read_to_end(&mut tar)
-                .unwrap();
-            tar
-        } else {
-            bytes
-        };
-        out.push((name, tar));
-    }
-    out.sort();
-    out
-}
 
 fn converter(chunk_size: u64, threads: usize) -> Converter {
     Converter::builder()
@@ -50,15 +23,6 @@ fn converter(chunk_size: u64, threads: usize) -> Converter {
         .threads(Some(threads))
         .build()
         .unwrap()
-}
-
-fn unzstd(blob: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    zstd::stream::read::Decoder::new(blob)
-        .unwrap()
-        .read_to_end(&mut out)
-        .unwrap();
-    out
 }
 
 /// The fixtures the dialect cannot carry: (file, entry, header offset, why).
@@ -161,7 +125,7 @@ fn check_blob(label: &str, tar: &[u8], blob: &[u8], report: &ConvertReport) {
 #[test]
 fn every_valid_tar_round_trips_or_is_refused_by_entry_and_offset() {
     let mut written = 0;
-    for (name, tar) in tars("valid") {
+    for (name, tar) in fixture_tars("valid") {
         for chunk in [4096, 4 << 20] {
             let label = format!("{name} (chunk {chunk})");
             let mut blob = Vec::new();
@@ -197,11 +161,11 @@ fn every_valid_tar_round_trips_or_is_refused_by_entry_and_offset() {
 
 #[test]
 fn sparse_and_invalid_tars_are_refused_as_for_gzip() {
-    for (name, tar) in tars("sparse") {
+    for (name, tar) in fixture_tars("sparse") {
         let err = converter(4 << 20, 1).convert(&tar, Vec::new()).unwrap_err();
         assert!(matches!(err, Error::SparseEntry { .. }), "{name}: {err}");
     }
-    for (name, tar) in tars("invalid") {
+    for (name, tar) in fixture_tars("invalid") {
         let gzip = Converter::new().convert(&tar, Vec::new());
         let zstd = converter(4 << 20, 1).convert(&tar, Vec::new());
         assert!(gzip.is_err(), "{name}");

@@ -3,15 +3,9 @@
 //! verifies them against our TOC digest, every chunk digest included, and
 //! unpacks them to the input tar byte for byte.
 
-use crate::common::run_reference;
+use crate::common::{read_tar, run_reference, testdata};
 
 use estargz_core::{Compression, Converter, Digest};
-use std::io::Read;
-use std::path::{Path, PathBuf};
-
-fn testdata() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata")
-}
 
 /// Converts `tar` to zstd:chunked, then has the reference verify and
 /// unpack it.
@@ -58,19 +52,6 @@ fn check_with_reference(label: &str, tar: &[u8], chunk_size: u64, min_chunk_size
     let wrong = Digest::of(b"not the TOC").to_string();
     let (ok, _, _) = run_reference(&["verify", "-toc-digest", &wrong, blob_arg]);
     assert!(!ok, "{label}: estargz-ref accepted a wrong TOC digest");
-}
-
-fn read_tar(path: &Path) -> Vec<u8> {
-    let bytes = std::fs::read(path).unwrap();
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut tar = Vec::new();
-        flate2::read::MultiGzDecoder::new(&bytes[..])
-            .read_to_end(&mut tar)
-            .unwrap();
-        tar
-    } else {
-        bytes
-    }
 }
 
 #[test]

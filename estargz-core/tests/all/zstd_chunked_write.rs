@@ -5,39 +5,18 @@
 //! bytes for any thread count. Interop with the reference is in
 //! `zstd_chunked_interop.rs`.
 
+use crate::common::{fixture_tars, testdata, unzstd};
 use estargz_core::internals::zstd_chunked::{frame_starts, parse_footer};
 use estargz_core::{
     Compression, ConvertReport, Converter, Digest, EntryType, Error, Input, SharedInput, Toc,
     DEFAULT_ZSTD_LEVEL, MEDIA_TYPE_LAYER_ZSTD,
 };
 use std::collections::BTreeSet;
-use std::io::Read;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-fn testdata() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata")
-}
 
 /// Every valid fixture tar, decompressed when it is a tar.gz: (name, tar).
 fn valid_tars() -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(testdata().join("tars/valid")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let bytes = std::fs::read(&path).unwrap();
-        let tar = if name.ends_with(".gz") {
-            let mut tar = Vec::new();
-            flate2::read::MultiGzDecoder::new(&bytes[..])
-                .read_to_end(&mut tar)
-                .unwrap();
-            tar
-        } else {
-            bytes
-        };
-        out.push((name, tar));
-    }
-    out.sort();
+    let out = fixture_tars("valid");
     assert!(out.len() > 20, "fixtures missing: {}", out.len());
     out
 }
@@ -56,17 +35,6 @@ fn convert(converter: &Converter, input: &[u8]) -> (Vec<u8>, ConvertReport) {
     let mut blob = Vec::new();
     let report = converter.convert(input, &mut blob).unwrap();
     (blob, report)
-}
-
-/// What a full-pull client sees: the zstd stream decoder, which passes
-/// over skippable frames.
-fn unzstd(blob: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    zstd::stream::read::Decoder::new(blob)
-        .unwrap()
-        .read_to_end(&mut out)
-        .unwrap();
-    out
 }
 
 /// The blob's layout, checked frame by frame: data frames written as

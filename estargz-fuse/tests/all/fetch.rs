@@ -1,13 +1,26 @@
 //! Fetching ahead: one read per window, every chunk checked into the
 //! cache, and the fetch stops rather than evict what readers use.
 
-use crate::{open, tar_of};
+use crate::{open, tar_of, TestBlob};
 use estargz_core::prioritize::{reorder, PrioritizeOptions};
 use estargz_core::ChunkKey;
-use estargz_fuse::{prefetch_region, Fetch, Stopped, BACKGROUND_WINDOW, MAX_WINDOW};
+use estargz_fuse::{prefetch_region, Fetch, FetchReport, Stopped, BACKGROUND_WINDOW, MAX_WINDOW};
 use estargz_test_support::noise::noise;
 use std::io::Read;
 use std::sync::atomic::AtomicBool;
+
+/// A fetch of the whole payload in the largest windows with no cache
+/// budget, `cancelled` from the start or not.
+fn fetch_all_unbudgeted(blob: &TestBlob, cancelled: bool) -> FetchReport {
+    let cancel = AtomicBool::new(cancelled);
+    let fetch = Fetch {
+        window: MAX_WINDOW,
+        cancel: &cancel,
+        budget: None,
+        budget_bytes: 0,
+    };
+    fetch.run(blob, 0, blob.payload_end())
+}
 
 /// Two prioritized files, then the rest, reordered with the landmark.
 fn prioritized_layer() -> Vec<u8> {
@@ -96,14 +109,7 @@ fn a_fetch_stops_when_the_cache_is_full_or_when_cancelled() {
     );
 
     let (blob, _) = open(&prioritized_layer(), 256 << 10, 64 << 20);
-    let cancel = AtomicBool::new(true);
-    let fetch = Fetch {
-        window: MAX_WINDOW,
-        cancel: &cancel,
-        budget: None,
-        budget_bytes: 0,
-    };
-    let report = fetch.run(&blob, 0, blob.payload_end());
+    let report = fetch_all_unbudgeted(&blob, true);
     assert_eq!(
         (report.stopped, report.reads),
         (Some(Stopped::Cancelled), 0)
@@ -124,14 +130,7 @@ fn a_corrupt_window_stops_the_fetch_and_caches_nothing_bad() {
     )
     .unwrap()
     .with_cache(cache.clone());
-    let cancel = AtomicBool::new(false);
-    let fetch = Fetch {
-        window: MAX_WINDOW,
-        cancel: &cancel,
-        budget: None,
-        budget_bytes: 0,
-    };
-    let report = fetch.run(&blob, 0, blob.payload_end());
+    let report = fetch_all_unbudgeted(&blob, false);
     assert!(
         matches!(report.stopped, Some(Stopped::Failed(ref why)) if why.contains("b/big")),
         "{report:?}"

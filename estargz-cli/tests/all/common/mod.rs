@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::ffi::OsStr;
 use std::fmt::Display;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub const SAMPLE_LAYER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/sample-layer.tar");
@@ -185,4 +185,29 @@ pub fn lcg_tar(files: &[(&str, usize)], text_like: bool) -> Vec<u8> {
         tar.append_data(&mut h, name, &data[..]).unwrap();
     }
     tar.into_inner().unwrap()
+}
+
+/// Starts an OCI layout at `dir`: the blobs directory and `oci-layout`.
+pub fn init_layout(dir: &Path) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// Where the layout at `dir` keeps the blob `digest` (`sha256:...`).
+pub fn layout_blob_path(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// Stores `bytes` in the layout's blobs; its descriptor.
+pub fn put_blob(dir: &Path, bytes: &[u8], media_type: &str) -> Value {
+    let digest = sha256_digest(bytes);
+    std::fs::write(layout_blob_path(dir, &digest), bytes).unwrap();
+    serde_json::json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
+}
+
+/// Writes the layout's `index.json` naming the one descriptor `root`.
+pub fn write_layout_index(dir: &Path, root: Value) {
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [root]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
 }

@@ -9,6 +9,7 @@ use estargz_core::internals::footer;
 use estargz_core::{ConvertReport, Converter, Digest, EntryType, Input, Toc, TocEntry};
 use estargz_test_support::spec;
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Converts `tar` with `chunk_size` and default options otherwise.
@@ -55,6 +56,44 @@ pub fn members(blob: &[u8]) -> Vec<(u64, Vec<u8>)> {
 pub fn gunzip(blob: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(blob)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// The workspace's testdata directory.
+pub fn testdata() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata")
+}
+
+/// A fixture tar, decompressed when it is a tar.gz.
+pub fn read_tar(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    if path.extension().is_some_and(|e| e == "gz") {
+        gunzip(&bytes)
+    } else {
+        bytes
+    }
+}
+
+/// Every tar of `testdata/tars/DIR` as (file name, tar), by name.
+pub fn fixture_tars(dir: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(testdata().join("tars").join(dir)).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        out.push((name, read_tar(&path)));
+    }
+    out.sort();
+    out
+}
+
+/// What a full-pull client sees of a zstd blob: the zstd stream decoder,
+/// which passes over skippable frames.
+pub fn unzstd(blob: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(blob)
+        .unwrap()
         .read_to_end(&mut out)
         .unwrap();
     out
