@@ -387,6 +387,20 @@ fn a_server_failing_mid_read_is_an_error_naming_url_range_and_status() {
             stderr_of(&out)
         );
     }
+    // The blob could not be read: unreadable, not a bad payload.
+    let out = run(["verify", "--json", "--retries", "0", &url]);
+    assert_exit(&out, 1);
+    no_panic(&out);
+    let report = json_object(&out.stdout);
+    assert_eq!(report["valid"], Value::Bool(false));
+    let problems = report["problems"].as_array().expect("a problem list");
+    let kinds: Vec<&Value> = problems.iter().map(|p| &p["kind"]).collect();
+    assert_eq!(kinds, [&Value::from("unreadable")], "{problems:?}");
+    let message = problems[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&url) && message.contains("503"),
+        "{message}"
+    );
     // ls needs only the tail.
     assert_exit(&run(["ls", &url]), 0);
 }

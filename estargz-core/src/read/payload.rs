@@ -149,7 +149,8 @@ impl<S: ReadAt + Clone> PayloadReader<S> {
                 self.next += done.consumed as u64;
             }
             Err(_) => {
-                let range = RangeReader::new(self.source.clone(), self.next, self.payload_end);
+                let range =
+                    RangeReader::new(self.source.clone(), self.next, self.payload_end).filling();
                 let reader = BufReader::with_capacity(1 << 20, range);
                 self.stream = Some(flate2::bufread::GzDecoder::new(reader));
             }

@@ -211,6 +211,9 @@ pub struct RangeReader<S> {
     source: S,
     pos: u64,
     end: u64,
+    /// Each read fills the buffer (to the range's end), however the source
+    /// splits it.
+    fill: bool,
 }
 
 impl<S: ReadAt> RangeReader<S> {
@@ -220,7 +223,17 @@ impl<S: ReadAt> RangeReader<S> {
             source,
             pos: start,
             end,
+            fill: false,
         }
+    }
+
+    /// Makes each read fill the buffer, up to the range's end: what a
+    /// decoder reading through a `BufReader` gets is then the same slices
+    /// of the blob whatever sizes the source reads in, and so is where it
+    /// notices damage (flate2 drops a call's output when it fails).
+    pub(crate) fn filling(mut self) -> Self {
+        self.fill = true;
+        self
     }
 
     /// The next offset to be read.
@@ -231,6 +244,27 @@ impl<S: ReadAt> RangeReader<S> {
 
 impl<S: ReadAt> io::Read for RangeReader<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.fill {
+            return self.read_once(buf);
+        }
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.read_once(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // What was read comes first; the next call fails again.
+                Err(_) if filled > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }
+}
+
+impl<S: ReadAt> RangeReader<S> {
+    /// One read of the source.
+    fn read_once(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.end.saturating_sub(self.pos);
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         if want == 0 {

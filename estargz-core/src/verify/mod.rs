@@ -125,14 +125,17 @@ pub fn verify<S: ReadAt>(source: S, opts: &VerifyOptions) -> VerifyReport {
                 crate::Error::Footer(_) | crate::Error::ZstdChunked { .. } => ProblemKind::Footer,
                 _ => ProblemKind::Toc,
             };
-            report.push(Problem::from_error(kind, &e));
+            report.push(Problem::from_error(ProblemKind::of(&e, kind), &e));
             return report;
         }
     };
     let (info, source) = match TocInfo::after_footer(source, footer, size, &opts.open) {
         Ok(v) => v,
         Err(e) => {
-            report.push(Problem::from_error(ProblemKind::Toc, &e));
+            report.push(Problem::from_error(
+                ProblemKind::of(&e, ProblemKind::Toc),
+                &e,
+            ));
             return report;
         }
     };
@@ -172,13 +175,18 @@ pub fn verify<S: ReadAt>(source: S, opts: &VerifyOptions) -> VerifyReport {
     };
     let split = tar_split::read_tar_split(&source, &info, &mut report);
     let matcher = split.as_deref().map(tar_split::matcher);
+    let walk_from = report.problems.len();
     let walked = walk_payload(&source, &info, matcher.as_ref(), &mut report);
     if let (true, Some(matcher)) = (walked, matcher) {
         tar_split::finish(matcher, info.payload_end, &mut report);
     }
-    if !walked {
+    let unreadable = report.problems[walk_from..]
+        .iter()
+        .any(|p| p.kind == ProblemKind::Unreadable);
+    if !walked && !unreadable {
         // The payload is not a readable tar stream: still check every chunk
-        // the TOC describes, by random access.
+        // the TOC describes, by random access. Not when the source failed:
+        // each chunk would most likely fail the same way, one problem each.
         if let Some(index) = &index {
             check_chunks_random_access(
                 &source,

@@ -157,10 +157,7 @@ impl<'a, R: std::io::Read> PayloadWalk<'a, R> {
                 Ok(Some(item)) => item,
                 Ok(None) => return true,
                 Err(e) => {
-                    report.push(Problem::new(
-                        ProblemKind::PayloadNotTar,
-                        format!("payload is not a complete tar stream: {e}"),
-                    ));
+                    report.push(stream_failed(&e));
                     return false;
                 }
             };
@@ -314,7 +311,7 @@ impl<'a, R: std::io::Read> PayloadWalk<'a, R> {
         self.buf.reserve_exact(at.len.min(RESERVE_CAP) as usize);
         if let Err(e) = self.scanner.read_data(&mut self.buf, at.len) {
             report.push(located(
-                ProblemKind::ChunkRead,
+                ProblemKind::of(&e, ProblemKind::ChunkRead),
                 format!("reading chunk data: {e}"),
             ));
             return false;
@@ -484,6 +481,18 @@ fn check_member_starts(
     }
 }
 
+/// The payload's tar stream stopped at `e`: not a complete tar stream, or
+/// the source failed to give the rest.
+fn stream_failed(e: &crate::Error) -> Problem {
+    match ProblemKind::of(e, ProblemKind::PayloadNotTar) {
+        ProblemKind::Unreadable => Problem::new(
+            ProblemKind::Unreadable,
+            format!("the payload could not be read to its end: {e}"),
+        ),
+        kind => Problem::new(kind, format!("payload is not a complete tar stream: {e}")),
+    }
+}
+
 /// Reads the payload's trailing data to its end, a piece at a time, so
 /// that every member start is recorded and the tiling checked. Returns
 /// false if the payload could not be read to its end.
@@ -495,10 +504,7 @@ fn drain_trailing<R: std::io::Read>(scanner: &mut Scanner<R>, report: &mut Verif
             Ok(0) => return true,
             Ok(_) => {}
             Err(e) => {
-                report.push(Problem::new(
-                    ProblemKind::PayloadNotTar,
-                    format!("payload is not a complete tar stream: {e}"),
-                ));
+                report.push(stream_failed(&e));
                 return false;
             }
         }
@@ -532,7 +538,7 @@ pub(super) fn check_chunks_random_access<S: ReadAt>(
                         hasher.update(&data);
                     }
                     Err(e) => out.push(
-                        Problem::new(ProblemKind::ChunkRead, e.to_string())
+                        Problem::new(ProblemKind::of(&e, ProblemKind::ChunkRead), e.to_string())
                             .entry(node.raw_name())
                             .index(c.toc_index())
                             .at(Some(c.offset())),

@@ -1,6 +1,6 @@
 //! What verify reports: one [`Problem`] per thing found wrong.
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::footer::FooterError;
 use serde::Serialize;
 use std::fmt;
@@ -78,9 +78,24 @@ pub enum ProblemKind {
     /// read, does not match the TOC's `tarSplitDigest` or entries, or does
     /// not rebuild the payload's tar.
     TarSplit,
+    /// The blob could not be read: its source (a file, a server) failed
+    /// while verify read the footer, the TOC, the payload or a chunk. Says
+    /// nothing about the blob; what was not read was not checked, so the
+    /// blob is not known to be valid either.
+    Unreadable,
 }
 
 impl ProblemKind {
+    /// [`ProblemKind::Unreadable`] when `e` is a failure to read the
+    /// source, else `otherwise`: what the error says about the blob.
+    pub(super) fn of(e: &Error, otherwise: ProblemKind) -> ProblemKind {
+        if e.kind() == ErrorKind::Io {
+            ProblemKind::Unreadable
+        } else {
+            otherwise
+        }
+    }
+
     /// The message is a library [`Error`]'s own text, which already names
     /// the entry, TOC index and offset: the text prefixes none of them.
     fn message_is_located(self) -> bool {

@@ -30,16 +30,19 @@ pub(super) fn read_tar_split<S: ReadAt>(
     let frame = MetadataFrame::tar_split(&location);
     let (start, len) = frame.range();
     let limits = Limits::default();
+    // Whether the source failed, rather than the frame being bad.
+    let mut unreadable = false;
     let read = frame
         .check_limits(limits.max_tar_split_compressed, limits.max_tar_split)
         .and_then(|()| {
-            source
-                .read_range(start, len as usize)
-                .map_err(|e| ZstdError::Skippable {
+            source.read_range(start, len as usize).map_err(|e| {
+                unreadable = true;
+                ZstdError::Skippable {
                     what: "tar-split",
                     offset: start,
                     reason: format!("reading {len} bytes: {e}"),
-                })
+                }
+            })
         })
         .and_then(|bytes| {
             let mut decoder = FrameDecoder::new(limits.max_window_log)?;
@@ -48,7 +51,11 @@ pub(super) fn read_tar_split<S: ReadAt>(
     let (stream, digest) = match read {
         Ok(v) => v,
         Err(e) => {
-            report.push(problem(e.to_string(), location.offset));
+            let mut p = problem(e.to_string(), location.offset);
+            if unreadable {
+                p.kind = ProblemKind::Unreadable;
+            }
+            report.push(p);
             return None;
         }
     };

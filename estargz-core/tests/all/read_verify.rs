@@ -803,3 +803,56 @@ fn the_expected_toc_digest_is_checked_before_parsing() {
         Err(Error::TocDigestMismatch { .. })
     ));
 }
+
+/// A blob whose source fails (a connection reset) at any read touching
+/// `[fail.start, fail.end)`.
+struct FailingSource<'a> {
+    blob: &'a [u8],
+    fail: std::ops::Range<u64>,
+}
+
+impl estargz_core::ReadAt for FailingSource<'_> {
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.blob.len() as u64)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let end = offset + buf.len() as u64;
+        if offset < self.fail.end && self.fail.start < end {
+            let what = format!("reset reading bytes {offset}..{end}");
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                what,
+            ));
+        }
+        self.blob.read_at(offset, buf)
+    }
+}
+
+#[test]
+fn a_failing_source_is_unreadable_wherever_verify_reads_it() {
+    use estargz_core::ProblemKind;
+    let (blob, digest) = chunked_blob();
+    let len = blob.len() as u64;
+    let toc_offset = check(&blob, digest).toc_offset.unwrap();
+    for (what, fail) in [
+        ("the footer", len - 10..len),
+        ("the TOC", toc_offset..toc_offset + 1),
+        ("the payload", 0..1),
+        (
+            "the middle of the payload",
+            toc_offset / 2..toc_offset / 2 + 1,
+        ),
+    ] {
+        let source = FailingSource { blob: &blob, fail };
+        let mut opts = VerifyOptions::default();
+        opts.expected_toc_digest = Some(digest);
+        let v = verify(&source, &opts);
+        let kinds: Vec<ProblemKind> = v.problems.iter().map(|p| p.kind).collect();
+        assert_eq!(kinds, [ProblemKind::Unreadable], "{what}: {:?}", v.problems);
+        let message = v.problems[0].to_string();
+        assert!(message.contains("reset reading bytes"), "{what}: {message}");
+        let json = serde_json::to_value(&v.problems[0]).unwrap();
+        assert_eq!(json["kind"], "unreadable");
+    }
+}

@@ -357,11 +357,8 @@ fn check_positioned_paths(what: &str, blob: &[u8], opts: &OpenOptions) {
 }
 
 /// A damaged blob gets the same verdict from verify and unpack_to_dir
-/// whatever the read sizes. Not the same problems: where a decoder notices
-/// corrupt deflate data depends on how much input it holds (a whole block:
-/// before giving any of it; a byte at a time: after giving what precedes
-/// the damage), so a chunk before the damage may fail to decode with long
-/// reads and check out with short ones, and offsets in messages move.
+/// whatever the read sizes (verify's problems: see
+/// `verify_problems_on_damaged_blobs_do_not_depend_on_read_sizes`).
 fn check_damaged(what: &str, blob: &[u8]) {
     let report = verify(blob, &VerifyOptions::default());
     let unpacked = unpack_to_dir(
@@ -422,4 +419,78 @@ fn open_read_verify_and_unpack_over_short_reads_agree() {
         };
         check_positioned_paths(&format!("{name}, external TOC"), &blob, &opts);
     }
+}
+
+/// Damaged blobs of `name` (converted with 1000-byte chunks): a byte
+/// flipped at several places (in a member's deflate data, a gzip header,
+/// the TOC), the blob cut short, a member's tar cut short, and a wrong
+/// chunkDigest.
+fn damaged_blobs(name: &str, stream: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let blob = blob_of(stream);
+    let mut out = Vec::new();
+    let members = crate::common::members(&blob);
+    let mut places = vec![blob.len() / 3, blob.len() / 2, blob.len() - 60];
+    // A few bytes into the second and the last payload member.
+    for m in [1, members.len().saturating_sub(3)] {
+        if let Some((at, _)) = members.get(m) {
+            places.push(*at as usize + 2);
+            places.push(*at as usize + 20);
+        }
+    }
+    for at in places.into_iter().filter(|&at| at < blob.len()) {
+        let mut damaged = blob.clone();
+        damaged[at] ^= 0x55;
+        out.push((format!("{name}, byte {at} flipped"), damaged));
+    }
+    out.push((
+        format!("{name}, cut short"),
+        blob[..blob.len() * 2 / 3].to_vec(),
+    ));
+    let (short_tar, _) = crate::common::tamper(&blob, |data, _| {
+        let cut = data.len() / 2;
+        let keep = data[cut].len() / 2;
+        data[cut].truncate(keep);
+    });
+    out.push((format!("{name}, a member's tar cut short"), short_tar));
+    let (wrong_digest, _) = crate::common::tamper(&blob, |_, toc| {
+        let wrong = Digest::of(b"not this chunk").to_string();
+        let chunks = toc
+            .entries
+            .iter_mut()
+            .filter(|e| !e.chunk_digest.is_empty());
+        for e in chunks.step_by(3) {
+            e.chunk_digest = wrong.clone();
+        }
+    });
+    out.push((format!("{name}, wrong chunkDigests"), wrong_digest));
+    out
+}
+
+/// The problems verify reports for a damaged blob, and their order, do
+/// not depend on how the source splits its reads.
+#[test]
+fn verify_problems_on_damaged_blobs_do_not_depend_on_read_sizes() {
+    let mut damage_found = 0;
+    for (name, stream) in streams() {
+        for (what, damaged) in damaged_blobs(&name, &stream) {
+            let report = verify(&damaged[..], &VerifyOptions::default());
+            // Not every flipped byte is damage verify can see (a tar
+            // header's mtime is not in what it compares).
+            if !report.is_valid() {
+                damage_found += 1;
+            } else {
+                eprintln!("{what}: no problem found");
+            }
+            let report = serde_json::to_value(report).unwrap();
+            for max in MAXES {
+                let short = ShortReads::new(&damaged[..], max);
+                let short_report = serde_json::to_value(verify(&short, &VerifyOptions::default()));
+                assert_eq!(short_report.unwrap(), report, "{what}, reads of 1..={max}");
+            }
+        }
+    }
+    assert!(
+        damage_found > 50,
+        "only {damage_found} damaged blobs found bad"
+    );
 }

@@ -4,7 +4,7 @@
 //! token, prefetch, and errors that say whether the blob or the network
 //! is at fault.
 
-use estargz_core::{Blob, Converter, ErrorKind, LruChunkCache, OpenOptions, ReadAt};
+use estargz_core::{Blob, Converter, ErrorKind, LruChunkCache, OpenOptions, ProblemKind, ReadAt};
 use estargz_remote::{Challenge, Error, HttpBlob, HttpOptions, UnauthorizedHook};
 use estargz_test_support::nginx::{Nginx, TOKEN};
 use estargz_test_support::noise::noise;
@@ -299,4 +299,67 @@ fn a_server_gone_is_an_io_error_and_a_damaged_chunk_is_corruption() {
         matches!(Error::of(&err), Some(Error::Transport { .. })),
         "{err:?}"
     );
+}
+
+/// A source that stops the server at the first read in `stop_in` (inside
+/// the payload: the footer and TOC are read first, at the end), and reads
+/// at most 64 KiB a call, so that the payload is fetched in steps and the
+/// stop falls in its middle.
+struct StopsMidway {
+    inner: HttpBlob,
+    server: Mutex<Option<Nginx>>,
+    stop_in: std::ops::Range<u64>,
+}
+
+impl ReadAt for StopsMidway {
+    fn size(&self) -> std::io::Result<u64> {
+        ReadAt::size(&self.inner)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop_in.contains(&offset) {
+            // Dropping the harness stops nginx (by its PID) and waits.
+            drop(self.server.lock().unwrap().take());
+        }
+        let n = buf.len().min(64 << 10);
+        self.inner.read_at(offset, &mut buf[..n])
+    }
+}
+
+#[test]
+fn verify_with_the_server_stopped_mid_payload_reports_the_blob_unreadable() {
+    let Some(server) = Nginx::start() else { return };
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("one", noise(41, 300_000)),
+        ("two", noise(42, 300_000)),
+        ("three", noise(43, 300_000)),
+    ];
+    let bytes = layer(&files);
+    server.serve("layer", &bytes);
+    let opts = HttpOptions {
+        max_retries: 0,
+        max_request: 64 << 10,
+        ..tail(64 << 10)
+    };
+    let inner = HttpBlob::open(&server.url("layer"), &opts).unwrap();
+    let url = server.url("layer");
+    // The whole blob over the same server first: valid.
+    let report = estargz_core::verify(&inner, &Default::default());
+    assert!(report.is_valid(), "{report:?}");
+
+    let source = StopsMidway {
+        inner: HttpBlob::open(&url, &opts).unwrap(),
+        server: Mutex::new(Some(server)),
+        stop_in: 450_000..800_000,
+    };
+    let report = estargz_core::verify(&source, &Default::default());
+    assert!(source.server.lock().unwrap().is_none(), "never stopped");
+    let kinds: Vec<ProblemKind> = report.problems.iter().map(|p| p.kind).collect();
+    assert_eq!(kinds, [ProblemKind::Unreadable], "{:?}", report.problems);
+    let message = report.problems[0].to_string();
+    assert!(
+        message.contains(&url) && message.contains("could not be read"),
+        "{message}"
+    );
+    assert!(!report.is_valid());
 }
