@@ -227,15 +227,8 @@ fn open_registry_blob(name: &str, remote: &RemoteArgs) -> Result<HttpBlob> {
         let wanted = "a layer is named by its digest: docker://HOST/REPO@sha256:…";
         return Err(UsageError(format!("{name}: {wanted}")).into());
     };
-    let mut opts = RegistryOptions::default();
-    opts.credentials = match &remote.creds {
-        Some(c) => Credentials::from_user_pass(c),
-        None => credentials_from_auth_files(reference.registry())?,
-    };
-    opts.tls_verify = remote.tls_verify;
+    let registry = Arc::new(registry_client(&reference, remote)?);
     let mut http = remote.http_options()?;
-    opts.ca_certs = http.ca_certs.clone();
-    let registry = Arc::new(Registry::new(reference.api_host(), opts)?);
     let repo = reference.repository().to_string();
     let location = registry
         .blob_location(&repo, digest)
@@ -253,6 +246,19 @@ fn open_registry_blob(name: &str, remote: &RemoteArgs) -> Result<HttpBlob> {
         Some(given.iter().cloned().chain(fresh).collect())
     }));
     Ok(HttpBlob::open(&location.url, &http)?)
+}
+
+/// A client of the registry `reference` names, with the credentials and
+/// TLS settings of `remote`.
+pub fn registry_client(reference: &Reference, remote: &RemoteArgs) -> Result<Registry> {
+    let mut opts = RegistryOptions::default();
+    opts.credentials = match &remote.creds {
+        Some(c) => Credentials::from_user_pass(c),
+        None => credentials_from_auth_files(reference.registry())?,
+    };
+    opts.tls_verify = remote.tls_verify;
+    opts.ca_certs = remote.http_options()?.ca_certs;
+    Ok(Registry::new(reference.api_host(), opts)?)
 }
 
 /// Like [`open_blob_source`], with a [`Watch`] when the blob is a local
