@@ -242,7 +242,10 @@ impl StackUnmounter {
     }
 
     fn unmount_overlay(&self, flags: UnmountFlags) -> io::Result<()> {
-        let mut done = self.overlay_done.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut done = self
+            .overlay_done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if !*done {
             match rustix::mount::unmount(&self.overlay, flags) {
                 // Already gone (`umount DIR` by hand): the layers are next.

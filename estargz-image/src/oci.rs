@@ -160,7 +160,11 @@ pub fn lazy_toc_digest(layer: &Descriptor) -> std::result::Result<Digest, String
             ANNOTATION_ZSTD_MANIFEST_CHECKSUM_LEGACY,
             estargz_core::ANNOTATION_TOC_DIGEST,
         ],
-        other => return Err(format!("media type {other} is not a gzip or zstd tar layer")),
+        other => {
+            return Err(format!(
+                "media type {other} is not a gzip or zstd tar layer"
+            ))
+        }
     };
     let found = keys
         .iter()

@@ -3,8 +3,8 @@
 //! mounts and unmounts them in order.
 
 use super::{
-    log_event, log_to_stderr, report, signals, spawn_fetch,
-    spawn_signal_handler, Args, Served, WhiteoutArg,
+    log_event, log_to_stderr, report, signals, spawn_fetch, spawn_signal_handler, Args, Served,
+    WhiteoutArg,
 };
 use crate::input::{open_remote_blob, registry_client};
 use crate::UsageError;
@@ -73,6 +73,7 @@ pub(super) fn run(args: Args) -> Result<()> {
             .whiteouts(Whiteouts::Overlay)
             .on_event(log_event);
         stack.push(fs).with_context(what)?;
+        eprintln!("estargz: {} mounted", what());
         served.push(one);
     }
     let stack = stack.finish(&args.dir)?;
@@ -159,7 +160,13 @@ impl Image {
     /// A manifest or index document: its media type and bytes.
     fn document(&self, desc: Option<&Descriptor>) -> Result<(String, Vec<u8>)> {
         match (self, desc) {
-            (Image::Registry { reference, registry }, _) => {
+            (
+                Image::Registry {
+                    reference,
+                    registry,
+                },
+                _,
+            ) => {
                 let wanted = desc.map_or(reference.reference(), |d| d.digest.as_str());
                 let pulled = registry
                     .pull_manifest(reference.repository(), wanted)
@@ -215,7 +222,10 @@ impl Image {
     ) -> Result<Descriptor> {
         if let (Image::Layout { reference, .. }, 0) = (self, depth) {
             let named = index.manifests.iter().filter(|m| {
-                let name = m.annotations.as_ref().and_then(|a| a.get(oci::ANNOTATION_REF_NAME));
+                let name = m
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(oci::ANNOTATION_REF_NAME));
                 reference.is_none() || name == reference.as_ref()
             });
             let named: Vec<&Descriptor> = named.collect();
@@ -223,11 +233,17 @@ impl Image {
                 ([one], _) => return Ok((*one).clone()),
                 ([], Some(r)) => bail!("the layout names no image {r:?}"),
                 ([], None) => bail!("the layout's index.json lists no image"),
-                _ => bail!("the layout holds {} images: pick one with oci:DIR:REF", named.len()),
+                _ => bail!(
+                    "the layout holds {} images: pick one with oci:DIR:REF",
+                    named.len()
+                ),
             }
         }
-        let found = oci::pick_platform(index, os, arch)
-            .or_else(|| (!asked).then(|| oci::pick_platform(index, "linux", "amd64")).flatten());
+        let found = oci::pick_platform(index, os, arch).or_else(|| {
+            (!asked)
+                .then(|| oci::pick_platform(index, "linux", "amd64"))
+                .flatten()
+        });
         match found {
             Some(d) => Ok(d.clone()),
             None if index.manifests.len() == 1 && !asked => Ok(index.manifests[0].clone()),

@@ -58,7 +58,12 @@ fn expected_tree(tars: &[Vec<u8>]) -> Tree {
         let mut entries = Vec::new();
         for e in tar::Archive::new(&tar[..]).entries().unwrap() {
             let mut e = e.unwrap();
-            let path = e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string();
+            let path = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
             let mut data = Vec::new();
             std::io::Read::read_to_end(&mut e, &mut data).unwrap();
             let is_dir = e.header().entry_type().is_dir();
@@ -72,7 +77,11 @@ fn expected_tree(tars: &[Vec<u8>]) -> Tree {
             if name == ".wh..wh..opq" {
                 remove_under(&mut tree, dir);
             } else if let Some(gone) = name.strip_prefix(".wh.") {
-                let gone = if dir.is_empty() { gone.to_string() } else { format!("{dir}/{gone}") };
+                let gone = if dir.is_empty() {
+                    gone.to_string()
+                } else {
+                    format!("{dir}/{gone}")
+                };
                 tree.remove(&gone);
                 remove_under(&mut tree, &gone);
             }
@@ -92,7 +101,11 @@ fn tree_of(root: &Path) -> Tree {
     while let Some(dir) = todo.pop() {
         for e in fs::read_dir(&dir).unwrap() {
             let path = e.unwrap().path();
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             if fs::symlink_metadata(&path).unwrap().is_dir() {
                 tree.insert(rel, None);
                 todo.push(path);
@@ -132,13 +145,23 @@ fn build_layout(dir: &Path, tars: &[Vec<u8>]) {
 /// Rewrites the layout's (one) manifest with `edit`, keeping it valid.
 fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut Value)) {
     let mut index: Value = serde_json::from_slice(&read(dir.join("index.json"))).unwrap();
-    let digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
-    let path = dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = dir
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
     let mut manifest: Value = serde_json::from_slice(&read(&path)).unwrap();
     edit(&mut manifest);
     let bytes = serde_json::to_vec(&manifest).unwrap();
     let digest = sha256_digest(&bytes);
-    fs::write(dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:")), &bytes).unwrap();
+    fs::write(
+        dir.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+        &bytes,
+    )
+    .unwrap();
     index["manifests"][0]["digest"] = json!(digest);
     index["manifests"][0]["size"] = json!(bytes.len());
     fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
@@ -182,11 +205,7 @@ impl Fixture {
         let src = tmp.path().join("src");
         build_layout(&src, &tars);
         let out = tmp.path().join("converted");
-        let conv = run([
-            "convert-image".as_ref(),
-            src.as_os_str(),
-            out.as_os_str(),
-        ]);
+        let conv = run(["convert-image".as_ref(), src.as_os_str(), out.as_os_str()]);
         assert_exit(&conv, 0);
         push(&server, &src, "src:1");
         push(&server, &out, "img:1");
@@ -207,9 +226,18 @@ fn an_image_mounts_as_the_merged_tree_of_its_layers() {
     let image = format!("docker://{}/img:1", f.server.host());
     let args = ["--layers", "--tls-verify=false"];
     let mount = Mount::start_with_env(&image, &args, &[("TMPDIR", &hidden)]);
-    assert!(mount.stderr().contains("(3 layers) mounted on"), "{}", mount.stderr());
+    assert!(
+        mount.stderr().contains("(3 layers) mounted on"),
+        "{}",
+        mount.stderr()
+    );
     // Three layer mounts in the private directory, and the overlay.
-    assert_eq!(mounts_under(&hidden).len(), 3, "{:?}", mounts_under(&hidden));
+    assert_eq!(
+        mounts_under(&hidden).len(),
+        3,
+        "{:?}",
+        mounts_under(&hidden)
+    );
     let expected = expected_tree(&f.tars);
     assert!(expected.contains_key("b/x") && !expected.contains_key("d/old"));
     assert_eq!(tree_of(mount.dir()), expected);
@@ -270,8 +298,25 @@ fn a_failure_on_the_top_layer_unmounts_the_layers_below() {
     let stderr = stderr_of(&out);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("layer 2 (sha256:"), "{stderr}");
+    // Refused only once the layers below it were up.
+    assert!(stderr.contains(") mounted\n"), "{stderr}");
+    assert_eq!(stderr.matches(") mounted\n").count(), 2, "{stderr}");
     assert!(stderr.contains(&wrong), "{stderr}");
     assert!(!is_mounted(&dir.canonicalize().unwrap()));
+    assert_eq!(mounts_under(&hidden), Vec::<String>::new());
+    assert_eq!(dir_listing(&hidden), Vec::<String>::new(), "{stderr}");
+}
+
+#[test]
+fn an_oci_layout_mounts_too_and_sigterm_unmounts_it() {
+    let Some(f) = Fixture::new() else { return };
+    let hidden = f.hidden();
+    let image = format!("oci:{}", f.tmp.path().join("converted").display());
+    let mount = Mount::start_with_env(&image, &["--layers"], &[("TMPDIR", &hidden)]);
+    assert_eq!(tree_of(mount.dir()), expected_tree(&f.tars));
+    mount.signal(rustix::process::Signal::TERM);
+    let (status, stderr) = mount.stop_after_exit();
+    assert!(status.success(), "{stderr}");
     assert_eq!(mounts_under(&hidden), Vec::<String>::new());
     assert_eq!(dir_listing(&hidden), Vec::<String>::new(), "{stderr}");
 }
