@@ -31,8 +31,8 @@ pub struct Args {
     source: BlobArgs,
     /// The mount point: an existing directory.
     dir: PathBuf,
-    /// Mount a whole image: BLOB is docker://HOST/REPO[:TAG|@DIGEST] or
-    /// oci:DIR[:REF]. Each layer (eStargz or zstd:chunked, checked against
+    /// Mount a whole image: BLOB is docker://HOST/REPO:TAG (or @DIGEST)
+    /// or oci:DIR (or oci:DIR:REF). Each layer (eStargz or zstd:chunked, checked against
     /// its TOC-digest annotation) is mounted lazily on a hidden mount
     /// point, and a read-only overlayfs over them on DIR applies the
     /// whiteouts. Other layers are refused. Needs root and overlayfs.

@@ -137,7 +137,7 @@ pub struct RemoteArgs {
     /// each time (or what Retry-After says), within 60 s [default: 4]
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
-    /// Credentials for a docker:// BLOB, USER[:PASS] (default: the auth
+    /// Credentials for a docker:// BLOB, USER or USER:PASS (default: the auth
     /// files convert-image reads)
     #[arg(long, value_name = "USER[:PASS]")]
     pub creds: Option<String>,

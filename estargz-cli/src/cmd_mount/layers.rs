@@ -25,7 +25,7 @@ const MAX_INDEX_DEPTH: usize = 4;
 enum Image {
     Registry {
         reference: Reference,
-        registry: Registry,
+        registry: Box<Registry>,
     },
     Layout {
         source: Source,
@@ -138,7 +138,7 @@ impl Image {
         if name.starts_with("docker://") {
             let reference =
                 Reference::parse(name).map_err(|e| UsageError(format!("{name}: {e}")))?;
-            let registry = registry_client(&reference, &args.source.remote)?;
+            let registry = Box::new(registry_client(&reference, &args.source.remote)?);
             return Ok(Image::Registry {
                 reference,
                 registry,
