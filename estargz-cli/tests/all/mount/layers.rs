@@ -196,6 +196,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Option<Fixture> {
+        Fixture::converted_with(&[])
+    }
+
+    /// The image converted with the extra `convert-image` `args`.
+    fn converted_with(args: &[&str]) -> Option<Fixture> {
         if !fuse_available() || skopeo().is_none() {
             return None;
         }
@@ -205,7 +210,10 @@ impl Fixture {
         let src = tmp.path().join("src");
         build_layout(&src, &tars);
         let out = tmp.path().join("converted");
-        let conv = run(["convert-image".as_ref(), src.as_os_str(), out.as_os_str()]);
+        let mut conv: Vec<&std::ffi::OsStr> =
+            vec!["convert-image".as_ref(), src.as_os_str(), out.as_os_str()];
+        conv.extend(args.iter().map(std::ffi::OsStr::new));
+        let conv = run(conv);
         assert_exit(&conv, 0);
         push(&server, &src, "src:1");
         push(&server, &out, "img:1");
@@ -319,4 +327,22 @@ fn an_oci_layout_mounts_too_and_sigterm_unmounts_it() {
     assert!(status.success(), "{stderr}");
     assert_eq!(mounts_under(&hidden), Vec::<String>::new());
     assert_eq!(dir_listing(&hidden), Vec::<String>::new(), "{stderr}");
+}
+
+#[test]
+fn zstd_chunked_images_of_both_dialects_mount() {
+    for dialect in ["stargz", "containers"] {
+        let args = ["--compression", "zstd:chunked", "--toc-format", dialect];
+        let Some(f) = Fixture::converted_with(&args) else {
+            return;
+        };
+        let hidden = f.hidden();
+        let image = format!("docker://{}/img:1", f.server.host());
+        let args = ["--layers", "--tls-verify=false"];
+        let mount = Mount::start_with_env(&image, &args, &[("TMPDIR", &hidden)]);
+        assert_eq!(tree_of(mount.dir()), expected_tree(&f.tars), "{dialect}");
+        let (status, stderr) = mount.stop();
+        assert!(status.success(), "{dialect}: {stderr}");
+        assert_eq!(dir_listing(&hidden), Vec::<String>::new(), "{stderr}");
+    }
 }
