@@ -166,12 +166,14 @@ impl StackBuilder {
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         let layers = std::mem::take(&mut self.layers);
         let hidden = std::mem::take(&mut self.hidden);
+        let unmounter = StackUnmounter {
+            overlay: dir,
+            layers: layers.iter().map(|l| l.unmounter.clone()).collect(),
+            overlay_done: Arc::new(Mutex::new(false)),
+        };
+        watch_overlay(unmounter.clone());
         Ok(Stack {
-            unmounter: StackUnmounter {
-                overlay: dir,
-                layers: layers.iter().map(|l| l.unmounter.clone()).collect(),
-                overlay_done: Arc::new(Mutex::new(false)),
-            },
+            unmounter,
             threads: layers.into_iter().map(|l| l.thread).collect(),
             hidden,
         })
@@ -205,8 +207,8 @@ impl Stack {
     }
 
     /// Waits until every layer is unmounted, then removes the hidden
-    /// mount points. Unmounting only the overlay (`umount DIR`) leaves
-    /// the layers up: stop the stack with its [`StackUnmounter`].
+    /// mount points. A [`StackUnmounter`] ends it, and so does unmounting
+    /// the overlay from elsewhere (`umount DIR`): the layers follow.
     pub fn run(mut self) -> Result<(), StackError> {
         let threads = std::mem::take(&mut self.threads);
         finish_threads(threads, &self.hidden)
@@ -256,6 +258,59 @@ impl StackUnmounter {
         }
         Ok(())
     }
+}
+
+/// `umount DIR` from elsewhere takes the layers down too: the kernel
+/// flags `/proc/self/mountinfo` (`POLLPRI`) on every change of the mount
+/// table, and once the overlay is no longer listed the layers follow.
+fn watch_overlay(unmounter: StackUnmounter) {
+    let Ok(mut table) = std::fs::File::open("/proc/self/mountinfo") else {
+        return;
+    };
+    let wanted = mountinfo_escape(&unmounter.overlay);
+    std::thread::spawn(move || loop {
+        // Reading the whole table from the start is also what re-arms
+        // the notification.
+        let mut text = String::new();
+        let read = io::Seek::rewind(&mut table)
+            .and_then(|()| io::Read::read_to_string(&mut table, &mut text));
+        if read.is_err() {
+            return;
+        }
+        let listed = text.lines().any(|l| l.split(' ').nth(4) == Some(&*wanted));
+        if !listed {
+            let mut done = unmounter
+                .overlay_done
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !*done {
+                *done = true;
+                drop(done);
+                unmount_layers(&unmounter.layers);
+            }
+            return;
+        }
+        let mut fds = [rustix::event::PollFd::new(
+            &table,
+            rustix::event::PollFlags::PRI,
+        )];
+        if rustix::event::poll(&mut fds, None).is_err() {
+            return;
+        }
+    });
+}
+
+/// A path as `/proc/self/mountinfo` writes it: space, tab, newline and
+/// backslash in octal escapes.
+fn mountinfo_escape(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Unmounts layers top first; one still busy (held by a detached overlay)
@@ -353,5 +408,6 @@ mod tests {
         assert_eq!(opts.to_str().unwrap(), "lowerdir=/t/1:/t/0");
         assert!(overlay_options(&["/t:x/0".into()]).is_err());
         assert!(overlay_options(&["/t,x/0".into()]).is_err());
+        assert_eq!(mountinfo_escape("/a b\\c".as_ref()), "/a\\040b\\134c");
     }
 }

@@ -346,3 +346,21 @@ fn zstd_chunked_images_of_both_dialects_mount() {
         assert_eq!(dir_listing(&hidden), Vec::<String>::new(), "{stderr}");
     }
 }
+
+#[test]
+fn umount_of_the_overlay_takes_the_layers_down() {
+    let Some(f) = Fixture::new() else { return };
+    let hidden = f.hidden();
+    let image = format!("docker://{}/img:1", f.server.host());
+    let args = ["--layers", "--tls-verify=false"];
+    let mount = Mount::start_with_env(&image, &args, &[("TMPDIR", &hidden)]);
+    let out = std::process::Command::new("umount")
+        .arg(mount.dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let (status, stderr) = mount.stop_after_exit();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(mounts_under(&hidden), Vec::<String>::new());
+    assert_eq!(dir_listing(&hidden), Vec::<String>::new(), "{stderr}");
+}
