@@ -9,6 +9,8 @@ use super::{fuse_available, is_mounted, Mount};
 use crate::common::registry::RegistryServer;
 use crate::common::*;
 use crate::convert_image_registry::{skopeo, skopeo_ok, OCI_CONFIG, OCI_MANIFEST, OCI_TAR};
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs;
@@ -140,6 +142,36 @@ fn build_layout(dir: &Path, tars: &[Vec<u8>]) {
     let desc = blob(&serde_json::to_vec(&manifest).unwrap(), OCI_MANIFEST);
     let index = json!({"schemaVersion": 2, "manifests": [desc]});
     fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// An OCI layout whose index lists one image per `(arch, tars)`.
+fn build_multi_layout(dir: &Path, images: &[(&str, &[Vec<u8>])]) {
+    let mut manifests = Vec::new();
+    for (arch, tars) in images {
+        let one = dir.join(format!("single-{arch}"));
+        build_layout(&one, tars);
+        for e in fs::read_dir(one.join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+            fs::copy(e.path(), dir.join("blobs/sha256").join(e.file_name())).unwrap();
+        }
+        let index: Value = serde_json::from_slice(&read(one.join("index.json"))).unwrap();
+        let mut desc = index["manifests"][0].clone();
+        desc["platform"] = json!({"os": "linux", "architecture": arch});
+        manifests.push(desc);
+        fs::remove_dir_all(&one).unwrap();
+    }
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    // One index blob under index.json, as skopeo wants a multi-platform
+    // image.
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let digest = sha256_digest(&bytes);
+    let hex = digest.trim_start_matches("sha256:");
+    fs::write(dir.join("blobs/sha256").join(hex), &bytes).unwrap();
+    let desc = json!({"mediaType": OCI_INDEX, "digest": digest, "size": bytes.len()});
+    let top = json!({"schemaVersion": 2, "manifests": [desc]});
+    fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
 }
 
 /// Rewrites the layout's (one) manifest with `edit`, keeping it valid.
@@ -363,4 +395,58 @@ fn umount_of_the_overlay_takes_the_layers_down() {
     assert!(status.success(), "{stderr}");
     assert_eq!(mounts_under(&hidden), Vec::<String>::new());
     assert_eq!(dir_listing(&hidden), Vec::<String>::new(), "{stderr}");
+}
+
+#[test]
+fn an_index_is_resolved_by_platform() {
+    if !fuse_available() || skopeo().is_none() {
+        return;
+    }
+    let Some(server) = RegistryServer::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let amd = layer_tars();
+    let arm = vec![tar_of(&[("arm/", b""), ("arm/only", b"arm64\n")])];
+    let src = tmp.path().join("src");
+    build_multi_layout(&src, &[("amd64", &amd), ("arm64", &arm)]);
+    let out = tmp.path().join("converted");
+    assert_exit(
+        &run(["convert-image".as_ref(), src.as_os_str(), out.as_os_str()]),
+        0,
+    );
+    let dst = format!("docker://{}/multi:1", server.host());
+    let from = format!("oci:{}", out.display());
+    skopeo_ok(&["copy", "--all", "--dest-tls-verify=false", &from, &dst]);
+
+    let mount = Mount::start(
+        &dst,
+        &[
+            "--layers",
+            "--tls-verify=false",
+            "--platform",
+            "linux/arm64",
+        ],
+    );
+    assert_eq!(tree_of(mount.dir()), expected_tree(&arm));
+    mount.stop();
+    if std::env::consts::ARCH == "x86_64" {
+        let mount = Mount::start(&dst, &["--layers", "--tls-verify=false"]);
+        assert_eq!(tree_of(mount.dir()), expected_tree(&amd));
+        mount.stop();
+    }
+    let dir = tmp.path().join("mnt");
+    fs::create_dir(&dir).unwrap();
+    let args = [
+        "mount",
+        "--layers",
+        "--tls-verify=false",
+        "--platform",
+        "linux/s390x",
+        &dst,
+    ];
+    let out = estargz(args).arg(&dir).output().unwrap();
+    let stderr = stderr_of(&out);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("no image for linux/s390x"), "{stderr}");
 }
