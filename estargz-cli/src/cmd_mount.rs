@@ -219,7 +219,7 @@ fn spawn_signal_handler(
                 eprintln!("estargz: {}", report());
                 continue;
             }
-            match unmount(busy) {
+            match unmount_retrying(&unmount, busy) {
                 Ok(()) => break,
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                     busy = true;
@@ -232,6 +232,22 @@ fn spawn_signal_handler(
             }
         }
     });
+}
+
+/// A mount can be busy for a moment only: a child forked by another
+/// thread of the process using it holds the descriptors it inherited until
+/// it execs. So `EBUSY` is tried again for about a second before it is
+/// reported.
+fn unmount_retrying(unmount: &impl Fn(bool) -> io::Result<()>, detach: bool) -> io::Result<()> {
+    for _ in 0..20 {
+        match unmount(detach) {
+            Err(e) if !detach && e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+    unmount(detach)
 }
 
 /// The numbers reported on SIGUSR1 and on unmount.
