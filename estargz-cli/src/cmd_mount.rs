@@ -8,27 +8,43 @@ use anyhow::{Context, Result};
 use estargz_core::{Blob, Digest, LruChunkCache, ReadAt};
 use estargz_fuse::{
     mount, prefetch_region, CountedSource, Event, Fetch, FetchReport, LayerFs, MountOptions,
-    Stopped, Unmounter, Whiteouts, BACKGROUND_WINDOW, MAX_WINDOW,
+    Stopped, Whiteouts, BACKGROUND_WINDOW, MAX_WINDOW,
 };
 use estargz_remote::HttpBlob;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+mod layers;
 
 /// Mount a layer read-only on DIR with FUSE and serve it until Ctrl-C,
 /// SIGTERM or `umount DIR`: names from the TOC, file bytes fetched and
 /// decoded on first read, every chunk checked against its TOC digest (a
 /// chunk that fails is EIO for that read). SIGUSR1 prints what was read.
+/// With --layers, a whole image: every layer mounted so, and a read-only
+/// overlayfs over them on DIR.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     source: BlobArgs,
     /// The mount point: an existing directory.
     dir: PathBuf,
+    /// Mount a whole image: BLOB is docker://HOST/REPO:TAG (or @DIGEST)
+    /// or oci:DIR (or oci:DIR:REF). Each layer (eStargz or zstd:chunked, checked against
+    /// its TOC-digest annotation) is mounted lazily on a hidden mount
+    /// point, and a read-only overlayfs over them on DIR applies the
+    /// whiteouts. Other layers are refused. Needs root and overlayfs.
+    #[arg(long)]
+    layers: bool,
+    /// With --layers, the image of an index to mount (default: the host's
+    /// platform, else linux/amd64).
+    #[arg(long, value_name = "OS/ARCH", requires = "layers")]
+    platform: Option<String>,
     /// Refuse the layer unless its TOC has this digest (the
     /// containerd.io/snapshot/stargz/toc.digest annotation).
-    #[arg(long, value_name = "DIGEST")]
+    #[arg(long, value_name = "DIGEST", conflicts_with = "layers")]
     toc_digest: Option<String>,
     /// Bytes of decoded chunks kept in memory.
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
@@ -70,6 +86,9 @@ struct Served {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.layers {
+        return layers::run(args);
+    }
     let expected = match &args.toc_digest {
         Some(d) => Some(d.parse::<Digest>().map_err(|e| UsageError(e.to_string()))?),
         None => None,
@@ -93,7 +112,16 @@ pub fn run(args: Args) -> Result<()> {
     let served = Arc::new(served);
     let cancel = Arc::new(AtomicBool::new(false));
     spawn_fetch(&served, &cancel, !args.no_prefetch, args.background_fetch);
-    spawn_signal_handler(&served, mounted.unmounter())?;
+    let unmounter = mounted.unmounter();
+    let reported = served.clone();
+    spawn_signal_handler(
+        signals()?,
+        move || report(&reported),
+        move |detach| match detach {
+            true => unmounter.detach(),
+            false => unmounter.unmount(),
+        },
+    );
     eprintln!(
         "estargz: {} mounted on {} (Ctrl-C to unmount)",
         args.source.blob,
@@ -184,25 +212,28 @@ fn fetched(r: &FetchReport) -> String {
     )
 }
 
+/// The signals the mount answers, caught from now on (a layer stack
+/// registers them before mounting, so a Ctrl-C meanwhile is not lost).
+fn signals() -> Result<signal_hook::iterator::Signals> {
+    signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])
+        .context("cannot handle signals")
+}
+
 /// SIGUSR1 prints the numbers; SIGINT, SIGTERM and SIGHUP unmount (a
 /// second one detaches a mount still in use).
-fn spawn_signal_handler(served: &Arc<Served>, unmounter: Unmounter) -> Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])
-        .context("cannot handle signals")?;
-    let served = served.clone();
+fn spawn_signal_handler(
+    mut signals: signal_hook::iterator::Signals,
+    report: impl Fn() -> String + Send + 'static,
+    unmount: impl Fn(bool) -> io::Result<()> + Send + 'static,
+) {
     std::thread::spawn(move || {
         let mut busy = false;
         for signal in signals.forever() {
             if signal == SIGUSR1 {
-                eprintln!("estargz: {}", report(&served));
+                eprintln!("estargz: {}", report());
                 continue;
             }
-            let result = if busy {
-                unmounter.detach()
-            } else {
-                unmounter.unmount()
-            };
-            match result {
+            match unmount_retrying(&unmount, busy) {
                 Ok(()) => break,
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                     busy = true;
@@ -215,7 +246,22 @@ fn spawn_signal_handler(served: &Arc<Served>, unmounter: Unmounter) -> Result<()
             }
         }
     });
-    Ok(())
+}
+
+/// A mount can be busy for a moment only: a child forked by another
+/// thread of the process using it holds the descriptors it inherited until
+/// it execs. So `EBUSY` is tried again for about a second before it is
+/// reported.
+fn unmount_retrying(unmount: &impl Fn(bool) -> io::Result<()>, detach: bool) -> io::Result<()> {
+    for _ in 0..20 {
+        match unmount(detach) {
+            Err(e) if !detach && e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+    unmount(detach)
 }
 
 /// The numbers reported on SIGUSR1 and on unmount.

@@ -137,7 +137,7 @@ pub struct RemoteArgs {
     /// each time (or what Retry-After says), within 60 s [default: 4]
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
-    /// Credentials for a docker:// BLOB, USER[:PASS] (default: the auth
+    /// Credentials for a docker:// BLOB, USER or USER:PASS (default: the auth
     /// files convert-image reads)
     #[arg(long, value_name = "USER[:PASS]")]
     pub creds: Option<String>,
@@ -235,14 +235,7 @@ fn open_registry_blob(name: &str, remote: &RemoteArgs, mut http: HttpOptions) ->
         let wanted = "a layer is named by its digest: docker://HOST/REPO@sha256:…";
         return Err(UsageError(format!("{name}: {wanted}")).into());
     };
-    let mut opts = RegistryOptions::default();
-    opts.credentials = match &remote.creds {
-        Some(c) => Credentials::from_user_pass(c),
-        None => credentials_from_auth_files(reference.registry())?,
-    };
-    opts.tls_verify = remote.tls_verify;
-    opts.ca_certs = http.ca_certs.clone();
-    let registry = Arc::new(Registry::new(reference.api_host(), opts)?);
+    let registry = Arc::new(registry_client(&reference, remote)?);
     let repo = reference.repository().to_string();
     let location = registry
         .blob_location(&repo, digest)
@@ -260,6 +253,19 @@ fn open_registry_blob(name: &str, remote: &RemoteArgs, mut http: HttpOptions) ->
         Some(given.iter().cloned().chain(fresh).collect())
     }));
     Ok(HttpBlob::open(&location.url, &http)?)
+}
+
+/// A client of the registry `reference` names, with the credentials and
+/// TLS settings of `remote`.
+pub fn registry_client(reference: &Reference, remote: &RemoteArgs) -> Result<Registry> {
+    let mut opts = RegistryOptions::default();
+    opts.credentials = match &remote.creds {
+        Some(c) => Credentials::from_user_pass(c),
+        None => credentials_from_auth_files(reference.registry())?,
+    };
+    opts.tls_verify = remote.tls_verify;
+    opts.ca_certs = remote.http_options()?.ca_certs;
+    Ok(Registry::new(reference.api_host(), opts)?)
 }
 
 /// Like [`open_blob_source`], with a [`Watch`] when the blob is a local

@@ -18,6 +18,9 @@
 //!   ([`prefetch_region`]) first, in a few large reads.
 //! - [`mount`]: mounts it (`ro,nodev,nosuid`); [`Mounted::run`] serves
 //!   until unmounted.
+//! - [`StackBuilder`]: a whole image, each layer on a hidden FUSE mount
+//!   and a read-only overlayfs over them; [`Stack::run`] serves it until a
+//!   [`StackUnmounter`] takes it down (overlay first, then the layers).
 //!
 //! ```no_run
 //! use estargz_core::{Blob, LruChunkCache, OpenOptions};
@@ -40,6 +43,7 @@ mod fetch;
 mod fs;
 mod mount;
 mod source;
+mod stack;
 mod view;
 
 pub use fetch::{prefetch_region, Fetch, FetchReport, Stopped, BACKGROUND_WINDOW, MAX_WINDOW};
@@ -47,4 +51,5 @@ pub use fs::{Event, LayerFs};
 pub use fuser;
 pub use mount::{mount, Error, MountOptions, Mounted, Unmounter};
 pub use source::{CountedSource, Counters, Stats};
+pub use stack::{Stack, StackBuilder, StackError, StackOptions, StackUnmounter};
 pub use view::{DirEntry, View, Whiteouts, OPAQUE_XATTR};

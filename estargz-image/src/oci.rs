@@ -129,6 +129,75 @@ pub fn layer_kind(media_type: &str) -> LayerKind {
     }
 }
 
+/// The annotation zstd:chunked layers carry their TOC's checksum in.
+pub const ANNOTATION_ZSTD_MANIFEST_CHECKSUM: &str =
+    "io.github.containers.zstd-chunked.manifest-checksum";
+/// The same, as older containers/storage writes it.
+pub const ANNOTATION_ZSTD_MANIFEST_CHECKSUM_LEGACY: &str =
+    "io.containers.zstd-chunked.manifest-checksum";
+
+/// The TOC digest a layer can be read lazily by: an eStargz layer
+/// (`tar+gzip` with `containerd.io/snapshot/stargz/toc.digest`) or a
+/// zstd:chunked one (`tar+zstd` with its manifest checksum). `Err` says
+/// why another layer cannot be, for the caller to name the layer.
+///
+/// ```
+/// use estargz_image::oci::{lazy_toc_digest, Descriptor};
+///
+/// let plain: Descriptor = serde_json::from_str(
+///     r#"{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:00","size":1}"#,
+/// ).unwrap();
+/// assert!(lazy_toc_digest(&plain).unwrap_err().contains("no TOC digest"));
+/// ```
+pub fn lazy_toc_digest(layer: &Descriptor) -> std::result::Result<Digest, String> {
+    let keys: &[&str] = match layer.media_type.as_str() {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+            &[estargz_core::ANNOTATION_TOC_DIGEST]
+        }
+        "application/vnd.oci.image.layer.v1.tar+zstd" => &[
+            ANNOTATION_ZSTD_MANIFEST_CHECKSUM,
+            ANNOTATION_ZSTD_MANIFEST_CHECKSUM_LEGACY,
+            estargz_core::ANNOTATION_TOC_DIGEST,
+        ],
+        other => {
+            return Err(format!(
+                "media type {other} is not a gzip or zstd tar layer"
+            ))
+        }
+    };
+    let found = keys
+        .iter()
+        .find_map(|k| layer.annotations.as_ref()?.get(*k));
+    let Some(value) = found else {
+        return Err(format!(
+            "no TOC digest annotation ({}): not eStargz or zstd:chunked, so it cannot be read lazily",
+            keys[0]
+        ));
+    };
+    value
+        .parse()
+        .map_err(|e| format!("bad TOC digest annotation {value:?}: {e}"))
+}
+
+/// The manifest of `index` for `os`/`arch` (the descriptor's `platform`).
+///
+/// ```
+/// use estargz_image::oci::{pick_platform, ImageIndex};
+///
+/// let index: ImageIndex = serde_json::from_str(r#"{"schemaVersion":2,"manifests":[
+///   {"mediaType":"m","digest":"sha256:aa","size":1,"platform":{"os":"linux","architecture":"arm64"}},
+///   {"mediaType":"m","digest":"sha256:bb","size":1,"platform":{"os":"linux","architecture":"amd64"}}]}"#).unwrap();
+/// assert_eq!(pick_platform(&index, "linux", "amd64").unwrap().digest, "sha256:bb");
+/// ```
+pub fn pick_platform<'a>(index: &'a ImageIndex, os: &str, arch: &str) -> Option<&'a Descriptor> {
+    index.manifests.iter().find(|m| {
+        let p = &m.extra.get("platform");
+        let field = |k: &str| p.and_then(|p| p.get(k)).and_then(Value::as_str);
+        field("os") == Some(os) && field("architecture") == Some(arch)
+    })
+}
+
 /// The OCI media type a Docker one becomes when its manifest turns OCI
 /// (annotations, which carry the TOC digest, exist only in OCI manifests).
 pub fn oci_media_type(media_type: &str) -> &str {

@@ -7,6 +7,7 @@
 //! the `estargz mount` child by its PID.
 
 mod fixture;
+mod layers;
 mod local;
 mod overlay;
 mod remote;
@@ -57,10 +58,16 @@ impl Mount {
     /// Mounts `blob` (a path or URL) with the extra `args`; returns once
     /// the binary says it is mounted and the kernel lists the mount.
     pub fn start(blob: &str, args: &[&str]) -> Mount {
+        Mount::start_with_env(blob, args, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables.
+    pub fn start_with_env(blob: &str, args: &[&str], env: &[(&str, &Path)]) -> Mount {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("mnt").canonicalize_or_create();
         let stderr = tmp.path().join("stderr");
         let child = estargz(["mount"])
+            .envs(env.iter().copied())
             .args(args)
             .arg(blob)
             .arg(&dir)

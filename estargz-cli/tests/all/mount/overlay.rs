@@ -6,7 +6,7 @@ use super::{convert, fuse_available, is_mounted, Mount};
 use std::fs;
 use std::path::Path;
 
-fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+pub(super) fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     for (name, data) in entries {
         let mut h = tar::Header::new_ustar();
