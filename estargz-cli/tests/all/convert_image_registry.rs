@@ -175,13 +175,16 @@ fn verify_layout(dir: &Path) -> usize {
 fn uploads(server: &RegistryServer, repo: &str, at_least: usize) -> usize {
     let post = format!("\"POST /v2/{repo}/blobs/uploads/");
     let put = format!("\"PUT /v2/{repo}/blobs/uploads/");
+    log_lines(server, at_least, |l| l.contains(&post) || l.contains(&put))
+}
+
+/// The registry's access-log lines that `matches`, once there are at least
+/// `at_least` of them or 5 s have passed (the registry may write a line
+/// just after answering).
+fn log_lines(server: &RegistryServer, at_least: usize, matches: impl Fn(&str) -> bool) -> usize {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let log = server.log();
-        let n = log
-            .lines()
-            .filter(|l| l.contains(&post) || l.contains(&put))
-            .count();
+        let n = server.log().lines().filter(|l| matches(l)).count();
         if n >= at_least || Instant::now() > deadline {
             return n;
         }
@@ -530,11 +533,8 @@ fn read_layer_lazily(server: &RegistryServer, scratch: &Path, layer: &Value) {
     let out = estargz_blob(&["ls", &blob, &creds, "--tls-verify=false"]);
     assert_exit(&out, 0);
     assert!(!stdout_of(&out).is_empty());
-    let ranges = server
-        .log()
-        .lines()
-        .filter(|l| l.contains(&format!("GET /v2/dst/blobs/{digest}")) && l.contains(" 206 "))
-        .count();
+    let get = format!("GET /v2/dst/blobs/{digest}");
+    let ranges = log_lines(server, 2, |l| l.contains(&get) && l.contains(" 206 "));
     assert!(ranges >= 2, "range reads of the layer:\n{}", server.log());
 
     let out = estargz_blob(&["ls", &blob, "--tls-verify=false"]);
