@@ -100,6 +100,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // `estargz ls … | head`: the reader had what it wanted.
         Err(err) if output::reader_gone(&err) => ExitCode::SUCCESS,
+        Err(_) if output::interrupted() => {
+            // The signal handler is removing the outputs and exits with 130.
+            loop {
+                std::thread::park();
+            }
+        }
         Err(err) => {
             eprintln!("estargz: error: {}", describe(&err));
             if err.downcast_ref::<UsageError>().is_some() {

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::Mutex;
 
 /// Temporary files in progress, removed if the process is interrupted.
@@ -29,14 +29,30 @@ static RAW_SLOTS: Mutex<Vec<(PathBuf, usize)>> = Mutex::new(Vec::new());
 /// place (`unpack -C`) has to say about what it leaves.
 pub static ON_SIGNAL: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
 
+/// Set by the signal handler before it removes anything (see
+/// [`interrupted`]).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a signal is ending the process. An error the main thread meets
+/// then is most likely the handler's doing (it removed the output being
+/// written or renamed), not the input's: the main thread leaves the exit,
+/// and its code 130, to the handler.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// On SIGINT, SIGTERM or SIGHUP: remove every temporary output, then exit
 /// with 130 (the shell's code for an interrupted command).
 pub fn remove_partial_outputs_on_signal() {
     let _ = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
         if let Some(say) = ON_SIGNAL.get() {
             say();
         }
-        if let Ok(paths) = IN_PROGRESS.lock() {
+        // Held until the process ends: no rename into place starts (see
+        // `without_interruption`) once the outputs are gone.
+        let held = IN_PROGRESS.lock();
+        if let Ok(paths) = &held {
             paths.iter().for_each(|p| remove_output(p));
         }
         std::process::exit(130);
