@@ -15,11 +15,13 @@ pub mod registry;
 mod short_reads;
 pub mod spec;
 pub mod stargz;
+mod tar_of;
 pub mod token;
 mod tools;
 
 pub use reference::reference_driver;
 pub use short_reads::ShortReads;
+pub use tar_of::tar_of;
 
 /// The zstd:chunked blobs in `testdata/blobs/zstd/` (file stems): the
 /// reference's stargz dialect (`s-…`) and skopeo's containers dialect

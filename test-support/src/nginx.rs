@@ -28,7 +28,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const TOKEN: &str = "s3cret";
 
@@ -143,32 +143,17 @@ fn free_ports(tls: bool) -> (u16, Option<u16>) {
 /// say: it is started again on other ports). Panics after 30 s (generous:
 /// the machine may be loaded).
 pub fn wait_ready(child: &mut Child, port: u16, token: &str, dir: &Path) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut stderr = String::new();
-            if let Some(mut s) = child.stderr.take() {
-                use std::io::Read;
-                let _ = s.read_to_string(&mut stderr);
-            }
-            let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-            return Err(format!("nginx exited with {status}: {stderr}{log}"));
+    let what = format!("nginx (its readiness token on 127.0.0.1:{port})");
+    let ready = || probe(port).is_some_and(|body| body == token.as_bytes());
+    crate::tools::poll_ready(child, &what, Duration::from_millis(20), ready).map_err(|status| {
+        let mut stderr = String::new();
+        if let Some(mut s) = child.stderr.take() {
+            use std::io::Read;
+            let _ = s.read_to_string(&mut stderr);
         }
-        if probe(port).is_some_and(|body| body == token.as_bytes()) {
-            // The token could only come from this child; it must still
-            // be the one listening.
-            if matches!(child.try_wait(), Ok(None)) {
-                return Ok(());
-            }
-            continue;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("nginx did not serve its readiness token on 127.0.0.1:{port} within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+        format!("nginx exited with {status}: {stderr}{log}")
+    })
 }
 
 /// The body of `GET /.ready` on `port` when the answer is `200`; `None`

@@ -15,7 +15,7 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::token::{TokenIssuer, ISSUER, SERVICE};
 
@@ -247,28 +247,13 @@ impl RegistryServer {
 /// `X-Estargz-Instance`, and still runs; an error when it exits first.
 /// Panics after 30 s (generous: the machine may be loaded).
 fn wait_ready(child: &mut Child, port: u16, token: &str, ca: Option<&[u8]>) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("docker-registry exited with {status}"));
-        }
-        let ready = match ca {
-            Some(ca) => probe_tls(port, token, ca),
-            None => probe(port, token),
-        };
-        if ready {
-            if matches!(child.try_wait(), Ok(None)) {
-                return Ok(());
-            }
-            continue;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("docker-registry did not answer on 127.0.0.1:{port} within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let what = format!("docker-registry on 127.0.0.1:{port}");
+    let ready = || match ca {
+        Some(ca) => probe_tls(port, token, ca),
+        None => probe(port, token),
+    };
+    crate::tools::poll_ready(child, &what, Duration::from_millis(25), ready)
+        .map_err(|status| format!("docker-registry exited with {status}"))
 }
 
 /// Whether `GET /v2/` on `port` answers 200 or 401 with this instance's

@@ -12,26 +12,7 @@ use std::sync::Arc;
 /// A blob on a counted in-memory source.
 pub type TestBlob = Blob<CountedSource<Vec<u8>>>;
 
-/// A tar of `(name, data)` files and `(name/)` directories.
-pub fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut tar = tar::Builder::new(Vec::new());
-    for (name, data) in entries {
-        let mut h = tar::Header::new_ustar();
-        if let Some(dir) = name.strip_suffix('/') {
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-            h.set_cksum();
-            tar.append_data(&mut h, dir, &b""[..]).unwrap();
-        } else {
-            h.set_mode(0o644);
-            h.set_size(data.len() as u64);
-            h.set_cksum();
-            tar.append_data(&mut h, name, *data).unwrap();
-        }
-    }
-    tar.into_inner().unwrap()
-}
+pub use estargz_test_support::tar_of;
 
 /// `tar` converted with `chunk_size`, opened on a counted in-memory source
 /// with an LRU cache of `budget` bytes.

@@ -6,25 +6,7 @@ use super::{convert, fuse_available, is_mounted, Mount};
 use std::fs;
 use std::path::Path;
 
-pub(super) fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut tar = tar::Builder::new(Vec::new());
-    for (name, data) in entries {
-        let mut h = tar::Header::new_ustar();
-        if let Some(dir) = name.strip_suffix('/') {
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-            h.set_cksum();
-            tar.append_data(&mut h, dir, &b""[..]).unwrap();
-        } else {
-            h.set_mode(0o644);
-            h.set_size(data.len() as u64);
-            h.set_cksum();
-            tar.append_data(&mut h, name, *data).unwrap();
-        }
-    }
-    tar.into_inner().unwrap()
-}
+pub(super) use estargz_test_support::tar_of;
 
 /// An overlay mount, unmounted (lazily) on drop.
 struct Overlay<'a>(&'a Path);

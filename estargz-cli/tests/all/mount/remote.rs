@@ -11,18 +11,23 @@ fn blob_size(server: &Nginx, name: &str) -> u64 {
     fs::metadata(server.www().join(name)).unwrap().len()
 }
 
+/// nginx serving the fixture layer as `layer.esgz` (512 KiB chunks), or
+/// `None` where FUSE or nginx is missing (outside CI).
+fn serving_the_layer() -> Option<Nginx> {
+    if !fuse_available() {
+        return None;
+    }
+    let server = Nginx::start()?;
+    let args = ["--chunk-size", "524288"];
+    convert(&server.www(), "layer.esgz", &layer_tar(), &args);
+    Some(server)
+}
+
 #[test]
 fn reading_one_small_file_costs_one_small_request() {
-    if !fuse_available() {
+    let Some(server) = serving_the_layer() else {
         return;
-    }
-    let Some(server) = Nginx::start() else { return };
-    convert(
-        &server.www(),
-        "layer.esgz",
-        &layer_tar(),
-        &["--chunk-size", "524288"],
-    );
+    };
     let size = blob_size(&server, "layer.esgz");
     let (mount, opened) = server.requests_during(|| Mount::start(&server.url("layer.esgz"), &[]));
     assert_eq!(opened.len(), 1, "open reads the tail only: {opened:?}");
@@ -53,16 +58,9 @@ fn reading_one_small_file_costs_one_small_request() {
 
 #[test]
 fn stopping_the_server_mid_read_is_eio_and_unmounting_stays_clean() {
-    if !fuse_available() {
+    let Some(server) = serving_the_layer() else {
         return;
-    }
-    let Some(server) = Nginx::start() else { return };
-    convert(
-        &server.www(),
-        "layer.esgz",
-        &layer_tar(),
-        &["--chunk-size", "524288"],
-    );
+    };
     let url = server.url("layer.esgz");
     let mut mount = Mount::start(&url, &["--retries", "0", "--timeout", "5"]);
     let big = expected(&layer_tar())
