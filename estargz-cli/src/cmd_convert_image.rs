@@ -9,7 +9,7 @@ use crate::progress::Lines;
 use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::Compression;
-use estargz_image::cache::{default_dir, fingerprint, Cache};
+use estargz_image::cache::{default_dir, Cache};
 use estargz_image::oci::{layer_kind, LayerKind};
 use estargz_image::registry::{
     blob_fetcher, pull_to_layout_with, push_layout, PullOptions, PullReport, PushOptions,
@@ -49,8 +49,10 @@ pub struct Args {
     #[command(flatten)]
     encoding: EncodingArgs,
     /// gzip (eStargz) or zstd:chunked (stargz dialect, lossless: converted layers keep their
-    /// diffIDs; media type tar+zstd). Layers already eStargz are passed through as they are.
-    /// --level is then zstd's, 1 to 22.
+    /// diffIDs; media type tar+zstd). zstd:chunked converts gzip eStargz layers too (without
+    /// their TOC and landmark entries); layers already in the target format, and zstd:chunked
+    /// layers when converting to gzip, are passed through unless --reconvert. --level is then
+    /// zstd's, 1 to 22.
     #[arg(long, value_name = "FORMAT", default_value = "gzip", value_parser = parse_compression)]
     compression: Compression,
     /// Compression threads in all, shared by the layers converted at once (default: all cores).
@@ -65,6 +67,10 @@ pub struct Args {
     /// Replace DST if it exists (it is replaced only once the new image is complete).
     #[arg(long)]
     force: bool,
+    /// Convert layers that are already eStargz or zstd:chunked too, instead of passing them
+    /// through: their TOC and landmark entries are dropped, the rest converted as any layer.
+    #[arg(long)]
+    reconvert: bool,
     #[command(flatten)]
     registry: RegistryArgs,
     #[command(flatten)]
@@ -301,6 +307,7 @@ pub fn run(args: Args) -> Result<()> {
         destination_has: None,
         source_ref: src.reference(),
         dest_ref: dst.reference(),
+        reconvert: args.reconvert,
     };
     let lines = Lines::new(args.quiet || args.json);
     let start = Instant::now();
@@ -370,7 +377,7 @@ fn open_source(
                     layer_kind(&d.media_type),
                     LayerKind::Convertible | LayerKind::Zstd
                 ) && options.cache.as_ref().is_some_and(|c| {
-                    c.lookup(&d.digest, &fingerprint(&options.converter, &d.media_type))
+                    c.lookup(&d.digest, &options.fingerprint(&d.media_type))
                         .ok()
                         .flatten()
                         .is_some()
@@ -475,7 +482,7 @@ fn to_registry(
         // Left out of the layout because the destination had them: should
         // it have lost them since, they are uploaded from the cache.
         for layer in report.layers.iter().filter(|l| l.cache == "hit") {
-            let fp = fingerprint(&options.converter, &layer.source_media_type);
+            let fp = options.fingerprint(&layer.source_media_type);
             if let Ok(Some(entry)) = cache.lookup(&layer.source_digest, &fp) {
                 push.blob_files
                     .insert(layer.digest.clone(), cache.blob_path(&entry));

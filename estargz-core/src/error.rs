@@ -93,6 +93,17 @@ pub enum Error {
         /// The format, for the message.
         format: &'static str,
     },
+    /// An eStargz-only entry (TOC, landmark) cannot be dropped from a
+    /// layer being converted again without changing the entries after it.
+    #[error("entry {entry:?} at byte {offset}: cannot be dropped: {reason}")]
+    CannotDrop {
+        /// Entry name (lossily decoded for display).
+        entry: String,
+        /// Byte offset of what is in the way.
+        offset: u64,
+        /// Why.
+        reason: &'static str,
+    },
     /// The input holds no bytes at all.
     #[error("input is empty (0 bytes): not a tar archive")]
     EmptyInput,
@@ -340,6 +351,7 @@ impl Error {
             | Error::NonUtf8 { .. }
             | Error::UnreadableEntry { .. }
             | Error::UnsupportedInDialect { .. }
+            | Error::CannotDrop { .. }
             | Error::Reorder { .. } => ErrorKind::Unsupported,
             Error::InvalidOption(_)
             | Error::PrioritizedNotFound { .. }

@@ -167,7 +167,7 @@ pub use read::{
     Stat, StoredDigest, TocInfo, Whiteout, ZstdChunkedInfo, ZstdDialect, DEFAULT_CACHE_BUDGET,
     NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
 };
-pub use tar::{NamePolicy, ScanLimits};
+pub use tar::{NamePolicy, ScanLimits, WithoutEstargzEntries};
 pub use toc::{EntryType, Toc, TocEntry, TOC_NAME};
 pub use unpack::{
     unpack_tar, unpack_to_dir, unpack_to_dir_with_progress, UnpackOptions, UnpackProgress,

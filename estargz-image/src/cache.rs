@@ -22,7 +22,7 @@
 //!
 //! let dir = tempfile::tempdir()?;
 //! let cache = Cache::open(dir.path(), 1 << 30)?;
-//! let fp = fingerprint(&Converter::default(), "application/vnd.oci.image.layer.v1.tar");
+//! let fp = fingerprint(&Converter::default(), "application/vnd.oci.image.layer.v1.tar", false);
 //! let source = format!("sha256:{}", "a".repeat(64));
 //! assert!(cache.lookup(&source, &fp)?.is_none());
 //!
@@ -142,12 +142,22 @@ pub struct Cache {
 /// The fingerprint of converting a layer of `source_media_type` (which
 /// says how it is decoded) with `converter`: everything that changes the
 /// bytes written (compression, level, chunk sizes, name policy, limits,
-/// external TOC), this crate's version and [`CACHE_FORMAT`]. The thread
-/// count is left out: it never changes the output.
-pub fn fingerprint(converter: &Converter, source_media_type: &str) -> String {
+/// external TOC), this crate's version and [`CACHE_FORMAT`], and whether
+/// layers already eStargz or zstd:chunked are converted too
+/// ([`ImageOptions::reconvert`](crate::ImageOptions::reconvert)). The
+/// thread count is left out: it never changes the output.
+pub fn fingerprint(converter: &Converter, source_media_type: &str, reconvert: bool) -> String {
     let options = format!("{:?}", converter.clone().with_threads(None));
+    // Which layers are converted at all (`ImageOptions::reconvert`): a
+    // layer passed through under one policy must not be served converted
+    // from an entry another policy stored.
+    let lazy = if reconvert {
+        "lazy layers: converted"
+    } else {
+        "lazy layers: passed through"
+    };
     let text = format!(
-        "estargz-image {} cache format {CACHE_FORMAT}\n{source_media_type}\n{options}",
+        "estargz-image {} cache format {CACHE_FORMAT}\n{source_media_type}\n{options}\n{lazy}",
         env!("CARGO_PKG_VERSION")
     );
     Digest::of(text.as_bytes()).hex().to_string()

@@ -6,19 +6,20 @@ use crate::cache::{fingerprint, Cache, CacheEntry};
 use crate::error::{invalid, io_err, Error, Result};
 use crate::oci::{
     kind_of, layer_kind, oci_media_type, parse_digest, parse_json, to_json, Descriptor, ImageIndex,
-    Kind, LayerKind, Manifest, DOCKER_CONFIG, DOCKER_MANIFEST, MEDIA_TYPE_CONFIG,
+    Kind, LayerKind, Manifest, ANNOTATION_ZSTD_MANIFEST_CHECKSUM,
+    ANNOTATION_ZSTD_MANIFEST_CHECKSUM_LEGACY, DOCKER_CONFIG, DOCKER_MANIFEST, MEDIA_TYPE_CONFIG,
 };
 use crate::refs;
 use crate::sink::LayoutWriter;
-use crate::source::{blob_path, Source, MAX_DOCUMENT_SIZE};
+use crate::source::{blob_path, Source, VerifiedReader, MAX_DOCUMENT_SIZE};
 use estargz_core::{
-    blob_info_of, layer_annotations, Converter, Digest, Input, OpenOptions, TocInfo,
-    ANNOTATION_TOC_DIGEST, MEDIA_TYPE_LAYER_GZIP,
+    blob_info_of, layer_annotations, Compression, Converter, Digest, Input, OpenOptions, TocInfo,
+    WithoutEstargzEntries, ANNOTATION_TOC_DIGEST, MEDIA_TYPE_LAYER_GZIP,
 };
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufReader, BufWriter, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -55,6 +56,13 @@ pub struct ImageOptions {
     /// `index.json`; the source must then hold one image (or `source_ref`
     /// pick one).
     pub dest_ref: Option<String>,
+    /// Convert layers already in a lazy-pull format too: gzip eStargz
+    /// layers when converting to gzip, zstd:chunked ones always. Without
+    /// it they are passed through (a gzip eStargz layer is still converted
+    /// to zstd:chunked when that is the target). Either way a converted
+    /// lazy layer loses its TOC and landmark entries first
+    /// ([`WithoutEstargzEntries`]).
+    pub reconvert: bool,
 }
 
 impl Default for ImageOptions {
@@ -67,8 +75,44 @@ impl Default for ImageOptions {
             destination_has: None,
             source_ref: None,
             dest_ref: None,
+            reconvert: false,
         }
     }
+}
+
+impl ImageOptions {
+    /// The conversion cache's fingerprint of these options for a source
+    /// layer of `media_type` ([`fingerprint`]).
+    ///
+    /// ```
+    /// use estargz_image::ImageOptions;
+    ///
+    /// let gzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+    /// let reconvert = ImageOptions { reconvert: true, ..ImageOptions::default() };
+    /// // Whether lazy layers are converted decides what a layer becomes: not the same entry.
+    /// assert_ne!(ImageOptions::default().fingerprint(gzip), reconvert.fingerprint(gzip));
+    /// ```
+    pub fn fingerprint(&self, media_type: &str) -> String {
+        fingerprint(&self.converter, media_type, self.reconvert)
+    }
+
+    fn converts(&self, format: LazyFormat) -> bool {
+        match format {
+            LazyFormat::Estargz => {
+                self.reconvert || self.converter.compression() == Compression::ZstdChunked
+            }
+            LazyFormat::ZstdChunked => self.reconvert,
+        }
+    }
+}
+
+/// A layer format that container runtimes can pull lazily.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LazyFormat {
+    /// gzip eStargz.
+    Estargz,
+    /// zstd:chunked, either dialect.
+    ZstdChunked,
 }
 
 /// Tells whether the destination has the blob of the digest given.
@@ -196,6 +240,7 @@ struct ImageDoc {
 
 struct Driver<'a> {
     source: &'a Source,
+    options: &'a ImageOptions,
     out: &'a LayoutWriter,
     indexes: HashMap<Digest, (Vec<u8>, ImageIndex)>,
     manifests: HashMap<Digest, ImageDoc>,
@@ -232,6 +277,7 @@ pub fn convert_image(
 ) -> Result<ImageReport> {
     let mut driver = Driver {
         source,
+        options,
         out,
         indexes: HashMap::new(),
         manifests: HashMap::new(),
@@ -349,9 +395,10 @@ impl Driver<'_> {
                     if !is_image {
                         continue;
                     }
+                    let wanted = lazy_format(layer).is_none_or(|f| self.options.converts(f));
                     match layer_kind(&layer.media_type) {
                         LayerKind::Convertible | LayerKind::Zstd
-                            if !is_estargz(layer) && !self.job_of.contains_key(&layer_digest) =>
+                            if wanted && !self.job_of.contains_key(&layer_digest) =>
                         {
                             self.job_of.insert(layer_digest, self.jobs.len());
                             self.jobs.push(LayerJob {
@@ -402,7 +449,7 @@ impl Driver<'_> {
         let (source, out, job_list) = (self.source, self.out, &self.jobs);
         let cache = options.cache.as_deref().map(|cache| LayerCache {
             cache,
-            converter: &options.converter,
+            options,
             destination_has: options.destination_has.as_ref(),
             notes: Mutex::new(Vec::new()),
         });
@@ -413,8 +460,12 @@ impl Driver<'_> {
                     if i >= total || failed.load(Ordering::SeqCst) {
                         break;
                     }
-                    let result =
-                        convert_layer(source, out, &job_list[i], &converter, cache.as_ref());
+                    let result = convert_layer(
+                        (source, out),
+                        &job_list[i],
+                        (&converter, options),
+                        cache.as_ref(),
+                    );
                     match &result {
                         Ok((layer, _)) => {
                             let d = done.fetch_add(1, Ordering::SeqCst) + 1;
@@ -616,9 +667,12 @@ impl Driver<'_> {
         if !in_image || self.passed.insert(digest, ()).is_some() {
             return Ok(());
         }
-        let reason = match kind {
-            LayerKind::NonDistributable => "non-distributable layer",
-            LayerKind::Convertible => "already eStargz (has the TOC digest annotation)",
+        let reason = match (kind, lazy_format(layer)) {
+            (LayerKind::NonDistributable, _) => "non-distributable layer",
+            (_, Some(LazyFormat::Estargz)) => "already eStargz (has the TOC digest annotation)",
+            (_, Some(LazyFormat::ZstdChunked)) => {
+                "already zstd:chunked (has its TOC annotations; --reconvert converts it)"
+            }
             _ => "not a filesystem layer media type",
         };
         let report = LayerReport {
@@ -719,26 +773,56 @@ fn plan_jobs(threads: usize, layers: usize, chunk: u64, options: &ImageOptions) 
     (jobs, (threads / jobs).max(1))
 }
 
-/// An eStargz layer whose annotations were lost (Docker media types cannot
-/// carry them) is recognised by its footer and TOC, then kept as it is and
-/// annotated; `None` if the layer is not eStargz. Converting it again would
-/// bury its TOC in the new blob's trailing bytes.
-fn already_estargz(
-    source: &Source,
-    out: &LayoutWriter,
-    job: &LayerJob,
-    start: Instant,
-) -> Result<Option<Converted>> {
+/// The lazy-pull format a layer is in, by its footer and TOC (its
+/// annotations may have been lost: Docker media types cannot carry them),
+/// with that TOC; `None` for any other layer.
+fn sniff_lazy(source: &Source, job: &LayerJob) -> Result<Option<(LazyFormat, TocInfo)>> {
     let at = source.blob_at(&job.digest, &job.referrer)?;
     let Ok((toc, _)) = TocInfo::read(at, &OpenOptions::default()) else {
         return Ok(None);
     };
-    // zstd:chunked is read now too, but is not a gzip layer to annotate
-    // as eStargz: it goes the way of any zstd layer.
-    if toc.zstd_chunked.is_some() {
-        return Ok(None);
-    }
+    let format = match toc.zstd_chunked {
+        Some(_) => LazyFormat::ZstdChunked,
+        None => LazyFormat::Estargz,
+    };
+    Ok(Some((format, toc)))
+}
+
+/// A layer already in a lazy-pull format, passed through: an eStargz one
+/// is copied and annotated; a zstd:chunked one is left to the third pass,
+/// which copies it as it is.
+fn keep_lazy(
+    source: &Source,
+    out: &LayoutWriter,
+    job: &LayerJob,
+    (format, toc): (LazyFormat, &TocInfo),
+    start: Instant,
+) -> Result<Converted> {
     let desc = &job.descriptor;
+    let mut layer = LayerReport {
+        source_digest: desc.digest.clone(),
+        source_media_type: desc.media_type.clone(),
+        source_size: desc.size,
+        action: "passed-through",
+        reason: Some(
+            "already zstd:chunked (footer and TOC found); kept as it is (--reconvert converts it)",
+        ),
+        media_type: desc.media_type.clone(),
+        digest: desc.digest.clone(),
+        size: desc.size,
+        diff_id: None,
+        toc_digest: Some(toc.digest.to_string()),
+        uncompressed_size: None,
+        seconds: start.elapsed().as_secs_f64(),
+        warnings: Vec::new(),
+        cache: "off",
+        bytes_in: desc.size,
+        bytes_out: desc.size,
+        state: "copied",
+    };
+    if format == LazyFormat::ZstdChunked {
+        return Ok((layer, None));
+    }
     out.copy_blob(source, &job.digest, desc.size, &job.referrer)?;
     let stored = out.blob_file(&job.digest);
     let file = stored.display().to_string();
@@ -747,36 +831,68 @@ fn already_estargz(
         .and_then(|f| {
             blob_info_of(BufReader::new(f)).map_err(|source| Error::Convert { file, source })
         })?;
-    let layer = LayerReport {
-        source_digest: desc.digest.clone(),
-        source_media_type: desc.media_type.clone(),
-        source_size: desc.size,
-        action: "passed-through",
-        reason: Some("already eStargz (footer and TOC found); annotations added"),
-        media_type: MEDIA_TYPE_LAYER_GZIP.to_string(),
-        digest: desc.digest.clone(),
-        size: desc.size,
-        diff_id: Some(blob.diff_id.to_string()),
-        toc_digest: Some(toc.digest.to_string()),
-        uncompressed_size: Some(blob.uncompressed_size),
-        seconds: start.elapsed().as_secs_f64(),
-        warnings: Vec::new(),
-        cache: "off",
-        bytes_in: desc.size,
-        bytes_out: desc.size,
-        state: "copied",
-    };
-    Ok(Some((
+    layer.reason = Some("already eStargz (footer and TOC found); annotations added");
+    layer.media_type = MEDIA_TYPE_LAYER_GZIP.to_string();
+    layer.diff_id = Some(blob.diff_id.to_string());
+    layer.uncompressed_size = Some(blob.uncompressed_size);
+    layer.seconds = start.elapsed().as_secs_f64();
+    Ok((
         layer,
         Some(layer_annotations(&toc.digest, blob.uncompressed_size)),
-    )))
+    ))
 }
 
-fn is_estargz(layer: &Descriptor) -> bool {
-    layer
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(ANNOTATION_TOC_DIGEST))
+/// The lazy-pull format a layer's descriptor says it is in: gzip with the
+/// eStargz TOC digest, or zstd with a TOC annotation of either dialect.
+fn lazy_format(layer: &Descriptor) -> Option<LazyFormat> {
+    let annotations = layer.annotations.as_ref()?;
+    let has = |key| annotations.contains_key(key);
+    match layer_kind(&layer.media_type) {
+        LayerKind::Zstd
+            if has(ANNOTATION_TOC_DIGEST)
+                || has(ANNOTATION_ZSTD_MANIFEST_CHECKSUM)
+                || has(ANNOTATION_ZSTD_MANIFEST_CHECKSUM_LEGACY) =>
+        {
+            Some(LazyFormat::ZstdChunked)
+        }
+        LayerKind::Zstd => None,
+        _ => has(ANNOTATION_TOC_DIGEST).then_some(LazyFormat::Estargz),
+    }
+}
+
+/// Converts the blob read from `reader`: the tar inside a lazy layer
+/// without its TOC and landmarks (for eStargz, the gzip members before the
+/// TOC member), else the whole layer decompressed.
+fn convert_stream(
+    reader: &mut VerifiedReader,
+    lazy: Option<(LazyFormat, &TocInfo)>,
+    media_type: &str,
+    converter: &Converter,
+    writer: &mut impl std::io::Write,
+) -> estargz_core::Result<estargz_core::ConvertReport> {
+    let zstd_error = |source| estargz_core::Error::Read { offset: 0, source };
+    match lazy {
+        Some((LazyFormat::Estargz, toc)) => {
+            let end = match toc.toc_offset {
+                0 => toc.payload_end,
+                at => at,
+            };
+            let payload = flate2::read::MultiGzDecoder::new(reader.take(end));
+            converter.convert(Input::stream(WithoutEstargzEntries::new(payload)), writer)
+        }
+        Some((LazyFormat::ZstdChunked, _)) => {
+            // Its TOC (and tar-split) frames are skippable: the decoder passes over them.
+            let tar = zstd::stream::read::Decoder::new(reader).map_err(zstd_error)?;
+            converter.convert(Input::stream(WithoutEstargzEntries::new(tar)), writer)
+        }
+        // The converter sniffs gzip only; zstd (zstd:chunked's skippable
+        // frames included) is decoded here, frame after frame.
+        None if layer_kind(media_type) == LayerKind::Zstd => {
+            let tar = zstd::stream::read::Decoder::new(reader).map_err(zstd_error)?;
+            converter.convert(Input::stream(tar), writer)
+        }
+        None => converter.convert(Input::stream(reader), writer),
+    }
 }
 
 fn replace(desc: &Descriptor, media_type: &str, digest: &Digest, size: u64) -> Descriptor {
@@ -797,7 +913,7 @@ type Converted = (
 /// The cache as the conversions of one image use it.
 struct LayerCache<'a> {
     cache: &'a Cache,
-    converter: &'a Converter,
+    options: &'a ImageOptions,
     destination_has: Option<&'a BlobCheck>,
     /// Warnings for the report (a corrupt entry, a failed store).
     notes: Mutex<Vec<String>>,
@@ -814,17 +930,16 @@ impl LayerCache<'_> {
 /// A layer from the cache when it holds it (and the blob is sound),
 /// else converted and stored in the cache.
 fn convert_layer(
-    source: &Source,
-    out: &LayoutWriter,
+    (source, out): (&Source, &LayoutWriter),
     job: &LayerJob,
-    converter: &Converter,
+    (converter, options): (&Converter, &ImageOptions),
     cache: Option<&LayerCache<'_>>,
 ) -> Result<Converted> {
     let start = Instant::now();
     let Some(c) = cache else {
-        return convert_fresh(source, out, job, converter, false, start);
+        return convert_fresh((source, out), job, (converter, options), false, start);
     };
-    let fp = fingerprint(c.converter, &job.descriptor.media_type);
+    let fp = c.options.fingerprint(&job.descriptor.media_type);
     match c.cache.lookup(&job.descriptor.digest, &fp) {
         Ok(Some(entry)) => {
             if let Some(done) = serve_cached(source, out, job, c, &entry, start)? {
@@ -834,7 +949,8 @@ fn convert_layer(
         Ok(None) => {}
         Err(e) => c.note(format!("{e}; the layer is converted")),
     }
-    let (layer, annotations) = convert_fresh(source, out, job, converter, true, start)?;
+    let (layer, annotations) =
+        convert_fresh((source, out), job, (converter, options), true, start)?;
     if let (Some(annotations), "converted") = (&annotations, layer.action) {
         let entry = CacheEntry {
             source_digest: layer.source_digest.clone(),
@@ -920,33 +1036,27 @@ fn serve_cached(
 }
 
 fn convert_fresh(
-    source: &Source,
-    out: &LayoutWriter,
+    (source, out): (&Source, &LayoutWriter),
     job: &LayerJob,
-    converter: &Converter,
+    (converter, options): (&Converter, &ImageOptions),
     cached: bool,
     start: Instant,
 ) -> Result<Converted> {
     let desc = &job.descriptor;
     source.ensure_blob(&job.digest, desc.size)?;
-    if let Some(done) = already_estargz(source, out, job, start)? {
-        return Ok(done);
+    let lazy = sniff_lazy(source, job)?;
+    if let Some((format, toc)) = &lazy {
+        if !options.converts(*format) {
+            return keep_lazy(source, out, job, (*format, toc), start);
+        }
     }
+    let lazy = lazy.as_ref().map(|(format, toc)| (*format, toc));
     let mut reader = source.open_blob(&job.digest, desc.size, &job.referrer)?;
     let file = reader.file().to_string();
     let (temp, temp_file) = out.temp_blob()?;
     let temp_name = temp.display().to_string();
     let mut writer = BufWriter::with_capacity(1 << 20, temp_file);
-    let result = if layer_kind(&desc.media_type) == LayerKind::Zstd {
-        // The converter sniffs gzip only; zstd (zstd:chunked's skippable
-        // frames included) is decoded here, frame after frame.
-        match zstd::stream::read::Decoder::new(&mut reader) {
-            Ok(decoder) => converter.convert(Input::stream(decoder), &mut writer),
-            Err(source) => Err(estargz_core::Error::Read { offset: 0, source }),
-        }
-    } else {
-        converter.convert(Input::stream(&mut reader), &mut writer)
-    };
+    let result = convert_stream(&mut reader, lazy, &desc.media_type, converter, &mut writer);
     let written = writer
         .into_inner()
         .map_err(|e| e.into_error())
@@ -997,7 +1107,10 @@ fn convert_fresh(
         source_media_type: desc.media_type.clone(),
         source_size: desc.size,
         action: "converted",
-        reason: None,
+        reason: lazy.map(|(format, _)| match format {
+            LazyFormat::Estargz => "was eStargz: converted without its TOC and landmark entries",
+            LazyFormat::ZstdChunked => "was zstd:chunked: converted without its landmark entries",
+        }),
         media_type: report.compression.media_type().to_string(),
         digest: report.blob.digest.to_string(),
         size: report.blob.size,
@@ -1011,6 +1124,7 @@ fn convert_fresh(
         bytes_out: report.blob.size,
         state: "converted",
     };
+
     Ok((layer, Some(report.annotations())))
 }
 

@@ -12,6 +12,7 @@ mod cli_unpack_dir;
 mod cli_zstd_convert;
 mod convert_image;
 mod convert_image_cache;
+mod convert_image_lazy;
 mod convert_image_registry;
 mod mount;
 mod prioritize;

@@ -10,9 +10,11 @@
 mod header;
 mod pax;
 mod scan;
+mod strip;
 
 pub use header::{Header, BLOCK};
 pub use scan::{Entry, EntryKind, Item, NamePolicy, ScanLimits, Scanner};
+pub use strip::WithoutEstargzEntries;
 
 use crate::error::{Error, Result};
 use std::io::{Chain, Cursor, Read};
