@@ -19,3 +19,4 @@ mod prioritize;
 mod runtime_pulls;
 mod trailing_and_depth;
 mod zstd_read;
+mod zstd_remote;
