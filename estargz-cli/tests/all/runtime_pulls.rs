@@ -11,7 +11,10 @@
 //! - podman (Debian's 4.3) with `enable_partial_images`: a partial pull
 //!   through the TOC, seen in its debug log ("Retrieved partial blob" per
 //!   layer) and in the registry's access log (only 206 range responses for
-//!   the layers).
+//!   the layers): gzip eStargz, and zstd:chunked in both dialects (the
+//!   containers one through its `io.containers.*` annotations, spec Z35).
+//!   With only the `io.github.containers.*` annotations podman 4.3 pulls
+//!   the containers dialect whole (Z36).
 //! - the stargz snapshotter (`stargz-grpc`, a Go build, so `#[ignore]`d:
 //!   scripts/lazy-pull-test.sh runs it): every layer mounted lazily over
 //!   FUSE, read through an overlay of the mounts.
@@ -42,6 +45,15 @@ const NO_TLS: [&str; 2] = ["--src-tls-verify=false", "--dest-tls-verify=false"];
 /// fetches ranges of it.
 const CHUNK_SIZE: &str = "--chunk-size=65536";
 const MTIME: u64 = 1_700_000_000;
+/// The containers dialect's manifest-checksum annotation, as containers/storage writes it now.
+const ZSTD_CHECKSUM: &str = "io.github.containers.zstd-chunked.manifest-checksum";
+/// `--compression zstd:chunked --toc-format containers`: the 64-byte dialect.
+const CONTAINERS_DIALECT: [&str; 4] = [
+    "--compression",
+    "zstd:chunked",
+    "--toc-format",
+    "containers",
+];
 
 // ---------------------------------------------------------------------------
 // The source image
@@ -217,7 +229,9 @@ struct Converted {
 }
 
 /// `estargz convert-image docker://HOST/src:1 docker://HOST/REPO:1 EXTRA`,
-/// checked to succeed and to give layers of `media_type`.
+/// checked to succeed and to give layers of `media_type`, each with its TOC
+/// annotation (the stargz TOC digest; for the containers dialect of
+/// zstd:chunked, its manifest checksum).
 fn convert(
     server: &RegistryServer,
     tmp: &Path,
@@ -259,13 +273,18 @@ fn convert(
         &dst,
     ]))
     .unwrap();
+    let toc_key = if extra.contains(&"containers") {
+        ZSTD_CHECKSUM
+    } else {
+        TOC_DIGEST_ANNOTATION
+    };
     let layers: Vec<String> = manifest["layers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|l| {
             assert_eq!(l["mediaType"], media_type, "{l}");
-            assert!(l["annotations"][TOC_DIGEST_ANNOTATION].is_string(), "{l}");
+            assert!(l["annotations"][toc_key].is_string(), "{l}");
             l["digest"].as_str().unwrap().to_string()
         })
         .collect();
@@ -570,9 +589,24 @@ umount "$4""#;
 }
 
 /// Pushes `image` again as `repo:1` with the config's last diffID replaced
-/// by a wrong one (via an OCI layout written by convert-image).
+/// by a wrong one.
 fn push_with_wrong_diff_id(server: &RegistryServer, tmp: &Path, image: &Converted, repo: &str) {
-    let layout = tmp.join("wrong-diff-id");
+    push_edited(server, tmp, image, repo, |_, config| {
+        config["rootfs"]["diff_ids"][2] = json!(sha256_digest(b"not this layer"));
+    });
+}
+
+/// Pushes `image` again as `repo:1` with its manifest and config as `edit`
+/// leaves them (through an OCI layout written by convert-image, which
+/// passes the converted layers through); the image as pushed.
+fn push_edited(
+    server: &RegistryServer,
+    tmp: &Path,
+    image: &Converted,
+    repo: &str,
+    edit: impl FnOnce(&mut Value, &mut Value),
+) -> Converted {
+    let layout = tmp.join(format!("edited-{repo}"));
     let out = estargz([
         "convert-image",
         "--src-tls-verify=false",
@@ -593,7 +627,7 @@ fn push_with_wrong_diff_id(server: &RegistryServer, tmp: &Path, image: &Converte
     let mut config: Value =
         serde_json::from_slice(&read(blob(manifest["config"]["digest"].as_str().unwrap())))
             .unwrap();
-    config["rootfs"]["diff_ids"][2] = json!(sha256_digest(b"not this layer"));
+    edit(&mut manifest, &mut config);
     manifest["config"] = put_blob(&layout, &serde_json::to_vec(&config).unwrap(), OCI_CONFIG);
     let desc = put_blob(
         &layout,
@@ -609,6 +643,16 @@ fn push_with_wrong_diff_id(server: &RegistryServer, tmp: &Path, image: &Converte
     let src = format!("oci:{}", layout.display());
     let dst = format!("docker://{}/{repo}:1", server.host());
     skopeo_ok(&["copy", "--dest-tls-verify=false", &src, &dst]);
+    let ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    Converted {
+        reference: format!("{}/{repo}:1", server.host()),
+        repo: repo.to_string(),
+        layers: image.layers.clone(),
+        diff_ids: ids
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect(),
+    }
 }
 
 #[test]
@@ -725,19 +769,10 @@ fn blob_get_statuses(server: &RegistryServer, repo: &str, digest: &str) -> Vec<S
     }
 }
 
-/// `podman pull` of `image` into a fresh private store under `dir`, with
-/// partial pulls on: every layer is "Retrieved partial blob" (no fallback
-/// to a full pull) and the registry answered every GET of a layer with 206
-/// (range requests only). The image's tree, through `podman image mount`,
-/// is the source's, but for owners and file times, which podman 4.3's
-/// partial pull does not keep (zstd-chunked spec §8 #7), and FIFOs, which
-/// it does not make.
-fn podman_pulls_partially(
-    server: &RegistryServer,
-    image: &Converted,
-    dir: &Path,
-    want: &(Tree, Vec<(String, String)>),
-) {
+/// `podman --log-level=debug pull` of `image` into a fresh private store
+/// under `dir`, with partial pulls on, checked to succeed; its debug log
+/// and a copy of the image's tree (through `podman image mount`).
+fn podman_pull(server: &RegistryServer, image: &Converted, dir: &Path) -> (String, PathBuf) {
     let (env, global) = podman_store(dir, &server.host());
     let (log, copy) = (dir.join("pull.log"), dir.join("tree"));
     std::fs::create_dir_all(&copy).unwrap();
@@ -765,6 +800,21 @@ podman "$@" image unmount "$ref" >/dev/null"#;
         image.reference,
         stderr_of(&out)
     );
+    (pull_log, copy)
+}
+
+/// [`podman_pull`] of `image`: every layer is "Retrieved partial blob" (no
+/// fallback to a full pull) and the registry answered every GET of a layer
+/// with 206 (range requests only). The image's tree is the source's, but
+/// for owners and file times, which podman 4.3's partial pull does not
+/// keep (zstd-chunked spec §8 #7), and FIFOs, which it does not make.
+fn podman_pulls_partially(
+    server: &RegistryServer,
+    image: &Converted,
+    dir: &Path,
+    want: &(Tree, Vec<(String, String)>),
+) {
+    let (pull_log, copy) = podman_pull(server, image, dir);
     assert!(
         !pull_log.contains("Failed to retrieve partial blob"),
         "{pull_log}"
@@ -790,6 +840,38 @@ podman "$@" image unmount "$ref" >/dev/null"#;
     assert_same_tree(&want, &copy, false, &format!("podman, {}", image.reference));
 }
 
+/// [`podman_pull`] of `image`: no layer is pulled partially (podman says
+/// why it falls back), the registry sent each layer whole (a 200), and the
+/// tree is exactly the source's, owners, file times and FIFOs included.
+fn podman_pulls_in_full(
+    server: &RegistryServer,
+    image: &Converted,
+    dir: &Path,
+    want: &(Tree, Vec<(String, String)>),
+    why: &str,
+) {
+    let (pull_log, copy) = podman_pull(server, image, dir);
+    assert!(
+        !pull_log.contains("Retrieved partial blob"),
+        "{}: a partial pull:\n{pull_log}",
+        image.reference
+    );
+    assert!(
+        pull_log.contains(why),
+        "{}: no {why:?}:\n{pull_log}",
+        image.reference
+    );
+    for layer in &image.layers {
+        let statuses = blob_get_statuses(server, &image.repo, layer);
+        assert!(
+            statuses.iter().any(|s| s == "200"),
+            "{}: GETs of {layer} answered {statuses:?}",
+            image.reference
+        );
+    }
+    assert_same_tree(want, &copy, true, &format!("podman, {}", image.reference));
+}
+
 #[test]
 fn podman_pulls_converted_images_partially() {
     let tmp = tempfile::tempdir().unwrap();
@@ -810,6 +892,42 @@ fn podman_pulls_converted_images_partially() {
         OCI_ZSTD,
     );
     podman_pulls_partially(&server, &zstd, &tmp.path().join("podman-zchunked"), &want);
+    // Z35, second half: the 64-byte containers dialect, whose
+    // `io.containers.*` annotations podman 4.3 reads it by (spec §6, C2).
+    let c64 = convert(&server, tmp.path(), "c64", &CONTAINERS_DIALECT, OCI_ZSTD);
+    podman_pulls_partially(&server, &c64, &tmp.path().join("podman-c64"), &want);
+}
+
+/// Z36: the 64-byte containers dialect with only current containers/storage's
+/// `io.github.containers.zstd-chunked.*` annotations, which podman 4.3 does
+/// not know: it pulls the layers whole (spec §6, C), and gets the same tree.
+#[test]
+fn podman_pulls_the_containers_dialect_without_its_old_annotations_in_full() {
+    let tmp = tempfile::tempdir().unwrap();
+    if !can_mount() || !require("podman", tool_found("podman")) {
+        return;
+    }
+    let Some(server) = registry_with_source(tmp.path()) else {
+        return;
+    };
+    let want = expected_tree(&source_layers());
+    let c64 = convert(&server, tmp.path(), "c64", &CONTAINERS_DIALECT, OCI_ZSTD);
+    let github_only = push_edited(&server, tmp.path(), &c64, "github-only", |manifest, _| {
+        for layer in manifest["layers"].as_array_mut().unwrap() {
+            let a = layer["annotations"].as_object_mut().unwrap();
+            a.retain(|k, _| !k.starts_with("io.containers."));
+            assert!(a
+                .keys()
+                .any(|k| k.starts_with("io.github.containers.zstd-chunked.")));
+        }
+    });
+    podman_pulls_in_full(
+        &server,
+        &github_only,
+        &tmp.path().join("podman-github-only"),
+        &want,
+        "blob type not supported for partial retrieval",
+    );
 }
 
 // ---------------------------------------------------------------------------
