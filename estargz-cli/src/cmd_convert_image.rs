@@ -48,8 +48,8 @@ pub struct Args {
     dst: OsString,
     #[command(flatten)]
     encoding: EncodingArgs,
-    /// gzip (eStargz) or zstd:chunked (stargz dialect, lossless: converted layers keep their
-    /// diffIDs; media type tar+zstd). zstd:chunked converts gzip eStargz layers too (without
+    /// gzip (eStargz) or zstd:chunked (stargz dialect, lossless: a converted plain or gzip
+    /// layer keeps its diffID; media type tar+zstd). zstd:chunked converts gzip eStargz layers too (without
     /// their TOC and landmark entries); layers already in the target format, and zstd:chunked
     /// layers when converting to gzip, are passed through unless --reconvert. --level is then
     /// zstd's, 1 to 22.

@@ -262,9 +262,10 @@ struct Driver<'a> {
 /// distinct tar, tar+gzip or tar+zstd layer is converted once to eStargz, with the OCI
 /// gzip media type and the TOC-digest and uncompressed-size annotations;
 /// configs get the new diffIDs, manifests and indexes the new digests.
-/// What does not change is copied byte for byte: layers already eStargz
-/// (annotated), non-distributable layers, blobs of unknown media types, and
-/// manifests that are not images (attestations, signatures, artifacts), which
+/// What does not change is copied byte for byte: layers already in a
+/// lazy-pull format that [`ImageOptions::reconvert`] and the target leave
+/// alone (gzip eStargz when writing gzip, zstd:chunked), non-distributable
+/// layers, blobs of unknown media types, and manifests that are not images (attestations, signatures, artifacts), which
 /// describe the source image and would be forged if rewritten. Docker
 /// manifests and lists whose layers change become OCI ones, since only OCI
 /// descriptors carry annotations. A Docker ≥ 25 `manifest.json` is
