@@ -137,6 +137,10 @@ pub struct LayerReport {
     /// `converted`, `cached` (taken from the cache), `copied` (kept as it
     /// was); after a push `pushed`, `exists` or `mounted`.
     pub state: &'static str,
+    /// Bytes of the converted blob written to a spool file in $TMPDIR
+    /// while it waited for its upload, the memory budget being spent
+    /// (a registry destination; 0 otherwise).
+    pub bytes_spooled: u64,
 }
 
 /// A manifest or index of the source and what it became.
@@ -389,7 +393,13 @@ impl Driver<'_> {
             .threads()
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let chunk = options.converter.chunk_size();
-        let (jobs, per_job) = plan_jobs(threads, total, chunk, options);
+        let pool = self.out.memory_pool();
+        let (jobs, per_job) = plan_jobs(threads, total, chunk, options, pool.is_some());
+        if let Some(pool) = pool {
+            // The blobs held for the upload get what the conversions leave.
+            let converting = (jobs as u64).saturating_mul(estimated_memory(per_job, chunk));
+            pool.set_limit(options.memory_budget.saturating_sub(converting));
+        }
         self.report.jobs = jobs;
         self.report.threads_per_job = per_job;
         let converter = options.converter.clone().with_threads(Some(per_job));
@@ -639,6 +649,7 @@ impl Driver<'_> {
             bytes_in: layer.size,
             bytes_out: layer.size,
             state: "copied",
+            bytes_spooled: 0,
         };
         progress(Progress::PassedThrough(&report));
         self.report.layers.push(report);
@@ -695,21 +706,33 @@ impl Driver<'_> {
         }
         .unwrap_or(old);
         *path = Value::String(blob_path(&new));
-        self.out.root().join(blob_path(&new)).is_file()
+        self.out.has_blob(&new)
     }
 }
 
 /// Layers converted at once and threads for each: as many layers as the
 /// memory budget allows (never more than threads or layers), the threads
-/// shared among them.
-fn plan_jobs(threads: usize, layers: usize, chunk: u64, options: &ImageOptions) -> (usize, usize) {
+/// shared among them. When converted blobs are `held` for an upload, the
+/// conversions get at most half the budget, the held blobs the rest.
+fn plan_jobs(
+    threads: usize,
+    layers: usize,
+    chunk: u64,
+    options: &ImageOptions,
+    held: bool,
+) -> (usize, usize) {
+    let budget = if held {
+        options.memory_budget / 2
+    } else {
+        options.memory_budget
+    };
     let jobs = match options.jobs {
         Some(j) => j.max(1),
         None => {
             let mut j = threads.min(layers).max(1);
             while j > 1
                 && (j as u64).saturating_mul(estimated_memory((threads / j).max(1), chunk))
-                    > options.memory_budget
+                    > budget
             {
                 j -= 1;
             }
@@ -729,24 +752,45 @@ fn already_estargz(
     job: &LayerJob,
     start: Instant,
 ) -> Result<Option<Converted>> {
-    let at = source.blob_at(&job.digest, &job.referrer)?;
-    let Ok((toc, _)) = TocInfo::read(at, &OpenOptions::default()) else {
+    let desc = &job.descriptor;
+    // A registry's blob is probed with range requests; a plain tar
+    // cannot be eStargz, so it is not even probed there.
+    if source.is_remote() && !desc.media_type.contains("gzip") {
+        return Ok(None);
+    }
+    let at = source.blob_at(&job.digest, desc.size, &job.referrer)?;
+    let Ok((probed, _)) = TocInfo::read(at, &OpenOptions::default()) else {
         return Ok(None);
     };
     // zstd:chunked is read now too, but is not a gzip layer to annotate
     // as eStargz: it goes the way of any zstd layer.
-    if toc.zstd_chunked.is_some() {
+    if probed.zstd_chunked.is_some() {
         return Ok(None);
     }
-    let desc = &job.descriptor;
     out.copy_blob(source, &job.digest, desc.size, &job.referrer)?;
-    let stored = out.blob_file(&job.digest);
-    let file = stored.display().to_string();
-    let blob = std::fs::File::open(&stored)
-        .map_err(io_err(&file))
-        .and_then(|f| {
-            blob_info_of(BufReader::new(f)).map_err(|source| Error::Convert { file, source })
-        })?;
+    let file = source.name(&blob_path(&job.digest));
+    let convert_err = |source| Error::Convert {
+        file: file.clone(),
+        source,
+    };
+    let (blob, toc) = match (out.open_blob(&job.digest)?, out.blob_at(&job.digest)?) {
+        (Some((reader, _)), Some(at)) => {
+            // The ranges a registry answered were not verified; the
+            // stored copy is: its TOC is the one annotated.
+            let blob = blob_info_of(BufReader::new(reader)).map_err(convert_err)?;
+            let Ok((toc, _)) = TocInfo::read(at, &OpenOptions::default()) else {
+                return Ok(None);
+            };
+            (blob, toc)
+        }
+        _ => {
+            // The destination has it already: read it once, verified.
+            let mut reader = source.open_blob(&job.digest, desc.size, &job.referrer)?;
+            let blob = blob_info_of(BufReader::new(&mut reader)).map_err(convert_err);
+            reader.finish()?;
+            (blob?, probed)
+        }
+    };
     let layer = LayerReport {
         source_digest: desc.digest.clone(),
         source_media_type: desc.media_type.clone(),
@@ -765,6 +809,7 @@ fn already_estargz(
         bytes_in: desc.size,
         bytes_out: desc.size,
         state: "copied",
+        bytes_spooled: 0,
     };
     Ok(Some((
         layer,
@@ -847,9 +892,12 @@ fn convert_layer(
             uncompressed_size: layer.uncompressed_size.unwrap_or_default(),
             annotations: annotations.clone(),
         };
-        let blob = layer.digest.parse::<Digest>().map(|d| out.blob_file(&d));
-        if let Ok(blob) = blob {
-            if let Err(e) = c.cache.insert(&entry, &blob) {
+        let stored = match layer.digest.parse::<Digest>() {
+            Ok(d) => out.open_blob(&d)?,
+            Err(_) => None,
+        };
+        if let Some((mut blob, _)) = stored {
+            if let Err(e) = c.cache.insert_from(&entry, &mut blob) {
                 c.note(format!("{e}; layer {} is not cached", layer.source_digest));
             }
         }
@@ -874,7 +922,9 @@ fn serve_cached(
         return Ok(None);
     };
     let mut bytes_in = 0;
-    if source.has_blob(&job.digest)? {
+    // A registry's layer is not downloaded just to be checked: the point
+    // of the cache there is not to fetch it.
+    if !source.is_remote() && source.has_blob(&job.digest)? {
         // A source at hand is still checked, as every blob read is: a
         // corrupt one is an error with or without a cache.
         source
@@ -883,19 +933,17 @@ fn serve_cached(
         bytes_in = desc.size;
     }
     let skip = c.destination_has.is_some_and(|has| (has.0)(&entry.digest));
-    let mut bytes_out = 0;
-    if !skip && !out.blob_file(&digest).exists() {
-        let (temp, file) = out.temp_blob()?;
-        drop(file);
-        match c.cache.copy_blob_to(entry, &temp) {
+    let (mut bytes_out, mut bytes_spooled) = (0, 0);
+    if !skip && !out.has_blob(&digest) {
+        let mut blob = out.new_blob()?;
+        match c.cache.copy_blob_into(entry, &mut blob) {
             Ok(n) => bytes_out = n,
             Err(e) => {
-                let _ = std::fs::remove_file(&temp);
                 c.note(format!("{e}; the layer was converted again"));
                 return Ok(None);
             }
         }
-        out.store_temp(&temp, &digest)?;
+        bytes_spooled = out.store(blob, &digest)?;
     }
     let layer = LayerReport {
         source_digest: desc.digest.clone(),
@@ -915,6 +963,7 @@ fn serve_cached(
         bytes_in,
         bytes_out,
         state: "cached",
+        bytes_spooled,
     };
     Ok(Some((layer, Some(entry.annotations.clone()))))
 }
@@ -934,9 +983,7 @@ fn convert_fresh(
     }
     let mut reader = source.open_blob(&job.digest, desc.size, &job.referrer)?;
     let file = reader.file().to_string();
-    let (temp, temp_file) = out.temp_blob()?;
-    let temp_name = temp.display().to_string();
-    let mut writer = BufWriter::with_capacity(1 << 20, temp_file);
+    let mut writer = BufWriter::with_capacity(1 << 20, out.new_blob()?);
     let result = if layer_kind(&desc.media_type) == LayerKind::Zstd {
         // The converter sniffs gzip only; zstd (zstd:chunked's skippable
         // frames included) is decoded here, frame after frame.
@@ -947,10 +994,7 @@ fn convert_fresh(
     } else {
         converter.convert(Input::stream(&mut reader), &mut writer)
     };
-    let written = writer
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all());
+    let written = writer.into_inner().map_err(|e| e.into_error());
     // A blob that does not match its digest is reported as that, even when
     // the converter also choked on it.
     let verified = reader.finish();
@@ -958,7 +1002,6 @@ fn convert_fresh(
         (_, Err(e), _) => Err(e),
         (Err(refused @ estargz_core::Error::UnreadableEntry { .. }), Ok(()), _) => {
             // Readers would refuse the blob; the layer as it is still works, pulled whole.
-            let _ = std::fs::remove_file(&temp);
             let layer = LayerReport {
                 source_digest: desc.digest.clone(),
                 source_media_type: desc.media_type.clone(),
@@ -977,21 +1020,16 @@ fn convert_fresh(
                 bytes_in: desc.size,
                 bytes_out: 0,
                 state: "copied",
+                bytes_spooled: 0,
             };
             return Ok((layer, None));
         }
         (Err(source), Ok(()), _) => Err(Error::Convert { file, source }),
-        (Ok(_), Ok(()), Err(e)) => Err(io_err(&temp_name)(e)),
-        (Ok(r), Ok(()), Ok(())) => Ok(r),
+        (Ok(_), Ok(()), Err(e)) => Err(io_err(format!("the converted {file}"))(e)),
+        (Ok(r), Ok(()), Ok(blob)) => Ok((r, blob)),
     };
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_file(&temp);
-            return Err(e);
-        }
-    };
-    out.store_temp(&temp, &report.blob.digest)?;
+    let (report, blob) = report?;
+    let bytes_spooled = out.store(blob, &report.blob.digest)?;
     let layer = LayerReport {
         source_digest: desc.digest.clone(),
         source_media_type: desc.media_type.clone(),
@@ -1010,6 +1048,7 @@ fn convert_fresh(
         bytes_in: desc.size,
         bytes_out: report.blob.size,
         state: "converted",
+        bytes_spooled,
     };
     Ok((layer, Some(report.annotations())))
 }
@@ -1028,12 +1067,15 @@ mod tests {
         };
         // 8 threads, 10 layers, 4 MiB chunks: 8 jobs of one thread need 8 × 56 MiB,
         // 3 jobs of two 3 × 72 MiB, 2 jobs of four 2 × 104 MiB.
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 1 << 30)), (8, 1));
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 220 * mib)), (3, 2));
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 200 * mib)), (1, 8));
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 0)), (1, 8));
-        assert_eq!(plan_jobs(8, 2, 4 * mib, &opts(None, 1 << 30)), (2, 4));
-        assert_eq!(plan_jobs(2, 10, 4 * mib, &opts(Some(5), 0)), (5, 1));
-        assert_eq!(plan_jobs(4, 0, 4 * mib, &opts(None, 1 << 30)), (1, 4));
+        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 1 << 30), false), (8, 1));
+        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 220 * mib), false), (3, 2));
+        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 200 * mib), false), (1, 8));
+        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 0), false), (1, 8));
+        assert_eq!(plan_jobs(8, 2, 4 * mib, &opts(None, 1 << 30), false), (2, 4));
+        assert_eq!(plan_jobs(2, 10, 4 * mib, &opts(Some(5), 0), false), (5, 1));
+        assert_eq!(plan_jobs(4, 0, 4 * mib, &opts(None, 1 << 30), false), (1, 4));
+        // Blobs held for an upload: the conversions get half the budget.
+        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 440 * mib), true), (3, 2));
+        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 1 << 30), true), (8, 1));
     }
 }
