@@ -59,7 +59,8 @@ pub struct Args {
     /// Layers converted at once (default: as many as --memory allows, at most --threads).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     jobs: Option<u64>,
-    /// Memory budget for the layers converted at once (estimated as threads × chunk size × 4 + 40 MiB each).
+    /// Memory budget for the layers converted at once (estimated as threads × chunk size × 4 + 40 MiB each)
+    /// and, for a registry DST, the converted blobs held for the upload (spooled to $TMPDIR beyond it).
     #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size)]
     memory: u64,
     /// Replace DST if it exists (it is replaced only once the new image is complete).

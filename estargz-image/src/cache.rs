@@ -243,7 +243,11 @@ impl Cache {
 
     /// [`Cache::insert`] with the blob read from `blob` (one held in
     /// memory, say).
-    pub fn insert_from(&self, entry: &CacheEntry, blob: &mut dyn Read) -> Result<Evicted, CacheError> {
+    pub fn insert_from(
+        &self,
+        entry: &CacheEntry,
+        blob: &mut dyn Read,
+    ) -> Result<Evicted, CacheError> {
         if entry.size > self.max_bytes {
             return self.evict();
         }
@@ -299,7 +303,11 @@ impl Cache {
     /// bytes written. On a digest or length mismatch the entry is
     /// removed and [`CacheError::Corrupt`] returned: what `out` got must
     /// then be thrown away.
-    pub fn copy_blob_into(&self, entry: &CacheEntry, out: &mut dyn Write) -> Result<u64, CacheError> {
+    pub fn copy_blob_into(
+        &self,
+        entry: &CacheEntry,
+        out: &mut dyn Write,
+    ) -> Result<u64, CacheError> {
         let (json, blob) = self.paths(&Cache::key(&entry.source_digest, &entry.fingerprint));
         let (n, actual) = copy_hashed(&blob, out)?;
         if n == entry.size && actual == entry.digest {

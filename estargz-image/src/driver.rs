@@ -731,8 +731,7 @@ fn plan_jobs(
         None => {
             let mut j = threads.min(layers).max(1);
             while j > 1
-                && (j as u64).saturating_mul(estimated_memory((threads / j).max(1), chunk))
-                    > budget
+                && (j as u64).saturating_mul(estimated_memory((threads / j).max(1), chunk)) > budget
             {
                 j -= 1;
             }
@@ -1067,15 +1066,36 @@ mod tests {
         };
         // 8 threads, 10 layers, 4 MiB chunks: 8 jobs of one thread need 8 × 56 MiB,
         // 3 jobs of two 3 × 72 MiB, 2 jobs of four 2 × 104 MiB.
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 1 << 30), false), (8, 1));
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 220 * mib), false), (3, 2));
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 200 * mib), false), (1, 8));
+        assert_eq!(
+            plan_jobs(8, 10, 4 * mib, &opts(None, 1 << 30), false),
+            (8, 1)
+        );
+        assert_eq!(
+            plan_jobs(8, 10, 4 * mib, &opts(None, 220 * mib), false),
+            (3, 2)
+        );
+        assert_eq!(
+            plan_jobs(8, 10, 4 * mib, &opts(None, 200 * mib), false),
+            (1, 8)
+        );
         assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 0), false), (1, 8));
-        assert_eq!(plan_jobs(8, 2, 4 * mib, &opts(None, 1 << 30), false), (2, 4));
+        assert_eq!(
+            plan_jobs(8, 2, 4 * mib, &opts(None, 1 << 30), false),
+            (2, 4)
+        );
         assert_eq!(plan_jobs(2, 10, 4 * mib, &opts(Some(5), 0), false), (5, 1));
-        assert_eq!(plan_jobs(4, 0, 4 * mib, &opts(None, 1 << 30), false), (1, 4));
+        assert_eq!(
+            plan_jobs(4, 0, 4 * mib, &opts(None, 1 << 30), false),
+            (1, 4)
+        );
         // Blobs held for an upload: the conversions get half the budget.
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 440 * mib), true), (3, 2));
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 1 << 30), true), (8, 1));
+        assert_eq!(
+            plan_jobs(8, 10, 4 * mib, &opts(None, 440 * mib), true),
+            (3, 2)
+        );
+        assert_eq!(
+            plan_jobs(8, 10, 4 * mib, &opts(None, 1 << 30), true),
+            (8, 1)
+        );
     }
 }

@@ -156,7 +156,9 @@ impl HeldBlob {
             })?;
             self.file = Some(file);
         }
-        self.file.as_ref().ok_or_else(|| io::Error::other("no spool"))
+        self.file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no spool"))
     }
 }
 

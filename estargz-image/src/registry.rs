@@ -9,9 +9,7 @@
 //! push never leaves the tag naming content that is not there.
 
 use crate::error::{invalid, io_err, Error, Result};
-use crate::oci::{
-    self, kind_of, parse_digest, parse_json, Descriptor, ImageIndex, Kind, Manifest,
-};
+use crate::oci::{self, kind_of, parse_digest, parse_json, Descriptor, ImageIndex, Kind, Manifest};
 use crate::sink::LayoutWriter;
 use crate::source::{blob_path, BlobFetcher, Source, MAX_DOCUMENT_SIZE};
 use estargz_registry::{PulledManifest, Reference, Registry};

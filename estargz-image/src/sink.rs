@@ -220,7 +220,10 @@ impl LayoutWriter {
             return Ok(());
         }
         if let OutKind::Held(h) = &self.kind {
-            if h.obtainable.as_ref().is_some_and(|c| (c.0)(&digest.to_string())) {
+            if h.obtainable
+                .as_ref()
+                .is_some_and(|c| (c.0)(&digest.to_string()))
+            {
                 return Ok(());
             }
         }

@@ -196,7 +196,10 @@ impl Source {
             }
             SourceKind::Registry(r) => Ok(r.files.get(rel).map(|b| {
                 let len = b.len() as u64;
-                (Box::new(io::Cursor::new(b.clone())) as Box<dyn Read + Send>, len)
+                (
+                    Box::new(io::Cursor::new(b.clone())) as Box<dyn Read + Send>,
+                    len,
+                )
             })),
         }
     }
@@ -372,9 +375,9 @@ impl ReadAt for BlobAt {
         };
         let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         match &self.0 {
-            AtKind::File { file, offset: at, .. } => {
-                ReadAt::read_at(file, at + offset, &mut buf[..n])
-            }
+            AtKind::File {
+                file, offset: at, ..
+            } => ReadAt::read_at(file, at + offset, &mut buf[..n]),
             AtKind::Remote {
                 registry,
                 repo,

@@ -651,7 +651,11 @@ fn https_with_a_private_ca_from_cert_dirs() {
 
 /// Changes the registry's copy of `src:1`'s arm64 gzip layer with
 /// `change`; returns the layer's digest.
-fn damage_arm64_layer(server: &RegistryServer, src: &str, change: impl FnOnce(&mut Vec<u8>)) -> String {
+fn damage_arm64_layer(
+    server: &RegistryServer,
+    src: &str,
+    change: impl FnOnce(&mut Vec<u8>),
+) -> String {
     let host = server.host();
     let index = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", src]);
     let index: Value = serde_json::from_str(&index).unwrap();
@@ -714,7 +718,15 @@ fn a_truncated_blob_in_the_source_registry_is_an_error_and_pushes_nothing() {
     for memory in ["1GiB", "1"] {
         let out = convert(
             &scratch,
-            &[&src, &dst, NO_TLS[0], NO_TLS[1], "--no-cache", "--memory", memory],
+            &[
+                &src,
+                &dst,
+                NO_TLS[0],
+                NO_TLS[1],
+                "--no-cache",
+                "--memory",
+                memory,
+            ],
         );
         assert_exit(&out, 1);
         let err = stderr_of(&out);
@@ -791,12 +803,21 @@ fn registry_to_registry_beyond_memory_spools_to_tmpdir_and_cleans_up() {
     let out = convert(&scratch, &args);
     assert_exit(&out, 0);
     let again = json_value(&out.stdout);
-    assert_eq!(again["pushed"]["digest"], report["pushed"]["digest"], "{again}");
+    assert_eq!(
+        again["pushed"]["digest"], report["pushed"]["digest"],
+        "{again}"
+    );
 
     let home = tmp.path().join("home");
     let missing = tmp.path().join("no-such-tmpdir");
     let nowhere = format!("docker://{host}/nowhere:1");
-    let mut args = vec![src.as_str(), nowhere.as_str(), "--no-cache", "--memory", "1"];
+    let mut args = vec![
+        src.as_str(),
+        nowhere.as_str(),
+        "--no-cache",
+        "--memory",
+        "1",
+    ];
     args.extend(NO_TLS);
     let out = convert_with_tmpdir(&home, &missing, &args);
     assert_exit(&out, 1);
