@@ -45,7 +45,7 @@ pub struct PullReport {
 #[derive(Default)]
 pub struct PullOptions<'a> {
     /// Layers for which this says `true` are not fetched (those the
-    /// conversion cache holds); a [`Source`](crate::Source) opened on the
+    /// conversion cache holds); a [`Source`] opened on the
     /// layout fetches them if they turn out to be needed, given
     /// [`blob_fetcher`].
     pub skip_layer: Option<&'a dyn Fn(&Descriptor) -> bool>,

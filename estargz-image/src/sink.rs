@@ -63,7 +63,7 @@ impl LayoutWriter {
         }
     }
 
-    /// An image held for an upload ([`push_held`](crate::registry::push_held)):
+    /// An image held for an upload ([`push_image`](crate::registry::push_image)):
     /// documents in memory, blobs in memory from `pool`, spooled to
     /// unnamed files in `spool_dir` beyond it. Blobs for which
     /// `obtainable` says `true` (the destination has them, or can mount
