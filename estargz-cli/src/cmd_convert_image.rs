@@ -434,6 +434,7 @@ fn to_registry(
             }
         }
     }
+    push.jobs = report.jobs;
     let pushed = push_image(&registry, &out, target, &push, Some(source))?;
     drop(out);
     for layer in &mut report.layers {

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// At most this many manifests and indexes in one image: a bound on the
@@ -366,6 +367,8 @@ pub struct PushOptions {
     /// converted, uploaded from there should it lack them by now. The
     /// registry checks each upload against its digest.
     pub blob_files: HashMap<String, PathBuf>,
+    /// Blobs uploaded at once (0 or 1: one after the other).
+    pub jobs: usize,
 }
 
 /// What [`push_layout`] did.
@@ -459,9 +462,7 @@ pub fn push_image(
         ..PushReport::default()
     };
     let to = Destination { registry, repo };
-    for desc in &blobs {
-        push_one_blob(&to, out, source, desc, opts, &mut report)?;
-    }
+    push_blobs(&to, out, source, &blobs, opts, &mut report)?;
     let target = image.to_string();
     for (desc, bytes) in &manifests {
         registry
@@ -475,6 +476,54 @@ pub fn push_image(
         .push_manifest(repo, tag, &desc.media_type, bytes)
         .map_err(registry_err(&target))?;
     Ok(report)
+}
+
+/// Uploads `blobs`, [`PushOptions::jobs`] at a time; stops at the
+/// first failure.
+fn push_blobs(
+    to: &Destination<'_>,
+    out: &LayoutWriter,
+    source: Option<&Source>,
+    blobs: &[Descriptor],
+    opts: &PushOptions,
+    report: &mut PushReport,
+) -> Result<()> {
+    let jobs = opts.jobs.clamp(1, blobs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let parts: Vec<Result<PushReport>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut part = PushReport::default();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(desc) = blobs.get(i).filter(|_| !failed.load(Ordering::SeqCst))
+                        else {
+                            return Ok(part);
+                        };
+                        if let Err(e) = push_one_blob(to, out, source, desc, opts, &mut part) {
+                            failed.store(true, Ordering::SeqCst);
+                            return Err(e);
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    for part in parts {
+        let part = part?;
+        report.blobs_pushed += part.blobs_pushed;
+        report.bytes_pushed += part.bytes_pushed;
+        report.blobs_existing += part.blobs_existing;
+        report.blobs_mounted += part.blobs_mounted;
+        report.outcomes.extend(part.outcomes);
+    }
+    Ok(())
 }
 
 struct Destination<'a> {
