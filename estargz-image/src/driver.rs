@@ -39,7 +39,9 @@ pub struct ImageOptions {
     pub converter: Converter,
     /// Layers converted at once; `None` picks as many as `memory_budget` allows.
     pub jobs: Option<usize>,
-    /// Bytes the layers converted at once may use, by [`estimated_memory`].
+    /// Bytes the layers converted at once may use, by [`estimated_memory`];
+    /// when the output holds blobs for an upload ([`LayoutWriter::held`]),
+    /// its memory pool gets what the conversions leave of it.
     pub memory_budget: u64,
     /// The conversion cache: layers converted before (same source digest,
     /// same converter options) are taken from it, and new conversions stored.

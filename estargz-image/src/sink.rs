@@ -516,6 +516,47 @@ mod tests {
         }
     }
 
+    fn read_all(out: &LayoutWriter, digest: &Digest) -> Vec<u8> {
+        let (mut r, len) = out.open_blob(digest).unwrap().expect("stored");
+        let mut bytes = Vec::new();
+        r.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes.len() as u64, len);
+        bytes
+    }
+
+    #[test]
+    fn new_blobs_are_kept_when_stored_and_gone_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = tempfile::tempdir().unwrap();
+        let data = vec![5u8; 3 << 20];
+        let digest = Digest::of(&data);
+        let layout = LayoutWriter::new(dir.path()).unwrap();
+        // 1 MiB of memory: the held blob spools the rest.
+        let held = LayoutWriter::held(MemoryPool::new(1 << 20), spool.path(), None);
+        for (out, spooled) in [(&layout, 0), (&held, 2 << 20)] {
+            let mut dropped = out.new_blob().unwrap();
+            dropped.write_all(b"half a blob").unwrap();
+            drop(dropped);
+            let mut blob = out.new_blob().unwrap();
+            blob.write_all(&data).unwrap();
+            assert!(!out.has_blob(&digest));
+            assert_eq!(out.store(blob, &digest).unwrap(), spooled);
+            assert!(out.has_blob(&digest));
+            assert_eq!(read_all(out, &digest), data);
+        }
+        let names: Vec<_> = fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            [digest.hex().to_string().as_str()],
+            "no partial file left"
+        );
+        assert_eq!(fs::read_dir(spool.path()).unwrap().count(), 0);
+        assert!(held.root().is_none() && held.memory_pool().is_some());
+    }
+
     #[test]
     fn a_write_error_names_the_archive_not_the_blob() {
         let dir = tempfile::tempdir().unwrap();
