@@ -827,6 +827,65 @@ fn registry_to_registry_beyond_memory_spools_to_tmpdir_and_cleans_up() {
     assert!(!missing.exists());
 }
 
+/// eStargz layers whose annotations a Docker schema 2 copy dropped are
+/// recognised in the registry by their footer (range requests, not a
+/// download) and kept as they are, annotated again.
+#[test]
+fn estargz_layers_without_annotations_in_a_registry_are_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let host = server.host();
+    let (src, dst) = src_and_dst(&host);
+    let scratch = tmp.path().join("scratch");
+    let out = convert(&scratch, &[&src, &dst, NO_TLS[0], NO_TLS[1], "--no-cache"]);
+    assert_exit(&out, 0);
+    let docker = format!("docker://{host}/docker-esgz:1");
+    skopeo_ok(&[
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &dst,
+        &docker,
+    ]);
+    let again = format!("docker://{host}/again:1");
+    let args = [
+        &docker,
+        &again,
+        NO_TLS[0],
+        NO_TLS[1],
+        "--no-cache",
+        "--json",
+    ];
+    let out = convert(&scratch, &args);
+    assert_exit(&out, 0);
+    assert_empty_dir(&scratch);
+    let report = json_value(&out.stdout);
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3, "{report}");
+    for layer in layers {
+        assert_eq!(layer["action"], "passed-through", "{layer}");
+        assert!(
+            layer["reason"].as_str().unwrap().contains("footer"),
+            "{layer}"
+        );
+        assert_eq!(layer["digest"], layer["source_digest"], "{layer}");
+        assert!(layer["toc_digest"].is_string(), "{layer}");
+    }
+    let probes = log_lines(&server, 3, |l| {
+        l.contains("\"GET /v2/docker-esgz/blobs/") && l.contains(" 206 ")
+    });
+    assert!(probes >= 3, "a range request per layer:\n{}", server.log());
+    let copied = tmp.path().join("copied");
+    let oci_out = format!("oci:{}", copied.display());
+    skopeo_ok(&["copy", "--all", "--src-tls-verify=false", &again, &oci_out]);
+    assert_eq!(verify_layout(&copied), 4);
+}
+
 #[test]
 fn a_docker_schema_2_source_converts() {
     let tmp = tempfile::tempdir().unwrap();
