@@ -10,11 +10,8 @@ use crate::UsageError;
 use anyhow::{Context, Result};
 use estargz_core::Compression;
 use estargz_image::cache::{default_dir, Cache};
-use estargz_image::oci::{layer_kind, LayerKind};
-use estargz_image::registry::{
-    blob_fetcher, pull_to_layout_with, push_layout, PullOptions, PullReport, PushOptions,
-    PushReport,
-};
+use estargz_image::held::MemoryPool;
+use estargz_image::registry::{open_image, push_image, PullReport, PushOptions, PushReport};
 use estargz_image::{
     convert_image, write_archive, BlobCheck, ImageOptions, ImageReport, LayerReport, LayoutWriter,
     Progress, Source,
@@ -37,9 +34,12 @@ use std::time::Instant;
 /// `oci:DIR`, `oci-archive:FILE`, or a bare path. A bare DST is written as
 /// an archive if its name ends in `.tar`, as a layout directory otherwise;
 /// it is built next to its final place and renamed there only on success.
-/// A registry SRC is pulled into a temporary layout under $TMPDIR first; a
-/// registry DST gets every blob, then the manifests by digest, then its
-/// tag, so a failure never leaves the tag naming missing content.
+/// A registry SRC's layers stream from the registry into the converter,
+/// checked against their digests as they arrive; for a registry DST the
+/// converted blobs are held in memory within --memory (beyond it, in
+/// unnamed spool files in $TMPDIR) until every layer is converted, then
+/// uploaded, then the manifests by digest, then its tag, so a failure
+/// never leaves the tag naming missing content.
 #[derive(clap::Args)]
 pub struct Args {
     /// The source image: `docker://HOST/REPO:TAG`, `oci:DIR[:REF]`, `oci-archive:FILE[:REF]` (REF picks the image of that name), or a path.
@@ -61,7 +61,8 @@ pub struct Args {
     /// Layers converted at once (default: as many as --memory allows, at most --threads).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     jobs: Option<u64>,
-    /// Memory budget for the layers converted at once (estimated as threads × chunk size × 4 + 40 MiB each).
+    /// Memory budget for the layers converted at once (estimated as threads × chunk size × 4 + 40 MiB each)
+    /// and, for a registry DST, the converted blobs held for the upload (spooled to $TMPDIR beyond it).
     #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_size)]
     memory: u64,
     /// Replace DST if it exists (it is replaced only once the new image is complete).
@@ -253,40 +254,6 @@ fn read_cert_dir(dir: &Path) -> Result<Vec<u8>> {
     Ok(pem)
 }
 
-/// A directory under $TMPDIR, removed when dropped (on error too), and
-/// by the signal handler meanwhile.
-struct Scratch(Option<tempfile::TempDir>);
-
-impl Scratch {
-    fn new() -> Result<Scratch> {
-        Ok(Scratch(Some(partial_dir_in(&std::env::temp_dir())?)))
-    }
-
-    fn path(&self) -> &Path {
-        self.0.as_ref().map_or(Path::new(""), |t| t.path())
-    }
-
-    fn close(mut self) -> Result<()> {
-        self.remove()
-    }
-
-    fn remove(&mut self) -> Result<()> {
-        let Some(temp) = self.0.take() else {
-            return Ok(());
-        };
-        let path = temp.path().to_path_buf();
-        let closed = without_interruption(|| temp.close());
-        forget_in_progress(&path);
-        closed.with_context(|| format!("cannot remove {}", path.display()))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = self.remove();
-    }
-}
-
 /// What happened beyond the conversion, for the summary and --json.
 #[derive(Default)]
 struct Transfers {
@@ -312,6 +279,7 @@ pub fn run(args: Args) -> Result<()> {
     let lines = Lines::new(args.quiet || args.json);
     let start = Instant::now();
     let mut transfers = Transfers::default();
+    let source_fetched;
     let report = match (&src, &dst) {
         (_, Endpoint::Path { path, archive, .. }) => {
             let to_archive =
@@ -322,45 +290,41 @@ pub fn run(args: Args) -> Result<()> {
                 Endpoint::Registry(_) => Path::new(""),
             };
             check_destination(src_path, path, to_archive, args.force)?;
-            let (scratch, source) = open_source(&args, &src, &options, &mut transfers)?;
+            let source = open_source(&args, &src, &mut transfers)?;
             let report = to_path(&args, &source, &options, path, to_archive, &lines)?;
-            drop(source);
-            scratch.map(Scratch::close).transpose()?;
+            source_fetched = source.fetched();
             report
         }
         (_, Endpoint::Registry(target)) => {
-            let (scratch, source) = open_source(&args, &src, &options, &mut transfers)?;
-            let out = Scratch::new()?;
+            let source = open_source(&args, &src, &mut transfers)?;
             let report = to_registry(
                 &args,
                 &source,
                 &options,
                 (&src, target),
-                out.path(),
                 &mut transfers,
                 &lines,
             )?;
-            drop(source);
-            scratch.map(Scratch::close).transpose()?;
-            out.close()?;
+            source_fetched = source.fetched();
             report
         }
     };
+    if let Some(pulled) = &mut transfers.pulled {
+        for (digest, bytes) in source_fetched {
+            pulled.blobs.push(digest);
+            pulled.bytes += bytes;
+        }
+    }
     lines.finish();
     summarize(&args, &report, &transfers, start.elapsed().as_secs_f64())
 }
 
-/// The source, pulled into a scratch layout first when it is a registry's.
-/// Layers the cache holds are not pulled: the source fetches them if
-/// they turn out to be needed after all (a corrupt cache entry).
-fn open_source(
-    args: &Args,
-    src: &Endpoint,
-    options: &ImageOptions,
-    transfers: &mut Transfers,
-) -> Result<(Option<Scratch>, Source)> {
+/// The source: a layout or archive, or a registry's image whose blobs
+/// stream from the registry as the conversion reads them (layers the
+/// cache holds are not read at all).
+fn open_source(args: &Args, src: &Endpoint, transfers: &mut Transfers) -> Result<Source> {
     match src {
-        Endpoint::Path { path, .. } => Ok((None, Source::open(path)?)),
+        Endpoint::Path { path, .. } => Ok(Source::open(path)?),
         Endpoint::Registry(image) => {
             let r = &args.registry;
             let registry = registry_for(
@@ -369,37 +333,17 @@ fn open_source(
                 r.src_tls_verify,
                 r.src_cert_dir.as_deref(),
             )?;
-            let registry = Arc::new(registry);
-            let scratch = Scratch::new()?;
-            let layout = scratch.path().join("pulled");
-            let cached = |d: &estargz_image::oci::Descriptor| {
-                matches!(
-                    layer_kind(&d.media_type),
-                    LayerKind::Convertible | LayerKind::Zstd
-                ) && options.cache.as_ref().is_some_and(|c| {
-                    c.lookup(&d.digest, &options.fingerprint(&d.media_type))
-                        .ok()
-                        .flatten()
-                        .is_some()
-                })
-            };
-            let pull = PullOptions {
-                skip_layer: Some(&cached),
-            };
-            let pulled = pull_to_layout_with(&registry, image, &layout, &pull)?;
+            let (source, pulled) = open_image(Arc::new(registry), image)?;
             if !args.quiet {
                 eprintln!(
-                    "pulled {image} ({}): {} manifests, {} blobs, {}",
+                    "reading {image} ({}): {} manifests, {} blobs streamed as they are needed",
                     short(&pulled.digest),
                     pulled.manifests,
-                    pulled.blobs.len(),
-                    mb(pulled.bytes)
+                    pulled.named.len(),
                 );
             }
             transfers.pulled = Some(pulled);
-            let source =
-                Source::open(&layout)?.with_fetcher(blob_fetcher(registry, image.repository()));
-            Ok((Some(scratch), source))
+            Ok(source)
         }
     }
 }
@@ -413,8 +357,18 @@ fn convert_into(
 ) -> Result<ImageReport> {
     std::fs::create_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let out = LayoutWriter::new(dir)?;
+    convert_to(args, source, options, &out, lines)
+}
+
+fn convert_to(
+    args: &Args,
+    source: &Source,
+    options: &ImageOptions,
+    out: &LayoutWriter,
+    lines: &Lines,
+) -> Result<ImageReport> {
     let quiet = args.quiet;
-    Ok(convert_image(source, &out, options, &|p| {
+    Ok(convert_image(source, out, options, &|p| {
         let layer = match &p {
             Progress::Converted { layer, .. } | Progress::PassedThrough(layer) => layer,
         };
@@ -438,15 +392,14 @@ fn layer_line(layer: &LayerReport) -> String {
     )
 }
 
-/// Converts into `scratch/layout` and pushes that to `target`.
-/// Cached layers the destination has are left out of the layout: the
-/// push finds them there.
+/// Converts into memory (spooled to $TMPDIR beyond the memory budget)
+/// and pushes that to `target`. Blobs the destination has, or can mount
+/// from the source's repository, are not held: the push finds them there.
 fn to_registry(
     args: &Args,
     source: &Source,
     options: &ImageOptions,
     (src, target): (&Endpoint, &Reference),
-    scratch: &Path,
     transfers: &mut Transfers,
     lines: &Lines,
 ) -> Result<ImageReport> {
@@ -457,30 +410,29 @@ fn to_registry(
         r.dest_tls_verify,
         r.dest_cert_dir.as_deref(),
     )?);
-    let mut options = options.clone();
-    let (check, repo) = (registry.clone(), target.repository().to_string());
-    options.destination_has = Some(BlobCheck(Arc::new(move |digest| {
-        check.blob_exists(&repo, digest).unwrap_or(false)
-    })));
-    let layout = scratch.join("layout");
-    let mut report = convert_into(args, source, &options, &layout, lines)?;
     let mut push = PushOptions::default();
     if let (Endpoint::Registry(from), Some(pulled)) = (src, &transfers.pulled) {
-        if from.registry() == target.registry() {
+        if from.registry() == target.registry() && from.repository() != target.repository() {
             push.mount_from = Some((
                 from.repository().to_string(),
-                pulled.blobs.iter().cloned().collect(),
+                pulled.named.iter().cloned().collect(),
             ));
         }
     }
-    if let Some(pulled) = &transfers.pulled {
-        if let Some((_, digests)) = &mut push.mount_from {
-            digests.extend(pulled.skipped.iter().cloned());
-        }
-    }
+    let mut options = options.clone();
+    let (check, repo) = (registry.clone(), target.repository().to_string());
+    let mountable = push.mount_from.as_ref().map(|(_, d)| d.clone());
+    let obtainable = BlobCheck(Arc::new(move |digest| {
+        mountable.as_ref().is_some_and(|m| m.contains(digest))
+            || check.blob_exists(&repo, digest).unwrap_or(false)
+    }));
+    options.destination_has = Some(obtainable.clone());
+    let pool = MemoryPool::new(options.memory_budget);
+    let out = LayoutWriter::held(pool, &std::env::temp_dir(), Some(obtainable));
+    let mut report = convert_to(args, source, &options, &out, lines)?;
     if let Some(cache) = &options.cache {
-        // Left out of the layout because the destination had them: should
-        // it have lost them since, they are uploaded from the cache.
+        // Not held because the destination had them: should it have
+        // lost them since, they are uploaded from the cache.
         for layer in report.layers.iter().filter(|l| l.cache == "hit") {
             let fp = options.fingerprint(&layer.source_media_type);
             if let Ok(Some(entry)) = cache.lookup(&layer.source_digest, &fp) {
@@ -489,7 +441,9 @@ fn to_registry(
             }
         }
     }
-    let pushed = push_layout(&registry, &layout, target, &push)?;
+    push.jobs = report.jobs;
+    let pushed = push_image(&registry, &out, target, &push, Some(source))?;
+    drop(out);
     for layer in &mut report.layers {
         if let Some(&(state, bytes)) = pushed.outcomes.get(&layer.digest) {
             layer.state = state;

@@ -247,16 +247,26 @@ impl Cache {
     /// exceeds the cap. A blob larger than the cap is not stored (what
     /// exceeds the cap is still evicted).
     pub fn insert(&self, entry: &CacheEntry, blob: &Path) -> Result<Evicted, CacheError> {
+        let mut from = File::open(blob).map_err(io_err(blob))?;
+        self.insert_from(entry, &mut from)
+    }
+
+    /// [`Cache::insert`] with the blob read from `blob` (one held in
+    /// memory, say).
+    pub fn insert_from(
+        &self,
+        entry: &CacheEntry,
+        blob: &mut dyn Read,
+    ) -> Result<Evicted, CacheError> {
         if entry.size > self.max_bytes {
             return self.evict();
         }
         let key = Cache::key(&entry.source_digest, &entry.fingerprint);
         let (json_path, blob_path) = self.paths(&key);
         let mut temp = self.temp_file()?;
-        let mut from = File::open(blob).map_err(io_err(blob))?;
         {
             let mut w = BufWriter::with_capacity(1 << 20, temp.as_file_mut());
-            io::copy(&mut from, &mut w).map_err(io_err(blob))?;
+            io::copy(blob, &mut w).map_err(io_err(&blob_path))?;
             w.flush().map_err(io_err(&blob_path))?;
         }
         temp.as_file().sync_all().map_err(io_err(&blob_path))?;
@@ -284,19 +294,35 @@ impl Cache {
     /// mismatch the entry is removed, `dest` too, and
     /// [`CacheError::Corrupt`] returned.
     pub fn copy_blob_to(&self, entry: &CacheEntry, dest: &Path) -> Result<u64, CacheError> {
+        let copied = File::create(dest).map_err(io_err(dest)).and_then(|f| {
+            let mut out = BufWriter::with_capacity(1 << 20, f);
+            let n = self.copy_blob_into(entry, &mut out)?;
+            out.into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .map_err(io_err(dest))?;
+            Ok(n)
+        });
+        if copied.is_err() {
+            remove_quietly(dest);
+        }
+        copied
+    }
+
+    /// Writes `entry`'s blob to `out`, hashing it as it goes; returns the
+    /// bytes written. On a digest or length mismatch the entry is
+    /// removed and [`CacheError::Corrupt`] returned: what `out` got must
+    /// then be thrown away.
+    pub fn copy_blob_into(
+        &self,
+        entry: &CacheEntry,
+        out: &mut dyn Write,
+    ) -> Result<u64, CacheError> {
         let (json, blob) = self.paths(&Cache::key(&entry.source_digest, &entry.fingerprint));
-        let result = copy_hashed(&blob, dest);
-        let (n, actual) = match result {
-            Ok(r) => r,
-            Err(e) => {
-                remove_quietly(dest);
-                return Err(e);
-            }
-        };
+        let (n, actual) = copy_hashed(&blob, out)?;
         if n == entry.size && actual == entry.digest {
             return Ok(n);
         }
-        remove_quietly(dest);
         remove_quietly(&json);
         remove_quietly(&blob);
         Err(CacheError::Corrupt {
@@ -400,11 +426,9 @@ fn remove_quietly(path: &Path) {
 }
 
 /// Copies `from` to `to`, returning the length and `sha256:` digest.
-fn copy_hashed(from: &Path, to: &Path) -> Result<(u64, String), CacheError> {
+fn copy_hashed(from: &Path, to: &mut dyn Write) -> Result<(u64, String), CacheError> {
     let f = File::open(from).map_err(io_err(from))?;
     let mut reader = BufReader::with_capacity(1 << 20, f);
-    let out = File::create(to).map_err(io_err(to))?;
-    let mut out = BufWriter::with_capacity(1 << 20, out);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut n = 0u64;
@@ -416,13 +440,9 @@ fn copy_hashed(from: &Path, to: &Path) -> Result<(u64, String), CacheError> {
             Err(e) => return Err(io_err(from)(e)),
         };
         hasher.update(&buf[..k]);
-        out.write_all(&buf[..k]).map_err(io_err(to))?;
+        to.write_all(&buf[..k]).map_err(io_err(from))?;
         n += k as u64;
     }
-    out.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(to))?;
     Ok((n, Digest::from_hasher(hasher).to_string()))
 }
 

@@ -40,7 +40,9 @@ pub struct ImageOptions {
     pub converter: Converter,
     /// Layers converted at once; `None` picks as many as `memory_budget` allows.
     pub jobs: Option<usize>,
-    /// Bytes the layers converted at once may use, by [`estimated_memory`].
+    /// Bytes the layers converted at once may use, by [`estimated_memory`];
+    /// when the output holds blobs for an upload ([`LayoutWriter::held`]),
+    /// its memory pool gets what the conversions leave of it.
     pub memory_budget: u64,
     /// The conversion cache: layers converted before (same source digest,
     /// same converter options) are taken from it, and new conversions stored.
@@ -181,6 +183,10 @@ pub struct LayerReport {
     /// `converted`, `cached` (taken from the cache), `copied` (kept as it
     /// was); after a push `pushed`, `exists` or `mounted`.
     pub state: &'static str,
+    /// Bytes of the converted blob written to a spool file in $TMPDIR
+    /// while it waited for its upload, the memory budget being spent
+    /// (a registry destination; 0 otherwise).
+    pub bytes_spooled: u64,
 }
 
 /// A manifest or index of the source and what it became.
@@ -437,7 +443,13 @@ impl Driver<'_> {
             .threads()
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let chunk = options.converter.chunk_size();
-        let (jobs, per_job) = plan_jobs(threads, total, chunk, options);
+        let pool = self.out.memory_pool();
+        let (jobs, per_job) = plan_jobs(threads, total, chunk, options, pool.is_some());
+        if let Some(pool) = pool {
+            // The blobs held for the upload get what the conversions leave.
+            let converting = (jobs as u64).saturating_mul(estimated_memory(per_job, chunk));
+            pool.set_limit(options.memory_budget.saturating_sub(converting));
+        }
         self.report.jobs = jobs;
         self.report.threads_per_job = per_job;
         let converter = options.converter.clone().with_threads(Some(per_job));
@@ -694,6 +706,7 @@ impl Driver<'_> {
             bytes_in: layer.size,
             bytes_out: layer.size,
             state: "copied",
+            bytes_spooled: 0,
         };
         progress(Progress::PassedThrough(&report));
         self.report.layers.push(report);
@@ -750,21 +763,32 @@ impl Driver<'_> {
         }
         .unwrap_or(old);
         *path = Value::String(blob_path(&new));
-        self.out.root().join(blob_path(&new)).is_file()
+        self.out.has_blob(&new)
     }
 }
 
 /// Layers converted at once and threads for each: as many layers as the
 /// memory budget allows (never more than threads or layers), the threads
-/// shared among them.
-fn plan_jobs(threads: usize, layers: usize, chunk: u64, options: &ImageOptions) -> (usize, usize) {
+/// shared among them. When converted blobs are `held` for an upload, the
+/// conversions get at most half the budget, the held blobs the rest.
+fn plan_jobs(
+    threads: usize,
+    layers: usize,
+    chunk: u64,
+    options: &ImageOptions,
+    held: bool,
+) -> (usize, usize) {
+    let budget = if held {
+        options.memory_budget / 2
+    } else {
+        options.memory_budget
+    };
     let jobs = match options.jobs {
         Some(j) => j.max(1),
         None => {
             let mut j = threads.min(layers).max(1);
             while j > 1
-                && (j as u64).saturating_mul(estimated_memory((threads / j).max(1), chunk))
-                    > options.memory_budget
+                && (j as u64).saturating_mul(estimated_memory((threads / j).max(1), chunk)) > budget
             {
                 j -= 1;
             }
@@ -778,7 +802,15 @@ fn plan_jobs(threads: usize, layers: usize, chunk: u64, options: &ImageOptions) 
 /// annotations may have been lost: Docker media types cannot carry them),
 /// with that TOC; `None` for any other layer.
 fn sniff_lazy(source: &Source, job: &LayerJob) -> Result<Option<(LazyFormat, TocInfo)>> {
-    let at = source.blob_at(&job.digest, &job.referrer)?;
+    let desc = &job.descriptor;
+    // A registry's blob is probed with range requests; a plain tar cannot
+    // be in a lazy-pull format, so it is not even probed there.
+    let compressed =
+        desc.media_type.contains("gzip") || layer_kind(&desc.media_type) == LayerKind::Zstd;
+    if source.is_remote() && !compressed {
+        return Ok(None);
+    }
+    let at = source.blob_at(&job.digest, desc.size, &job.referrer)?;
     let Ok((toc, _)) = TocInfo::read(at, &OpenOptions::default()) else {
         return Ok(None);
     };
@@ -796,7 +828,7 @@ fn keep_lazy(
     source: &Source,
     out: &LayoutWriter,
     job: &LayerJob,
-    (format, toc): (LazyFormat, &TocInfo),
+    (format, probed): (LazyFormat, &TocInfo),
     start: Instant,
 ) -> Result<Converted> {
     let desc = &job.descriptor;
@@ -812,7 +844,7 @@ fn keep_lazy(
         digest: desc.digest.clone(),
         size: desc.size,
         diff_id: None,
-        toc_digest: Some(toc.digest.to_string()),
+        toc_digest: Some(probed.digest.to_string()),
         uncompressed_size: None,
         seconds: start.elapsed().as_secs_f64(),
         warnings: Vec::new(),
@@ -820,21 +852,37 @@ fn keep_lazy(
         bytes_in: desc.size,
         bytes_out: desc.size,
         state: "copied",
+        bytes_spooled: 0,
     };
     if format == LazyFormat::ZstdChunked {
         return Ok((layer, None));
     }
     out.copy_blob(source, &job.digest, desc.size, &job.referrer)?;
-    let stored = out.blob_file(&job.digest);
-    let file = stored.display().to_string();
-    let blob = std::fs::File::open(&stored)
-        .map_err(io_err(&file))
-        .and_then(|f| {
-            blob_info_of(BufReader::new(f)).map_err(|source| Error::Convert { file, source })
-        })?;
+    let file = source.name(&blob_path(&job.digest));
+    let convert_err = |source| Error::Convert {
+        file: file.clone(),
+        source,
+    };
+    let (blob, toc) = match (out.open_blob(&job.digest)?, out.blob_at(&job.digest)?) {
+        (Some((reader, _)), Some(at)) => {
+            // The ranges a registry answered were not verified; the
+            // stored copy is: its TOC is the one annotated.
+            let blob = blob_info_of(BufReader::new(reader)).map_err(convert_err)?;
+            let (toc, _) = TocInfo::read(at, &OpenOptions::default()).map_err(convert_err)?;
+            (blob, toc)
+        }
+        _ => {
+            // The destination has it already: read it once, verified.
+            let mut reader = source.open_blob(&job.digest, desc.size, &job.referrer)?;
+            let blob = blob_info_of(BufReader::new(&mut reader)).map_err(convert_err);
+            reader.finish()?;
+            (blob?, probed.clone())
+        }
+    };
     layer.reason = Some("already eStargz (footer and TOC found); annotations added");
     layer.media_type = MEDIA_TYPE_LAYER_GZIP.to_string();
     layer.diff_id = Some(blob.diff_id.to_string());
+    layer.toc_digest = Some(toc.digest.to_string());
     layer.uncompressed_size = Some(blob.uncompressed_size);
     layer.seconds = start.elapsed().as_secs_f64();
     Ok((
@@ -964,9 +1012,12 @@ fn convert_layer(
             uncompressed_size: layer.uncompressed_size.unwrap_or_default(),
             annotations: annotations.clone(),
         };
-        let blob = layer.digest.parse::<Digest>().map(|d| out.blob_file(&d));
-        if let Ok(blob) = blob {
-            if let Err(e) = c.cache.insert(&entry, &blob) {
+        let stored = match layer.digest.parse::<Digest>() {
+            Ok(d) => out.open_blob(&d)?,
+            Err(_) => None,
+        };
+        if let Some((mut blob, _)) = stored {
+            if let Err(e) = c.cache.insert_from(&entry, &mut blob) {
                 c.note(format!("{e}; layer {} is not cached", layer.source_digest));
             }
         }
@@ -991,7 +1042,9 @@ fn serve_cached(
         return Ok(None);
     };
     let mut bytes_in = 0;
-    if source.has_blob(&job.digest)? {
+    // A registry's layer is not downloaded just to be checked: the point
+    // of the cache there is not to fetch it.
+    if !source.is_remote() && source.has_blob(&job.digest)? {
         // A source at hand is still checked, as every blob read is: a
         // corrupt one is an error with or without a cache.
         source
@@ -1000,19 +1053,17 @@ fn serve_cached(
         bytes_in = desc.size;
     }
     let skip = c.destination_has.is_some_and(|has| (has.0)(&entry.digest));
-    let mut bytes_out = 0;
-    if !skip && !out.blob_file(&digest).exists() {
-        let (temp, file) = out.temp_blob()?;
-        drop(file);
-        match c.cache.copy_blob_to(entry, &temp) {
+    let (mut bytes_out, mut bytes_spooled) = (0, 0);
+    if !skip && !out.has_blob(&digest) {
+        let mut blob = out.new_blob()?;
+        match c.cache.copy_blob_into(entry, &mut blob) {
             Ok(n) => bytes_out = n,
             Err(e) => {
-                let _ = std::fs::remove_file(&temp);
                 c.note(format!("{e}; the layer was converted again"));
                 return Ok(None);
             }
         }
-        out.store_temp(&temp, &digest)?;
+        bytes_spooled = out.store(blob, &digest)?;
     }
     let layer = LayerReport {
         source_digest: desc.digest.clone(),
@@ -1032,6 +1083,7 @@ fn serve_cached(
         bytes_in,
         bytes_out,
         state: "cached",
+        bytes_spooled,
     };
     Ok(Some((layer, Some(entry.annotations.clone()))))
 }
@@ -1054,14 +1106,9 @@ fn convert_fresh(
     let lazy = lazy.as_ref().map(|(format, toc)| (*format, toc));
     let mut reader = source.open_blob(&job.digest, desc.size, &job.referrer)?;
     let file = reader.file().to_string();
-    let (temp, temp_file) = out.temp_blob()?;
-    let temp_name = temp.display().to_string();
-    let mut writer = BufWriter::with_capacity(1 << 20, temp_file);
+    let mut writer = BufWriter::with_capacity(1 << 20, out.new_blob()?);
     let result = convert_stream(&mut reader, lazy, &desc.media_type, converter, &mut writer);
-    let written = writer
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all());
+    let written = writer.into_inner().map_err(|e| e.into_error());
     // A blob that does not match its digest is reported as that, even when
     // the converter also choked on it.
     let verified = reader.finish();
@@ -1069,7 +1116,6 @@ fn convert_fresh(
         (_, Err(e), _) => Err(e),
         (Err(refused @ estargz_core::Error::UnreadableEntry { .. }), Ok(()), _) => {
             // Readers would refuse the blob; the layer as it is still works, pulled whole.
-            let _ = std::fs::remove_file(&temp);
             let layer = LayerReport {
                 source_digest: desc.digest.clone(),
                 source_media_type: desc.media_type.clone(),
@@ -1088,21 +1134,16 @@ fn convert_fresh(
                 bytes_in: desc.size,
                 bytes_out: 0,
                 state: "copied",
+                bytes_spooled: 0,
             };
             return Ok((layer, None));
         }
         (Err(source), Ok(()), _) => Err(Error::Convert { file, source }),
-        (Ok(_), Ok(()), Err(e)) => Err(io_err(&temp_name)(e)),
-        (Ok(r), Ok(()), Ok(())) => Ok(r),
+        (Ok(_), Ok(()), Err(e)) => Err(io_err(format!("the converted {file}"))(e)),
+        (Ok(r), Ok(()), Ok(blob)) => Ok((r, blob)),
     };
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_file(&temp);
-            return Err(e);
-        }
-    };
-    out.store_temp(&temp, &report.blob.digest)?;
+    let (report, blob) = report?;
+    let bytes_spooled = out.store(blob, &report.blob.digest)?;
     let layer = LayerReport {
         source_digest: desc.digest.clone(),
         source_media_type: desc.media_type.clone(),
@@ -1124,6 +1165,7 @@ fn convert_fresh(
         bytes_in: desc.size,
         bytes_out: report.blob.size,
         state: "converted",
+        bytes_spooled,
     };
 
     Ok((layer, Some(report.annotations())))
@@ -1143,12 +1185,36 @@ mod tests {
         };
         // 8 threads, 10 layers, 4 MiB chunks: 8 jobs of one thread need 8 × 56 MiB,
         // 3 jobs of two 3 × 72 MiB, 2 jobs of four 2 × 104 MiB.
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 1 << 30)), (8, 1));
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 220 * mib)), (3, 2));
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 200 * mib)), (1, 8));
-        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 0)), (1, 8));
-        assert_eq!(plan_jobs(8, 2, 4 * mib, &opts(None, 1 << 30)), (2, 4));
-        assert_eq!(plan_jobs(2, 10, 4 * mib, &opts(Some(5), 0)), (5, 1));
-        assert_eq!(plan_jobs(4, 0, 4 * mib, &opts(None, 1 << 30)), (1, 4));
+        assert_eq!(
+            plan_jobs(8, 10, 4 * mib, &opts(None, 1 << 30), false),
+            (8, 1)
+        );
+        assert_eq!(
+            plan_jobs(8, 10, 4 * mib, &opts(None, 220 * mib), false),
+            (3, 2)
+        );
+        assert_eq!(
+            plan_jobs(8, 10, 4 * mib, &opts(None, 200 * mib), false),
+            (1, 8)
+        );
+        assert_eq!(plan_jobs(8, 10, 4 * mib, &opts(None, 0), false), (1, 8));
+        assert_eq!(
+            plan_jobs(8, 2, 4 * mib, &opts(None, 1 << 30), false),
+            (2, 4)
+        );
+        assert_eq!(plan_jobs(2, 10, 4 * mib, &opts(Some(5), 0), false), (5, 1));
+        assert_eq!(
+            plan_jobs(4, 0, 4 * mib, &opts(None, 1 << 30), false),
+            (1, 4)
+        );
+        // Blobs held for an upload: the conversions get half the budget.
+        assert_eq!(
+            plan_jobs(8, 10, 4 * mib, &opts(None, 440 * mib), true),
+            (3, 2)
+        );
+        assert_eq!(
+            plan_jobs(8, 10, 4 * mib, &opts(None, 1 << 30), true),
+            (8, 1)
+        );
     }
 }

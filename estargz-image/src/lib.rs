@@ -35,6 +35,7 @@
 pub mod cache;
 pub mod driver;
 mod error;
+pub mod held;
 pub mod oci;
 mod refs;
 pub mod registry;

@@ -5,12 +5,13 @@
 
 use crate::error::{invalid, io_err, Error, Result};
 use estargz_core::{Digest, ReadAt};
+use estargz_registry::Registry;
 use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Largest JSON document (index, manifest, config) read into memory; real
 /// ones are kilobytes, and a hostile descriptor must not make us allocate
@@ -43,6 +44,9 @@ impl std::fmt::Debug for BlobFetcher {
 #[derive(Debug)]
 enum SourceKind {
     Dir(PathBuf),
+    /// An image in a registry: its manifests and indexes (and a made-up
+    /// `index.json`) in memory, other blobs streamed when read.
+    Registry(RemoteImage),
     /// Regular files of the archive: path → (data offset, length).
     Archive {
         path: PathBuf,
@@ -50,7 +54,52 @@ enum SourceKind {
     },
 }
 
+#[derive(Debug)]
+struct RemoteImage {
+    registry: Arc<Registry>,
+    repo: String,
+    files: HashMap<String, Vec<u8>>,
+    /// Blobs streamed so far and their sizes, for the report.
+    fetched: Mutex<BTreeMap<String, u64>>,
+}
+
 impl Source {
+    /// An image of `repo` in `registry` whose documents (`index.json`,
+    /// and manifests and indexes under `blobs/sha256/`) are `files`.
+    pub(crate) fn remote(
+        registry: Arc<Registry>,
+        repo: &str,
+        files: HashMap<String, Vec<u8>>,
+    ) -> Source {
+        Source {
+            kind: SourceKind::Registry(RemoteImage {
+                registry,
+                repo: repo.to_string(),
+                files,
+                fetched: Mutex::new(BTreeMap::new()),
+            }),
+            fetcher: None,
+        }
+    }
+
+    /// The blobs a registry source streamed so far (each once, however
+    /// often it was read), with their sizes; empty for other sources.
+    pub fn fetched(&self) -> Vec<(String, u64)> {
+        match &self.kind {
+            SourceKind::Registry(r) => r
+                .fetched
+                .lock()
+                .map(|f| f.iter().map(|(d, n)| (d.clone(), *n)).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether blobs come from a registry, as they are read.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.kind, SourceKind::Registry(_))
+    }
+
     /// Opens a layout directory or an archive tar, whichever `path` is.
     /// An archive is indexed once (headers only); blobs are read in place.
     pub fn open(path: &Path) -> Result<Source> {
@@ -114,6 +163,10 @@ impl Source {
         match &self.kind {
             SourceKind::Dir(root) => root.join(rel).display().to_string(),
             SourceKind::Archive { path, .. } => format!("{}:{rel}", path.display()),
+            SourceKind::Registry(r) => match rel.strip_prefix("blobs/sha256/") {
+                Some(hex) => format!("{}/{}@sha256:{hex}", r.registry.host(), r.repo),
+                None => format!("{}/{} ({rel})", r.registry.host(), r.repo),
+            },
         }
     }
 
@@ -141,6 +194,13 @@ impl Source {
                 let r = BufReader::with_capacity(1 << 20, f).take(len);
                 Ok(Some((Box::new(r), len)))
             }
+            SourceKind::Registry(r) => Ok(r.files.get(rel).map(|b| {
+                let len = b.len() as u64;
+                (
+                    Box::new(io::Cursor::new(b.clone())) as Box<dyn Read + Send>,
+                    len,
+                )
+            })),
         }
     }
 
@@ -163,7 +223,18 @@ impl Source {
     }
 
     /// Whether the blob exists (for non-distributable layers, which may be absent).
+    /// A registry is asked (`HEAD`) for blobs other than documents.
     pub fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        if let SourceKind::Registry(r) = &self.kind {
+            let rel = blob_path(digest);
+            if r.files.contains_key(&rel) {
+                return Ok(true);
+            }
+            return r
+                .registry
+                .blob_exists(&r.repo, &digest.to_string())
+                .map_err(|e| registry_error(self.name(&rel), e));
+        }
         Ok(self.open_file(&blob_path(digest))?.is_some())
     }
 
@@ -173,7 +244,13 @@ impl Source {
         let rel = blob_path(digest);
         let file = self.name(&rel);
         self.ensure_blob(digest, size)?;
-        let (inner, len) = self.open_file(&rel)?.ok_or_else(|| Error::MissingBlob {
+        let opened = match &self.kind {
+            SourceKind::Registry(r) if !r.files.contains_key(&rel) => {
+                Some(self.stream_blob(r, digest, size, &file)?)
+            }
+            _ => self.open_file(&rel)?,
+        };
+        let (inner, len) = opened.ok_or_else(|| Error::MissingBlob {
             file: file.clone(),
             referrer: referrer.to_string(),
         })?;
@@ -194,10 +271,40 @@ impl Source {
         })
     }
 
+    /// A registry's blob, streamed and checked by the registry client
+    /// too; its length is what the registry announced, else `size`.
+    fn stream_blob(
+        &self,
+        r: &RemoteImage,
+        digest: &Digest,
+        size: u64,
+        file: &str,
+    ) -> Result<(Box<dyn Read + Send>, u64)> {
+        let reader = r
+            .registry
+            .blob_reader(&r.repo, &digest.to_string())
+            .map_err(|e| registry_error(file, e))?;
+        let len = reader.size().unwrap_or(size);
+        if let Ok(mut f) = r.fetched.lock() {
+            f.insert(digest.to_string(), len);
+        }
+        Ok((Box::new(reader), len))
+    }
+
     /// A blob for random access (an eStargz footer and TOC), unverified:
-    /// only used on blobs already read through a [`VerifiedReader`].
-    pub fn blob_at(&self, digest: &Digest, referrer: &str) -> Result<BlobAt> {
+    /// only used on blobs already read through a [`VerifiedReader`], or
+    /// to decide how to read one (a registry's blob is read with range
+    /// requests; `size` is its descriptor's).
+    pub fn blob_at(&self, digest: &Digest, size: u64, referrer: &str) -> Result<BlobAt> {
         let rel = blob_path(digest);
+        if let SourceKind::Registry(r) = &self.kind {
+            return Ok(BlobAt(AtKind::Remote {
+                registry: r.registry.clone(),
+                repo: r.repo.clone(),
+                digest: digest.to_string(),
+                len: size,
+            }));
+        }
         let missing = || Error::MissingBlob {
             file: self.name(&rel),
             referrer: referrer.to_string(),
@@ -212,9 +319,10 @@ impl Source {
                 let &(offset, len) = entries.get(&rel).ok_or_else(missing)?;
                 (path.clone(), offset, len)
             }
+            SourceKind::Registry(_) => return Err(missing()),
         };
         let file = File::open(&path).map_err(io_err(path.display()))?;
-        Ok(BlobAt { file, offset, len })
+        Ok(BlobAt(AtKind::File { file, offset, len }))
     }
 
     /// A whole (small) blob, verified.
@@ -234,25 +342,63 @@ impl Source {
     }
 }
 
-/// A blob as a [`ReadAt`] source: a file, or a range of the archive.
+/// A blob as a [`ReadAt`] source: a file, a range of the archive, or a
+/// registry's blob read with range requests.
 #[derive(Debug)]
-pub struct BlobAt {
-    file: File,
-    offset: u64,
-    len: u64,
+pub struct BlobAt(AtKind);
+
+#[derive(Debug)]
+enum AtKind {
+    File {
+        file: File,
+        offset: u64,
+        len: u64,
+    },
+    Remote {
+        registry: Arc<Registry>,
+        repo: String,
+        digest: String,
+        len: u64,
+    },
 }
 
 impl ReadAt for BlobAt {
     fn size(&self) -> io::Result<u64> {
-        Ok(self.len)
+        match &self.0 {
+            AtKind::File { len, .. } | AtKind::Remote { len, .. } => Ok(*len),
+        }
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(left) = self.len.checked_sub(offset).filter(|&l| l > 0) else {
+        let Some(left) = self.size()?.checked_sub(offset).filter(|&l| l > 0) else {
             return Ok(0);
         };
         let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        ReadAt::read_at(&self.file, self.offset + offset, &mut buf[..n])
+        match &self.0 {
+            AtKind::File {
+                file, offset: at, ..
+            } => ReadAt::read_at(file, at + offset, &mut buf[..n]),
+            AtKind::Remote {
+                registry,
+                repo,
+                digest,
+                ..
+            } => {
+                let bytes = registry
+                    .blob_range(repo, digest, offset, n as u64)
+                    .map_err(io::Error::other)?;
+                let k = bytes.len().min(n);
+                buf[..k].copy_from_slice(&bytes[..k]);
+                Ok(k)
+            }
+        }
+    }
+}
+
+fn registry_error(what: impl std::fmt::Display, source: estargz_registry::Error) -> Error {
+    Error::Registry {
+        what: what.to_string(),
+        source: Box::new(source),
     }
 }
 

@@ -281,6 +281,42 @@ impl Registry {
         Ok(BlobReader::new(Box::new(body), url, digest, size))
     }
 
+    /// Bytes `offset..offset + len` of a blob (a `Range` request), fewer
+    /// at its end. Unverified: a range cannot be checked against the
+    /// blob's digest, so use it only to decide how to read the whole blob
+    /// (an eStargz footer, say). A registry that does not answer `206`
+    /// is an error.
+    ///
+    /// ```no_run
+    /// # use estargz_registry::{Registry, RegistryOptions};
+    /// let registry = Registry::new("registry.example", RegistryOptions::default())?;
+    /// let tail = registry.blob_range("team/app", "sha256:…", 1000, 51)?;
+    /// assert!(tail.len() <= 51);
+    /// # Ok::<(), estargz_registry::Error>(())
+    /// ```
+    pub fn blob_range(&self, repo: &str, digest: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        check_digest(digest).map_err(|reason| Error::BadDigest { reason })?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base()?);
+        let last = offset.saturating_add(len - 1);
+        let response = self.send(Call {
+            method: Method::GET,
+            url: url.clone(),
+            scopes: vec![scope(repo, false)],
+            headers: vec![("Range", format!("bytes={offset}-{last}"))],
+            payload: Payload::Empty,
+        })?;
+        let response = self.expect(&Method::GET, &url, response, &[206])?;
+        response
+            .into_body()
+            .into_with_config()
+            .limit(len)
+            .read_to_vec()
+            .map_err(|e| self.transport(&Method::GET, &url, e))
+    }
+
     /// Whether the repository has the blob (`HEAD`).
     pub fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
         let (url, response) = self.head_blob(repo, digest)?;

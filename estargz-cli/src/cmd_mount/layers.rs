@@ -272,7 +272,10 @@ impl Image {
             }
             Image::Layout { source, .. } => {
                 let digest = oci::parse_digest(&layer.desc.digest, "manifest")?;
-                (Box::new(source.blob_at(&digest, "manifest")?), None)
+                (
+                    Box::new(source.blob_at(&digest, layer.desc.size, "manifest")?),
+                    None,
+                )
             }
         };
         let blob = Blob::open(CountedSource::new(source), &opts)?.with_cache(cache.clone());

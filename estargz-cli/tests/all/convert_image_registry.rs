@@ -123,9 +123,18 @@ fn push_source(server: &RegistryServer, tmp: &Path, with_creds: bool) {
 
 /// `estargz convert-image ARGS` with `TMPDIR=tmpdir` and no auth file.
 pub(crate) fn convert(tmpdir: &Path, args: &[&str]) -> Output {
-    std::fs::create_dir_all(tmpdir).unwrap();
+    convert_with_tmpdir(tmpdir, tmpdir, args)
+}
+
+/// [`convert`] with `home` for what it keeps in `tmpdir` (the auth
+/// file, the cache next to it) and `TMPDIR` set to `tmpdir`, which need
+/// not exist.
+fn convert_with_tmpdir(home: &Path, tmpdir: &Path, args: &[&str]) -> Output {
+    std::fs::create_dir_all(home).unwrap();
+    let tmpdir_env = tmpdir;
+    let tmpdir = home;
     estargz(std::iter::once("convert-image").chain(args.iter().copied()))
-        .env("TMPDIR", tmpdir)
+        .env("TMPDIR", tmpdir_env)
         .env("REGISTRY_AUTH_FILE", tmpdir.join("no-auth.json"))
         .env("HOME", tmpdir)
         // A cache of this test's own, next to TMPDIR: what other tests
@@ -640,16 +649,15 @@ fn https_with_a_private_ca_from_cert_dirs() {
     assert_empty_dir(&scratch);
 }
 
-#[test]
-fn a_corrupt_blob_in_the_source_registry_is_an_error_and_pushes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = registry_with_source(tmp.path(), false) else {
-        return;
-    };
+/// Changes the registry's copy of `src:1`'s arm64 gzip layer with
+/// `change`; returns the layer's digest.
+fn damage_arm64_layer(
+    server: &RegistryServer,
+    src: &str,
+    change: impl FnOnce(&mut Vec<u8>),
+) -> String {
     let host = server.host();
-    let (src, dst) = src_and_dst(&host);
-    // The arm64 gzip layer, pushed as it is: flip a byte in the registry's copy.
-    let index = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &src]);
+    let index = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", src]);
     let index: Value = serde_json::from_str(&index).unwrap();
     let arm = format!(
         "docker://{host}/src@{}",
@@ -663,9 +671,24 @@ fn a_corrupt_blob_in_the_source_registry_is_an_error_and_pushes_nothing() {
         .to_string();
     let data = server.blob_data(&layer);
     let mut bytes = read(&data);
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 1;
+    change(&mut bytes);
     std::fs::write(&data, bytes).unwrap();
+    layer
+}
+
+#[test]
+fn a_corrupt_blob_in_the_source_registry_is_an_error_and_pushes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let host = server.host();
+    let (src, dst) = src_and_dst(&host);
+    // The arm64 gzip layer, pushed as it is: flip a byte in the registry's copy.
+    let layer = damage_arm64_layer(&server, &src, |bytes| {
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+    });
 
     let scratch = tmp.path().join("scratch");
     let out = convert(&scratch, &[&src, &dst, NO_TLS[0], NO_TLS[1]]);
@@ -679,6 +702,188 @@ fn a_corrupt_blob_in_the_source_registry_is_an_error_and_pushes_nothing() {
             .success()
     );
     assert_empty_dir(&scratch);
+}
+
+/// A layer the registry serves cut short fails as a corrupt one does:
+/// while it streams, before anything is uploaded, spooled or not.
+#[test]
+fn a_truncated_blob_in_the_source_registry_is_an_error_and_pushes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let (src, dst) = src_and_dst(&server.host());
+    let layer = damage_arm64_layer(&server, &src, |bytes| bytes.truncate(bytes.len() / 2));
+    let scratch = tmp.path().join("scratch");
+    for memory in ["1GiB", "1"] {
+        let out = convert(
+            &scratch,
+            &[
+                &src,
+                &dst,
+                NO_TLS[0],
+                NO_TLS[1],
+                "--no-cache",
+                "--memory",
+                memory,
+            ],
+        );
+        assert_exit(&out, 1);
+        let err = stderr_of(&out);
+        assert!(err.contains(&layer) && err.contains("mismatch"), "{err}");
+        assert_eq!(uploads(&server, "dst", 0), 0);
+        assert_empty_dir(&scratch);
+    }
+    assert!(
+        !skopeo_run(&["inspect", "--raw", "--tls-verify=false", &dst])
+            .status
+            .success()
+    );
+}
+
+/// Layers that fit --memory never touch the disk: with $TMPDIR missing
+/// the conversion still succeeds, and nothing appears there.
+#[test]
+fn registry_to_registry_within_memory_writes_nothing_to_tmpdir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let (src, dst) = src_and_dst(&server.host());
+    let home = tmp.path().join("home");
+    let missing = tmp.path().join("no-such-tmpdir");
+    let mut args = vec![src.as_str(), dst.as_str(), "--json", "--no-cache"];
+    args.extend(NO_TLS);
+    let out = convert_with_tmpdir(&home, &missing, &args);
+    assert_exit(&out, 0);
+    assert!(!missing.exists(), "{} was created", missing.display());
+    let report = json_value(&out.stdout);
+    assert_eq!(report["pushed"]["blobs_pushed"], 5, "{report}");
+    for layer in report["layers"].as_array().unwrap() {
+        assert_eq!(layer["bytes_spooled"], 0, "{layer}");
+        assert_eq!(layer["state"], "pushed", "{layer}");
+    }
+    let copied = tmp.path().join("copied");
+    let oci_out = format!("oci:{}", copied.display());
+    skopeo_ok(&["copy", "--all", "--src-tls-verify=false", &dst, &oci_out]);
+    assert_eq!(verify_layout(&copied), 4);
+}
+
+/// With a budget too small to hold anything, every converted blob is
+/// spooled to $TMPDIR (reported per layer), the image is the same as one
+/// converted in memory, and the spool files are gone afterwards; with no
+/// $TMPDIR to spool to, that is an error and nothing is pushed.
+#[test]
+fn registry_to_registry_beyond_memory_spools_to_tmpdir_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let host = server.host();
+    let src = format!("docker://{host}/src:1");
+    let spooled = format!("docker://{host}/spooled:1");
+    let scratch = tmp.path().join("scratch");
+    let mut args = vec![src.as_str(), spooled.as_str(), "--json", "--no-cache"];
+    args.extend(NO_TLS);
+    args.extend(["--memory", "1"]);
+    let out = convert(&scratch, &args);
+    assert_exit(&out, 0);
+    assert_empty_dir(&scratch);
+    let report = json_value(&out.stdout);
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3, "{report}");
+    for layer in layers {
+        assert_eq!(layer["bytes_spooled"], layer["size"], "{layer}");
+        assert!(layer["size"].as_u64().unwrap() > 0, "{layer}");
+    }
+
+    let in_memory = format!("docker://{host}/in-memory:1");
+    let mut args = vec![src.as_str(), in_memory.as_str(), "--json", "--no-cache"];
+    args.extend(NO_TLS);
+    let out = convert(&scratch, &args);
+    assert_exit(&out, 0);
+    let again = json_value(&out.stdout);
+    assert_eq!(
+        again["pushed"]["digest"], report["pushed"]["digest"],
+        "{again}"
+    );
+
+    let home = tmp.path().join("home");
+    let missing = tmp.path().join("no-such-tmpdir");
+    let nowhere = format!("docker://{host}/nowhere:1");
+    let mut args = vec![
+        src.as_str(),
+        nowhere.as_str(),
+        "--no-cache",
+        "--memory",
+        "1",
+    ];
+    args.extend(NO_TLS);
+    let out = convert_with_tmpdir(&home, &missing, &args);
+    assert_exit(&out, 1);
+    let err = stderr_of(&out);
+    assert!(err.contains(&*missing.to_string_lossy()), "{err}");
+    assert_eq!(uploads(&server, "nowhere", 0), 0);
+    assert!(!missing.exists());
+}
+
+/// eStargz layers whose annotations a Docker schema 2 copy dropped are
+/// recognised in the registry by their footer (range requests, not a
+/// download) and kept as they are, annotated again.
+#[test]
+fn estargz_layers_without_annotations_in_a_registry_are_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let host = server.host();
+    let (src, dst) = src_and_dst(&host);
+    let scratch = tmp.path().join("scratch");
+    let out = convert(&scratch, &[&src, &dst, NO_TLS[0], NO_TLS[1], "--no-cache"]);
+    assert_exit(&out, 0);
+    let docker = format!("docker://{host}/docker-esgz:1");
+    skopeo_ok(&[
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &dst,
+        &docker,
+    ]);
+    let again = format!("docker://{host}/again:1");
+    let args = [
+        &docker,
+        &again,
+        NO_TLS[0],
+        NO_TLS[1],
+        "--no-cache",
+        "--json",
+    ];
+    let out = convert(&scratch, &args);
+    assert_exit(&out, 0);
+    assert_empty_dir(&scratch);
+    let report = json_value(&out.stdout);
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3, "{report}");
+    for layer in layers {
+        assert_eq!(layer["action"], "passed-through", "{layer}");
+        assert!(
+            layer["reason"].as_str().unwrap().contains("footer"),
+            "{layer}"
+        );
+        assert_eq!(layer["digest"], layer["source_digest"], "{layer}");
+        assert!(layer["toc_digest"].is_string(), "{layer}");
+    }
+    let probes = log_lines(&server, 3, |l| {
+        l.contains("\"GET /v2/docker-esgz/blobs/") && l.contains(" 206 ")
+    });
+    assert!(probes >= 3, "a range request per layer:\n{}", server.log());
+    let copied = tmp.path().join("copied");
+    let oci_out = format!("oci:{}", copied.display());
+    skopeo_ok(&["copy", "--all", "--src-tls-verify=false", &again, &oci_out]);
+    assert_eq!(verify_layout(&copied), 4);
 }
 
 #[test]
