@@ -62,12 +62,12 @@ fn a_failed_request_reaches_every_reader_waiting_for_it() {
     let Some(server) = Nginx::start() else { return };
     server.serve("blob", &noise(61, 1 << 20));
     // /flaky/ answers 503 to reads: the request and its two retries take
-    // 1.5 s (waits of 0.5 and 1 s), long enough for every reader to come.
+    // 3 s (waits of 1 and 2 s), long enough for every reader to come.
     let opts = HttpOptions {
         tail_size: 4096,
         cache_size: 0,
         max_retries: 2,
-        retry_backoff: Duration::from_millis(500),
+        retry_backoff: Duration::from_secs(1),
         ..HttpOptions::default()
     };
     let blob = HttpBlob::open(&server.url("flaky/blob"), &opts).unwrap();
