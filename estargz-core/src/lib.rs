@@ -164,8 +164,8 @@ pub use footer::{Footer, FooterKind};
 pub use read::{
     Blob, CachedChunk, Chunk, ChunkCache, ChunkKey, FileReader, Index, IndexLimits, ListedEntry,
     LruChunkCache, Node, NodeId, OpenOptions, OwnedFile, Prefetch, Prefetched, RangeReader, ReadAt,
-    Stat, StoredDigest, TocInfo, Whiteout, ZstdChunkedInfo, ZstdDialect, DEFAULT_CACHE_BUDGET,
-    NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
+    ReadHint, Stat, StoredDigest, TocInfo, Whiteout, ZstdChunkedInfo, ZstdDialect,
+    DEFAULT_CACHE_BUDGET, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
 };
 pub use tar::{NamePolicy, ScanLimits, WithoutEstargzEntries};
 pub use toc::{EntryType, Toc, TocEntry, TOC_NAME};

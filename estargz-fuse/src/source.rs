@@ -1,7 +1,7 @@
 //! The blob's bytes as the mount reads them: counted, and served from a
 //! staged window while a prefetch decodes what one large read brought.
 
-use estargz_core::ReadAt;
+use estargz_core::{ReadAt, ReadHint};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -136,10 +136,30 @@ impl<S: ReadAt> ReadAt for CountedSource<S> {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_counted(offset, buf, None)
+    }
+
+    fn read_at_hinted(&self, offset: u64, buf: &mut [u8], hint: ReadHint) -> io::Result<usize> {
+        self.read_counted(offset, buf, Some(hint))
+    }
+}
+
+impl<S: ReadAt> CountedSource<S> {
+    /// A read from the staged window, else from the source (passing on
+    /// the hint, if any), counted.
+    fn read_counted(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+        hint: Option<ReadHint>,
+    ) -> io::Result<usize> {
         if let Some(n) = self.read_staged(offset, buf) {
             return Ok(n);
         }
-        let n = self.inner.read_at(offset, buf)?;
+        let n = match hint {
+            Some(hint) => self.inner.read_at_hinted(offset, buf, hint)?,
+            None => self.inner.read_at(offset, buf)?,
+        };
         self.counters.source_reads.fetch_add(1, Ordering::Relaxed);
         self.counters
             .source_bytes

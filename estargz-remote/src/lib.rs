@@ -18,6 +18,16 @@
 //!   [`HttpOptions::max_request`]), so `verify` and digests make a few
 //!   large requests rather than many small ones. Two reads of adjacent
 //!   ranges are not yet sequential, and get exactly what they ask for.
+//! - A read that says what its reader goes on to read
+//!   ([`ReadAt::read_at_hinted`], which a [`Blob`](estargz_core::Blob)'s
+//!   file reads use) reads ahead no further than that: a reader of one file
+//!   gets the rest of that file's bytes at once, and nothing past them; a
+//!   reader walking the blob file after file gets the doubling requests,
+//!   never past the end of the region it is in (the prefetch region, or
+//!   the rest of the payload).
+//! - Readers missing the same bytes at once wait for one request: a read
+//!   whose first byte a request under way will bring waits for it, and
+//!   gets its bytes, or its failure.
 //! - The last responses are kept, within [`HttpOptions::cache_size`]
 //!   bytes, the least recently used dropped first, and serve the reads
 //!   inside them: readers taking turns on different regions do not fetch
@@ -72,18 +82,20 @@
 #![forbid(unsafe_code)]
 
 mod challenge;
+mod flight;
 mod recent;
 mod redirect;
 pub mod retry;
 
 pub use challenge::{Challenge, UnauthorizedFn, UnauthorizedHook};
 
-use estargz_core::ReadAt;
-use recent::{Recent, Window, SEQUENTIAL_AFTER};
+use estargz_core::{ReadAt, ReadHint};
+use flight::{Flight, Flights, Outcome, Shared};
+use recent::{request_len, Recent, Window};
 use std::io::{self, Read};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use ureq::http::StatusCode;
 use ureq::ResponseExt;
@@ -372,6 +384,10 @@ impl Error {
             if let Some(found) = inner.downcast_ref::<Error>() {
                 return Some(found);
             }
+            // A failure of a request other readers waited for too.
+            if let Some(Shared(found)) = inner.downcast_ref::<Shared>() {
+                return Some(found);
+            }
             io = inner.source()?.downcast_ref::<io::Error>()?;
         }
         None
@@ -525,6 +541,61 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Times a read waits for requests of others before making its own: a
+/// request that failed without sharing why, or was abandoned, is made
+/// again by a waiter, which others may wait for in turn.
+const MAX_JOINS: u32 = 3;
+
+/// The responses kept and the requests under way, under one lock: a
+/// reader that finds its bytes in neither starts a request that others
+/// then find.
+struct State {
+    recent: Recent,
+    flights: Flights,
+}
+
+/// Bytes [`HttpBlob::fetch`] got, and whether from another reader's
+/// request.
+struct Got {
+    window: Arc<Window>,
+    joined: bool,
+}
+
+/// A request recorded as under way. Finishing it keeps its response and
+/// forgets the request; dropped unfinished (its leader panicked), it tells
+/// the waiters to ask on their own.
+struct Landing<'a> {
+    blob: &'a HttpBlob,
+    flight: Arc<Flight>,
+    finished: bool,
+}
+
+impl Landing<'_> {
+    /// Keeps `window`, if any, among the recent responses and forgets the
+    /// request, under one lock; returns the flight to land, and whether
+    /// readers wait for it (none can start waiting any more).
+    fn finish(mut self, window: Option<&Arc<Window>>) -> (Arc<Flight>, bool) {
+        self.finished = true;
+        let mut state = self.blob.state();
+        if let Some(window) = window {
+            state.recent.keep(window.clone());
+        }
+        state.flights.remove(&self.flight);
+        // Waiters hold a clone each; the list's is gone, ours is the other.
+        let waiters = Arc::strong_count(&self.flight) > 1;
+        (self.flight.clone(), waiters)
+    }
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.blob.state().flights.remove(&self.flight);
+            self.flight.land(Outcome::Abandoned);
+        }
+    }
+}
+
 /// A remote blob read with HTTP range requests; see the [crate] docs.
 pub struct HttpBlob {
     agent: ureq::Agent,
@@ -548,7 +619,7 @@ pub struct HttpBlob {
     max_retries: u32,
     retry_backoff: Duration,
     retry_budget: Duration,
-    recent: Mutex<Recent>,
+    state: Mutex<State>,
     requests: AtomicU64,
     bytes: AtomicU64,
 }
@@ -621,7 +692,10 @@ impl HttpBlob {
             max_retries: opts.max_retries,
             retry_backoff: opts.retry_backoff,
             retry_budget: opts.retry_budget,
-            recent: Mutex::new(Recent::new(opts.cache_size)),
+            state: Mutex::new(State {
+                recent: Recent::new(opts.cache_size),
+                flights: Flights::default(),
+            }),
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
         };
@@ -666,13 +740,19 @@ impl HttpBlob {
     pub fn prefetch(&self, range: Range<u64>) -> Result<u64, Error> {
         self.check_range(&range)?;
         let end = range.end.min(self.tail.start);
-        if range.start >= end || self.recent().holds(range.start, end) {
+        if range.start >= end {
             return Ok(0);
         }
-        let (window, _) = self.get(Want::Range(range.start, end))?;
-        let fetched = window.data.len() as u64;
-        self.recent().keep(window);
-        Ok(fetched)
+        let state = self.state();
+        if state.recent.holds(range.start, end) {
+            return Ok(0);
+        }
+        let got = self.fetch(state, range.start, end)?;
+        Ok(if got.joined {
+            0
+        } else {
+            got.window.data.len() as u64
+        })
     }
 
     /// Reads several ranges: the ones not already held are fetched with
@@ -689,11 +769,11 @@ impl HttpBlob {
     pub fn read_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<Vec<u8>>, Error> {
         let mut missing: Vec<(u64, u64)> = Vec::new();
         {
-            let recent = self.recent();
+            let state = self.state();
             for r in ranges {
                 self.check_range(r)?;
                 let end = r.end.min(self.tail.start);
-                if r.start < end && !recent.holds(r.start, end) {
+                if r.start < end && !state.recent.holds(r.start, end) {
                     missing.push((r.start, end));
                 }
             }
@@ -708,7 +788,7 @@ impl HttpBlob {
         }
         let mut fetched = Vec::with_capacity(merged.len());
         for (start, end) in merged {
-            fetched.push(self.get(Want::Range(start, end))?.0);
+            fetched.push(self.fetch(self.state(), start, end)?.window);
         }
         let mut out = Vec::with_capacity(ranges.len());
         for r in ranges {
@@ -716,9 +796,11 @@ impl HttpBlob {
             self.fill(&fetched, r.start, &mut data)?;
             out.push(data);
         }
-        let mut recent = self.recent();
-        for window in fetched {
-            recent.keep(window);
+        // Handed over: kept for later reads, no longer protected as bytes
+        // a reader is about to take.
+        let mut state = self.state();
+        for r in ranges {
+            state.recent.mark_read(r.start, r.end);
         }
         Ok(out)
     }
@@ -726,7 +808,7 @@ impl HttpBlob {
     /// Fills `out` with the bytes from `start` on: from `fetched`, the
     /// tail, the kept responses, or (when they were dropped meanwhile) a
     /// request.
-    fn fill(&self, fetched: &[Window], start: u64, out: &mut [u8]) -> Result<(), Error> {
+    fn fill(&self, fetched: &[Arc<Window>], start: u64, out: &mut [u8]) -> Result<(), Error> {
         let mut done = 0;
         while done < out.len() {
             let at = start + done as u64;
@@ -735,13 +817,13 @@ impl HttpBlob {
                 .iter()
                 .find_map(|w| w.copy_to(at, rest))
                 .or_else(|| self.tail.copy_to(at, rest))
-                .or_else(|| self.recent().copy_to(at, rest));
+                .or_else(|| self.state().recent.copy_to(at, rest));
             done += match held {
                 Some(n) => n,
                 None => {
                     let end = (at + rest.len() as u64).min(self.tail.start);
-                    let (window, _) = self.get(Want::Range(at, end.max(at + 1)))?;
-                    window
+                    let got = self.fetch(self.state(), at, end.max(at + 1))?;
+                    got.window
                         .copy_to(at, rest)
                         .ok_or_else(|| self.empty_response(at))?
                 }
@@ -771,10 +853,145 @@ impl HttpBlob {
         }
     }
 
-    fn recent(&self) -> MutexGuard<'_, Recent> {
-        // Every update leaves the responses consistent: a panic while the
-        // lock was held does not make them unusable.
-        self.recent.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every update leaves the state consistent: a panic while the
+        // lock was held does not make it unusable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `[start, end)`: the bytes of a request under way that holds them
+    /// (waited for), else fetched with one request that readers arriving
+    /// meanwhile wait for. `state` is the lock under which the caller saw
+    /// that no kept response holds them.
+    fn fetch<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        start: u64,
+        end: u64,
+    ) -> Result<Got, Error> {
+        for _ in 0..MAX_JOINS {
+            let Some(flight) = state.flights.covering(start, end) else {
+                break;
+            };
+            drop(state);
+            if let Outcome::Fetched(window) = flight.wait() {
+                return Ok(Got {
+                    window,
+                    joined: true,
+                });
+            }
+            // Its failure is the leader's to report: ask on our own.
+            state = self.state();
+        }
+        let (landing, result) = self.lead(state, start, end);
+        let (flight, _) = landing.finish(result.as_ref().ok());
+        flight.land(match &result {
+            Ok(window) => Outcome::Fetched(window.clone()),
+            Err(_) => Outcome::Failed(None),
+        });
+        Ok(Got {
+            window: result?,
+            joined: false,
+        })
+    }
+
+    /// Makes the request for `[start, end)`, recorded under `state` as
+    /// under way until the returned [`Landing`] is finished.
+    fn lead<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        start: u64,
+        end: u64,
+    ) -> (Landing<'a>, Result<Arc<Window>, Error>) {
+        let flight = state.flights.take_off(start, end);
+        drop(state);
+        let landing = Landing {
+            blob: self,
+            flight,
+            finished: false,
+        };
+        let result = self
+            .get(Want::Range(start, end))
+            .map(|(window, _)| Arc::new(window));
+        (landing, result)
+    }
+
+    /// [`ReadAt::read_at`], with what the reader goes on to read when it
+    /// says: a read that misses waits for a request under way for its
+    /// bytes, else makes one (reading ahead for a sequential reader, see
+    /// [`request_len`]) that readers arriving meanwhile wait for, its
+    /// failure included.
+    fn read_hinted(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+        hint: Option<ReadHint>,
+    ) -> io::Result<usize> {
+        if offset >= self.size || buf.is_empty() {
+            return Ok(0);
+        }
+        if let Some(n) = self.tail.copy_to(offset, buf) {
+            return Ok(n);
+        }
+        // Everything from the tail's start on is already here.
+        let limit = self.tail.start.min(self.size);
+        let wanted = (buf.len() as u64).min(limit - offset);
+        let mut state = self.state();
+        let seen = state.recent.note_read(offset);
+        let mut joins = 0;
+        loop {
+            if let Some(n) = state.recent.copy_to(offset, buf) {
+                state.recent.read_done(offset, offset + n as u64, None);
+                return Ok(n);
+            }
+            let flight = state.flights.covering(offset, offset + 1);
+            let Some(flight) = flight.filter(|_| joins < MAX_JOINS) else {
+                break;
+            };
+            joins += 1;
+            drop(state);
+            match flight.wait() {
+                Outcome::Fetched(window) => {
+                    if let Some(n) = window.copy_to(offset, buf) {
+                        let end = offset + n as u64;
+                        let mut state = self.state();
+                        state.recent.mark_read(offset, end);
+                        state.recent.read_done(offset, end, None);
+                        return Ok(n);
+                    }
+                }
+                Outcome::Failed(Some(error)) => return Err(Shared::io_error(error)),
+                Outcome::Failed(None) | Outcome::Abandoned => {}
+            }
+            state = self.state();
+        }
+        let len = request_len(seen, offset, wanted, self.max_request, limit, hint);
+        let (landing, result) = self.lead(state, offset, offset + len);
+        let (flight, waiters) = landing.finish(result.as_ref().ok());
+        let window = match result {
+            Ok(window) => {
+                flight.land(Outcome::Fetched(window.clone()));
+                window
+            }
+            Err(error) if waiters => {
+                let error = Arc::new(error);
+                flight.land(Outcome::Failed(Some(error.clone())));
+                return Err(Shared::io_error(error));
+            }
+            Err(error) => {
+                flight.land(Outcome::Failed(None));
+                return Err(error.into());
+            }
+        };
+        let n = window
+            .copy_to(offset, buf)
+            .ok_or_else(|| self.empty_response(offset))?;
+        let end = offset + n as u64;
+        let request = window.data.len() as u64;
+        let mut state = self.state();
+        state.recent.mark_read(offset, end);
+        state.recent.read_done(offset, end, Some(request));
+        Ok(n)
     }
 
     /// The redirect target to ask directly, while it is valid.
@@ -1204,38 +1421,11 @@ impl ReadAt for HttpBlob {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        if offset >= self.size || buf.is_empty() {
-            return Ok(0);
-        }
-        if let Some(n) = self.tail.copy_to(offset, buf) {
-            return Ok(n);
-        }
-        // Everything from the tail's start on is already here.
-        let limit = self.tail.start.min(self.size);
-        let wanted = (buf.len() as u64).min(limit - offset);
-        let request_len = {
-            let mut recent = self.recent();
-            let (run, last_request) = recent.note_read(offset);
-            if let Some(n) = recent.copy_to(offset, buf) {
-                recent.read_done(offset, offset + n as u64, None);
-                return Ok(n);
-            }
-            if run >= SEQUENTIAL_AFTER {
-                let ahead = last_request.max(wanted).saturating_mul(2);
-                wanted.max(ahead.min(self.max_request))
-            } else {
-                wanted
-            }
-        }
-        .min(limit - offset);
-        let (window, _) = self.get(Want::Range(offset, offset + request_len))?;
-        let n = window
-            .copy_to(offset, buf)
-            .ok_or_else(|| self.empty_response(offset))?;
-        let mut recent = self.recent();
-        recent.read_done(offset, offset + n as u64, Some(window.data.len() as u64));
-        recent.keep(window);
-        Ok(n)
+        self.read_hinted(offset, buf, None)
+    }
+
+    fn read_at_hinted(&self, offset: u64, buf: &mut [u8], hint: ReadHint) -> io::Result<usize> {
+        self.read_hinted(offset, buf, Some(hint))
     }
 
     fn read_ranges(&self, ranges: &[Range<u64>]) -> io::Result<Vec<Vec<u8>>> {

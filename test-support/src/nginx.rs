@@ -14,6 +14,8 @@
 //!   `WWW-Authenticate: Bearer realm="https://auth.example/token",service="test"`.
 //! - `/flaky/NAME`: serves the tail (`Range: bytes=-N`), then `503` for any
 //!   other request: a server failing in the middle of a read.
+//! - `/slow/NAME`: the file at 256 KiB/s, so that a request is still
+//!   under way while other readers arrive.
 //!
 //! The access log has one line per request: status, `Range` header, body
 //! bytes sent, URI.
@@ -98,6 +100,10 @@ http {{
             if ($http_range !~ "^bytes=-") {{
                 return 503;
             }}
+        }}
+        location /slow/ {{
+            alias {d}/www/;
+            limit_rate 256k;
         }}
         location /moved/ {{
             rewrite ^/moved/(.*)$ /$1 redirect;

@@ -5,8 +5,9 @@
 //! cache keeps decoded chunks under a byte budget, and concurrent readers
 //! of one missing chunk wait for a single decode instead of each doing it.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use std::collections::HashMap;
+use std::io;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 /// Where a decoded chunk sits in its blob: the offset of the compressed
@@ -138,15 +139,69 @@ pub(crate) struct InFlight {
 
 #[derive(Default, Debug)]
 struct Flight {
-    finished: Mutex<bool>,
+    landed: Mutex<Landed>,
     done: Condvar,
+}
+
+/// Where a decode is.
+#[derive(Default, Debug, Clone)]
+enum Landed {
+    #[default]
+    Running,
+    /// Decoded (and cached, if it fit), or given up without a failure to
+    /// share: look again.
+    Done,
+    /// The source failed: every reader that waited gets that failure (the
+    /// same read made again by each of them, one after the other, would
+    /// each wait out the source's own retries and deadline).
+    Failed(SharedIo),
+}
+
+/// A source failure shared by the readers of a chunk: the entry, offset
+/// and length of [`Error::Io`], and its source error.
+#[derive(Debug, Clone)]
+struct SharedIo {
+    entry: String,
+    offset: u64,
+    len: u64,
+    source: Arc<io::Error>,
+}
+
+impl SharedIo {
+    /// The failure as each reader gets it: an [`Error::Io`] of the same
+    /// kind, whose source error leads to the original.
+    fn error(&self) -> Error {
+        Error::Io {
+            entry: self.entry.clone(),
+            offset: self.offset,
+            len: self.len,
+            source: io::Error::new(self.source.kind(), SharedSource(self.source.clone())),
+        }
+    }
+}
+
+/// The source error of a read failure shared by several readers.
+#[derive(Debug)]
+struct SharedSource(Arc<io::Error>);
+
+impl std::fmt::Display for SharedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
 }
 
 impl InFlight {
     /// The chunk at `key` from `cache`, or decoded by `decode` (and stored)
     /// when it is missing, or unverified and `verified` is asked for. A
     /// reader that finds the chunk being decoded waits for that decode,
-    /// then looks again; when the decode failed, it tries on its own.
+    /// then looks again; when the source failed, it gets that failure;
+    /// when the decode failed otherwise, it tries on its own.
     pub(crate) fn load(
         &self,
         cache: &dyn ChunkCache,
@@ -172,17 +227,20 @@ impl InFlight {
                 }
             };
             if !leader {
-                flight.wait();
+                if let Landed::Failed(failure) = flight.wait() {
+                    return Err(failure.error());
+                }
                 continue;
             }
             // Whatever happens to the decode, waiters are released.
-            let _landing = Landing {
+            let mut landing = Landing {
                 in_flight: self,
                 key,
                 flight,
+                failure: None,
             };
             let decode = decode.take().expect("only a leader decodes, once");
-            let chunk = decode()?;
+            let chunk = decode().map_err(|e| landing.fail(e))?;
             cache.insert(key, chunk.clone());
             return Ok(chunk);
         }
@@ -194,14 +252,16 @@ impl InFlight {
 }
 
 impl Flight {
-    fn wait(&self) {
-        let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
-        while !*finished {
-            finished = self
+    /// Waits until the decode is over; how it ended.
+    fn wait(&self) -> Landed {
+        let mut landed = self.landed.lock().unwrap_or_else(PoisonError::into_inner);
+        while matches!(*landed, Landed::Running) {
+            landed = self
                 .done
-                .wait(finished)
+                .wait(landed)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        landed.clone()
     }
 }
 
@@ -210,16 +270,60 @@ struct Landing<'a> {
     in_flight: &'a InFlight,
     key: ChunkKey,
     flight: Arc<Flight>,
+    failure: Option<SharedIo>,
+}
+
+impl Landing<'_> {
+    /// Forgets the flight (readers from now on decode anew); when the
+    /// decode failed reading the source and readers wait, `e` is shared
+    /// with them and the leader gets it as they do.
+    fn fail(&mut self, e: Error) -> Error {
+        self.forget();
+        // Waiters hold a clone each; the map's is gone.
+        let waiters = Arc::strong_count(&self.flight) > 1;
+        match e {
+            Error::Io {
+                entry,
+                offset,
+                len,
+                source,
+            } if waiters => {
+                let shared = SharedIo {
+                    entry,
+                    offset,
+                    len,
+                    source: Arc::new(source),
+                };
+                let error = shared.error();
+                self.failure = Some(shared);
+                error
+            }
+            e => e,
+        }
+    }
+
+    fn forget(&self) {
+        let mut decoding = self.in_flight.lock();
+        if decoding
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
+            decoding.remove(&self.key);
+        }
+    }
 }
 
 impl Drop for Landing<'_> {
     fn drop(&mut self) {
-        self.in_flight.lock().remove(&self.key);
+        self.forget();
         *self
             .flight
-            .finished
+            .landed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = true;
+            .unwrap_or_else(PoisonError::into_inner) = match self.failure.take() {
+            Some(failure) => Landed::Failed(failure),
+            None => Landed::Done,
+        };
         self.flight.done.notify_all();
     }
 }
@@ -300,6 +404,49 @@ mod tests {
         assert!(err.is_err());
         assert!(cache.get(&KEY).is_none());
         assert!(in_flight.lock().is_empty());
+        let ok = in_flight.load(&cache, KEY, false, || Ok(chunk(3, false)));
+        assert_eq!(ok.unwrap().data.len(), 3);
+    }
+
+    #[test]
+    fn a_source_failure_reaches_every_waiting_reader_from_one_read() {
+        let cache = LruChunkCache::new(1 << 20);
+        let in_flight = InFlight::default();
+        let reads = AtomicUsize::new(0);
+        let start = Barrier::new(8);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    start.wait();
+                    let err = in_flight
+                        .load(&cache, KEY, false, || {
+                            reads.fetch_add(1, Ordering::SeqCst);
+                            // Until the 7 others wait (the map, this
+                            // leader and each waiter hold the flight).
+                            for _ in 0..1000 {
+                                let holders = in_flight.lock().get(&KEY).map(Arc::strong_count);
+                                if holders == Some(9) {
+                                    break;
+                                }
+                                std::thread::sleep(std::time::Duration::from_millis(10));
+                            }
+                            Err(Error::Io {
+                                entry: "f".into(),
+                                offset: 100,
+                                len: 10,
+                                source: io::Error::new(io::ErrorKind::TimedOut, "server gone"),
+                            })
+                        })
+                        .unwrap_err();
+                    assert_eq!(err.kind(), crate::ErrorKind::Io);
+                    assert_eq!(err.io_error().unwrap().kind(), io::ErrorKind::TimedOut);
+                    assert!(err.to_string().contains("server gone"), "{err}");
+                });
+            }
+        });
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        assert!(in_flight.lock().is_empty());
+        // The failure is not kept: the next reader reads again.
         let ok = in_flight.load(&cache, KEY, false, || Ok(chunk(3, false)));
         assert_eq!(ok.unwrap().data.len(), 3);
     }

@@ -1,7 +1,7 @@
 //! Random access to one regular file's bytes.
 
 use super::node::{Chunk, Node};
-use super::{Blob, ReadAt};
+use super::{read_exact_hinted, Blob, ReadAt, ReadHint};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::toc::EntryType;
@@ -64,7 +64,7 @@ impl<'a, S: ReadAt> FileReader<'a, S> {
                     offset: 0,
                     reason: format!("no chunk covers file byte {at}"),
                 })?;
-            let data = self.blob.chunk_data(self.node.name(), chunk, self.verify)?;
+            let data = self.blob.chunk_data(self.node, chunk, self.verify)?;
             let from = (at - chunk.chunk_offset) as usize;
             let n = (buf.len() - done).min(data.len() - from);
             buf[done..done + n].copy_from_slice(&data[from..from + n]);
@@ -82,18 +82,21 @@ impl<'a, S: ReadAt> FileReader<'a, S> {
             chunk,
             self.verify,
             zstd,
+            None,
         )
     }
 }
 
 /// Decodes `chunk` of the file `name` from `source`, checking its digest
-/// when asked: from gzip members, or from a zstd frame (`zstd`).
+/// when asked: from gzip members, or from a zstd frame (`zstd`); the
+/// source is told what the reader goes on to read when `hint` says.
 pub(crate) fn decode_chunk<S: ReadAt + ?Sized>(
     source: &S,
     name: &str,
     chunk: &Chunk,
     verify: bool,
     zstd: bool,
+    hint: Option<ReadHint>,
 ) -> Result<Vec<u8>> {
     let corrupt = |reason: String| Error::CorruptData {
         entry: name.to_string(),
@@ -110,14 +113,20 @@ pub(crate) fn decode_chunk<S: ReadAt + ?Sized>(
                 chunk.offset, chunk.next_offset
             ))
         })?;
-    let compressed = source
-        .read_range(chunk.offset, usize::try_from(len).unwrap_or(usize::MAX))
-        .map_err(|source| Error::Io {
-            entry: name.to_string(),
-            offset: chunk.offset,
-            len,
-            source,
-        })?;
+    let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
+    let compressed = match hint {
+        Some(hint) => {
+            let mut buf = vec![0u8; len_usize];
+            read_exact_hinted(source, chunk.offset, &mut buf, hint).map(|()| buf)
+        }
+        None => source.read_range(chunk.offset, len_usize),
+    }
+    .map_err(|source| Error::Io {
+        entry: name.to_string(),
+        offset: chunk.offset,
+        len,
+        source,
+    })?;
     let data = if zstd {
         super::decode_frame_prefix(&compressed, chunk.inner_offset, chunk.size)
             .map_err(|e| corrupt(format!("chunk at file offset {}: {e}", chunk.chunk_offset)))?

@@ -44,9 +44,10 @@ pub use index::{
 pub use node::{Chunk, Node, NodeId, StoredDigest};
 pub use payload::{MemberStarts, PayloadReader};
 pub use prefetch::Prefetched;
+pub(crate) use source::read_exact_hinted;
 #[cfg(test)]
 pub(crate) use source::SourceError;
-pub use source::{RangeReader, ReadAt};
+pub use source::{RangeReader, ReadAt, ReadHint};
 pub use summary::{ListedEntry, Prefetch};
 pub use tree::{Stat, Whiteout};
 pub(crate) use zstd::decode_frame_prefix;
@@ -155,24 +156,55 @@ impl<S: ReadAt> Blob<S> {
     /// `chunk` of the file `name`, from the cache or decoded (and checked
     /// against its digest when `verify`) and cached; concurrent readers of
     /// a missing chunk wait for one decode.
-    pub(crate) fn chunk_data(&self, name: &str, chunk: &Chunk, verify: bool) -> Result<Arc<[u8]>> {
+    /// `node`'s `chunk` is read through the source with a [`ReadHint`]
+    /// naming the file's bytes and its region, so that the source reads
+    /// ahead no further than a reader of that file needs.
+    pub(crate) fn chunk_data(&self, node: &Node, chunk: &Chunk, verify: bool) -> Result<Arc<[u8]>> {
         let key = ChunkKey {
             member: chunk.offset,
             inner_offset: chunk.inner_offset,
         };
         let zstd = self.kind().is_zstd_chunked();
+        let name = node.name();
+        let decode = || {
+            let hint = Some(self.read_hint(node, chunk));
+            decode_chunk(&self.source, name, chunk, verify, zstd, hint)
+        };
         let loaded = self.in_flight.load(&*self.cache.0, key, verify, || {
             Ok(CachedChunk {
-                data: decode_chunk(&self.source, name, chunk, verify, zstd)?.into(),
+                data: decode()?.into(),
                 verified: verify,
             })
         })?;
         // A cache shared across blobs could answer for another blob's
         // chunk at the same offsets; the length at least must agree.
         if loaded.data.len() as u64 != chunk.size {
-            return Ok(decode_chunk(&self.source, name, chunk, verify, zstd)?.into());
+            return Ok(decode()?.into());
         }
         Ok(loaded.data)
+    }
+
+    /// What a reader of `node` reading `chunk` needs: the file's member
+    /// runs, and the end of its region: the prefetch region when the
+    /// chunk lies in it, else the payload.
+    fn read_hint(&self, node: &Node, chunk: &Chunk) -> ReadHint {
+        let chunks = node.chunks();
+        let start = chunks
+            .iter()
+            .map(|c| c.offset)
+            .min()
+            .unwrap_or(chunk.offset);
+        let end = chunks
+            .iter()
+            .map(|c| c.next_offset)
+            .max()
+            .unwrap_or(chunk.next_offset);
+        let payload_end = self.payload_end();
+        let region_end = match self.index.prefetch_end() {
+            Some(prefetch_end) if chunk.offset < prefetch_end => prefetch_end,
+            _ => payload_end,
+        };
+        ReadHint::new(start..end, region_end)
     }
 
     /// The TOC as stored. Parsed on first use from the compressed bytes

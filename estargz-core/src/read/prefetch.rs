@@ -130,7 +130,7 @@ impl<S: ReadAt> Blob<S> {
             };
             let loaded = self.in_flight.load(&*self.cache.0, key, true, || {
                 Ok(super::CachedChunk {
-                    data: decode_chunk(&held, name, chunk, true, zstd)?.into(),
+                    data: decode_chunk(&held, name, chunk, true, zstd, None)?.into(),
                     verified: true,
                 })
             })?;

@@ -48,6 +48,25 @@ pub trait ReadAt: Send + Sync {
         Ok(())
     }
 
+    /// [`read_at`](Self::read_at), told what the reader goes on to read:
+    /// a source that reads ahead (an HTTP client fetching more than asked
+    /// for, so that a sequential reader makes few requests) stops where
+    /// `hint` says the bytes stop being of use. This default ignores the
+    /// hint.
+    ///
+    /// ```
+    /// use estargz_core::{ReadAt, ReadHint};
+    /// let blob: &[u8] = b"hello world";
+    /// let mut buf = [0u8; 5];
+    /// // Reading a file stored in [0, 5) of a region ending at 11.
+    /// let n = blob.read_at_hinted(0, &mut buf, ReadHint::new(0..5, 11)).unwrap();
+    /// assert_eq!(&buf[..n], b"hello");
+    /// ```
+    fn read_at_hinted(&self, offset: u64, buf: &mut [u8], hint: ReadHint) -> io::Result<usize> {
+        let _ = hint;
+        self.read_at(offset, buf)
+    }
+
     /// Reads the range `[offset, offset + len)` into a new buffer.
     fn read_range(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
@@ -72,6 +91,80 @@ pub trait ReadAt: Send + Sync {
             .map(|r| self.read_range(r.start, range_len(r)?))
             .collect()
     }
+}
+
+/// What a reader of a file's chunks goes on to read, for
+/// [`ReadAt::read_at_hinted`]: the compressed bytes of the file it reads,
+/// and the end of the region that file lies in (the prefetch region the
+/// landmark marks, or the rest of the payload). A reader reading one file
+/// needs nothing past the file's bytes; one walking the blob file after
+/// file in order needs nothing past the region's end, as the next region
+/// is read apart (the prefetch region is fetched, or read, on its own).
+///
+/// ```
+/// use estargz_core::ReadHint;
+/// let hint = ReadHint::new(1000..5000, 80_000);
+/// assert_eq!((hint.file_start(), hint.file_end(), hint.region_end()), (1000, 5000, 80_000));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadHint {
+    file_start: u64,
+    file_end: u64,
+    region_end: u64,
+}
+
+impl ReadHint {
+    /// The file's compressed bytes are `file`, its region ends at
+    /// `region_end` (taken as at least `file.end`).
+    pub fn new(file: Range<u64>, region_end: u64) -> ReadHint {
+        ReadHint {
+            file_start: file.start,
+            file_end: file.end.max(file.start),
+            region_end: region_end.max(file.end),
+        }
+    }
+
+    /// Where the file's compressed bytes start.
+    pub fn file_start(&self) -> u64 {
+        self.file_start
+    }
+
+    /// Where they end.
+    pub fn file_end(&self) -> u64 {
+        self.file_end
+    }
+
+    /// Where the region holding the file ends.
+    pub fn region_end(&self) -> u64 {
+        self.region_end
+    }
+}
+
+/// Fills `buf` from `offset` with [`ReadAt::read_at_hinted`], or fails
+/// with `UnexpectedEof`.
+pub(crate) fn read_exact_hinted<S: ReadAt + ?Sized>(
+    source: &S,
+    mut offset: u64,
+    mut buf: &mut [u8],
+    hint: ReadHint,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match source.read_at_hinted(offset, buf, hint) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("blob ends before byte {}", offset + buf.len() as u64),
+                ))
+            }
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The length of `r` as a buffer length; empty when it is reversed.
@@ -140,6 +233,9 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         (**self).read_at(offset, buf)
     }
+    fn read_at_hinted(&self, offset: u64, buf: &mut [u8], hint: ReadHint) -> io::Result<usize> {
+        (**self).read_at_hinted(offset, buf, hint)
+    }
     fn read_ranges(&self, ranges: &[Range<u64>]) -> io::Result<Vec<Vec<u8>>> {
         (**self).read_ranges(ranges)
     }
@@ -152,6 +248,9 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         (**self).read_at(offset, buf)
     }
+    fn read_at_hinted(&self, offset: u64, buf: &mut [u8], hint: ReadHint) -> io::Result<usize> {
+        (**self).read_at_hinted(offset, buf, hint)
+    }
     fn read_ranges(&self, ranges: &[Range<u64>]) -> io::Result<Vec<Vec<u8>>> {
         (**self).read_ranges(ranges)
     }
@@ -163,6 +262,9 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         (**self).read_at(offset, buf)
+    }
+    fn read_at_hinted(&self, offset: u64, buf: &mut [u8], hint: ReadHint) -> io::Result<usize> {
+        (**self).read_at_hinted(offset, buf, hint)
     }
     fn read_ranges(&self, ranges: &[Range<u64>]) -> io::Result<Vec<Vec<u8>>> {
         (**self).read_ranges(ranges)

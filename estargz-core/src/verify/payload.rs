@@ -525,7 +525,7 @@ pub(super) fn check_chunks_random_access<S: ReadAt>(
             let mut out = Vec::new();
             let mut hasher = Sha256::new();
             for c in node.chunks() {
-                match crate::read::decode_chunk(source, node.name(), c, false, zstd) {
+                match crate::read::decode_chunk(source, node.name(), c, false, zstd, None) {
                     Ok(data) => {
                         if !c.digest().is_absent() && !c.digest().matches(&Digest::of(&data)) {
                             out.push(chunk_mismatch(

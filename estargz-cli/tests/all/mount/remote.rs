@@ -4,6 +4,7 @@
 use super::fixture::{compare_tree, expected, layer_tar, BIG, SMALL};
 use super::{convert, fuse_available, read_all, Mount};
 use crate::common::nginx::Nginx;
+use crate::common::noise;
 use std::fs;
 use std::os::unix::fs::FileExt;
 
@@ -185,4 +186,76 @@ fn a_stalled_server_is_eio_at_the_deadline_and_other_reads_go_on() {
     let (status, stderr) = mount.stop();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("failed, EIO"), "{stderr}");
+}
+
+/// `"end": N` of the `prefetch` object `estargz info --json` prints for
+/// `blob`.
+fn prefetch_end(blob: &std::path::Path) -> u64 {
+    let out = crate::common::estargz(["info", "--json"])
+        .arg(blob)
+        .output()
+        .unwrap();
+    let json = String::from_utf8(out.stdout).unwrap();
+    let at = json.find("\"prefetch\"").expect("a prefetch region");
+    let rest = &json[at..];
+    let digits = rest[rest.find("\"end\":").unwrap() + "\"end\":".len()..].trim_start();
+    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap();
+    digits[..end].parse().unwrap()
+}
+
+/// `[first, last]` of a logged `Range: bytes=FIRST-LAST`.
+fn span(r: &crate::common::nginx::Request) -> (u64, u64) {
+    let range = r.range.as_deref().expect("a range request");
+    let (first, last) = range.trim_start_matches("bytes=").split_once('-').unwrap();
+    (first.parse().unwrap(), last.parse().unwrap())
+}
+
+#[test]
+fn reading_the_prefetch_region_on_demand_fetches_nothing_past_its_end() {
+    if !fuse_available() {
+        return;
+    }
+    let Some(server) = Nginx::start() else { return };
+    let files: Vec<(String, Vec<u8>)> = (0..30u64)
+        .map(|i| (format!("app/f{i:02}"), noise::noise(300 + i, 30_000)))
+        .chain([("rest/big".to_string(), noise::noise(400, 2 << 20))])
+        .collect();
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in &files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    let list = server.www().join("prioritized.txt");
+    let names: Vec<&str> = files[..30].iter().map(|(n, _)| n.as_str()).collect();
+    fs::write(&list, names.join("\n")).unwrap();
+    let args = ["--prioritized-files", list.to_str().unwrap()];
+    let blob = convert(
+        &server.www(),
+        "layer.esgz",
+        &tar.into_inner().unwrap(),
+        &args,
+    );
+    let end = prefetch_end(&blob);
+    let mount = Mount::start(&server.url("layer.esgz"), &["--no-prefetch"]);
+    let (_, logged) = server.requests_during(|| {
+        for (name, data) in &files[..30] {
+            assert!(read_all(&mount.path(name)).unwrap() == *data, "{name}");
+        }
+    });
+    for r in &logged {
+        assert!(span(r).1 < end, "{r:?} reads past the region's end {end}");
+    }
+    let bytes: u64 = logged.iter().map(|r| r.body_bytes).sum();
+    assert!(bytes <= end, "{bytes} bytes for a region of {end}");
+    assert!(logged.len() <= 10, "{} requests: {logged:?}", logged.len());
+    // A file of the rest, read whole: exactly its bytes, in few requests.
+    let (data, logged) = server.requests_during(|| read_all(&mount.path("rest/big")).unwrap());
+    assert!(data == files[30].1);
+    assert!(logged.iter().all(|r| span(r).0 >= end), "{logged:?}");
+    assert!(logged.len() <= 3, "{logged:?}");
+    let (status, stderr) = mount.stop();
+    assert!(status.success(), "{stderr}");
 }
