@@ -37,6 +37,10 @@ set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
 root=$PWD
+# The invocation, for the report: the settings given, then the command.
+invocation=""
+for v in RUNS CORPUS RESULTS ESTARGZ; do [ -z "${!v:-}" ] || invocation="$invocation$v=${!v} "; done
+invocation="${invocation}benches/registry-compare.sh"
 RUNS=${RUNS:-3}
 layers_wanted=(debian-minbase python-site-packages node-modules)
 default_corpus=$root/target/bench-corpus
@@ -319,7 +323,7 @@ report=$work/report.md
 {
   echo "# Registry to registry: convert-image against the three-tool way and the layers alone"
   echo
-  echo "Produced by \`benches/registry-compare.sh\` (RUNS=$RUNS) on $(date -u '+%Y-%m-%d %H:%M UTC'), at commit $commit"
+  echo "Produced by \`$invocation\` (from the repository root) on $(date -u '+%Y-%m-%d %H:%M UTC'), at commit $commit"
   echo "(release build), on the comparison corpus (\`benches/make-corpus.sh\`): ${layers_wanted[*]},"
   echo "$((tar_bytes / 1000000)) MB of tar, as one 3-layer image with \`pigz -n -6\` layers ($((src_bytes / 1000000)) MB), in a"
   echo "docker-registry ($(docker-registry --version 2>/dev/null | awk '{print $NF}')) on loopback started by the script."
