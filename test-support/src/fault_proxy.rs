@@ -11,11 +11,10 @@
 //! address, tells what came through the proxy from what was sent directly,
 //! however late the upstream writes a line.
 //!
-//! Requests are framed by `Content-Length`; a request with a
-//! `Transfer-Encoding` body is forwarded with the rest of its connection
-//! unexamined (the clients under test send lengths).
+//! Requests are framed by `Content-Length` or chunked
+//! `Transfer-Encoding`, so a connection may carry any number of them.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -136,22 +135,21 @@ fn connect_from(source: Ipv4Addr, to: SocketAddr) -> io::Result<TcpStream> {
     Ok(TcpStream::from(fd))
 }
 
+/// How a request's body is framed.
+#[derive(Clone, Copy)]
+enum Body {
+    Length(u64),
+    Chunked,
+}
+
 /// What the proxy does with one request.
 enum Verdict {
     Forward,
-    /// Forward the head and this many bytes of the body, then cut.
-    Cut(u64),
+    /// Forward the head and half the body (what comes of a chunked one
+    /// before the first chunk), then cut.
+    Cut,
     /// Send nothing more: cut.
     Close,
-    /// Forward the rest of the connection as it comes.
-    Raw,
-}
-
-/// One request head: its length, body length and what to do with it.
-struct Head {
-    len: usize,
-    body: u64,
-    verdict: Verdict,
 }
 
 /// Relays one client connection: responses are copied back as they come;
@@ -181,81 +179,119 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
 /// Forwards requests until the client stops sending (`Ok(false)`) or a
 /// request is cut (`Ok(true)`).
 fn relay_requests(client: &TcpStream, upstream: &TcpStream, shared: &Shared) -> io::Result<bool> {
-    let (mut reader, mut writer) = (client, upstream);
-    let mut buf = Vec::new();
+    let mut reader = BufReader::new(client);
+    let mut writer = upstream;
     loop {
-        let Some(head) = read_head(&mut reader, &mut buf, shared)? else {
+        let Some(head) = read_head(&mut reader)? else {
             return Ok(false);
         };
-        let (send, cut) = match head.verdict {
-            Verdict::Forward => (head.body, false),
-            Verdict::Cut(part) => (part, true),
-            Verdict::Close => return Ok(true),
-            Verdict::Raw => {
-                writer.write_all(&buf)?;
-                io::copy(&mut reader, &mut writer)?;
-                return Ok(false);
+        let (body, verdict) = judge(&head, shared)?;
+        match (verdict, body) {
+            (Verdict::Close, _) | (Verdict::Cut, Body::Length(0)) => return Ok(true),
+            (Verdict::Cut, Body::Length(n)) => {
+                writer.write_all(&head)?;
+                io::copy(&mut (&mut reader).take(n / 2), &mut writer)?;
+                return Ok(true);
             }
-        };
-        let buffered = buf.len().saturating_sub(head.len);
-        let from_buf = usize::try_from(send).map_or(buffered, |s| s.min(buffered));
-        writer.write_all(&buf[..head.len + from_buf])?;
-        let rest = send - from_buf as u64;
-        let copied = io::copy(&mut (&mut reader).take(rest), &mut writer)?;
-        if cut {
-            return Ok(true);
+            (Verdict::Cut, Body::Chunked) => {
+                writer.write_all(&head)?;
+                return Ok(true);
+            }
+            (Verdict::Forward, Body::Length(n)) => {
+                writer.write_all(&head)?;
+                if io::copy(&mut (&mut reader).take(n), &mut writer)? < n {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            (Verdict::Forward, Body::Chunked) => {
+                writer.write_all(&head)?;
+                forward_chunked(&mut reader, &mut writer)?;
+            }
         }
-        if copied < rest {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.drain(..head.len + from_buf);
     }
 }
 
-/// Reads until `buf` starts with a whole request head and judges it;
-/// `None` when the connection ends between requests.
-fn read_head(
-    reader: &mut impl Read,
-    buf: &mut Vec<u8>,
-    shared: &Shared,
-) -> io::Result<Option<Head>> {
-    let mut chunk = [0u8; 16 << 10];
+/// The next request head, up to and with its empty line; `None` when the
+/// connection ends between requests.
+fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::new();
     loop {
-        if let Some(head) = judge(buf, shared)? {
-            return Ok(Some(head));
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "head too long"));
-        }
-        let n = reader.read(&mut chunk)?;
-        if n == 0 {
-            return if buf.is_empty() {
+        let before = head.len();
+        if (&mut *reader)
+            .take((MAX_HEAD + 1 - before) as u64)
+            .read_until(b'\n', &mut head)?
+            == 0
+        {
+            return if head.is_empty() {
                 Ok(None)
             } else {
                 Err(io::ErrorKind::UnexpectedEof.into())
             };
         }
-        buf.extend_from_slice(&chunk[..n]);
+        if head.len() > MAX_HEAD {
+            return Err(invalid("request head too long"));
+        }
+        if head[before..] == *b"\r\n" && before > 0 {
+            return Ok(Some(head));
+        }
     }
 }
 
-/// The head at the start of `buf` with the proxy's verdict, once whole.
-fn judge(buf: &[u8], shared: &Shared) -> io::Result<Option<Head>> {
+/// A chunked body (RFC 9112 §7.1): chunks until the last, then the
+/// trailer section, copied as they come.
+fn forward_chunked(reader: &mut impl BufRead, writer: &mut impl Write) -> io::Result<()> {
+    loop {
+        let line = read_line(reader)?;
+        writer.write_all(&line)?;
+        let size = String::from_utf8_lossy(&line);
+        let size = size.split(';').next().unwrap_or("").trim();
+        let size = u64::from_str_radix(size, 16).map_err(invalid)?;
+        if size == 0 {
+            break;
+        }
+        // The data and its CRLF.
+        if io::copy(&mut (&mut *reader).take(size + 2), writer)? < size + 2 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    loop {
+        let line = read_line(reader)?;
+        writer.write_all(&line)?;
+        if line == b"\r\n" {
+            return Ok(());
+        }
+    }
+}
+
+fn read_line(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    reader.take(MAX_HEAD as u64).read_until(b'\n', &mut line)?;
+    if !line.ends_with(b"\n") {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(line)
+}
+
+/// The framing of the request whose head is `head`, and the proxy's
+/// verdict on it.
+fn judge(head: &[u8], shared: &Shared) -> io::Result<(Body, Verdict)> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
-    let httparse::Status::Complete(len) = request.parse(buf).map_err(invalid)? else {
-        return Ok(None);
+    let httparse::Status::Complete(_) = request.parse(head).map_err(invalid)? else {
+        return Err(invalid("incomplete request head"));
     };
     let header = |name: &str| {
         request
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
     };
-    let body = match header("content-length") {
-        Some(v) => v.parse::<u64>().map_err(invalid)?,
-        None => 0,
+    let body = match (header("transfer-encoding"), header("content-length")) {
+        (Some(coding), _) if coding.ends_with("chunked") => Body::Chunked,
+        (Some(coding), _) => return Err(invalid(format!("transfer-encoding {coding}"))),
+        (None, Some(v)) => Body::Length(v.parse::<u64>().map_err(invalid)?),
+        (None, None) => Body::Length(0),
     };
     let path = request.path.unwrap_or("");
     let commits_blob = request.method == Some("PUT")
@@ -263,19 +299,13 @@ fn judge(buf: &[u8], shared: &Shared) -> io::Result<Option<Head>> {
         && path.contains("digest=");
     let verdict = if shared.down.load(Ordering::SeqCst) {
         Verdict::Close
-    } else if header("transfer-encoding").is_some() {
-        Verdict::Raw
     } else if commits_blob && shared.uploads.fetch_add(1, Ordering::SeqCst) >= shared.allowed {
         shared.down.store(true, Ordering::SeqCst);
-        if body == 0 {
-            Verdict::Close
-        } else {
-            Verdict::Cut(body / 2)
-        }
+        Verdict::Cut
     } else {
         Verdict::Forward
     };
-    Ok(Some(Head { len, body, verdict }))
+    Ok((body, verdict))
 }
 
 fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
