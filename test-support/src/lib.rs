@@ -1,5 +1,6 @@
 //! What the workspace's tests share across crates: where the reference
-//! driver is, a real nginx to serve blobs, a real registry, containerd and
+//! driver is, a real nginx to serve blobs, a real registry (and a proxy
+//! that interrupts pushes to it), containerd and
 //! stargz snapshotter, deterministic noise, the footer and TOC read from
 //! the spec alone ([`spec`]), and a reader that returns short reads
 //! ([`ShortReads`]).
@@ -8,6 +9,7 @@
 
 mod certs;
 pub mod containerd;
+pub mod fault_proxy;
 pub mod nginx;
 pub mod noise;
 mod reference;

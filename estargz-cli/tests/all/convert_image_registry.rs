@@ -923,3 +923,197 @@ fn a_docker_schema_2_source_converts() {
     assert_eq!(verify_layout(&out_dir), 4);
     assert_empty_dir(&scratch);
 }
+
+/// One access-log request of `server` from `client` (an IP address):
+/// (method, target, status).
+fn requests_from(server: &RegistryServer, client: &str) -> Vec<(String, String, u16)> {
+    let prefix = format!("{client} - ");
+    server
+        .log()
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once('"')?;
+            let (request, after) = rest.split_once('"')?;
+            let mut words = request.split(' ');
+            let (method, target) = (words.next()?, words.next()?);
+            let status = after.split_whitespace().next()?.parse().ok()?;
+            Some((method.to_string(), target.to_string(), status))
+        })
+        .collect()
+}
+
+/// The `digest=` of an upload-closing target.
+fn digest_param(target: &str) -> Option<&str> {
+    let (_, query) = target.split_once('?')?;
+    query.split('&').find_map(|p| p.strip_prefix("digest="))
+}
+
+/// The upload session of a `/v2/REPO/blobs/uploads/UUID…` target.
+fn upload_session(target: &str) -> Option<&str> {
+    let (_, rest) = target.split_once("/blobs/uploads/")?;
+    Some(rest.split('?').next().unwrap_or(rest)).filter(|s| !s.is_empty())
+}
+
+/// Every blob (configs and layers) of the image `reference` in `host`,
+/// through skopeo.
+fn image_blobs(host: &str, reference: &str) -> std::collections::BTreeSet<String> {
+    let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", reference]);
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    let mut blobs = std::collections::BTreeSet::new();
+    for child in index["manifests"].as_array().unwrap() {
+        let by_digest = format!("docker://{host}/dst@{}", child["digest"].as_str().unwrap());
+        let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &by_digest]);
+        let manifest: Value = serde_json::from_str(&raw).unwrap();
+        let layers = manifest["layers"].as_array().unwrap();
+        for desc in layers.iter().chain([&manifest["config"]]) {
+            blobs.insert(desc["digest"].as_str().unwrap().to_string());
+        }
+    }
+    blobs
+}
+
+/// A push cut off after two blob uploads (by a proxy in front of the
+/// destination, at a point set by the order of requests, not by time)
+/// fails with nothing tagged; the rerun, sent straight to the registry,
+/// uploads only the blobs the first run did not, and HEADs the others.
+/// The registry's log tells the two runs apart by client address: the
+/// proxy connects from 127.0.0.2.
+#[test]
+fn an_interrupted_push_is_resumed_by_a_rerun() {
+    use crate::common::fault_proxy::{FaultProxy, PROXY_SOURCE};
+    const PASSED: usize = 2;
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(source) = registry_with_source(tmp.path(), false) else {
+        return;
+    };
+    let Some(dest) = RegistryServer::start() else {
+        return;
+    };
+    let proxy = FaultProxy::start(&dest.host(), PASSED);
+    let src = format!("docker://{}/src:1", source.host());
+    let via_proxy = format!("docker://{}/dst:1", proxy.host());
+    let direct = format!("docker://{}/dst:1", dest.host());
+    let scratch = tmp.path().join("scratch");
+
+    let out = convert(&scratch, &[&src, &via_proxy, NO_TLS[0], NO_TLS[1]]);
+    assert_exit(&out, 1);
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&proxy.host()) && err.contains("/dst") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(proxy.tripped(), "the run ended before the cut: {err}");
+    assert_eq!(proxy.uploads_passed(), PASSED);
+    assert_empty_dir(&scratch);
+    let inspect = skopeo_run(&["inspect", "--raw", "--tls-verify=false", &direct]);
+    assert!(!inspect.status.success(), "the tag must not exist");
+    drop(proxy);
+
+    let mut args = vec![src.as_str(), direct.as_str(), "--json"];
+    args.extend(NO_TLS);
+    let out = convert(&scratch, &args);
+    assert_exit(&out, 0);
+    assert_empty_dir(&scratch);
+    let report = json_value(&out.stdout);
+    let all = image_blobs(&dest.host(), &direct);
+    assert_eq!(all.len(), 5, "2 configs, 3 layers: {all:?}");
+
+    // The rerun's requests: every blob HEADed; uploads for the missing.
+    let direct_ip = "127.0.0.1 - ";
+    let blob_head =
+        |l: &str| l.starts_with(direct_ip) && l.contains("\"HEAD /v2/dst/blobs/sha256:");
+    log_lines(&dest, all.len(), blob_head);
+    let requests = requests_from(&dest, "127.0.0.1");
+    let mut present = std::collections::BTreeSet::new();
+    let mut missing = std::collections::BTreeSet::new();
+    for (method, target, status) in &requests {
+        if let Some(digest) = target.strip_prefix("/v2/dst/blobs/") {
+            if method == "HEAD" && status == &200 {
+                present.insert(digest.to_string());
+            } else if method == "HEAD" && status == &404 {
+                missing.insert(digest.to_string());
+            }
+        }
+    }
+    assert!(present.is_disjoint(&missing), "{requests:#?}");
+    assert_eq!(
+        present
+            .union(&missing)
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        all,
+        "a HEAD of every blob: {requests:#?}"
+    );
+    assert!(
+        (1..=PASSED).contains(&present.len()),
+        "what the first run uploaded (at most the {PASSED} the proxy passed): {present:?}"
+    );
+    assert_eq!(report["pushed"]["blobs_pushed"], missing.len(), "{report}");
+    assert_eq!(
+        report["pushed"]["blobs_existing"],
+        present.len(),
+        "{report}"
+    );
+
+    let upload = |l: &str| l.starts_with(direct_ip) && l.contains(" /v2/dst/blobs/uploads/");
+    // Once every expected line is in, wait for one more that must not come.
+    let expected = 2 * missing.len();
+    assert_eq!(
+        log_lines(&dest, expected + 1, upload),
+        expected,
+        "{}",
+        dest.log()
+    );
+    let requests = requests_from(&dest, "127.0.0.1");
+    let uploads: Vec<_> = requests
+        .iter()
+        .filter(|(_, t, _)| t.starts_with("/v2/dst/blobs/uploads/"))
+        .collect();
+    let committed: std::collections::BTreeMap<&str, &str> = uploads
+        .iter()
+        .filter(|(m, _, s)| m == "PUT" && *s == 201)
+        .filter_map(|(_, t, _)| Some((upload_session(t)?, digest_param(t)?)))
+        .collect();
+    assert_eq!(
+        committed
+            .values()
+            .map(|d| d.to_string())
+            .collect::<std::collections::BTreeSet<_>>(),
+        missing,
+        "uploads of exactly the missing blobs: {uploads:#?}"
+    );
+    for (method, target, _) in &uploads {
+        match method.as_str() {
+            "POST" => assert!(!target.contains("mount="), "{target}"),
+            "PATCH" | "PUT" => {
+                let session = upload_session(target).unwrap_or_default();
+                assert!(committed.contains_key(session), "{method} {target}");
+            }
+            _ => panic!("{method} {target}"),
+        }
+    }
+    let posts = uploads.iter().filter(|(m, _, _)| m == "POST").count();
+    assert_eq!(posts, missing.len(), "{uploads:#?}");
+
+    // The first run's uploads came through the proxy; it pushed no
+    // manifest.
+    let proxied = format!("{PROXY_SOURCE} - ");
+    let first_put = |l: &str| {
+        l.starts_with(&proxied)
+            && l.contains("\"PUT /v2/dst/blobs/uploads/")
+            && l.contains("\" 201 ")
+    };
+    assert!(log_lines(&dest, 1, first_put) >= 1, "{}", dest.log());
+    let first_run = requests_from(&dest, &PROXY_SOURCE.to_string());
+    assert!(
+        !first_run
+            .iter()
+            .any(|(m, t, _)| m == "PUT" && t.contains("/manifests/")),
+        "{first_run:#?}"
+    );
+    let copied = tmp.path().join("copied");
+    let oci_out = format!("oci:{}", copied.display());
+    skopeo_ok(&["copy", "--all", "--src-tls-verify=false", &direct, &oci_out]);
+    assert_eq!(verify_layout(&copied), 4);
+}

@@ -2,7 +2,7 @@
 //! (`cli.rs` and `cli_read.rs`): running the built executable, checking its
 //! exit code and output, reading eStargz blobs and their JSON reports.
 
-pub use estargz_test_support::{containerd, nginx, noise, registry, stargz};
+pub use estargz_test_support::{containerd, fault_proxy, nginx, noise, registry, stargz};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
