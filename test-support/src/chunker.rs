@@ -7,7 +7,7 @@
 //!
 //! The one independent check of the writer's chunk boundaries: the library
 //! computes them differently (a closed form of the sums from the 64 bytes
-//! before each chunk, zero runs found ahead with `memchr`), so a mistake
+//! before each chunk, zero runs found from whole zero blocks), so a mistake
 //! in either shows up as a difference.
 
 /// One chunk of a file: where it starts in the file, its length, and

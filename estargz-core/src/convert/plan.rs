@@ -2,6 +2,9 @@
 //!
 //! A member starts at every chunk of every non-empty regular file (spec §2.1);
 //! headers, padding and non-file entries go into whatever member is open.
+//! Chunks are the chunk size long, except in the containers dialect of
+//! zstd:chunked, which ends them where containers/storage does
+//! ([`super::cdc`]) and where the chunk size caps them.
 //! With a minimum chunk size (spec §4.4), a chunk joins the open member, at
 //! an `innerOffset`, until that member holds at least that many bytes.
 //! Bytes after the end-of-archive block go into the open member up to a
