@@ -83,7 +83,9 @@ pub struct EncodingArgs {
     /// headers, non-UTF-8 names and duplicate names). Only with --compression zstd:chunked.
     #[arg(long, value_name = "FORMAT", default_value = "stargz", value_parser = parse_toc_format)]
     toc_format: TocFormat,
-    /// Largest chunk of a file per gzip member, in bytes (suffixes K, M, G, KiB, MiB, GiB accepted).
+    /// Largest chunk of a file per gzip member or zstd frame, in bytes (suffixes K, M, G, KiB,
+    /// MiB, GiB accepted). The containers dialect cuts files where containers/storage does
+    /// (zero runs, a rolling sum) and uses this only as an upper bound on a chunk.
     #[arg(long, value_name = "BYTES", default_value = "4MiB", value_parser = parse_size)]
     chunk_size: u64,
     /// Let small files share a gzip member until it holds this many uncompressed bytes

@@ -8,6 +8,7 @@
 //! Not published: a dev-dependency of the crates whose tests use it.
 
 mod certs;
+pub mod chunker;
 pub mod containerd;
 pub mod fault_proxy;
 pub mod nginx;

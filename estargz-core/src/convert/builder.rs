@@ -252,7 +252,10 @@ impl ConverterBuilder {
     }
 
     /// Largest chunk of a file's data per member: 1 byte to
-    /// [`MAX_CHUNK_SIZE`] (members are built in memory).
+    /// [`MAX_CHUNK_SIZE`] (members are built in memory). Gzip and the
+    /// stargz dialect cut files into chunks of this size; the containers
+    /// dialect ([`TocFormat::Containers`]) cuts them where
+    /// containers/storage does and only caps a chunk at this size.
     pub fn chunk_size(mut self, bytes: u64) -> Self {
         self.options.chunk_size = bytes;
         self

@@ -113,6 +113,10 @@ pub enum TocFormat {
     Stargz,
     /// containers/storage's current layout (C64): its TOC keys with
     /// nanosecond times, a data frame per chunk holding only that chunk,
+    /// chunks cut where containers/storage cuts them (zero runs of at
+    /// least 1 KiB as `zeros` chunks, the rest by its rolling sum; the
+    /// chunk size only caps them), so that they de-duplicate against
+    /// podman-made layers,
     /// the tar-split stream, the 64-byte footer, and both generations of
     /// its annotation keys. For podman 5 (and, through the
     /// `io.containers.*` keys, 4.3); only zstd:chunked.

@@ -42,6 +42,9 @@ pub struct ContainersPlan {
     end: Option<Vec<u8>>,
     /// Everything after that block.
     trailing: Vec<u8>,
+    /// Entries whose chunk is a run of zeros (`chunkType: "zeros"`), in
+    /// increasing order.
+    zeros: Vec<usize>,
 }
 
 fn refuse(entry: &str, offset: u64, reason: String) -> Error {
@@ -70,6 +73,7 @@ impl ContainersPlan {
             meta: Vec::new(),
             end: None,
             trailing: Vec::new(),
+            zeros: Vec::new(),
         }
     }
 
@@ -142,6 +146,11 @@ impl ContainersPlan {
         Ok(())
     }
 
+    /// Marks the chunk of entry `index` as a run of zeros (spec §4.3).
+    pub fn zeros_chunk(&mut self, index: usize) {
+        self.zeros.push(index);
+    }
+
     /// The bytes up to and including the first end-of-archive block.
     pub fn end(&mut self, raw: &[u8]) {
         self.end = Some(raw.to_vec());
@@ -182,7 +191,7 @@ impl ContainersPlan {
         let split = self.split.finish(&self.trailing[second..]);
         let toc = ContainersToc {
             version: 1,
-            entries: toc_entries(entries, &self.meta, end_offsets),
+            entries: toc_entries(entries, &self.meta, end_offsets, &self.zeros),
             tar_split_digest: String::new(),
         };
         (toc, split)
@@ -195,10 +204,19 @@ fn toc_entries(
     entries: &[TocEntry],
     meta: &[Meta],
     end_offsets: &[(usize, u64)],
+    zeros: &[usize],
 ) -> Vec<ContainersEntry> {
     let mut out = Vec::with_capacity(entries.len());
     let mut meta = meta.iter();
     let mut end_offsets = end_offsets.iter().peekable();
+    let mut zeros = zeros.iter().peekable();
+    let mut chunk_type = |i: usize| {
+        while zeros.next_if(|&&z| z < i).is_some() {}
+        match zeros.next_if(|&&z| z == i) {
+            Some(_) => "zeros".to_string(),
+            None => String::new(),
+        }
+    };
     let mut file_size = 0i64;
     for (i, e) in entries.iter().enumerate() {
         let next_chunk = entries
@@ -215,6 +233,7 @@ fn toc_entries(
             c.chunk_offset = e.chunk_offset;
             c.chunk_size = next_chunk.unwrap_or(file_size) - e.chunk_offset;
             c.chunk_digest.clone_from(&e.chunk_digest);
+            c.chunk_type = chunk_type(i);
             out.push(c);
             continue;
         }
@@ -252,6 +271,7 @@ fn toc_entries(
             if let Some(next) = next_chunk {
                 c.chunk_size = next;
                 c.chunk_digest.clone_from(&e.chunk_digest);
+                c.chunk_type = chunk_type(i);
             }
         }
         out.push(c);

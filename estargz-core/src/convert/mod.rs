@@ -10,6 +10,7 @@
 
 mod assemble;
 mod builder;
+mod cdc;
 pub(crate) mod compress;
 mod containers;
 mod digests;

@@ -2,6 +2,9 @@
 //!
 //! A member starts at every chunk of every non-empty regular file (spec §2.1);
 //! headers, padding and non-file entries go into whatever member is open.
+//! Chunks are the chunk size long, except in the containers dialect of
+//! zstd:chunked, which ends them where containers/storage does
+//! ([`super::cdc`]) and where the chunk size caps them.
 //! With a minimum chunk size (spec §4.4), a chunk joins the open member, at
 //! an `innerOffset`, until that member holds at least that many bytes.
 //! Bytes after the end-of-archive block go into the open member up to a
@@ -10,6 +13,7 @@
 //! The plan is a function of the input bytes and the options only, never of
 //! threads or timing: that is what makes the output deterministic.
 
+use super::cdc::{next_cut, Cut, HOLE_MIN, WINDOW};
 use super::containers::ContainersPlan;
 use super::memory::{MemberData, MemoryReader, SharedInput};
 use crate::digest::Digest;
@@ -62,6 +66,9 @@ struct FileCursor {
     header_offset: u64,
     size: u64,
     at: u64,
+    /// Containers dialect: the last chunk was a zero run the chunk size
+    /// ended, which may go on.
+    in_hole: bool,
 }
 
 /// An input held in memory: members are ranges of it, and file data is
@@ -110,6 +117,12 @@ pub struct Planner<R> {
     pub containers: Option<ContainersPlan>,
     /// The open member holds one chunk and nothing else may join it.
     cut_after_chunk: bool,
+    /// Containers dialect, stream input: the current file's bytes read
+    /// ahead to find where its chunks end, from up to [`WINDOW`] bytes
+    /// before the next chunk (the rolling sum's history) on.
+    look: Vec<u8>,
+    /// Where the next chunk starts in `look`.
+    look_start: usize,
 }
 
 impl Planner<MemoryReader> {
@@ -157,6 +170,8 @@ impl<R: Read> Planner<R> {
             files: 0,
             containers: None,
             cut_after_chunk: false,
+            look: Vec::new(),
+            look_start: 0,
         }
     }
 
@@ -367,13 +382,19 @@ impl<R: Read> Planner<R> {
             header_offset: e.header_offset,
             size: e.size,
             at: 0,
+            in_hole: false,
         });
         Ok(())
     }
 
     /// Starts a member at the next chunk of the current file and reads it.
     fn next_chunk(&mut self, mut f: FileCursor) -> Result<()> {
-        let len = self.chunk_size.min(f.size - f.at);
+        let left = f.size - f.at;
+        let cut = match self.containers {
+            Some(_) => Some(self.content_cut(&f)?),
+            None => None,
+        };
+        let len = cut.map_or(self.chunk_size.min(left), |c| c.len as u64);
         let entry = if f.at == 0 {
             f.reg
         } else {
@@ -383,9 +404,17 @@ impl<R: Read> Planner<R> {
             self.header_offsets.push(f.header_offset);
             self.entries.len() - 1
         };
-        // The reference writes chunkSize whenever a full chunk size remains (spec §3.5).
-        if f.size - f.at >= self.chunk_size {
-            self.entries[entry].chunk_size = self.chunk_size as i64;
+        match (&mut self.containers, cut) {
+            (Some(c), Some(cut)) => {
+                self.entries[entry].chunk_size = len as i64;
+                if cut.zeros {
+                    c.zeros_chunk(entry);
+                }
+                f.in_hole = cut.zeros;
+            }
+            // The reference writes chunkSize whenever a full chunk size remains (spec §3.5).
+            _ if left >= self.chunk_size => self.entries[entry].chunk_size = self.chunk_size as i64,
+            _ => {}
         }
         if self.min_chunk_size == 0
             || self.open_len() as u64 >= self.min_chunk_size
@@ -399,20 +428,94 @@ impl<R: Read> Planner<R> {
             self.open.reserve_exact(len as usize + HEADER_SLACK);
         }
         let start = self.open_len();
-        self.append_data(len)?;
+        self.take_data(len, left)?;
         self.chunk_end_in_open = self.open_len();
         self.open_chunks.push(PlannedChunk {
             entry,
             file: f.reg,
             range: start..self.open_len(),
-            multi: f.size > self.chunk_size,
-            last: f.at + len == f.size,
+            multi: match cut {
+                Some(_) => len < f.size,
+                None => f.size > self.chunk_size,
+            },
+            last: len == left,
         });
         // The containers dialect's data frames hold exactly their chunk.
         self.cut_after_chunk = self.containers.is_some();
         f.at += len;
         if f.at < f.size {
             self.file = Some(f);
+        }
+        Ok(())
+    }
+
+    /// Containers dialect: where containers/storage ends the next chunk of
+    /// `f` (spec §4.3), or the chunk size if that comes first (a bound on
+    /// the memory a chunk takes: containers/storage has none). Reads ahead
+    /// into `look` on stream input.
+    fn content_cut(&mut self, f: &FileCursor) -> Result<Cut> {
+        let cap = usize::try_from(self.chunk_size).unwrap_or(usize::MAX);
+        let left = f.size - f.at;
+        let ahead = usize::try_from(left.min(self.chunk_size + HOLE_MIN as u64)).unwrap_or(cap);
+        let history = f.at.min(WINDOW as u64) as usize;
+        let cut = match &self.memory {
+            Some(m) => {
+                let bytes = m.input.bytes();
+                let pos = usize::try_from(self.scanner.position())
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                let end = pos.saturating_add(ahead).min(bytes.len());
+                let from = pos.saturating_sub(history);
+                next_cut(&bytes[from..end], pos - from, cap, f.in_hole)
+            }
+            None => {
+                let have = self.look.len() - self.look_start;
+                if have < ahead {
+                    self.look.reserve_exact(ahead - have);
+                    self.scanner
+                        .read_data(&mut self.look, (ahead - have) as u64)?;
+                }
+                let from = self.look_start.saturating_sub(history);
+                next_cut(&self.look[from..], self.look_start - from, cap, f.in_hole)
+            }
+        };
+        // No bytes at all: the input ends early, which reading the data
+        // reports with its offset.
+        Ok(match cut.len {
+            0 => Cut {
+                len: left.min(self.chunk_size) as usize,
+                zeros: false,
+            },
+            _ => cut,
+        })
+    }
+
+    /// Adds the next `len` data bytes of the current file (of `left`) to
+    /// the open member: from the read-ahead when there is one.
+    fn take_data(&mut self, len: u64, left: u64) -> Result<()> {
+        if self.containers.is_none() || self.memory.is_some() {
+            return self.append_data(len);
+        }
+        let end = self.look_start + len as usize;
+        let Some(bytes) = self.look.get(self.look_start..end) else {
+            // Fewer bytes read ahead than the chunk: not reached, as the
+            // cut is made within them; read the rest as usual.
+            let have = self.look.len() - self.look_start;
+            self.open.extend_from_slice(&self.look[self.look_start..]);
+            self.look.clear();
+            self.look_start = 0;
+            return self.append_data(len - have as u64);
+        };
+        self.open.extend_from_slice(bytes);
+        self.look_start = end;
+        if len == left {
+            self.look.clear();
+            self.look_start = 0;
+        } else if self.look_start > WINDOW && self.look_start - WINDOW >= self.look.len() / 2 {
+            // Keep the sum's history; moving at most half of what is held
+            // makes each byte's share of the moves constant.
+            self.look.drain(..self.look_start - WINDOW);
+            self.look_start = WINDOW;
         }
         Ok(())
     }

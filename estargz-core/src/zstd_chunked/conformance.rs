@@ -2,9 +2,10 @@
 //! writer: Z1–Z7, Z13, Z14, Z16, Z17, Z19, Z22–Z24, Z26, Z28–Z30 on the
 //! format layer's own pieces, and the writer's Z8–Z12, Z15–Z21 through
 //! the converter (fixtures.rs covers the reading side of Z18, Z22, Z31;
-//! the reader's cases are in the integration tests). Z18's `zeros`
-//! chunks are not written: this writer cuts fixed-size chunks, which
-//! readers accept (spec §4.3). Z15's time zones are the CLI test's.
+//! the reader's cases are in the integration tests). Z18's chunk
+//! boundaries are checked against an independent copy of
+//! containers/storage's chunker (test-support's `chunker`) and against
+//! skopeo's blob of the same tar. Z15's time zones are the CLI test's.
 
 use super::annotations;
 use super::fixtures::path;
@@ -1018,6 +1019,148 @@ fn z17_z18_containers_write_mixed_tar() {
         }
     }
     assert!(multi >= 2, "files of several chunks: {multi}");
+}
+
+/// Regular files of a tar with data: (name, contents), in order.
+fn files_of(tar: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    for entry in tar::Archive::new(tar).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type() == tar::EntryType::Regular && entry.size() > 0 {
+            let name = String::from_utf8(entry.path_bytes().into_owned()).unwrap();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            out.push((name, data));
+        }
+    }
+    out
+}
+
+/// containers/storage's chunks (the independent chunker's), each cut into
+/// pieces of at most `cap` bytes: the boundaries the writer promises for a
+/// chunk size of `cap` (its cuts depend on the content alone, so a forced
+/// cut never moves the next one).
+fn capped(chunks: Vec<estargz_test_support::chunker::Chunk>, cap: u64) -> Vec<(u64, u64, bool)> {
+    let mut out = Vec::new();
+    for c in chunks {
+        let mut at = 0;
+        while at < c.size {
+            let len = cap.min(c.size - at);
+            out.push((c.offset + at, len, c.zeros));
+            at += len;
+        }
+    }
+    out
+}
+
+/// Z18, the writer: the containers dialect cuts files where
+/// containers/storage does (spec §4.3; an independent copy of its chunker
+/// in test-support decides), a zero run is one `zeros` chunk, every data
+/// frame decompresses exactly to its chunk, and the chunk size only caps a
+/// chunk. The same tar written by Debian's skopeo (containers/storage
+/// 1.43, `c40-mixed.zst`) has the same chunks.
+#[test]
+fn z18_containers_chunks_are_content_defined() {
+    use estargz_test_support::chunker::{chunks, toc_chunks};
+    let mixed = zstd::decode_all(&fixture("s-lossless-mixed-c4096.zst")[..]).unwrap();
+    let files = files_of(&mixed);
+    for cap in [4 << 20, 65_536, 4096, 1000] {
+        let (blob, _) = write(&mixed, TocFormat::Containers, cap, 3);
+        assert!(write(&mixed, TocFormat::Containers, cap, 1).0 == blob);
+        let converter = Converter::builder()
+            .compression(Compression::ZstdChunked)
+            .toc_format(TocFormat::Containers)
+            .chunk_size(cap)
+            .build()
+            .unwrap();
+        let mut in_memory = Vec::new();
+        converter
+            .convert(crate::Input::in_memory(mixed.clone()), &mut in_memory)
+            .unwrap();
+        assert!(
+            in_memory == blob,
+            "chunk size {cap}: in memory and streamed differ"
+        );
+        let got = toc_chunks(&blob);
+        assert_eq!(got.len(), files.len());
+        let frames: BTreeMap<u64, Vec<u8>> = data_frames(&blob)
+            .into_iter()
+            .map(|(at, _)| {
+                let x = frame_extent(&blob[at as usize..]).unwrap();
+                let plain = zstd::decode_all(&blob[at as usize..][..x.len as usize]).unwrap();
+                (at, plain)
+            })
+            .collect();
+        let c = containers_toc(&blob);
+        let offsets: Vec<u64> = c
+            .entries
+            .iter()
+            .filter(|e| e.kind == "chunk" || (e.kind == "reg" && e.size > 0))
+            .map(|e| e.offset as u64)
+            .collect();
+        let mut offsets = offsets.into_iter();
+        let mut zeros_chunks = Vec::new();
+        for ((name, data), (toc_name, toc)) in files.iter().zip(&got) {
+            assert_eq!(name, toc_name);
+            let want = capped(chunks(data), cap);
+            let strip = |v: &[(u64, u64, bool)]| v.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>();
+            let have: Vec<(u64, u64, bool)> =
+                toc.iter().map(|c| (c.offset, c.size, c.zeros)).collect();
+            if want.len() > 1 {
+                assert_eq!(have, want, "{name}, chunk size {cap}");
+            } else {
+                // One chunk: the TOC has no chunk fields, so no chunkType.
+                assert_eq!(strip(&have), strip(&want), "{name}, chunk size {cap}");
+            }
+            for &(off, size, zeros) in &have {
+                let chunk = &data[off as usize..(off + size) as usize];
+                let frame = &frames[&offsets.next().unwrap()];
+                assert!(
+                    frame[..] == *chunk,
+                    "{name} at {off}: frame is not its chunk"
+                );
+                if zeros {
+                    assert!(chunk.iter().all(|&b| b == 0));
+                    zeros_chunks.push((name.clone(), off, size));
+                }
+            }
+        }
+        if cap == 4 << 20 {
+            // mixed.tar's one zero run of at least 1,024 bytes (§3.6): 3,000 bytes.
+            assert_eq!(zeros_chunks.len(), 1, "{zeros_chunks:?}");
+            assert_eq!(zeros_chunks[0].2, 3000);
+            // containers/storage's own output for the same tar.
+            assert_eq!(toc_chunks(&fixture("c40-mixed.zst")), got);
+        }
+    }
+}
+
+/// The independent chunker itself, on cases worked by hand from spec §4.3:
+/// a zero run of 1,023 bytes is data, one of 1,024 a chunk, and a file of
+/// zeros one `zeros` chunk.
+#[test]
+fn z18_independent_chunker_on_hand_cases() {
+    use estargz_test_support::chunker::{chunks, Chunk};
+    assert_eq!(chunks(b""), vec![]);
+    assert_eq!(
+        chunks(&[0; 2000]),
+        vec![Chunk {
+            offset: 0,
+            size: 2000,
+            zeros: true
+        }]
+    );
+    let mut d = vec![1u8; 100];
+    d.extend([0; 1023]);
+    d.extend([2; 10]);
+    d.extend([0; 1024]);
+    d.extend([3; 5]);
+    let c = chunks(&d);
+    assert_eq!(
+        c.iter().map(|c| (c.size, c.zeros)).collect::<Vec<_>>(),
+        [(1133, false), (1024, true), (5, false)]
+    );
 }
 
 /// Z19: PAX times, exact in the containers TOC (nanoseconds, UTC), whole
