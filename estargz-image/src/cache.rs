@@ -99,6 +99,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
     }
 }
 
+/// The fingerprint under which source documents are kept: no layer
+/// fingerprint (a hex digest) can equal it.
+const DOCUMENT: &str = "source document";
+
+/// The largest source document kept (configs are kilobytes).
+const MAX_DOCUMENT: u64 = 1 << 20;
+
 /// What a source layer became: enough to rebuild its manifest entry and
 /// config diffID without the source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -339,6 +346,61 @@ impl Cache {
             .1
     }
 
+    /// A source document (an image config) an earlier run kept with
+    /// [`Cache::keep_document`], checked against `digest` and `size`;
+    /// `None` when there is none or it is unsound (it is then removed).
+    /// A warm rerun from a registry reads configs from here, so that it
+    /// transfers only manifests.
+    ///
+    /// ```
+    /// use estargz_image::cache::Cache;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let cache = Cache::open(dir.path(), 1 << 30).unwrap();
+    /// let config = br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    /// let digest = estargz_core::Digest::of(config).to_string();
+    /// assert_eq!(cache.document(&digest, config.len() as u64), None);
+    /// cache.keep_document(&digest, "application/vnd.oci.image.config.v1+json", config).unwrap();
+    /// assert_eq!(cache.document(&digest, config.len() as u64).as_deref(), Some(&config[..]));
+    /// ```
+    pub fn document(&self, digest: &str, size: u64) -> Option<Vec<u8>> {
+        if size > MAX_DOCUMENT {
+            return None;
+        }
+        let entry = self.lookup(digest, DOCUMENT).ok().flatten()?;
+        if entry.digest != digest || entry.size != size {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        self.copy_blob_into(&entry, &mut bytes).ok()?;
+        Some(bytes)
+    }
+
+    /// Keeps `bytes`, a source document whose digest is `digest`, for
+    /// [`Cache::document`] (one larger than 1 MiB is not kept). It counts
+    /// against the cap like a converted blob.
+    pub fn keep_document(
+        &self,
+        digest: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Evicted, CacheError> {
+        if bytes.len() as u64 > MAX_DOCUMENT {
+            return Ok(Evicted::default());
+        }
+        let entry = CacheEntry {
+            source_digest: digest.to_string(),
+            fingerprint: DOCUMENT.to_string(),
+            media_type: media_type.to_string(),
+            digest: digest.to_string(),
+            size: bytes.len() as u64,
+            diff_id: String::new(),
+            toc_digest: String::new(),
+            uncompressed_size: 0,
+            annotations: BTreeMap::new(),
+        };
+        self.insert_from(&entry, &mut &bytes[..])
+    }
+
     /// Removes `entry` (a no-op if it is gone already).
     pub fn remove(&self, entry: &CacheEntry) {
         let (json, blob) = self.paths(&Cache::key(&entry.source_digest, &entry.fingerprint));
@@ -462,6 +524,25 @@ mod tests {
             uncompressed_size: 0,
             annotations: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn a_damaged_document_is_not_served_and_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path(), 1 << 20).unwrap();
+        let config = br#"{"rootfs":{"diff_ids":[]}}"#;
+        let digest = Digest::of(config).to_string();
+        cache.keep_document(&digest, "c", config).unwrap();
+        let kept = cache.blob_path(&cache.lookup(&digest, DOCUMENT).unwrap().unwrap());
+        let mut damaged = config.to_vec();
+        damaged[3] ^= 1;
+        fs::write(&kept, &damaged).unwrap();
+        assert_eq!(cache.document(&digest, config.len() as u64), None);
+        assert!(!kept.exists());
+        // The wrong size asked for is not served either.
+        cache.keep_document(&digest, "c", config).unwrap();
+        assert_eq!(cache.document(&digest, 3), None);
+        assert!(cache.document(&digest, config.len() as u64).is_some());
     }
 
     #[test]

@@ -335,6 +335,27 @@ pub fn convert_image(
 
 impl Driver<'_> {
     /// First pass: read and check every document, collect the layers to convert.
+    /// An image config: a registry source's from the conversion cache
+    /// when an earlier run kept it there (a warm rerun then transfers only
+    /// manifests), else read, and kept for the next run.
+    fn read_config(
+        &mut self,
+        digest: &Digest,
+        (media_type, size): (&str, u64),
+        referrer: &str,
+    ) -> Result<Vec<u8>> {
+        let cache = (self.options.cache.as_deref()).filter(|_| self.source.is_remote());
+        let key = digest.to_string();
+        if let Some(kept) = cache.and_then(|c| c.document(&key, size)) {
+            return Ok(kept);
+        }
+        let raw = self.source.read_blob(digest, size, referrer)?;
+        if let Some(Err(e)) = cache.map(|c| c.keep_document(&key, media_type, &raw)) {
+            (self.report.warnings).push(format!("{e}; config {key} is not cached"));
+        }
+        Ok(raw)
+    }
+
     fn visit(&mut self, desc: &Descriptor, referrer: &str, depth: usize) -> Result<()> {
         let digest = parse_digest(&desc.digest, referrer)?;
         let file = self.source.name(&blob_path(&digest));
@@ -376,9 +397,11 @@ impl Driver<'_> {
                 let mut config = None;
                 if is_image {
                     let config_file = self.source.name(&blob_path(&config_digest));
-                    let config_raw =
-                        self.source
-                            .read_blob(&config_digest, manifest.config.size, &file)?;
+                    let config_raw = self.read_config(
+                        &config_digest,
+                        (&manifest.config.media_type, manifest.config.size),
+                        &file,
+                    )?;
                     let value: Value = parse_json(&config_raw, &config_file)?;
                     let diff_ids = value
                         .get("rootfs")
