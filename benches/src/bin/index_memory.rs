@@ -226,12 +226,8 @@ fn peak_rss_of(blob: &[u8]) -> Option<usize> {
     serde_json::from_slice::<Option<usize>>(&out.stdout).ok()?
 }
 
-fn main() {
-    if let [_, flag, path] = &std::env::args().collect::<Vec<_>>()[..] {
-        if flag == "--open-rss" {
-            return open_rss(path);
-        }
-    }
+/// `--entries`, `--runs` and `--format`.
+fn args() -> (usize, usize, String) {
     let mut entries = 200_000usize;
     let mut runs = 5usize;
     let mut format = String::from("gzip");
@@ -253,6 +249,16 @@ fn main() {
             }
         }
     }
+    (entries, runs, format)
+}
+
+fn main() {
+    if let [_, flag, path] = &std::env::args().collect::<Vec<_>>()[..] {
+        if flag == "--open-rss" {
+            return open_rss(path);
+        }
+    }
+    let (entries, runs, format) = args();
     let tar = layer(entries);
     let mut blob = Vec::new();
     let converter = match format.as_str() {

@@ -258,10 +258,8 @@ pub(crate) fn stream_mentions_containers_keys(mut json: impl std::io::Read) -> b
     let mut buf = vec![0u8; WINDOW + longest];
     let (mut kept, mut found) = (0, false);
     loop {
-        let n = match json.read(&mut buf[kept..]) {
-            Ok(n) => n,
-            Err(_) => 0,
-        };
+        // A failure ends the scan; the caller reports it.
+        let n = json.read(&mut buf[kept..]).unwrap_or_default();
         let filled = kept + n;
         // At the end every position is decided; before it, only those a
         // whole key fits after.
