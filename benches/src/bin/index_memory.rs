@@ -15,7 +15,8 @@
 //!   set's high-water mark during `open` (reset through
 //!   `/proc/self/clear_refs`) above the resident set before (in this
 //!   process, pages the allocator kept from building the layer would be
-//!   reused unseen);
+//!   reused unseen); `retained_rss_bytes_per_entry` is the resident
+//!   set's growth once `open` returned, allocator overhead included;
 //! - `open_cpu_seconds`: the thread's CPU time of each `open` (from
 //!   `/proc/thread-self/schedstat`), smallest and median;
 //! - `after_toc_bytes_per_entry`: heap live once `Blob::toc()` has been
@@ -202,19 +203,23 @@ fn thread_cpu_seconds() -> f64 {
 }
 
 /// `index-memory --open-rss BLOB`: opens the blob in this fresh process
-/// and prints the resident set's growth at its peak during `open`, in bytes.
+/// and prints the resident set's growth at its peak during `open` and
+/// after it, in bytes.
 fn open_rss(path: &str) {
     let blob = std::fs::read(path).expect("read the blob");
     let before = reset_peak_rss().then(|| status_bytes("VmRSS:")).flatten();
     let opened = Blob::open(blob, &OpenOptions::default()).expect("open");
-    let peak = status_bytes("VmHWM:");
-    let growth = before.zip(peak).map(|(b, p)| p.saturating_sub(b));
-    println!("{}", serde_json::json!(growth));
+    let growth = |field| {
+        let now = status_bytes(field);
+        before.zip(now).map(|(b, n)| n.saturating_sub(b))
+    };
+    let (peak, after) = (growth("VmHWM:"), growth("VmRSS:"));
+    println!("{}", serde_json::json!([peak, after]));
     drop(opened);
 }
 
-/// [`open_rss`] of `blob` in a child process.
-fn peak_rss_of(blob: &[u8]) -> Option<usize> {
+/// [`open_rss`] of `blob` in a child process: peak and retained growth.
+fn rss_of(blob: &[u8]) -> Option<(usize, usize)> {
     let dir = tempfile::tempdir().ok()?;
     let path = dir.path().join("blob");
     std::fs::write(&path, blob).ok()?;
@@ -223,7 +228,10 @@ fn peak_rss_of(blob: &[u8]) -> Option<usize> {
         .arg(&path)
         .output()
         .ok()?;
-    serde_json::from_slice::<Option<usize>>(&out.stdout).ok()?
+    match serde_json::from_slice::<[Option<usize>; 2]>(&out.stdout).ok()? {
+        [Some(peak), Some(after)] => Some((peak, after)),
+        _ => None,
+    }
 }
 
 /// `--entries`, `--runs` and `--format`.
@@ -285,7 +293,7 @@ fn main() {
         cpu.push(thread_cpu_seconds() - start);
         let after = LIVE.load(Ordering::Relaxed);
         let peak = PEAK.load(Ordering::Relaxed);
-        let peak_rss = peak_rss_of(&blob);
+        let rss = rss_of(&blob);
         let toc_entries = opened.toc().entries.len();
         let after_toc = LIVE.load(Ordering::Relaxed);
         let per = |bytes: usize| (bytes as f64 / toc_entries as f64).round();
@@ -298,7 +306,8 @@ fn main() {
             "retained_bytes": after - before,
             "retained_bytes_per_entry": per(after - before),
             "peak_bytes_per_entry": per(peak - before),
-            "peak_rss_bytes_per_entry": peak_rss.map(per),
+            "peak_rss_bytes_per_entry": rss.map(|(peak, _)| per(peak)),
+            "retained_rss_bytes_per_entry": rss.map(|(_, after)| per(after)),
             "format": format,
             "after_toc_bytes_per_entry": per(after_toc - before),
         });

@@ -79,9 +79,14 @@ pub struct OpenOptions {
     /// The TOC of an external-TOC blob (the gzip member holding its tar).
     pub external_toc: Option<Vec<u8>>,
     /// The TOC digest the layer's annotation names: the stored JSON is
-    /// checked against it before it is parsed (for zstd:chunked, its
-    /// manifest checksum is accepted too), else
-    /// [`Error::TocDigestMismatch`]. `None` (the default) checks nothing.
+    /// checked against it (for zstd:chunked, its manifest checksum is
+    /// accepted too), else [`Error::TocDigestMismatch`]. `None` (the
+    /// default) checks nothing. [`Blob::open`] hashes the JSON as it
+    /// streams into the index and checks the digest once the stream ends:
+    /// nothing built from a TOC that fails it is returned, and the mismatch
+    /// is the error reported whatever else is wrong with that TOC. (The
+    /// manifest checksum, and the TOC digest of a 40-byte zstd:chunked
+    /// footer, are checked before any JSON is parsed.)
     pub expected_toc_digest: Option<Digest>,
 }
 
