@@ -160,12 +160,10 @@ impl<R: Read> Read for HashedJson<'_, R> {
     }
 }
 
-/// What a TOC's top-level object holds besides its entries.
+/// What a TOC's top-level object holds besides its entries that the
+/// reader keeps (`version` is checked to be an integer, then dropped).
 #[derive(Debug, Default)]
 pub(crate) struct TocHead {
-    /// `version`.
-    #[allow(dead_code)]
-    pub version: i64,
     /// `tarSplitDigest` (containers dialect only).
     pub tar_split_digest: String,
 }
@@ -224,7 +222,7 @@ impl<'de, E: DeserializeOwned, F: FnMut(E)> Visitor<'de> for TocVisitor<'_, E, F
                 Key::Version if version => return Err(de::Error::duplicate_field("version")),
                 Key::Version => {
                     version = true;
-                    head.version = map.next_value()?;
+                    map.next_value::<i64>()?;
                 }
                 Key::Entries if entries => return Err(de::Error::duplicate_field("entries")),
                 Key::Entries => {
@@ -252,10 +250,9 @@ impl<'de, E: DeserializeOwned, F: FnMut(E)> Visitor<'de> for TocVisitor<'_, E, F
     /// The form serde's derive accepts too: the fields in order, in an array.
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TocHead, A::Error> {
         let mut head = TocHead::default();
-        let Some(version) = seq.next_element()? else {
+        if seq.next_element::<i64>()?.is_none() {
             return Ok(head);
-        };
-        head.version = version;
+        }
         let entries = Entries {
             sink: &mut *self.sink,
             entry: PhantomData,
