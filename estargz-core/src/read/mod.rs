@@ -58,7 +58,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::footer::{self, Footer, FooterKind};
 use crate::tar::{Header, BLOCK};
-use crate::toc::TocEntry;
+use crate::toc::{EntryType, TocEntry};
 use crate::toc::{Toc, TOC_NAME};
 use crate::zstd_chunked::footer as zstd_footer;
 use cache::InFlight;
@@ -628,7 +628,8 @@ fn stream_toc_member(
     let streamed = toc_json_len(&head[..got], offset, opts.max_toc_json).map(|size| {
         let mut json = HashedJson::new(&mut src, size);
         let mut sink = IndexSink::new(payload_end, &opts.index, expected_entries(size));
-        let parsed = parse_entries(&mut json, false, |e: TocEntry| sink.add(&e));
+        let slot = TocEntry::new("", EntryType::Dir);
+        let parsed = parse_entries(&mut json, false, slot, |e| sink.add(e));
         let (digest, missing) = json.finish();
         (size, parsed, sink, digest, missing)
     });

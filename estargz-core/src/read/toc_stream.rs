@@ -20,7 +20,6 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, V
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::{self, BufReader, Read};
-use std::marker::PhantomData;
 
 /// Bytes serde reads at a time: large enough that the reads cost nothing
 /// next to the parse, small next to any TOC worth streaming.
@@ -169,21 +168,24 @@ pub(crate) struct TocHead {
 }
 
 /// Parses the TOC JSON `json`, handing each entry of type `E` to `sink` in
-/// order. It reads as `serde_json::from_slice` of [`crate::toc::Toc`] (or,
+/// order. Each entry is parsed into `slot`, the previous one: its strings
+/// are reused, not allocated and freed again for every entry. It reads as `serde_json::from_slice` of [`crate::toc::Toc`] (or,
 /// `containers`, of the containers TOC) does, with the same errors: the
 /// same keys, unknown ones ignored, duplicates refused, `entries` null or
 /// an array, only whitespace after the object.
 pub(crate) fn parse_entries<R: Read, E: DeserializeOwned>(
     json: R,
     containers: bool,
-    mut sink: impl FnMut(E),
+    slot: E,
+    mut sink: impl FnMut(&E),
 ) -> serde_json::Result<TocHead> {
     let reader = BufReader::with_capacity(READ_BUFFER, json);
     let mut de = serde_json::Deserializer::from_reader(reader);
+    let mut slot = slot;
     let visitor = TocVisitor {
         sink: &mut sink,
+        slot: &mut slot,
         containers,
-        entry: PhantomData,
     };
     let fields: &[&str] = if containers {
         &["version", "entries", "tarSplitDigest"]
@@ -199,11 +201,11 @@ pub(crate) fn parse_entries<R: Read, E: DeserializeOwned>(
 /// The top-level object.
 struct TocVisitor<'s, E, F> {
     sink: &'s mut F,
+    slot: &'s mut E,
     containers: bool,
-    entry: PhantomData<E>,
 }
 
-impl<'de, E: DeserializeOwned, F: FnMut(E)> Visitor<'de> for TocVisitor<'_, E, F> {
+impl<'de, E: DeserializeOwned, F: FnMut(&E)> Visitor<'de> for TocVisitor<'_, E, F> {
     type Value = TocHead;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -229,7 +231,7 @@ impl<'de, E: DeserializeOwned, F: FnMut(E)> Visitor<'de> for TocVisitor<'_, E, F
                     entries = true;
                     map.next_value_seed(Entries {
                         sink: &mut *self.sink,
-                        entry: PhantomData,
+                        slot: &mut *self.slot,
                     })?;
                 }
                 Key::TarSplitDigest if self.containers => {
@@ -255,7 +257,7 @@ impl<'de, E: DeserializeOwned, F: FnMut(E)> Visitor<'de> for TocVisitor<'_, E, F
         }
         let entries = Entries {
             sink: &mut *self.sink,
-            entry: PhantomData,
+            slot: &mut *self.slot,
         };
         if seq.next_element_seed(entries)?.is_none() || !self.containers {
             return Ok(head);
@@ -297,10 +299,10 @@ impl<'de> de::Deserialize<'de> for Key {
 /// `entries`: `null`, or an array whose elements go to the sink.
 struct Entries<'s, E, F> {
     sink: &'s mut F,
-    entry: PhantomData<E>,
+    slot: &'s mut E,
 }
 
-impl<'de, E: DeserializeOwned, F: FnMut(E)> DeserializeSeed<'de> for Entries<'_, E, F> {
+impl<'de, E: DeserializeOwned, F: FnMut(&E)> DeserializeSeed<'de> for Entries<'_, E, F> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -308,7 +310,7 @@ impl<'de, E: DeserializeOwned, F: FnMut(E)> DeserializeSeed<'de> for Entries<'_,
     }
 }
 
-impl<'de, E: DeserializeOwned, F: FnMut(E)> Visitor<'de> for Entries<'_, E, F> {
+impl<'de, E: DeserializeOwned, F: FnMut(&E)> Visitor<'de> for Entries<'_, E, F> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -331,7 +333,7 @@ impl<'de, E: DeserializeOwned, F: FnMut(E)> Visitor<'de> for Entries<'_, E, F> {
 /// The array of `entries`.
 struct EntryList<'s, E, F>(Entries<'s, E, F>);
 
-impl<'de, E: DeserializeOwned, F: FnMut(E)> Visitor<'de> for EntryList<'_, E, F> {
+impl<'de, E: DeserializeOwned, F: FnMut(&E)> Visitor<'de> for EntryList<'_, E, F> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -339,10 +341,24 @@ impl<'de, E: DeserializeOwned, F: FnMut(E)> Visitor<'de> for EntryList<'_, E, F>
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(entry) = seq.next_element::<E>()? {
-            (self.0.sink)(entry);
+        let Entries { sink, slot } = self.0;
+        while seq.next_element_seed(InPlace(&mut *slot))?.is_some() {
+            sink(slot);
         }
         Ok(())
+    }
+}
+
+/// Deserializes into an existing value. Fields an entry lacks are reset to
+/// their defaults (serde's derive does so), so nothing of the previous
+/// entry remains but the room its strings had.
+struct InPlace<'a, E>(&'a mut E);
+
+impl<'de, E: de::Deserialize<'de>> DeserializeSeed<'de> for InPlace<'_, E> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        E::deserialize_in_place(d, self.0)
     }
 }
 

@@ -10,7 +10,7 @@ use super::{OpenOptions, ReadAt};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::toc::Toc;
-use crate::toc::TocEntry;
+use crate::toc::{EntryType, TocEntry};
 use crate::zstd_chunked::annotations;
 use crate::zstd_chunked::footer::{FooterVersion, ZstdFooter};
 use crate::zstd_chunked::frame::{ExactReader, FrameDecoder};
@@ -303,9 +303,11 @@ impl TocFrameStream<'_> {
         let mut sink = IndexSink::new(payload_end, &opts.index, expected_entries(len));
         let mut mapped = Mapped::default();
         let parsed = if containers {
-            parse_entries(&mut json, true, |c| mapped.add(&c, &mut sink))
+            let slot = ContainersEntry::default();
+            parse_entries(&mut json, true, slot, |c| mapped.add(c, &mut sink))
         } else {
-            parse_entries(&mut json, false, |e: TocEntry| sink.add(&e))
+            let slot = TocEntry::new("", EntryType::Dir);
+            parse_entries(&mut json, false, slot, |e| sink.add(e))
         };
         let (digest, _) = json.finish();
         src.drain();

@@ -191,3 +191,33 @@ fn deep_nesting_and_huge_strings_are_bounded() {
         assert!(peak < 5 * long.len(), "{format}: {peak} bytes at the peak");
     }
 }
+
+/// Each entry is parsed into the previous one's place: what an entry
+/// leaves out is absent from its node, not the previous entry's value.
+#[test]
+fn an_entry_keeps_nothing_of_the_one_before() {
+    let json = br#"{"version":1,"entries":[
+        {"name":"full","type":"symlink","linkName":"t","mode":420,"uid":7,"gid":8,
+         "userName":"u","groupName":"g","modtime":"2020-01-02T03:04:05Z",
+         "devMajor":1,"devMinor":2,"xattrs":{"user.a":"YQ=="}},
+        {"name":"bare","type":"dir"}
+    ]}"#;
+    for (format, blob) in blobs(json) {
+        let blob = Blob::open(&blob[..], &OpenOptions::default()).unwrap();
+        let full = blob.index().lookup("full").unwrap();
+        assert_eq!(
+            (full.link_name(), full.mode(), full.xattrs().len()),
+            ("t", 420, 1),
+            "{format}"
+        );
+        let bare = blob.index().lookup("bare").unwrap();
+        assert_eq!(
+            (bare.link_name(), bare.mode(), bare.uid(), bare.gid()),
+            ("", 0, 0, 0),
+            "{format}"
+        );
+        assert_eq!((bare.dev_major(), bare.dev_minor()), (0, 0), "{format}");
+        assert!(bare.xattrs().is_empty(), "{format}");
+        assert_eq!(bare.modtime(), None, "{format}");
+    }
+}
