@@ -148,7 +148,9 @@ pub enum Error {
     },
     /// The TOC is not the one
     /// [`OpenOptions::expected_toc_digest`](crate::OpenOptions::expected_toc_digest)
-    /// names: checked on the stored JSON, before it is parsed.
+    /// names: checked on the stored JSON (hashed as `Blob::open` streams
+    /// it), before anything parsed from it is used, and reported before any
+    /// error in what it holds.
     #[error("the TOC at byte {offset} has digest {actual}, not the expected {expected}")]
     TocDigestMismatch {
         /// Offset of the TOC member (or frame) in the blob.

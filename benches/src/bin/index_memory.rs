@@ -1,4 +1,4 @@
-//! `index-memory [--entries N] [--runs R]`
+//! `index-memory [--entries N] [--runs R] [--format gzip|zstd|zstd-containers]`
 //!
 //! What an opened blob keeps in memory per TOC entry (issue #20's goal is
 //! at most 400 bytes). Builds a layer of `N` (default 200,000) entries
@@ -10,16 +10,24 @@
 //! - `retained_bytes_per_entry`: heap live after `open` minus before (the
 //!   blob's own bytes, allocated before, are not counted);
 //! - `peak_bytes_per_entry`: the highest heap during `open`, above before;
+//! - `peak_rss_bytes_per_entry`: the kernel's view of the same, in a
+//!   fresh process that only reads the blob and opens it: the resident
+//!   set's high-water mark during `open` (reset through
+//!   `/proc/self/clear_refs`) above the resident set before (in this
+//!   process, pages the allocator kept from building the layer would be
+//!   reused unseen); `retained_rss_bytes_per_entry` is the resident
+//!   set's growth once `open` returned, allocator overhead included;
 //! - `open_cpu_seconds`: the thread's CPU time of each `open` (from
 //!   `/proc/thread-self/schedstat`), smallest and median;
 //! - `after_toc_bytes_per_entry`: heap live once `Blob::toc()` has been
 //!   called as well (it is parsed on first use);
-//! - where `open`'s time goes: `TocInfo::read`, `Index::build` and
-//!   dropping the parsed TOC, each timed alone (medians).
+//! - the path through a whole parsed TOC, which `verify` takes and `open`
+//!   took before it streamed: `TocInfo::read`, `Index::build` and dropping
+//!   the parsed TOC, each timed alone (medians).
 //!
 //! Prints one JSON object on stdout.
 
-use estargz_core::{Blob, Converter, Index, OpenOptions, TocInfo};
+use estargz_core::{Blob, Compression, Converter, Index, OpenOptions, TocFormat, TocInfo};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -173,6 +181,19 @@ fn layer(entries: usize) -> Vec<u8> {
     tar.into_inner().expect("tar")
 }
 
+/// A field of `/proc/self/status`, in bytes (`None` where there is none).
+fn status_bytes(field: &str) -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Starts a new resident-set high-water mark (`VmHWM`) from the current set.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// CPU time this thread has used, in seconds.
 fn thread_cpu_seconds() -> f64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
@@ -181,26 +202,85 @@ fn thread_cpu_seconds() -> f64 {
         .map_or(f64::NAN, |ns| ns / 1e9)
 }
 
-fn main() {
+/// `index-memory --open-rss BLOB`: opens the blob in this fresh process
+/// and prints the resident set's growth at its peak during `open` and
+/// after it, in bytes.
+fn open_rss(path: &str) {
+    let blob = std::fs::read(path).expect("read the blob");
+    let before = reset_peak_rss().then(|| status_bytes("VmRSS:")).flatten();
+    let opened = Blob::open(blob, &OpenOptions::default()).expect("open");
+    let growth = |field| {
+        let now = status_bytes(field);
+        before.zip(now).map(|(b, n)| n.saturating_sub(b))
+    };
+    let (peak, after) = (growth("VmHWM:"), growth("VmRSS:"));
+    println!("{}", serde_json::json!([peak, after]));
+    drop(opened);
+}
+
+/// [`open_rss`] of `blob` in a child process: peak and retained growth.
+fn rss_of(blob: &[u8]) -> Option<(usize, usize)> {
+    let dir = tempfile::tempdir().ok()?;
+    let path = dir.path().join("blob");
+    std::fs::write(&path, blob).ok()?;
+    let out = std::process::Command::new(std::env::current_exe().ok()?)
+        .arg("--open-rss")
+        .arg(&path)
+        .output()
+        .ok()?;
+    match serde_json::from_slice::<[Option<usize>; 2]>(&out.stdout).ok()? {
+        [Some(peak), Some(after)] => Some((peak, after)),
+        _ => None,
+    }
+}
+
+/// `--entries`, `--runs` and `--format`.
+fn args() -> (usize, usize, String) {
     let mut entries = 200_000usize;
     let mut runs = 5usize;
+    let mut format = String::from("gzip");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let value = args.next().and_then(|v| v.parse().ok());
-        match (a.as_str(), value) {
-            ("--entries", Some(v)) => entries = v,
-            ("--runs", Some(v)) => runs = v,
+        let value = args.next();
+        let number = value.as_deref().and_then(|v| v.parse().ok());
+        match (a.as_str(), number, value) {
+            ("--entries", Some(v), _) => entries = v,
+            ("--runs", Some(v), _) => runs = v,
+            ("--format", _, Some(f)) if ["gzip", "zstd", "zstd-containers"].contains(&&*f) => {
+                format = f
+            }
             _ => {
-                eprintln!("usage: index-memory [--entries N] [--runs R]");
+                eprintln!(
+                    "usage: index-memory [--entries N] [--runs R] [--format gzip|zstd|zstd-containers]"
+                );
                 std::process::exit(2);
             }
         }
     }
+    (entries, runs, format)
+}
+
+fn main() {
+    if let [_, flag, path] = &std::env::args().collect::<Vec<_>>()[..] {
+        if flag == "--open-rss" {
+            return open_rss(path);
+        }
+    }
+    let (entries, runs, format) = args();
     let tar = layer(entries);
     let mut blob = Vec::new();
-    Converter::new()
-        .convert(&tar[..], &mut blob)
-        .expect("convert");
+    let converter = match format.as_str() {
+        "gzip" => Converter::new(),
+        zstd => Converter::builder()
+            .compression(Compression::ZstdChunked)
+            .toc_format(match zstd {
+                "zstd" => TocFormat::Stargz,
+                _ => TocFormat::Containers,
+            })
+            .build()
+            .expect("converter"),
+    };
+    converter.convert(&tar[..], &mut blob).expect("convert");
     drop(tar);
     let mut cpu = Vec::new();
     let mut result = serde_json::Value::Null;
@@ -213,6 +293,7 @@ fn main() {
         cpu.push(thread_cpu_seconds() - start);
         let after = LIVE.load(Ordering::Relaxed);
         let peak = PEAK.load(Ordering::Relaxed);
+        let rss = rss_of(&blob);
         let toc_entries = opened.toc().entries.len();
         let after_toc = LIVE.load(Ordering::Relaxed);
         let per = |bytes: usize| (bytes as f64 / toc_entries as f64).round();
@@ -225,12 +306,15 @@ fn main() {
             "retained_bytes": after - before,
             "retained_bytes_per_entry": per(after - before),
             "peak_bytes_per_entry": per(peak - before),
+            "peak_rss_bytes_per_entry": rss.map(|(peak, _)| per(peak)),
+            "retained_rss_bytes_per_entry": rss.map(|(_, after)| per(after)),
+            "format": format,
             "after_toc_bytes_per_entry": per(after_toc - before),
         });
         drop(opened);
     }
-    // Where open's time goes: reading and parsing the TOC, building the
-    // index, dropping the parsed TOC (Blob::open keeps only the index).
+    // The path through a whole parsed TOC (verify's): reading and parsing
+    // the TOC, building the index, dropping the parsed TOC.
     let (mut parse, mut build, mut drop_toc) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs.max(1) {
         let t0 = thread_cpu_seconds();

@@ -123,16 +123,16 @@ pub(super) fn parent_of(name: &str) -> &str {
     name.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
-fn invalid(index: usize, e: &TocEntry, reason: impl Into<String>) -> Error {
+fn invalid(index: usize, name: &str, reason: impl Into<String>) -> Error {
     Error::InvalidEntry {
         index,
-        entry: e.name.clone(),
+        entry: name.to_string(),
         reason: reason.into(),
     }
 }
 
 fn non_negative(index: usize, e: &TocEntry, field: &str, v: i64) -> Result<u64> {
-    u64::try_from(v).map_err(|_| invalid(index, e, format!("{field} {v} is negative")))
+    u64::try_from(v).map_err(|_| invalid(index, &e.name, format!("{field} {v} is negative")))
 }
 
 /// The cleaned name of entry `index`, within the limits.
@@ -140,11 +140,11 @@ fn checked_name(index: usize, e: &TocEntry, limits: &IndexLimits) -> Result<Stri
     let clean = name::clean(&e.name);
     if clean.len() > limits.max_name_len {
         let reason = format!("name longer than {} bytes", limits.max_name_len);
-        return Err(invalid(index, e, reason));
+        return Err(invalid(index, &e.name, reason));
     }
     if clean.split('/').count() > limits.max_depth {
         let reason = format!("path deeper than {} components", limits.max_depth);
-        return Err(invalid(index, e, reason));
+        return Err(invalid(index, &e.name, reason));
     }
     Ok(clean)
 }
@@ -273,10 +273,125 @@ impl OpenFile {
     }
 }
 
+/// Grows `v` by an eighth when full, not by doubling: the node vector of a
+/// streamed TOC, whose entry count is not known in advance, would
+/// otherwise hold up to twice the room it needs at the peak of `open`.
+fn reserve_gently<T>(v: &mut Vec<T>) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.len() / 8).max(1024));
+    }
+}
+
+/// Most TOC entries an index takes: its cap, below `u32::MAX` (chunks
+/// store their entry's index as a `u32`).
+fn entry_cap(limits: &IndexLimits) -> usize {
+    limits.max_entries.min(u32::MAX as usize - 1)
+}
+
+/// Builds an [`Index`] one TOC entry at a time, in TOC order: what lets
+/// `Blob::open` build it while the TOC streams, never holding a parsed TOC.
+pub(crate) struct IndexBuilder {
+    idx: Index,
+    limits: IndexLimits,
+    cap: usize,
+    owners: OwnerNames,
+    /// The regular file whose chunks any chunk entries now are.
+    open: OpenFile,
+    hardlinks: Vec<PendingLink>,
+    /// Per entry, the blob offset of the member its data starts (0: none),
+    /// for pass 3; the entry count is its length.
+    starts: Vec<u64>,
+}
+
+impl IndexBuilder {
+    /// A builder for a blob whose payload ends at `payload_end`, with room
+    /// for `expected` entries (a hint; 0 when unknown).
+    pub(crate) fn new(payload_end: u64, limits: &IndexLimits, expected: usize) -> IndexBuilder {
+        let cap = entry_cap(limits);
+        let expected = expected.min(cap);
+        IndexBuilder {
+            idx: Index::with_root(expected, payload_end),
+            limits: *limits,
+            cap,
+            owners: OwnerNames::default(),
+            open: OpenFile::default(),
+            hardlinks: Vec::new(),
+            starts: Vec::with_capacity(expected),
+        }
+    }
+
+    /// Most entries accepted.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Pass 1, one entry: a node for it, owner names inherited, chunks
+    /// attached to their file; hardlinks wait for every name to be known.
+    pub(crate) fn add(&mut self, e: &TocEntry) -> Result<()> {
+        let i = self.starts.len();
+        if i >= self.cap {
+            return Err(Error::LimitExceeded {
+                what: "TOC entry count",
+                value: i as u64 + 1,
+                limit: self.cap as u64,
+            });
+        }
+        let data = matches!(e.kind, EntryType::Reg | EntryType::Chunk);
+        let start = match e.offset_u64() {
+            Some(offset) if data && e.inner_offset == 0 => offset,
+            _ => 0,
+        };
+        reserve_gently(&mut self.starts);
+        self.starts.push(start);
+        let entry = Checked::new(i, e)?;
+        if e.kind == EntryType::Chunk {
+            let file = self
+                .open
+                .id
+                .ok_or_else(|| invalid(i, &e.name, "chunk entry does not follow a regular file"))?;
+            // A last chunk starting past its file's end covers nothing.
+            let size = e.chunk_len(self.idx.nodes[file].size).unwrap_or(0);
+            let chunk = entry.chunk(entry.chunk_offset, size, self.idx.payload_end);
+            self.open.chunks.push(chunk);
+            return Ok(());
+        }
+        self.open.close(&mut self.idx.nodes);
+        let name = checked_name(i, e, &self.limits)?;
+        if e.kind == EntryType::Hardlink {
+            self.hardlinks.push(PendingLink {
+                index: i,
+                link: name.clone(),
+                target: name::clean(&e.link_name),
+            });
+        }
+        let (node, first) = self.idx.node_of(&entry, name, &mut self.owners);
+        let id = self.idx.insert(node)?;
+        if e.kind == EntryType::Reg {
+            self.open.id = Some(id);
+            self.open.chunks.extend(first);
+        }
+        Ok(())
+    }
+
+    /// Passes 2 and 3 once every entry is in: the tree, hardlinks, where
+    /// each chunk's member run ends.
+    pub(crate) fn finish(mut self) -> Result<Index> {
+        self.open.close(&mut self.idx.nodes);
+        let mut idx = self.idx;
+        let mut edges = Vec::with_capacity(idx.nodes.len());
+        idx.attach_to_parents(&mut edges)?;
+        idx.link_hardlinks(self.hardlinks, &mut edges)?;
+        idx.fill_next_offsets(self.starts);
+        idx.nodes.shrink_to_fit();
+        idx.set_children(edges);
+        Ok(idx)
+    }
+}
+
 impl Index {
     /// Builds the index of `toc` for a blob whose payload ends at `payload_end`.
     pub fn build(toc: &Toc, payload_end: u64, limits: &IndexLimits) -> Result<Index> {
-        let cap = limits.max_entries.min(u32::MAX as usize - 1);
+        let cap = entry_cap(limits);
         if toc.entries.len() > cap {
             return Err(Error::LimitExceeded {
                 what: "TOC entry count",
@@ -284,21 +399,17 @@ impl Index {
                 limit: cap as u64,
             });
         }
-        let mut idx = Index::with_root(toc.entries.len(), payload_end);
-        let hardlinks = idx.add_entries(toc, limits)?;
-        let mut edges = Vec::with_capacity(idx.nodes.len());
-        idx.attach_to_parents(&mut edges)?;
-        idx.link_hardlinks(toc, hardlinks, &mut edges)?;
-        idx.fill_next_offsets(toc);
-        idx.nodes.shrink_to_fit();
-        idx.set_children(edges);
-        Ok(idx)
+        let mut builder = IndexBuilder::new(payload_end, limits, toc.entries.len());
+        for e in &toc.entries {
+            builder.add(e)?;
+        }
+        builder.finish()
     }
 
     /// An index holding only the synthesised root, with room for `entries` more nodes.
     fn with_root(entries: usize, payload_end: u64) -> Index {
-        // Sized up front (the count is capped): each growth of the node
-        // vector would move every node built so far.
+        // Sized up front when the count is known (it is capped): each
+        // growth of the node vector would move every node built so far.
         let mut nodes = Vec::with_capacity(entries + 1);
         nodes.push(Node::synthesized_dir(""));
         let mut idx = Index {
@@ -349,48 +460,9 @@ impl Index {
                 limit: MAX_NODES as u64,
             });
         }
+        reserve_gently(&mut self.nodes);
         self.nodes.push(node);
         Ok(self.nodes.len() - 1)
-    }
-
-    /// Pass 1, TOC order: a node per entry, owner names inherited, chunks
-    /// attached to their file. Returns the hardlinks, to resolve once every
-    /// name is known.
-    fn add_entries(&mut self, toc: &Toc, limits: &IndexLimits) -> Result<Vec<PendingLink>> {
-        let mut owners = OwnerNames::default();
-        // The regular file whose chunks any chunk entries now are.
-        let mut open = OpenFile::default();
-        let mut hardlinks = Vec::new();
-        for (i, e) in toc.entries.iter().enumerate() {
-            let entry = Checked::new(i, e)?;
-            if e.kind == EntryType::Chunk {
-                let file = open
-                    .id
-                    .ok_or_else(|| invalid(i, e, "chunk entry does not follow a regular file"))?;
-                // A last chunk starting past its file's end covers nothing.
-                let size = e.chunk_len(self.nodes[file].size).unwrap_or(0);
-                let chunk = entry.chunk(entry.chunk_offset, size, self.payload_end);
-                open.chunks.push(chunk);
-                continue;
-            }
-            open.close(&mut self.nodes);
-            let name = checked_name(i, e, limits)?;
-            if e.kind == EntryType::Hardlink {
-                hardlinks.push(PendingLink {
-                    index: i,
-                    link: name.clone(),
-                    target: name::clean(&e.link_name),
-                });
-            }
-            let (node, first) = self.node_of(&entry, name, &mut owners);
-            let id = self.insert(node)?;
-            if e.kind == EntryType::Reg {
-                open.id = Some(id);
-                open.chunks.extend(first);
-            }
-        }
-        open.close(&mut self.nodes);
-        Ok(hardlinks)
     }
 
     /// The node of a non-chunk entry, named `name` (cleaned), and a
@@ -485,7 +557,6 @@ impl Index {
     /// Hardlinks: the link's name leads to the target's node.
     fn link_hardlinks(
         &mut self,
-        toc: &Toc,
         hardlinks: Vec<PendingLink>,
         edges: &mut Vec<(u32, Child)>,
     ) -> Result<()> {
@@ -502,7 +573,7 @@ impl Index {
             else {
                 continue;
             };
-            let resolved = self.resolve_hardlink(&link, &target, &toc.entries[index], index)?;
+            let resolved = self.resolve_hardlink(&link, &target, own, index)?;
             let parent = self.ensure_parent(&link, edges)?;
             self.nodes[resolved].num_link += 1;
             let alias = ALIAS | self.aliases.len() as u32;
@@ -521,24 +592,27 @@ impl Index {
         Ok(())
     }
 
-    fn resolve_hardlink(&self, link: &str, target: &str, e: &TocEntry, i: usize) -> Result<NodeId> {
+    /// The node hardlink `link` (node `own`, entry `i`) leads to.
+    fn resolve_hardlink(&self, link: &str, target: &str, own: NodeId, i: usize) -> Result<NodeId> {
+        // The hardlink's own node holds its entry's raw name and link name.
+        let e = &self.nodes[own];
         let mut seen = vec![link.to_string()];
         let mut current = target.to_string();
         loop {
             if seen.contains(&current) {
                 return Err(invalid(
                     i,
-                    e,
+                    e.raw_name(),
                     format!("hardlink cycle: {} -> {current}", seen.join(" -> ")),
                 ));
             }
             let id = self.find(&current).ok_or_else(|| {
                 invalid(
                     i,
-                    e,
+                    e.raw_name(),
                     format!(
                         "is a hardlink but the linkname {:?} isn't found",
-                        e.link_name
+                        e.link_name()
                     ),
                 )
             })?;
@@ -549,7 +623,7 @@ impl Index {
                 EntryType::Hardlink if seen.len() >= MAX_HARDLINK_HOPS => {
                     return Err(invalid(
                         i,
-                        e,
+                        e.raw_name(),
                         format!("hardlink chain longer than {MAX_HARDLINK_HOPS} links"),
                     ))
                 }
@@ -558,7 +632,11 @@ impl Index {
                     current = node.link_target();
                 }
                 EntryType::Dir => {
-                    return Err(invalid(i, e, format!("hardlink to directory {current:?}")))
+                    return Err(invalid(
+                        i,
+                        e.raw_name(),
+                        format!("hardlink to directory {current:?}"),
+                    ))
                 }
                 _ => return Ok(id),
             }
@@ -661,22 +739,22 @@ impl Index {
     }
 
     /// Pass 3 (spec §5.3): each data entry's member run ends at the nearest
-    /// later member start, or at the end of the payload.
-    fn fill_next_offsets(&mut self, toc: &Toc) {
+    /// later member start, or at the end of the payload. `starts` holds,
+    /// per entry, the member its data starts (0: none).
+    fn fill_next_offsets(&mut self, mut starts: Vec<u64>) {
         let mut next = self.payload_end;
-        let mut next_by_toc = vec![self.payload_end; toc.entries.len()];
-        for (i, e) in toc.entries.iter().enumerate().rev() {
-            next_by_toc[i] = next;
-            let data = matches!(e.kind, EntryType::Reg | EntryType::Chunk);
-            // Not negative: pass 1 checked every entry.
-            let offset = e.offset_u64().unwrap_or(0);
-            if data && offset > 0 && e.inner_offset == 0 && offset < next {
-                next = offset;
+        // In place: each entry's start becomes the next start after it.
+        for slot in starts.iter_mut().rev() {
+            let start = *slot;
+            *slot = next;
+            if start > 0 && start < next {
+                next = start;
             }
         }
         for node in &mut self.nodes {
             for c in node.chunks.iter_mut() {
-                c.next_offset = next_by_toc[c.toc_index()].max(c.offset);
+                let next = starts.get(c.toc_index()).copied();
+                c.next_offset = next.unwrap_or(self.payload_end).max(c.offset);
             }
         }
     }

@@ -30,6 +30,7 @@ mod payload;
 mod prefetch;
 mod source;
 mod summary;
+mod toc_stream;
 mod tree;
 mod zstd;
 mod zstd_payload;
@@ -58,11 +59,13 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::footer::{self, Footer, FooterKind};
 use crate::tar::{Header, BLOCK};
+use crate::toc::{EntryType, TocEntry};
 use crate::toc::{Toc, TOC_NAME};
 use crate::zstd_chunked::footer as zstd_footer;
 use cache::InFlight;
 use std::io::{self, Read};
 use std::sync::{Arc, OnceLock};
+use toc_stream::{expected_entries, parse_entries, Capped, HashedJson, IndexSink};
 
 /// Limits and extra inputs for [`Blob::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +80,14 @@ pub struct OpenOptions {
     /// The TOC of an external-TOC blob (the gzip member holding its tar).
     pub external_toc: Option<Vec<u8>>,
     /// The TOC digest the layer's annotation names: the stored JSON is
-    /// checked against it before it is parsed (for zstd:chunked, its
-    /// manifest checksum is accepted too), else
-    /// [`Error::TocDigestMismatch`]. `None` (the default) checks nothing.
+    /// checked against it (for zstd:chunked, its manifest checksum is
+    /// accepted too), else [`Error::TocDigestMismatch`]. `None` (the
+    /// default) checks nothing. [`Blob::open`] hashes the JSON as it
+    /// streams into the index and checks the digest once the stream ends:
+    /// nothing built from a TOC that fails it is returned, and the mismatch
+    /// is the error reported whatever else is wrong with that TOC. (The
+    /// manifest checksum, and the TOC digest of a 40-byte zstd:chunked
+    /// footer, are checked before any JSON is parsed.)
     pub expected_toc_digest: Option<Digest>,
 }
 
@@ -122,22 +130,39 @@ impl<S: ReadAt> Blob<S> {
     /// Reads the footer and the TOC and builds the index. Every failure is
     /// an error naming the offset; nothing on any input panics.
     pub fn open(source: S, opts: &OpenOptions) -> Result<Blob<S>> {
-        let (toc, source) = TocInfo::read(source, opts)?;
-        let index = Index::build(&toc.toc, toc.payload_end, &opts.index)?;
-        drop(toc.toc);
+        let (footer, size) = read_footer(&source)?;
+        let payload_end = footer.payload_end(size);
+        let (opened, stored, zstd) = match &footer.zstd {
+            Some(z) => {
+                let toc = zstd::open_toc(&source, z, size, opts, payload_end)?;
+                let stored = StoredToc::Zstd {
+                    frame: toc.frame.into_boxed_slice(),
+                };
+                (toc.opened, stored, Some(toc.info))
+            }
+            None => {
+                let (member, offset) = toc_member(&source, &footer, size, opts)?;
+                let opened = stream_toc_member(&member, offset, opts, payload_end)?;
+                let stored = StoredToc::Gzip {
+                    member: member.into_boxed_slice(),
+                    offset,
+                };
+                (opened, stored, None)
+            }
+        };
         Ok(Blob {
             source,
             cache: SharedCache(Arc::new(LruChunkCache::new(DEFAULT_CACHE_BUDGET))),
             in_flight: InFlight::default(),
-            size: toc.blob_size,
-            footer: toc.footer,
+            size,
+            footer,
             toc: OnceLock::new(),
-            stored_toc: toc.stored,
-            toc_digest: toc.digest,
-            toc_json_len: toc.json_len,
-            toc_slack: toc.slack,
-            index,
-            zstd: toc.zstd_chunked,
+            stored_toc: stored,
+            toc_digest: opened.digest,
+            toc_json_len: opened.json_len,
+            toc_slack: opened.slack,
+            index: opened.index,
+            zstd,
         })
     }
 
@@ -441,8 +466,6 @@ pub struct TocInfo {
     pub slack: u64,
     /// For a zstd:chunked blob: its dialect and manifest checksum.
     pub zstd_chunked: Option<ZstdChunkedInfo>,
-    /// The TOC as the blob stores it, compressed.
-    pub(crate) stored: StoredToc,
 }
 
 /// A TOC as a blob stores it: what an open [`Blob`] keeps to parse its
@@ -498,38 +521,10 @@ impl TocInfo {
                 json_len: toc.json_len,
                 slack: toc.slack,
                 zstd_chunked: Some(toc.info),
-                stored: StoredToc::Zstd {
-                    frame: toc.frame.into_boxed_slice(),
-                },
             };
             return Ok((info, source));
         }
-        let footer_start = size - footer.kind.size() as u64;
-        let (member, toc_offset) = match footer.toc_offset {
-            Some(offset) => {
-                let len = footer_start - offset;
-                if len > opts.max_toc_compressed {
-                    return Err(Error::LimitExceeded {
-                        what: "compressed TOC size",
-                        value: len,
-                        limit: opts.max_toc_compressed,
-                    });
-                }
-                let bytes = source
-                    .read_range(offset, len as usize)
-                    .map_err(|e| source_error(offset, e))?;
-                (bytes, offset)
-            }
-            None => match &opts.external_toc {
-                Some(toc) => (toc.clone(), 0),
-                None => return Err(Error::InvalidToc {
-                    offset: footer_start,
-                    reason:
-                        "the blob has an external-TOC footer: its TOC must be supplied separately"
-                            .into(),
-                }),
-            },
-        };
+        let (member, toc_offset) = toc_member(&source, &footer, size, opts)?;
         let parsed = parse_toc_member(&member, toc_offset, opts)?;
         let payload_end = footer.payload_end(size);
         let info = TocInfo {
@@ -542,13 +537,52 @@ impl TocInfo {
             json_len: parsed.json_len,
             slack: parsed.slack,
             zstd_chunked: None,
-            stored: StoredToc::Gzip {
-                member: member.into_boxed_slice(),
-                offset: toc_offset,
-            },
         };
         Ok((info, source))
     }
+}
+
+/// The gzip member holding the TOC tar (the external one when the footer
+/// says so), and where it starts (0 for an external TOC).
+fn toc_member<S: ReadAt>(
+    source: &S,
+    footer: &Footer,
+    size: u64,
+    opts: &OpenOptions,
+) -> Result<(Vec<u8>, u64)> {
+    let footer_start = size - footer.kind.size() as u64;
+    match footer.toc_offset {
+        Some(offset) => {
+            let len = footer_start - offset;
+            if len > opts.max_toc_compressed {
+                return Err(Error::LimitExceeded {
+                    what: "compressed TOC size",
+                    value: len,
+                    limit: opts.max_toc_compressed,
+                });
+            }
+            let bytes = source
+                .read_range(offset, len as usize)
+                .map_err(|e| source_error(offset, e))?;
+            Ok((bytes, offset))
+        }
+        None => match &opts.external_toc {
+            Some(toc) => Ok((toc.clone(), 0)),
+            None => Err(Error::InvalidToc {
+                offset: footer_start,
+                reason: "the blob has an external-TOC footer: its TOC must be supplied separately"
+                    .into(),
+            }),
+        },
+    }
+}
+
+/// What [`Blob::open`] keeps of the TOC it read, besides the stored bytes.
+pub(crate) struct OpenedToc {
+    index: Index,
+    digest: Digest,
+    json_len: u64,
+    slack: u64,
 }
 
 /// [`OpenOptions::expected_toc_digest`] against the TOC's `digest` (or its
@@ -571,34 +605,11 @@ pub(crate) fn check_toc_digest(
     }
 }
 
-/// A parsed TOC member.
-struct ParsedToc {
-    toc: Toc,
-    digest: Digest,
-    json_len: u64,
-    slack: u64,
-}
-
-/// Decodes the TOC member at `offset`: one gzip member (CRC and length
-/// checked) holding a tar whose first entry is `stargz.index.json`.
-fn parse_toc_member(member: &[u8], offset: u64, opts: &OpenOptions) -> Result<ParsedToc> {
-    let max_json = opts.max_toc_json;
+/// The TOC tar's header, at the start of `tar` (the decompressed member,
+/// or as much of it as there is when shorter than a header): checked, and
+/// the length of the JSON it announces, within `max_json`.
+fn toc_json_len(tar: &[u8], offset: u64, max_json: u64) -> Result<u64> {
     let bad = |reason: String| Error::InvalidToc { offset, reason };
-    let mut decoder = flate2::bufread::GzDecoder::new(member);
-    let mut tar = Vec::new();
-    let limit = max_json + 512 + 1024 + 512;
-    (&mut decoder)
-        .take(limit + 1)
-        .read_to_end(&mut tar)
-        .map_err(|e| bad(format!("TOC member is not valid gzip: {e}")))?;
-    if tar.len() as u64 > limit {
-        return Err(Error::LimitExceeded {
-            what: "decompressed TOC size",
-            value: tar.len() as u64,
-            limit,
-        });
-    }
-    let slack = decoder.into_inner().len() as u64;
     if tar.len() < BLOCK {
         return Err(bad(format!(
             "TOC tar is {} bytes, shorter than one header",
@@ -629,6 +640,89 @@ fn parse_toc_member(member: &[u8], offset: u64, opts: &OpenOptions) -> Result<Pa
             limit: max_json,
         });
     }
+    Ok(size)
+}
+
+/// [`parse_toc_member`] for [`Blob::open`]: the index is built while the
+/// JSON streams out of the member (see `toc_stream`), and the same checks
+/// fail in the same order.
+fn stream_toc_member(
+    member: &[u8],
+    offset: u64,
+    opts: &OpenOptions,
+    payload_end: u64,
+) -> Result<OpenedToc> {
+    let bad = |reason: String| Error::InvalidToc { offset, reason };
+    let limit = opts.max_toc_json + 512 + 1024 + 512;
+    let mut src = Capped::new(flate2::bufread::GzDecoder::new(member), limit + 1);
+    let mut head = [0u8; BLOCK];
+    let got = src.fill(&mut head);
+    let streamed = toc_json_len(&head[..got], offset, opts.max_toc_json).map(|size| {
+        let mut json = HashedJson::new(&mut src, size);
+        let mut sink = IndexSink::new(payload_end, &opts.index, expected_entries(size));
+        let slot = TocEntry::new("", EntryType::Dir);
+        let parsed = parse_entries(&mut json, false, slot, |e| sink.add(e));
+        let (digest, missing) = json.finish();
+        (size, parsed, sink, digest, missing)
+    });
+    // The rest of the member: its CRC and length are checked at its end.
+    src.drain();
+    if let Some(e) = src.take_failure() {
+        return Err(bad(format!("TOC member is not valid gzip: {e}")));
+    }
+    if src.at_cap() {
+        return Err(Error::LimitExceeded {
+            what: "decompressed TOC size",
+            value: src.total(),
+            limit,
+        });
+    }
+    let (size, parsed, sink, digest, missing) = streamed?;
+    if missing > 0 {
+        return Err(bad(format!(
+            "TOC tar claims {size} bytes of JSON but holds {}",
+            src.total() - BLOCK as u64
+        )));
+    }
+    check_toc_digest(opts, offset, digest, None)?;
+    parsed.map_err(|e| bad(format!("error decoding TOC JSON: {e}")))?;
+    Ok(OpenedToc {
+        index: sink.finish()?,
+        digest,
+        json_len: size,
+        slack: src.into_inner().into_inner().len() as u64,
+    })
+}
+
+/// A parsed TOC member.
+struct ParsedToc {
+    toc: Toc,
+    digest: Digest,
+    json_len: u64,
+    slack: u64,
+}
+
+/// Decodes the TOC member at `offset`: one gzip member (CRC and length
+/// checked) holding a tar whose first entry is `stargz.index.json`.
+fn parse_toc_member(member: &[u8], offset: u64, opts: &OpenOptions) -> Result<ParsedToc> {
+    let max_json = opts.max_toc_json;
+    let bad = |reason: String| Error::InvalidToc { offset, reason };
+    let mut decoder = flate2::bufread::GzDecoder::new(member);
+    let mut tar = Vec::new();
+    let limit = max_json + 512 + 1024 + 512;
+    (&mut decoder)
+        .take(limit + 1)
+        .read_to_end(&mut tar)
+        .map_err(|e| bad(format!("TOC member is not valid gzip: {e}")))?;
+    if tar.len() as u64 > limit {
+        return Err(Error::LimitExceeded {
+            what: "decompressed TOC size",
+            value: tar.len() as u64,
+            limit,
+        });
+    }
+    let slack = decoder.into_inner().len() as u64;
+    let size = toc_json_len(&tar, offset, max_json)?;
     let json = tar.get(BLOCK..BLOCK + size as usize).ok_or_else(|| {
         bad(format!(
             "TOC tar claims {size} bytes of JSON but holds {}",

@@ -4,14 +4,20 @@
 //! The format layer (`crate::zstd_chunked`) parses and checks the bytes; this
 //! file fetches them from a [`ReadAt`] and turns its errors into [`Error`]s.
 
+use super::toc_stream::{expected_entries, parse_entries, Capped, HashedJson, IndexSink};
+use super::OpenedToc;
 use super::{OpenOptions, ReadAt};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::toc::Toc;
+use crate::toc::{EntryType, TocEntry};
 use crate::zstd_chunked::annotations;
-use crate::zstd_chunked::footer::ZstdFooter;
-use crate::zstd_chunked::frame::FrameDecoder;
-use crate::zstd_chunked::toc::{decode_toc_frame, parse_toc, ContainersExtras, MetadataFrame};
+use crate::zstd_chunked::footer::{FooterVersion, ZstdFooter};
+use crate::zstd_chunked::frame::{ExactReader, FrameDecoder};
+use crate::zstd_chunked::toc::{
+    decode_toc_frame, map_entry, parse_toc, stream_mentions_containers_keys, ContainersEntry,
+    ContainersExtras, EntryExtra, MetadataFrame,
+};
 use crate::zstd_chunked::{Limits, ZstdError, READ_MAX_WINDOW_LOG};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -94,8 +100,6 @@ pub(crate) struct ZstdToc {
     pub json_len: u64,
     pub slack: u64,
     pub info: ZstdChunkedInfo,
-    /// The compressed TOC frame, as read.
-    pub frame: Vec<u8>,
 }
 
 /// Reads the TOC frame the footer names: caps checked before anything is
@@ -112,14 +116,7 @@ pub(crate) fn read_toc<S: ReadAt + ?Sized>(
         ..Limits::default()
     };
     let at = footer.manifest_offset;
-    let frame = MetadataFrame::toc(footer);
-    frame
-        .check_limits(limits.max_toc_compressed, limits.max_toc_json)
-        .map_err(|e| zstd_error(e, at))?;
-    let (start, len) = frame.range();
-    let bytes = source
-        .read_range(start, len as usize)
-        .map_err(|e| super::source_error(start, e))?;
+    let bytes = fetch_toc_frame(source, footer, &limits)?;
     let mut decoder = FrameDecoder::new(limits.max_window_log).map_err(|e| zstd_error(e, at))?;
     let decoded =
         decode_toc_frame(footer, &bytes, &limits, &mut decoder).map_err(|e| zstd_error(e, at))?;
@@ -130,29 +127,239 @@ pub(crate) fn read_toc<S: ReadAt + ?Sized>(
         Some(decoded.manifest_checksum),
     )?;
     let parsed = parse_toc(&decoded.json, footer.version, at).map_err(|e| zstd_error(e, at))?;
-    let info = ZstdChunkedInfo {
-        dialect: parsed.dialect,
-        manifest_checksum: decoded.manifest_checksum,
-        manifest_position: footer.manifest_position(),
-        tar_split_position: footer
-            .tar_split
-            .as_ref()
-            .map(annotations::tar_split_position),
-        tar_split_digest: parsed
-            .containers
-            .as_ref()
-            .and_then(|c| c.tar_split_digest.clone()),
-        footer: footer.clone(),
-        containers: parsed.containers,
-    };
+    let info = ZstdChunkedInfo::new(
+        footer,
+        parsed.dialect,
+        decoded.manifest_checksum,
+        parsed.containers,
+    );
     Ok(ZstdToc {
         toc: parsed.toc,
         digest: decoded.toc_digest,
         json_len: decoded.json.len() as u64,
         slack: slack(footer, blob_size),
         info,
+    })
+}
+
+impl ZstdChunkedInfo {
+    fn new(
+        footer: &ZstdFooter,
+        dialect: ZstdDialect,
+        manifest_checksum: Digest,
+        containers: Option<ContainersExtras>,
+    ) -> ZstdChunkedInfo {
+        ZstdChunkedInfo {
+            dialect,
+            manifest_checksum,
+            manifest_position: footer.manifest_position(),
+            tar_split_position: footer
+                .tar_split
+                .as_ref()
+                .map(annotations::tar_split_position),
+            tar_split_digest: containers.as_ref().and_then(|c| c.tar_split_digest.clone()),
+            footer: footer.clone(),
+            containers,
+        }
+    }
+}
+
+/// The TOC frame `footer` names, with its skippable header: caps checked
+/// before anything is fetched or allocated (spec §7.5).
+fn fetch_toc_frame<S: ReadAt + ?Sized>(
+    source: &S,
+    footer: &ZstdFooter,
+    limits: &Limits,
+) -> Result<Vec<u8>> {
+    let frame = MetadataFrame::toc(footer);
+    frame
+        .check_limits(limits.max_toc_compressed, limits.max_toc_json)
+        .map_err(|e| zstd_error(e, footer.manifest_offset))?;
+    let (start, len) = frame.range();
+    source
+        .read_range(start, len as usize)
+        .map_err(|e| super::source_error(start, e))
+}
+
+/// What [`open_toc`] gives `Blob::open`.
+pub(crate) struct OpenedZstdToc {
+    pub opened: OpenedToc,
+    pub info: ZstdChunkedInfo,
+    /// The compressed TOC frame, as read.
+    pub frame: Vec<u8>,
+}
+
+/// [`read_toc`] for `Blob::open`: the index built while the TOC frame
+/// decodes, the TOC never held whole. The TOC of a 40-byte footer is read
+/// twice: its dialect shows only in its keys, and one only the containers
+/// dialect writes may come last (`tarSplitDigest`, after the entries), when
+/// every entry is built; the first pass also checks the digest before
+/// anything is parsed. The other footers are the containers dialect's.
+pub(crate) fn open_toc<S: ReadAt + ?Sized>(
+    source: &S,
+    footer: &ZstdFooter,
+    blob_size: u64,
+    opts: &OpenOptions,
+    payload_end: u64,
+) -> Result<OpenedZstdToc> {
+    let limits = Limits {
+        max_toc_compressed: opts.max_toc_compressed,
+        max_toc_json: opts.max_toc_json,
+        ..Limits::default()
+    };
+    let at = footer.manifest_offset;
+    let bytes = fetch_toc_frame(source, footer, &limits)?;
+    let frame = MetadataFrame::toc(footer);
+    let body = frame.frame_of(&bytes).map_err(|e| zstd_error(e, at))?;
+    let stream = TocFrameStream {
+        frame,
+        body,
+        manifest_checksum: Digest::of(body),
+    };
+    let mut decoder = FrameDecoder::new(limits.max_window_log).map_err(|e| zstd_error(e, at))?;
+    let containers = match footer.version {
+        FooterVersion::V40 => {
+            let (digest, containers) = stream.prescan(&mut decoder)?;
+            super::check_toc_digest(opts, at, digest, Some(stream.manifest_checksum))?;
+            containers
+        }
+        _ => true,
+    };
+    let (opened, extras) = stream.build(&mut decoder, containers, payload_end, opts)?;
+    let dialect = match containers {
+        true => ZstdDialect::Containers,
+        false => ZstdDialect::Stargz,
+    };
+    let manifest_checksum = stream.manifest_checksum;
+    Ok(OpenedZstdToc {
+        opened: OpenedToc {
+            slack: slack(footer, blob_size),
+            ..opened
+        },
+        info: ZstdChunkedInfo::new(footer, dialect, manifest_checksum, extras),
         frame: bytes,
     })
+}
+
+/// A fetched TOC frame, its skippable header checked.
+struct TocFrameStream<'a> {
+    frame: MetadataFrame,
+    body: &'a [u8],
+    manifest_checksum: Digest,
+}
+
+impl TocFrameStream<'_> {
+    /// The frame's bytes as a stream: anything but exactly the length the
+    /// footer gives is a failure of the stream.
+    fn open<'d>(&'d self, decoder: &'d mut FrameDecoder) -> Result<Capped<ExactReader<'d>>> {
+        let len = self.frame.uncompressed;
+        let reader = decoder
+            .reader(self.body, len)
+            .map_err(|reason| self.frame_error(reason))?;
+        Ok(Capped::new(reader, len.saturating_add(1)))
+    }
+
+    fn frame_error(&self, reason: String) -> Error {
+        let e = ZstdError::Frame {
+            what: self.frame.what,
+            offset: self.frame.offset,
+            reason,
+        };
+        zstd_error(e, self.frame.offset)
+    }
+
+    fn toc_error(&self, reason: String) -> Error {
+        let at = self.frame.offset;
+        zstd_error(ZstdError::Toc { offset: at, reason }, at)
+    }
+
+    /// Pass 1 (40-byte footers): the TOC digest, and whether the JSON has a
+    /// key only the containers dialect writes.
+    fn prescan(&self, decoder: &mut FrameDecoder) -> Result<(Digest, bool)> {
+        let mut src = self.open(decoder)?;
+        let mut json = HashedJson::new(&mut src, self.frame.uncompressed);
+        let containers = stream_mentions_containers_keys(&mut json);
+        let (digest, _) = json.finish();
+        src.drain();
+        match src.take_failure() {
+            Some(e) => Err(self.frame_error(e.to_string())),
+            None => Ok((digest, containers)),
+        }
+    }
+
+    /// The index, built as the TOC decodes; the containers dialect's
+    /// entries are mapped onto the eStargz model on the way, what the model
+    /// has no field for kept beside.
+    fn build(
+        &self,
+        decoder: &mut FrameDecoder,
+        containers: bool,
+        payload_end: u64,
+        opts: &OpenOptions,
+    ) -> Result<(OpenedToc, Option<ContainersExtras>)> {
+        let len = self.frame.uncompressed;
+        let mut src = self.open(decoder)?;
+        let mut json = HashedJson::new(&mut src, len);
+        let mut sink = IndexSink::new(payload_end, &opts.index, expected_entries(len));
+        let mut mapped = Mapped::default();
+        let parsed = if containers {
+            let slot = ContainersEntry::default();
+            parse_entries(&mut json, true, slot, |c| mapped.add(c, &mut sink))
+        } else {
+            let slot = TocEntry::new("", EntryType::Dir);
+            parse_entries(&mut json, false, slot, |e| sink.add(e))
+        };
+        let (digest, _) = json.finish();
+        src.drain();
+        if let Some(e) = src.take_failure() {
+            return Err(self.frame_error(e.to_string()));
+        }
+        let at = self.frame.offset;
+        super::check_toc_digest(opts, at, digest, Some(self.manifest_checksum))?;
+        let head = parsed.map_err(|e| self.toc_error(format!("error decoding TOC JSON: {e}")))?;
+        if let Some(reason) = mapped.error {
+            return Err(self.toc_error(reason));
+        }
+        let opened = OpenedToc {
+            index: sink.finish()?,
+            digest,
+            json_len: len,
+            slack: 0,
+        };
+        let extras = containers.then(|| ContainersExtras {
+            entries: mapped.extras,
+            tar_split_digest: (!head.tar_split_digest.is_empty()).then_some(head.tar_split_digest),
+        });
+        Ok((opened, extras))
+    }
+}
+
+/// Containers entries mapped onto the eStargz model as they stream in.
+#[derive(Default)]
+struct Mapped {
+    extras: Vec<EntryExtra>,
+    /// The first entry that does not map; the rest are still parsed, as a
+    /// JSON error after it comes first.
+    error: Option<String>,
+}
+
+impl Mapped {
+    fn add(&mut self, c: &ContainersEntry, sink: &mut IndexSink) {
+        if self.error.is_some() {
+            return;
+        }
+        match map_entry(c) {
+            Ok((entry, extra)) => {
+                self.extras.push(extra);
+                sink.add(&entry);
+            }
+            Err(r) => {
+                let i = self.extras.len();
+                self.error = Some(format!("entry {i} ({:?}): {r}", c.name));
+                self.extras = Vec::new();
+            }
+        }
+    }
 }
 
 /// The TOC in `frame`, the TOC frame `footer` names, read before: parsed

@@ -348,18 +348,7 @@ impl FrameDecoder {
     ///
     /// `len` is allocated: the caller checks it against its cap first.
     pub fn decode_exact(&mut self, frame: &[u8], len: u64) -> Result<Vec<u8>, String> {
-        let extent = frame_extent(frame)?;
-        extent.header.check_readable(self.max_window_log)?;
-        if extent.len != frame.len() as u64 {
-            return Err(format!(
-                "{} bytes follow the frame's {}",
-                frame.len() as u64 - extent.len,
-                extent.len
-            ));
-        }
-        if let Some(fcs) = extent.header.content_size.filter(|&c| c != len) {
-            return Err(format!("frame content size is {fcs}, expected {len}"));
-        }
+        self.check_exact(frame, len)?;
         let cap = usize::try_from(len).map_err(|_| format!("{len} bytes do not fit in memory"))?;
         let mut out = Vec::new();
         out.try_reserve_exact(cap)
@@ -375,6 +364,41 @@ impl FrameDecoder {
             return Err(format!("frame decodes to {n} bytes, expected {len}"));
         }
         Ok(out)
+    }
+
+    /// What [`decode_exact`](Self::decode_exact) checks before decoding:
+    /// the frame's blocks end exactly at the end of `frame`, its window is
+    /// within the limit, and any content size it states is `len`.
+    fn check_exact(&self, frame: &[u8], len: u64) -> Result<(), String> {
+        let extent = frame_extent(frame)?;
+        extent.header.check_readable(self.max_window_log)?;
+        if extent.len != frame.len() as u64 {
+            return Err(format!(
+                "{} bytes follow the frame's {}",
+                frame.len() as u64 - extent.len,
+                extent.len
+            ));
+        }
+        if let Some(fcs) = extent.header.content_size.filter(|&c| c != len) {
+            return Err(format!("frame content size is {fcs}, expected {len}"));
+        }
+        Ok(())
+    }
+
+    /// [`decode_exact`](Self::decode_exact) as a reader: the same checks
+    /// first, then the frame decoded as it is read, never more than `len`
+    /// bytes held. Its read errors (a frame decoding to more or fewer than
+    /// `len` bytes, a bad checksum, a truncated frame) carry the reason.
+    pub fn reader<'a>(&'a mut self, frame: &'a [u8], len: u64) -> Result<ExactReader<'a>, String> {
+        self.check_exact(frame, len)?;
+        self.reset()?;
+        Ok(ExactReader {
+            dctx: &mut self.dctx,
+            input: InBuffer::around(frame),
+            produced: 0,
+            len,
+            done: false,
+        })
     }
 
     /// Decodes `want` bytes of the data frame at the start of `input`, after
@@ -434,6 +458,47 @@ impl FrameDecoder {
             .reset(zstd_safe::ResetDirective::SessionOnly)
             .map(|_| ())
             .map_err(|c| format!("reset: {}", zstd_safe::get_error_name(c)))
+    }
+}
+
+/// One frame, decoded as it is read: see [`FrameDecoder::reader`].
+pub struct ExactReader<'a> {
+    dctx: &'a mut DCtx<'static>,
+    input: InBuffer<'a>,
+    produced: u64,
+    len: u64,
+    done: bool,
+}
+
+impl std::io::Read for ExactReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        let fail = |reason: String| std::io::Error::other(reason);
+        loop {
+            let mut out = OutBuffer::around(&mut *buf);
+            let done = stream(self.dctx, &mut out, &mut self.input).map_err(fail)?;
+            let n = out.pos();
+            self.produced += n as u64;
+            if self.produced > self.len {
+                return Err(fail(format!(
+                    "frame decodes to more than {} bytes",
+                    self.len
+                )));
+            }
+            if done {
+                self.done = true;
+                if self.produced != self.len {
+                    let (n, len) = (self.produced, self.len);
+                    return Err(fail(format!("frame decodes to {n} bytes, expected {len}")));
+                }
+            }
+            // libzstd may consume input without producing output yet.
+            if n > 0 || done {
+                return Ok(n);
+            }
+        }
     }
 }
 

@@ -117,6 +117,20 @@ impl MetadataFrame {
         bytes: &[u8],
         decoder: &mut FrameDecoder,
     ) -> Result<(Vec<u8>, Digest), ZstdError> {
+        let frame = self.frame_of(bytes)?;
+        let data = decoder
+            .decode_exact(frame, self.uncompressed)
+            .map_err(|reason| ZstdError::Frame {
+                what: self.what,
+                offset: self.offset,
+                reason,
+            })?;
+        Ok((data, Digest::of(frame)))
+    }
+
+    /// The zstd frame in `bytes`, the range of [`MetadataFrame::range`],
+    /// once the skippable header around it is checked (magic and length).
+    pub fn frame_of<'a>(&self, bytes: &'a [u8]) -> Result<&'a [u8], ZstdError> {
         let (start, len) = self.range();
         let skippable_err = |reason: String| ZstdError::Skippable {
             what: self.what,
@@ -145,15 +159,7 @@ impl MetadataFrame {
                 )))
             }
         }
-        let frame = &bytes[SKIPPABLE_HEADER as usize..];
-        let data = decoder
-            .decode_exact(frame, self.uncompressed)
-            .map_err(|reason| ZstdError::Frame {
-                what: self.what,
-                offset: self.offset,
-                reason,
-            })?;
-        Ok((data, Digest::of(frame)))
+        Ok(&bytes[SKIPPABLE_HEADER as usize..])
     }
 }
 
@@ -230,16 +236,49 @@ pub fn parse_toc(json: &[u8], footer: FooterVersion, offset: u64) -> Result<Deco
 /// escaped, cannot contain; so one pass over the bytes tells, without
 /// decoding the TOC twice.
 fn mentions_containers_keys(json: &[u8]) -> bool {
-    const KEYS: [&[u8]; 5] = [
-        b"\"endOffset\":",
-        b"\"chunkType\":",
-        b"\"accesstime\":",
-        b"\"changetime\":",
-        b"\"tarSplitDigest\":",
-    ];
     (0..json.len())
         .filter(|&i| json[i] == b'"')
-        .any(|i| KEYS.iter().any(|k| json[i..].starts_with(k)))
+        .any(|i| CONTAINERS_KEYS.iter().any(|k| json[i..].starts_with(k)))
+}
+
+const CONTAINERS_KEYS: [&[u8]; 5] = [
+    b"\"endOffset\":",
+    b"\"chunkType\":",
+    b"\"accesstime\":",
+    b"\"changetime\":",
+    b"\"tarSplitDigest\":",
+];
+
+/// [`mentions_containers_keys`] over JSON read from `json` to its end (or
+/// first failure), a window at a time: a key split between two reads is
+/// found, as the window keeps the bytes a key could still start in.
+pub(crate) fn stream_mentions_containers_keys(mut json: impl std::io::Read) -> bool {
+    const WINDOW: usize = 64 << 10;
+    let longest = CONTAINERS_KEYS.iter().map(|k| k.len()).max().unwrap_or(0);
+    let mut buf = vec![0u8; WINDOW + longest];
+    let (mut kept, mut found) = (0, false);
+    loop {
+        // A failure ends the scan; the caller reports it.
+        let n = json.read(&mut buf[kept..]).unwrap_or_default();
+        let filled = kept + n;
+        // At the end every position is decided; before it, only those a
+        // whole key fits after.
+        let decided = if n == 0 {
+            filled
+        } else {
+            filled.saturating_sub(longest - 1)
+        };
+        let window = &buf[..filled];
+        found = found
+            || (0..decided)
+                .filter(|&i| window[i] == b'"')
+                .any(|i| CONTAINERS_KEYS.iter().any(|k| window[i..].starts_with(k)));
+        if n == 0 {
+            return found;
+        }
+        buf.copy_within(decided..filled, 0);
+        kept = filled - decided;
+    }
 }
 
 /// The containers/storage TOC (`minimal.TOC`).
@@ -423,7 +462,7 @@ impl ContainersToc {
     }
 }
 
-fn map_entry(c: &ContainersEntry) -> Result<(TocEntry, EntryExtra), String> {
+pub(crate) fn map_entry(c: &ContainersEntry) -> Result<(TocEntry, EntryExtra), String> {
     let kind = EntryType::parse(&c.kind);
     let mut e = TocEntry::new(c.name.clone(), kind.clone());
     e.size = c.size;

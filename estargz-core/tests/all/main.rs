@@ -3,6 +3,10 @@
 
 mod common;
 
+/// Per-thread heap counts, for tests of what one call allocates.
+#[global_allocator]
+static ALLOC: common::heap::Counting = common::heap::Counting;
+
 mod blob_corpus;
 mod chunk_cache;
 mod conformance;
@@ -11,6 +15,7 @@ mod fuzz_regressions;
 mod in_memory;
 mod interop;
 mod min_chunk_and_external_toc;
+mod open_streaming;
 mod prioritize;
 mod read_verify;
 mod roundtrip_prop;

@@ -204,7 +204,7 @@ fn footer40(m: u64, l: u64, u: u64, kind: u64) -> Vec<u8> {
 
 /// `payload` (data frames), then the TOC `json` in its skippable frame,
 /// then the footer.
-fn assemble(payload: &[u8], json: &[u8]) -> Vec<u8> {
+pub(crate) fn assemble(payload: &[u8], json: &[u8]) -> Vec<u8> {
     let frame = zstd::bulk::compress(json, 3).unwrap();
     let mut blob = payload.to_vec();
     let m = blob.len() as u64 + 8;

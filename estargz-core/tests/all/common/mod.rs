@@ -2,6 +2,7 @@
 //! implementation independent of the crate's own writer (flate2 decoding,
 //! hand-rolled member splitting).
 
+pub mod heap;
 pub mod tar_writer;
 pub use estargz_test_support::reference_driver;
 
