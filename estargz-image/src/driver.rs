@@ -1119,7 +1119,6 @@ fn convert_fresh(
     start: Instant,
 ) -> Result<Converted> {
     let desc = &job.descriptor;
-    source.ensure_blob(&job.digest, desc.size)?;
     let lazy = sniff_lazy(source, job)?;
     if let Some((format, toc)) = &lazy {
         if !options.converts(*format) {

@@ -1,7 +1,7 @@
-//! Images in a registry: [`pull_to_layout`] copies one into an OCI layout
-//! directory, [`push_layout`] copies a layout's image into a registry. With
-//! them a registry image converts as a layout does: pull, convert the
-//! layout, push.
+//! Images in a registry: [`open_image`] reads one where it is, as a
+//! [`Source`] whose blobs stream from the registry when the conversion
+//! reads them; [`push_image`] uploads a converted image (held in memory or
+//! written to a layout), [`push_layout`] a layout's image.
 //!
 //! Every blob pulled is checked against its digest and size while it
 //! streams. A push sends every blob first, then the manifests (children
@@ -11,11 +11,11 @@
 use crate::error::{invalid, io_err, Error, Result};
 use crate::oci::{self, kind_of, parse_digest, parse_json, Descriptor, ImageIndex, Kind, Manifest};
 use crate::sink::LayoutWriter;
-use crate::source::{blob_path, BlobFetcher, Source, MAX_DOCUMENT_SIZE};
+use crate::source::{blob_path, Source, MAX_DOCUMENT_SIZE};
 use estargz_registry::{PulledManifest, Reference, Registry};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use std::sync::Arc;
 /// work a hostile registry (or layout) can ask for.
 pub const MAX_MANIFESTS: usize = 10_000;
 
-/// What [`pull_to_layout`] fetched.
+/// What [`open_image`] fetched, and then what the conversion streamed.
 #[derive(Debug, Clone, Default)]
 pub struct PullReport {
     /// The digest of the manifest or index the reference names.
@@ -35,106 +35,13 @@ pub struct PullReport {
     pub blobs: Vec<String>,
     /// Bytes of blobs fetched.
     pub bytes: u64,
-    /// Layers not fetched, by digest ([`PullOptions::skip_layer`]).
-    pub skipped: Vec<String>,
     /// Every blob the image names but its manifests and indexes, by
     /// digest ([`open_image`], which fetches none of them itself).
     pub named: Vec<String>,
 }
 
-/// How [`pull_to_layout_with`] pulls.
-#[derive(Default)]
-pub struct PullOptions<'a> {
-    /// Layers for which this says `true` are not fetched (those the
-    /// conversion cache holds); a [`Source`] opened on the
-    /// layout fetches them if they turn out to be needed, given
-    /// [`blob_fetcher`].
-    pub skip_layer: Option<&'a dyn Fn(&Descriptor) -> bool>,
-}
-
-/// Copies the image `image` names (a manifest or an index with every
-/// platform's manifest, configs and layers) into `dir`, which must exist
-/// and be empty, as an OCI layout whose index.json names the root with the
-/// tag (`org.opencontainers.image.ref.name`) when the reference has one.
-pub fn pull_to_layout(registry: &Registry, image: &Reference, dir: &Path) -> Result<PullReport> {
-    pull_to_layout_with(registry, image, dir, &PullOptions::default())
-}
-
-/// [`pull_to_layout`], leaving out the layers `opts` says to.
-pub fn pull_to_layout_with(
-    registry: &Registry,
-    image: &Reference,
-    dir: &Path,
-    opts: &PullOptions<'_>,
-) -> Result<PullReport> {
-    let blobs_dir = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs_dir).map_err(io_err(blobs_dir.display()))?;
-    let repo = image.repository();
-    let root = registry
-        .pull_manifest(repo, image.reference())
-        .map_err(registry_err(image.to_string()))?;
-    let mut report = PullReport {
-        digest: root.digest.clone(),
-        ..PullReport::default()
-    };
-    let index = index_of(image, &root);
-    // A work list rather than recursion: the depth of nested indexes is
-    // the registry's to choose.
-    let mut pending = vec![root];
-    let mut seen = HashSet::new();
-    let mut blobs_seen = HashSet::new();
-    while let Some(doc) = pending.pop() {
-        if !seen.insert(doc.digest.clone()) {
-            continue;
-        }
-        if seen.len() > MAX_MANIFESTS {
-            return Err(invalid(
-                image,
-                format!("more than {MAX_MANIFESTS} manifests"),
-            ));
-        }
-        report.manifests += 1;
-        store_bytes(dir, &doc.digest, &doc.bytes)?;
-        let name = format!("{image}@{}", doc.digest);
-        match kind_of(&doc.media_type) {
-            Kind::Index => {
-                let index: ImageIndex = parse_json(&doc.bytes, &name)?;
-                for child in index.manifests {
-                    if seen.contains(&child.digest) {
-                        continue;
-                    }
-                    let pulled = registry
-                        .pull_manifest(repo, &child.digest)
-                        .map_err(registry_err(&name))?;
-                    pending.push(with_media_type(pulled, &child));
-                }
-            }
-            Kind::Manifest => {
-                let manifest: Manifest = parse_json(&doc.bytes, &name)?;
-                for desc in &manifest.layers {
-                    if opts.skip_layer.is_some_and(|skip| skip(desc))
-                        && blobs_seen.insert(desc.digest.clone())
-                    {
-                        report.skipped.push(desc.digest.clone());
-                    }
-                }
-                for desc in std::iter::once(&manifest.config).chain(&manifest.layers) {
-                    if blobs_seen.insert(desc.digest.clone()) {
-                        report.bytes += pull_blob(registry, repo, desc, dir, &name)?;
-                        report.blobs.push(desc.digest.clone());
-                    }
-                }
-            }
-            Kind::Other => {}
-        }
-    }
-    write_file(dir, "index.json", &oci::to_json(&index))?;
-    write_file(dir, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    Ok(report)
-}
-
 /// The image `image` names, read where it is: its manifests and indexes
-/// are fetched now (with every check [`pull_to_layout`] makes), every
+/// are fetched now (at most [`MAX_MANIFESTS`], each checked against its digest), every
 /// other blob (configs, layers) is streamed from the registry when the
 /// conversion reads it, checked against its digest and size as it
 /// streams. The report lists the blobs the image names in `named`
@@ -241,30 +148,6 @@ fn with_media_type(mut pulled: PulledManifest, desc: &Descriptor) -> PulledManif
     pulled
 }
 
-/// A fetcher for [`Source::with_fetcher`](crate::Source::with_fetcher)
-/// getting the blobs of `repo` from `registry`, checked against digest
-/// and size as [`pull_to_layout`] checks them.
-pub fn blob_fetcher(registry: Arc<Registry>, repo: &str) -> BlobFetcher {
-    let repo = repo.to_string();
-    BlobFetcher(Arc::new(move |digest, size, path| {
-        let url = format!("{repo}@{digest}");
-        let reader = registry
-            .blob_reader(&repo, &digest.to_string())
-            .map_err(registry_err(&url))?;
-        let partial = path.with_extension("fetching");
-        match copy_limited(reader, &partial, size, &url) {
-            Ok(n) => {
-                fs::rename(&partial, path).map_err(io_err(path.display()))?;
-                Ok(n)
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&partial);
-                Err(e)
-            }
-        }
-    }))
-}
-
 fn registry_err(what: impl std::fmt::Display) -> impl FnOnce(estargz_registry::Error) -> Error {
     let what = what.to_string();
     move |source| Error::Registry {
@@ -273,86 +156,10 @@ fn registry_err(what: impl std::fmt::Display) -> impl FnOnce(estargz_registry::E
     }
 }
 
-fn blob_file(dir: &Path, digest: &str) -> Result<PathBuf> {
-    Ok(dir.join(blob_rel(digest)?))
-}
-
 /// `blobs/sha256/HEX` of a digest, which must be sha256.
 fn blob_rel(digest: &str) -> Result<String> {
     let d = parse_digest(digest, "a registry's manifest")?;
     Ok(blob_path(&d))
-}
-
-fn store_bytes(dir: &Path, digest: &str, bytes: &[u8]) -> Result<()> {
-    let path = blob_file(dir, digest)?;
-    fs::write(&path, bytes).map_err(io_err(path.display()))
-}
-
-fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let path = dir.join(name);
-    fs::write(&path, bytes).map_err(io_err(path.display()))
-}
-
-/// Streams one blob into the layout, checked against its digest (by the
-/// registry client) and its descriptor's size (here); a blob that fails
-/// either check leaves no file behind.
-fn pull_blob(
-    registry: &Registry,
-    repo: &str,
-    desc: &Descriptor,
-    dir: &Path,
-    referrer: &str,
-) -> Result<u64> {
-    let path = blob_file(dir, &desc.digest)?;
-    let url = format!("{repo}@{}", desc.digest);
-    let reader = registry
-        .blob_reader(repo, &desc.digest)
-        .map_err(registry_err(format!("{url} (referenced by {referrer})")))?;
-    let partial = path.with_extension("partial");
-    let result = copy_limited(reader, &partial, desc.size, &url);
-    match result {
-        Ok(n) => {
-            fs::rename(&partial, &path).map_err(io_err(path.display()))?;
-            Ok(n)
-        }
-        Err(e) => {
-            let _ = fs::remove_file(&partial);
-            Err(e)
-        }
-    }
-}
-
-/// Copies at most `size + 1` bytes to `path`: one more than the
-/// descriptor says is enough to know the blob is longer.
-fn copy_limited(reader: impl Read, path: &Path, size: u64, name: &str) -> Result<u64> {
-    let file = fs::File::create(path).map_err(io_err(path.display()))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut limited = reader.take(size.saturating_add(1));
-    let n = io::copy(&mut limited, &mut out).map_err(io_err(name))?;
-    if n != size {
-        return Err(Error::SizeMismatch {
-            file: name.to_string(),
-            expected: size,
-            actual: n,
-        });
-    }
-    // The digest is checked by the reader at its end, which `take` may
-    // not have reached: read on to it.
-    let mut rest = limited.into_inner();
-    let extra = io::copy(&mut rest, &mut io::sink()).map_err(io_err(name))?;
-    if extra != 0 {
-        return Err(Error::SizeMismatch {
-            file: name.to_string(),
-            expected: size,
-            actual: n + extra,
-        });
-    }
-    out.flush().map_err(io_err(path.display()))?;
-    out.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(path.display()))?;
-    Ok(n)
 }
 
 /// How [`push_layout`] may save uploads.

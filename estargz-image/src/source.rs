@@ -22,23 +22,6 @@ pub const MAX_DOCUMENT_SIZE: u64 = 64 << 20;
 #[derive(Debug)]
 pub struct Source {
     kind: SourceKind,
-    fetcher: Option<BlobFetcher>,
-}
-
-/// Fetches a blob a layout directory lacks into the path given (a
-/// registry image pulled without the layers the cache holds): called with
-/// the digest, the size the descriptor states and the path to create;
-/// returns the bytes fetched. It must leave nothing at the path on error.
-#[derive(Clone)]
-pub struct BlobFetcher(pub Arc<FetchFn>);
-
-/// The function a [`BlobFetcher`] calls.
-pub type FetchFn = dyn Fn(&Digest, u64, &Path) -> Result<u64> + Send + Sync;
-
-impl std::fmt::Debug for BlobFetcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BlobFetcher")
-    }
 }
 
 #[derive(Debug)]
@@ -78,7 +61,6 @@ impl Source {
                 files,
                 fetched: Mutex::new(BTreeMap::new()),
             }),
-            fetcher: None,
         }
     }
 
@@ -107,7 +89,6 @@ impl Source {
         let source = if meta.is_dir() {
             Source {
                 kind: SourceKind::Dir(path.to_path_buf()),
-                fetcher: None,
             }
         } else {
             Source {
@@ -115,7 +96,6 @@ impl Source {
                     path: path.to_path_buf(),
                     entries: index_archive(path)?,
                 },
-                fetcher: None,
             }
         };
         let layout = source
@@ -135,27 +115,6 @@ impl Source {
             ));
         }
         Ok(source)
-    }
-
-    /// Blobs a layout directory lacks are fetched by `fetcher` when a
-    /// layer is read ([`Source::open_blob`], [`Source::ensure_blob`]);
-    /// [`Source::has_blob`] still says what is there. No effect on archives.
-    pub fn with_fetcher(mut self, fetcher: BlobFetcher) -> Source {
-        self.fetcher = Some(fetcher);
-        self
-    }
-
-    /// Fetches the blob if it is missing and a fetcher was given; returns
-    /// the bytes fetched (0 when it was there, or cannot be fetched).
-    pub fn ensure_blob(&self, digest: &Digest, size: u64) -> Result<u64> {
-        let (SourceKind::Dir(root), Some(fetcher)) = (&self.kind, &self.fetcher) else {
-            return Ok(0);
-        };
-        let path = root.join(blob_path(digest));
-        if path.exists() {
-            return Ok(0);
-        }
-        (fetcher.0)(digest, size, &path)
     }
 
     /// How a file of the image is named in messages.
@@ -243,7 +202,6 @@ impl Source {
     pub fn open_blob(&self, digest: &Digest, size: u64, referrer: &str) -> Result<VerifiedReader> {
         let rel = blob_path(digest);
         let file = self.name(&rel);
-        self.ensure_blob(digest, size)?;
         let opened = match &self.kind {
             SourceKind::Registry(r) if !r.files.contains_key(&rel) => {
                 Some(self.stream_blob(r, digest, size, &file)?)
