@@ -28,24 +28,8 @@ pub trait ReadAt: Send + Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
 
     /// Fills `buf` from `offset`, or fails with `UnexpectedEof`.
-    fn read_exact_at(&self, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.read_at(offset, buf) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("blob ends before byte {}", offset + buf.len() as u64),
-                    ))
-                }
-                Ok(n) => {
-                    buf = &mut buf[n..];
-                    offset += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        fill_at(offset, buf, |at, part| self.read_at(at, part))
     }
 
     /// [`read_at`](Self::read_at), told what the reader goes on to read:
@@ -144,12 +128,24 @@ impl ReadHint {
 /// with `UnexpectedEof`.
 pub(crate) fn read_exact_hinted<S: ReadAt + ?Sized>(
     source: &S,
-    mut offset: u64,
-    mut buf: &mut [u8],
+    offset: u64,
+    buf: &mut [u8],
     hint: ReadHint,
 ) -> io::Result<()> {
+    fill_at(offset, buf, |at, part| {
+        source.read_at_hinted(at, part, hint)
+    })
+}
+
+/// Fills `buf` from `offset` with `read` (a positioned read), or fails
+/// with `UnexpectedEof`.
+fn fill_at(
+    mut offset: u64,
+    mut buf: &mut [u8],
+    mut read: impl FnMut(u64, &mut [u8]) -> io::Result<usize>,
+) -> io::Result<()> {
     while !buf.is_empty() {
-        match source.read_at_hinted(offset, buf, hint) {
+        match read(offset, buf) {
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

@@ -102,6 +102,15 @@ pub(crate) struct ZstdToc {
     pub info: ZstdChunkedInfo,
 }
 
+/// The frame limits for a TOC read with `opts`' caps.
+fn toc_limits(opts: &OpenOptions) -> Limits {
+    Limits {
+        max_toc_compressed: opts.max_toc_compressed,
+        max_toc_json: opts.max_toc_json,
+        ..Limits::default()
+    }
+}
+
 /// Reads the TOC frame the footer names: caps checked before anything is
 /// fetched or allocated (spec §7.5), then skippable header, frame and JSON.
 pub(crate) fn read_toc<S: ReadAt + ?Sized>(
@@ -110,11 +119,7 @@ pub(crate) fn read_toc<S: ReadAt + ?Sized>(
     blob_size: u64,
     opts: &OpenOptions,
 ) -> Result<ZstdToc> {
-    let limits = Limits {
-        max_toc_compressed: opts.max_toc_compressed,
-        max_toc_json: opts.max_toc_json,
-        ..Limits::default()
-    };
+    let limits = toc_limits(opts);
     let at = footer.manifest_offset;
     let bytes = fetch_toc_frame(source, footer, &limits)?;
     let mut decoder = FrameDecoder::new(limits.max_window_log).map_err(|e| zstd_error(e, at))?;
@@ -202,11 +207,7 @@ pub(crate) fn open_toc<S: ReadAt + ?Sized>(
     opts: &OpenOptions,
     payload_end: u64,
 ) -> Result<OpenedZstdToc> {
-    let limits = Limits {
-        max_toc_compressed: opts.max_toc_compressed,
-        max_toc_json: opts.max_toc_json,
-        ..Limits::default()
-    };
+    let limits = toc_limits(opts);
     let at = footer.manifest_offset;
     let bytes = fetch_toc_frame(source, footer, &limits)?;
     let frame = MetadataFrame::toc(footer);
