@@ -77,6 +77,49 @@ pub fn assert_exit_for(out: &Output, code: i32, what: impl Display) {
     );
 }
 
+/// Runs `cmd`, asserting that it exits 0 (its stderr in the message).
+#[track_caller]
+pub fn output_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `estargz-ref ARGS`, asserted to succeed.
+#[track_caller]
+pub fn reference_ok<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    output_ok(Command::new(reference_driver()).args(args))
+}
+
+/// Asserts that `estargz verify --toc-digest TOC_DIGEST BLOB` accepts the
+/// blob at `path`.
+#[track_caller]
+pub fn assert_verifies(path: &Path, toc_digest: &str) {
+    let out = run([
+        OsStr::new("verify"),
+        OsStr::new("--toc-digest"),
+        OsStr::new(toc_digest),
+        path.as_os_str(),
+    ]);
+    assert_exit(&out, 0);
+}
+
+/// Whether an executable file `name` is in a directory of `PATH`.
+pub fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
+}
+
 pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
     let path = path.as_ref();
     std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
