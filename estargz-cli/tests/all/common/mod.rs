@@ -230,6 +230,17 @@ pub fn lcg_tar(files: &[(&str, usize)], text_like: bool) -> Vec<u8> {
     tar.into_inner().unwrap()
 }
 
+/// Appends a regular file `name` holding `data` to `tar`: ustar, mode
+/// 0644, a fixed mtime (the same arguments give the same bytes).
+pub fn append_file(tar: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(1_700_000_000);
+    h.set_cksum();
+    tar.append_data(&mut h, name, data).unwrap();
+}
+
 /// Starts an OCI layout at `dir`: the blobs directory and `oci-layout`.
 pub fn init_layout(dir: &Path) {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
