@@ -18,12 +18,7 @@ const TAIL: u64 = 512 << 10;
 fn tar_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        tar.append_data(&mut h, name, &data[..]).unwrap();
+        append_file(&mut tar, name, data);
     }
     tar.into_inner().unwrap()
 }

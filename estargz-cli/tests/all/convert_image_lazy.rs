@@ -10,6 +10,7 @@
 
 use crate::common;
 
+use crate::convert_image_registry::skopeo_ok;
 use common::*;
 use flate2::read::MultiGzDecoder;
 use serde_json::{json, Value};
@@ -59,17 +60,7 @@ fn ours(tar: &Path, args: &[&str]) -> (Vec<u8>, Value) {
 fn reference_build(tar: &Path) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("blob");
-    let out = std::process::Command::new(reference_driver())
-        .arg("build")
-        .arg(tar)
-        .arg(&out_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    reference_ok(["build".as_ref(), tar.as_os_str(), out_path.as_os_str()]);
     read(out_path)
 }
 
@@ -220,13 +211,7 @@ fn check_converted(
     let toc = layer["annotations"][TOC_DIGEST_ANNOTATION]
         .as_str()
         .unwrap();
-    let out = run([
-        "verify".as_ref(),
-        "--toc-digest".as_ref(),
-        toc.as_ref(),
-        path.as_os_str(),
-    ]);
-    assert_exit(&out, 0);
+    assert_verifies(&path, toc);
     let out = run(["digest".as_ref(), "--json".as_ref(), path.as_os_str()]);
     assert_exit(&out, 0);
     assert_eq!(
@@ -323,17 +308,8 @@ fn zstd_chunked_converts_estargz_layers_and_passes_zstd_chunked_ones() {
         r["reason"].as_str().unwrap().contains("zstd:chunked"),
         "{r}"
     );
-    if let Some(skopeo) = which("skopeo") {
-        let out = std::process::Command::new(skopeo)
-            .args(["inspect", "--raw"])
-            .arg(format!("oci:{}", dst.display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if on_path("skopeo") {
+        skopeo_ok(&["inspect", "--raw", &format!("oci:{}", dst.display())]);
     }
 
     // Back to gzip: zstd:chunked layers pass through by default, image unchanged...
@@ -438,12 +414,4 @@ fn the_cache_is_keyed_by_reconvert() {
         run_with("c", &["--reconvert"]),
         ("converted".into(), "hit".into())
     );
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.exists())
-    })
 }

@@ -21,13 +21,8 @@ pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub(crate) const NO_TLS: [&str; 2] = ["--src-tls-verify=false", "--dest-tls-verify=false"];
 
 pub(crate) fn skopeo() -> Option<PathBuf> {
-    let found = Path::new("/usr/bin/skopeo").is_file() || which("skopeo");
+    let found = Path::new("/usr/bin/skopeo").is_file() || on_path("skopeo");
     require("skopeo", found).then(|| PathBuf::from("skopeo"))
-}
-
-fn which(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
 }
 
 fn skopeo_run(args: &[&str]) -> Output {
@@ -47,6 +42,57 @@ pub(crate) fn skopeo_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout_of(&out)
+}
+
+/// `skopeo inspect --raw` of `reference`, over plain HTTP.
+#[track_caller]
+fn inspect_raw(reference: &str) -> String {
+    skopeo_ok(&["inspect", "--raw", "--tls-verify=false", reference])
+}
+
+/// Whether `skopeo inspect` finds `reference` (over plain HTTP).
+fn exists(reference: &str) -> bool {
+    skopeo_run(&["inspect", "--raw", "--tls-verify=false", reference])
+        .status
+        .success()
+}
+
+/// The manifests that `index` (of `docker://HOST/REPO`) names, fetched by
+/// digest with skopeo.
+fn platform_manifests(host: &str, repo: &str, index: &Value) -> Vec<Value> {
+    let children = index["manifests"].as_array().unwrap();
+    children
+        .iter()
+        .map(|child| {
+            let digest = child["digest"].as_str().unwrap();
+            serde_json::from_str(&inspect_raw(&format!("docker://{host}/{repo}@{digest}"))).unwrap()
+        })
+        .collect()
+}
+
+/// `skopeo copy --all` of `from` to `to` as Docker schema 2, which drops
+/// the layers' annotations.
+fn copy_as_docker_schema_2(from: &str, to: &str) {
+    skopeo_ok(&[
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        from,
+        to,
+    ]);
+}
+
+/// `skopeo copy --all EXTRA reference` into a layout at `dir`, then
+/// [`verify_layout`] of it.
+#[track_caller]
+fn pull_and_verify(dir: &Path, reference: &str, extra: &[&str]) -> usize {
+    let oci = format!("oci:{}", dir.display());
+    let copy = ["copy", "--all", "--src-tls-verify=false"];
+    skopeo_ok(&[&copy[..], extra, &[reference, &oci]].concat());
+    verify_layout(dir)
 }
 
 /// A layout at `dir` whose index names one multi-platform index: amd64 and
@@ -84,26 +130,79 @@ fn build_layout(dir: &Path) {
     write_layout_index(dir, root);
 }
 
-/// `docker://HOST/src:1` (what [`registry_with_source`] pushes) and
-/// `docker://HOST/dst:1`.
-fn src_and_dst(host: &str) -> (String, String) {
-    (
-        format!("docker://{host}/src:1"),
-        format!("docker://{host}/dst:1"),
-    )
+/// A registry holding `src:1` (pushed by skopeo from [`build_layout`]),
+/// the test's temporary directory, and the TMPDIR its conversions get.
+struct Setup {
+    // Declared before `tmp`: stopped before the directory goes.
+    server: RegistryServer,
+    tmp: tempfile::TempDir,
+    host: String,
+    /// `docker://HOST/src:1`
+    src: String,
+    /// `docker://HOST/dst:1`
+    dst: String,
+    /// The TMPDIR of [`Setup::convert_json`] and [`Setup::convert_fails`].
+    scratch: PathBuf,
 }
 
-/// A registry with `src:1` pushed by skopeo from [`build_layout`], or
-/// `None` when a tool is missing (outside CI).
-fn registry_with_source(tmp: &Path, htpasswd: bool) -> Option<RegistryServer> {
-    skopeo()?;
-    let server = if htpasswd {
-        RegistryServer::start_with_htpasswd()?
-    } else {
-        RegistryServer::start()?
-    };
-    push_source(&server, tmp, htpasswd);
-    Some(server)
+impl Setup {
+    /// `None` when a tool is missing (outside CI).
+    fn start(htpasswd: bool) -> Option<Self> {
+        skopeo()?;
+        let server = if htpasswd {
+            RegistryServer::start_with_htpasswd()?
+        } else {
+            RegistryServer::start()?
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        push_source(&server, tmp.path(), htpasswd);
+        Some(Self::around(server, tmp))
+    }
+
+    /// A setup for a `server` that already holds `src:1`.
+    fn around(server: RegistryServer, tmp: tempfile::TempDir) -> Self {
+        let host = server.host();
+        Self {
+            src: format!("docker://{host}/src:1"),
+            dst: format!("docker://{host}/dst:1"),
+            scratch: tmp.path().join("scratch"),
+            host,
+            server,
+            tmp,
+        }
+    }
+
+    /// `name` in the test's temporary directory.
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// `docker://HOST/name`.
+    fn image(&self, name: &str) -> String {
+        format!("docker://{}/{name}", self.host)
+    }
+
+    /// `convert-image ARGS --json` without TLS, asserted to succeed: the
+    /// report.
+    #[track_caller]
+    fn convert_json(&self, args: &[&str]) -> Value {
+        let out = convert(&self.scratch, &no_tls(&[args, &["--json"]].concat()));
+        assert_exit(&out, 0);
+        json_value(&out.stdout)
+    }
+
+    /// `convert-image ARGS` without TLS, asserted to exit 1: its stderr.
+    #[track_caller]
+    fn convert_fails(&self, args: &[&str]) -> String {
+        let out = convert(&self.scratch, &no_tls(args));
+        assert_exit(&out, 1);
+        stderr_of(&out)
+    }
+}
+
+/// `args` and [`NO_TLS`].
+fn no_tls<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    [args, &NO_TLS].concat()
 }
 
 /// Pushes [`build_layout`]'s image to `server` as `src:1` with skopeo.
@@ -164,14 +263,7 @@ fn verify_layout(dir: &Path) -> usize {
             let toc = layer["annotations"][TOC_DIGEST_ANNOTATION]
                 .as_str()
                 .unwrap();
-            let path = blob(layer["digest"].as_str().unwrap());
-            let out = run([
-                "verify".as_ref(),
-                "--toc-digest".as_ref(),
-                toc.as_ref(),
-                path.as_os_str(),
-            ]);
-            assert_exit(&out, 0);
+            assert_verifies(&blob(layer["digest"].as_str().unwrap()), toc);
             verified += 1;
         }
     }
@@ -213,34 +305,23 @@ fn assert_empty_dir(dir: &Path) {
 
 #[test]
 fn registry_to_registry_converts_every_platform_and_a_rerun_uploads_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = registry_with_source(tmp.path(), false) else {
+    let Some(s) = Setup::start(false) else {
         return;
     };
-    let host = server.host();
-    let (src, dst) = src_and_dst(&host);
-    let scratch = tmp.path().join("scratch");
-    let mut args = vec![src.as_str(), dst.as_str(), "--json"];
-    args.extend(NO_TLS);
-    let out = convert(&scratch, &args);
-    assert_exit(&out, 0);
-    assert_empty_dir(&scratch);
-    let report = json_value(&out.stdout);
+    let report = s.convert_json(&[&s.src, &s.dst]);
+    assert_empty_dir(&s.scratch);
     assert_eq!(report["pulled"]["manifests"], 3, "{report}");
     // 2 configs, 2 converted layers, 1 converted shared layer
     assert_eq!(report["pushed"]["blobs_pushed"], 5, "{report}");
     assert_eq!(report["pushed"]["manifests"], 3, "{report}");
-    let first = uploads(&server, "dst", 10);
+    let first = uploads(&s.server, "dst", 10);
     assert_eq!(first, 10, "a POST and a PUT per blob");
 
-    let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &dst]);
+    let raw = inspect_raw(&s.dst);
     let index: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(index["mediaType"], OCI_INDEX);
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
-    for child in index["manifests"].as_array().unwrap() {
-        let by_digest = format!("docker://{host}/dst@{}", child["digest"].as_str().unwrap());
-        let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &by_digest]);
-        let manifest: Value = serde_json::from_str(&raw).unwrap();
+    for manifest in platform_manifests(&s.host, "dst", &index) {
         for layer in manifest["layers"].as_array().unwrap() {
             assert_eq!(layer["mediaType"], OCI_GZIP, "{layer}");
             assert!(
@@ -253,31 +334,21 @@ fn registry_to_registry_converts_every_platform_and_a_rerun_uploads_nothing() {
             );
         }
     }
-    let copied = tmp.path().join("copied");
-    let oci_out = format!("oci:{}", copied.display());
-    skopeo_ok(&["copy", "--all", "--src-tls-verify=false", &dst, &oci_out]);
-    assert_eq!(verify_layout(&copied), 4);
+    assert_eq!(pull_and_verify(&s.path("copied"), &s.dst, &[]), 4);
 
-    let out = convert(&scratch, &args);
-    assert_exit(&out, 0);
-    let report = json_value(&out.stdout);
+    let report = s.convert_json(&[&s.src, &s.dst]);
     assert_eq!(report["pushed"]["blobs_pushed"], 0, "{report}");
     assert_eq!(report["pushed"]["blobs_existing"], 5, "{report}");
     assert_eq!(
-        uploads(&server, "dst", first + 1),
+        uploads(&s.server, "dst", first + 1),
         first,
         "no upload on a rerun"
     );
-    assert_empty_dir(&scratch);
+    assert_empty_dir(&s.scratch);
 
     // Converting the converted image into another repository of the same
     // registry changes nothing: every blob is mounted, none uploaded.
-    let copy = format!("docker://{host}/team/copy:1");
-    let mut args = vec![dst.as_str(), copy.as_str(), "--json"];
-    args.extend(NO_TLS);
-    let out = convert(&scratch, &args);
-    assert_exit(&out, 0);
-    let report = json_value(&out.stdout);
+    let report = s.convert_json(&[&s.dst, &s.image("team/copy:1")]);
     assert_eq!(report["pushed"]["blobs_mounted"], 5, "{report}");
     assert_eq!(report["pushed"]["blobs_pushed"], 0, "{report}");
     assert_eq!(
@@ -285,23 +356,19 @@ fn registry_to_registry_converts_every_platform_and_a_rerun_uploads_nothing() {
         sha256_digest(raw.as_bytes()),
         "{report}"
     );
-    assert_eq!(uploads(&server, "team/copy", 5), 5, "the mounts' POSTs");
-    assert!(!server.log().contains("\"PUT /v2/team/copy/blobs/"));
-    assert_empty_dir(&scratch);
+    assert_eq!(uploads(&s.server, "team/copy", 5), 5, "the mounts' POSTs");
+    assert!(!s.server.log().contains("\"PUT /v2/team/copy/blobs/"));
+    assert_empty_dir(&s.scratch);
 }
 
 #[test]
 fn registry_to_layout_and_layout_to_registry() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = registry_with_source(tmp.path(), false) else {
+    let Some(s) = Setup::start(false) else {
         return;
     };
-    let host = server.host();
-    let scratch = tmp.path().join("scratch");
-    let out_dir = tmp.path().join("out");
-    let src = format!("docker://{host}/src:1");
+    let out_dir = s.path("out");
     let dst_dir = format!("oci:{}", out_dir.display());
-    let out = convert(&scratch, &[&src, &dst_dir, "--src-tls-verify=false"]);
+    let out = convert(&s.scratch, &[&s.src, &dst_dir, "--src-tls-verify=false"]);
     assert_exit(&out, 0);
     assert_eq!(verify_layout(&out_dir), 4);
     let top: Value = serde_json::from_slice(&read(out_dir.join("index.json"))).unwrap();
@@ -309,17 +376,17 @@ fn registry_to_layout_and_layout_to_registry() {
         top["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
         "1"
     );
-    assert_empty_dir(&scratch);
+    assert_empty_dir(&s.scratch);
 
     // The converted layout, pushed to another repository, converts to
     // the same image again: nothing is left to convert.
-    let dst = format!("docker://{host}/from-layout:v2");
+    let dst = s.image("from-layout:v2");
     let out = convert(
-        &scratch,
+        &s.scratch,
         &[out_dir.to_str().unwrap(), &dst, "--dest-tls-verify=false"],
     );
     assert_exit(&out, 0);
-    let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &dst]);
+    let raw = inspect_raw(&dst);
     let index: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(
         sha256_digest(raw.as_bytes()),
@@ -327,9 +394,9 @@ fn registry_to_layout_and_layout_to_registry() {
     );
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
 
-    let archive = tmp.path().join("image.oci");
+    let archive = s.path("image.oci");
     let out = convert(
-        &scratch,
+        &s.scratch,
         &[
             &dst,
             &format!("oci-archive:{}", archive.display()),
@@ -343,59 +410,32 @@ fn registry_to_layout_and_layout_to_registry() {
         .output()
         .unwrap();
     assert!(stdout_of(&listing).contains("index.json"));
-    assert_empty_dir(&scratch);
+    assert_empty_dir(&s.scratch);
 }
 
 #[test]
 fn a_missing_repository_is_an_error_and_pushes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = registry_with_source(tmp.path(), false) else {
+    let Some(s) = Setup::start(false) else {
         return;
     };
-    let host = server.host();
-    let scratch = tmp.path().join("scratch");
-    let (src, dst) = (
-        format!("docker://{host}/nope:1"),
-        format!("docker://{host}/dst:1"),
-    );
-    let mut args = vec![src.as_str(), dst.as_str()];
-    args.extend(NO_TLS);
-    let out = convert(&scratch, &args);
-    assert_exit(&out, 1);
-    let err = stderr_of(&out);
+    let err = s.convert_fails(&[&s.image("nope:1"), &s.dst]);
     assert!(err.contains("nope") && err.contains("not found"), "{err}");
-    assert!(
-        !skopeo_run(&["inspect", "--raw", "--tls-verify=false", &dst])
-            .status
-            .success()
-    );
-    assert_empty_dir(&scratch);
+    assert!(!exists(&s.dst));
+    assert_empty_dir(&s.scratch);
 }
 
 #[test]
 fn credentials_from_flags_and_auth_files_and_a_wrong_password() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = registry_with_source(tmp.path(), true) else {
+    let Some(s) = Setup::start(true) else {
         return;
     };
-    let host = server.host();
-    let scratch = tmp.path().join("scratch");
-    let (src, dst) = src_and_dst(&host);
     let good = format!("{USER}:{PASSWORD}");
     let bad = format!("{USER}:not-{PASSWORD}");
     let creds_ok = format!("--src-creds={good}");
 
     // Right to read, wrong to write: nothing lands, the password is not shown.
-    let mut args = vec![
-        src.as_str(),
-        dst.as_str(),
-        &creds_ok,
-        "--dest-creds",
-        &bad,
-        "--json",
-    ];
-    args.extend(NO_TLS);
-    let out = convert(&scratch, &args);
+    let args = [&s.src, &s.dst, &creds_ok, "--dest-creds", &bad, "--json"];
+    let out = convert(&s.scratch, &no_tls(&args));
     assert_exit(&out, 1);
     let err = stderr_of(&out);
     assert!(err.contains("401"), "{err}");
@@ -409,31 +449,30 @@ fn credentials_from_flags_and_auth_files_and_a_wrong_password() {
         "--tls-verify=false",
         "--creds",
         &good,
-        &dst,
+        &s.dst,
     ];
     assert!(
         !skopeo_run(&inspect).status.success(),
         "the tag must not exist"
     );
-    assert_eq!(uploads(&server, "dst", 0), 0);
-    assert_empty_dir(&scratch);
+    assert_eq!(uploads(&s.server, "dst", 0), 0);
+    assert_empty_dir(&s.scratch);
 
     // No credentials at all: the same refusal, for the source.
-    let out = convert(&scratch, &[&src, &dst, NO_TLS[0], NO_TLS[1]]);
-    assert_exit(&out, 1);
-    assert!(stderr_of(&out).contains("401"), "{}", stderr_of(&out));
+    let err = s.convert_fails(&[&s.src, &s.dst]);
+    assert!(err.contains("401"), "{err}");
 
     // The auth file's entry is used when no --*-creds is given.
-    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::create_dir_all(&s.scratch).unwrap();
     let auth = base64_encode(good.as_bytes());
-    let auth_json = json!({"auths": {host.clone(): {"auth": auth}}});
-    std::fs::write(scratch.join("no-auth.json"), auth_json.to_string()).unwrap();
-    let out = convert(&scratch, &[&src, &dst, NO_TLS[0], NO_TLS[1], "--json"]);
+    let auth_json = json!({"auths": {s.host.clone(): {"auth": auth}}});
+    std::fs::write(s.scratch.join("no-auth.json"), auth_json.to_string()).unwrap();
+    let out = convert(&s.scratch, &no_tls(&[&s.src, &s.dst, "--json"]));
     assert_exit(&out, 0);
     assert!(!stdout_of(&out).contains(PASSWORD));
     let raw = skopeo_ok(&inspect);
     assert!(raw.contains(OCI_INDEX), "{raw}");
-    assert_empty_dir(&scratch);
+    assert_empty_dir(&s.scratch);
 }
 
 /// Registry to registry through the Bearer flow of a real token-auth
@@ -449,38 +488,18 @@ fn registry_to_registry_behind_token_auth() {
         return;
     };
     push_source(&server, tmp.path(), true);
-    let host = server.host();
-    let scratch = tmp.path().join("scratch");
-    let (src, dst) = src_and_dst(&host);
+    let s = Setup::around(server, tmp);
     let good = format!("{USER}:{PASSWORD}");
     let bad = format!("--dest-creds={USER}:not-{PASSWORD}");
     let src_creds = format!("--src-creds={good}");
     let dest_creds = format!("--dest-creds={good}");
 
-    let out = convert(
-        &scratch,
-        &[&src, &dst, &src_creds, &bad, NO_TLS[0], NO_TLS[1]],
-    );
-    assert_exit(&out, 1);
-    let err = stderr_of(&out);
+    let err = s.convert_fails(&[&s.src, &s.dst, &src_creds, &bad]);
     assert!(err.contains("401") && !err.contains(PASSWORD), "{err}");
-    assert_eq!(uploads(&server, "dst", 0), 0);
+    assert_eq!(uploads(&s.server, "dst", 0), 0);
 
-    let out = convert(
-        &scratch,
-        &[
-            &src,
-            &dst,
-            &src_creds,
-            &dest_creds,
-            NO_TLS[0],
-            NO_TLS[1],
-            "--json",
-        ],
-    );
-    assert_exit(&out, 0);
-    assert_empty_dir(&scratch);
-    let report = json_value(&out.stdout);
+    let report = s.convert_json(&[&s.src, &s.dst, &src_creds, &dest_creds]);
+    assert_empty_dir(&s.scratch);
     let layer = report["layers"]
         .as_array()
         .unwrap()
@@ -488,8 +507,8 @@ fn registry_to_registry_behind_token_auth() {
         .find(|l| l["toc_digest"].is_string())
         .expect("a converted layer")
         .clone();
-    read_layer_lazily(&server, &scratch, &layer);
-    let issuer = server.issuer().unwrap();
+    read_layer_lazily(&s.server, &s.scratch, &layer);
+    let issuer = s.server.issuer().unwrap();
     assert!(
         issuer.requests().iter().any(|t| t
             .scopes
@@ -498,19 +517,8 @@ fn registry_to_registry_behind_token_auth() {
         "a push token for dst: {:#?}",
         issuer.requests()
     );
-    let out_layout = tmp.path().join("pulled");
-    let pulled = format!("oci:{}", out_layout.display());
-    skopeo_ok(&[
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-        "--src-creds",
-        &good,
-        &dst,
-        &pulled,
-    ]);
     assert_eq!(
-        verify_layout(&out_layout),
+        pull_and_verify(&s.path("pulled"), &s.dst, &["--src-creds", &good]),
         4,
         "every layer of both platforms"
     );
@@ -607,7 +615,10 @@ fn https_with_a_private_ca_from_cert_dirs() {
     let layout = tmp.path().join("layout");
     build_layout(&layout);
     let good = format!("{USER}:{PASSWORD}");
-    let (src, dst) = src_and_dst(&host);
+    let (src, dst) = (
+        format!("docker://{host}/src:1"),
+        format!("docker://{host}/dst:1"),
+    );
     let oci = format!("oci:{}", layout.display());
     let push = [
         "copy",
@@ -657,14 +668,12 @@ fn damage_arm64_layer(
     change: impl FnOnce(&mut Vec<u8>),
 ) -> String {
     let host = server.host();
-    let index = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", src]);
-    let index: Value = serde_json::from_str(&index).unwrap();
+    let index: Value = serde_json::from_str(&inspect_raw(src)).unwrap();
     let arm = format!(
         "docker://{host}/src@{}",
         index["manifests"][1]["digest"].as_str().unwrap()
     );
-    let manifest = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &arm]);
-    let manifest: Value = serde_json::from_str(&manifest).unwrap();
+    let manifest: Value = serde_json::from_str(&inspect_raw(&arm)).unwrap();
     let layer = manifest["layers"][1]["digest"]
         .as_str()
         .unwrap()
@@ -678,82 +687,49 @@ fn damage_arm64_layer(
 
 #[test]
 fn a_corrupt_blob_in_the_source_registry_is_an_error_and_pushes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = registry_with_source(tmp.path(), false) else {
+    let Some(s) = Setup::start(false) else {
         return;
     };
-    let host = server.host();
-    let (src, dst) = src_and_dst(&host);
     // The arm64 gzip layer, pushed as it is: flip a byte in the registry's copy.
-    let layer = damage_arm64_layer(&server, &src, |bytes| {
+    let layer = damage_arm64_layer(&s.server, &s.src, |bytes| {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 1;
     });
 
-    let scratch = tmp.path().join("scratch");
-    let out = convert(&scratch, &[&src, &dst, NO_TLS[0], NO_TLS[1]]);
-    assert_exit(&out, 1);
-    let err = stderr_of(&out);
+    let err = s.convert_fails(&[&s.src, &s.dst]);
     assert!(err.contains(&layer) && err.contains("digest"), "{err}");
-    assert_eq!(uploads(&server, "dst", 0), 0);
-    assert!(
-        !skopeo_run(&["inspect", "--raw", "--tls-verify=false", &dst])
-            .status
-            .success()
-    );
-    assert_empty_dir(&scratch);
+    assert_eq!(uploads(&s.server, "dst", 0), 0);
+    assert!(!exists(&s.dst));
+    assert_empty_dir(&s.scratch);
 }
 
 /// A layer the registry serves cut short fails as a corrupt one does:
 /// while it streams, before anything is uploaded, spooled or not.
 #[test]
 fn a_truncated_blob_in_the_source_registry_is_an_error_and_pushes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = registry_with_source(tmp.path(), false) else {
+    let Some(s) = Setup::start(false) else {
         return;
     };
-    let (src, dst) = src_and_dst(&server.host());
-    let layer = damage_arm64_layer(&server, &src, |bytes| bytes.truncate(bytes.len() / 2));
-    let scratch = tmp.path().join("scratch");
+    let layer = damage_arm64_layer(&s.server, &s.src, |bytes| bytes.truncate(bytes.len() / 2));
     for memory in ["1GiB", "1"] {
-        let out = convert(
-            &scratch,
-            &[
-                &src,
-                &dst,
-                NO_TLS[0],
-                NO_TLS[1],
-                "--no-cache",
-                "--memory",
-                memory,
-            ],
-        );
-        assert_exit(&out, 1);
-        let err = stderr_of(&out);
+        let err = s.convert_fails(&[&s.src, &s.dst, "--no-cache", "--memory", memory]);
         assert!(err.contains(&layer) && err.contains("mismatch"), "{err}");
-        assert_eq!(uploads(&server, "dst", 0), 0);
-        assert_empty_dir(&scratch);
+        assert_eq!(uploads(&s.server, "dst", 0), 0);
+        assert_empty_dir(&s.scratch);
     }
-    assert!(
-        !skopeo_run(&["inspect", "--raw", "--tls-verify=false", &dst])
-            .status
-            .success()
-    );
+    assert!(!exists(&s.dst));
 }
 
 /// Layers that fit --memory never touch the disk: with $TMPDIR missing
 /// the conversion still succeeds, and nothing appears there.
 #[test]
 fn registry_to_registry_within_memory_writes_nothing_to_tmpdir() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = registry_with_source(tmp.path(), false) else {
+    let Some(s) = Setup::start(false) else {
         return;
     };
-    let (src, dst) = src_and_dst(&server.host());
-    let home = tmp.path().join("home");
-    let missing = tmp.path().join("no-such-tmpdir");
-    let mut args = vec![src.as_str(), dst.as_str(), "--json", "--no-cache"];
-    args.extend(NO_TLS);
+    let home = s.path("home");
+    let missing = s.path("no-such-tmpdir");
+    let args = no_tls(&[&s.src, &s.dst, "--json", "--no-cache"]);
     let out = convert_with_tmpdir(&home, &missing, &args);
     assert_exit(&out, 0);
     assert!(!missing.exists(), "{} was created", missing.display());
@@ -763,10 +739,7 @@ fn registry_to_registry_within_memory_writes_nothing_to_tmpdir() {
         assert_eq!(layer["bytes_spooled"], 0, "{layer}");
         assert_eq!(layer["state"], "pushed", "{layer}");
     }
-    let copied = tmp.path().join("copied");
-    let oci_out = format!("oci:{}", copied.display());
-    skopeo_ok(&["copy", "--all", "--src-tls-verify=false", &dst, &oci_out]);
-    assert_eq!(verify_layout(&copied), 4);
+    assert_eq!(pull_and_verify(&s.path("copied"), &s.dst, &[]), 4);
 }
 
 /// With a budget too small to hold anything, every converted blob is
@@ -775,21 +748,12 @@ fn registry_to_registry_within_memory_writes_nothing_to_tmpdir() {
 /// $TMPDIR to spool to, that is an error and nothing is pushed.
 #[test]
 fn registry_to_registry_beyond_memory_spools_to_tmpdir_and_cleans_up() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = registry_with_source(tmp.path(), false) else {
+    let Some(s) = Setup::start(false) else {
         return;
     };
-    let host = server.host();
-    let src = format!("docker://{host}/src:1");
-    let spooled = format!("docker://{host}/spooled:1");
-    let scratch = tmp.path().join("scratch");
-    let mut args = vec![src.as_str(), spooled.as_str(), "--json", "--no-cache"];
-    args.extend(NO_TLS);
-    args.extend(["--memory", "1"]);
-    let out = convert(&scratch, &args);
-    assert_exit(&out, 0);
-    assert_empty_dir(&scratch);
-    let report = json_value(&out.stdout);
+    let spooled = s.image("spooled:1");
+    let report = s.convert_json(&[&s.src, &spooled, "--no-cache", "--memory", "1"]);
+    assert_empty_dir(&s.scratch);
     let layers = report["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 3, "{report}");
     for layer in layers {
@@ -797,33 +761,21 @@ fn registry_to_registry_beyond_memory_spools_to_tmpdir_and_cleans_up() {
         assert!(layer["size"].as_u64().unwrap() > 0, "{layer}");
     }
 
-    let in_memory = format!("docker://{host}/in-memory:1");
-    let mut args = vec![src.as_str(), in_memory.as_str(), "--json", "--no-cache"];
-    args.extend(NO_TLS);
-    let out = convert(&scratch, &args);
-    assert_exit(&out, 0);
-    let again = json_value(&out.stdout);
+    let again = s.convert_json(&[&s.src, &s.image("in-memory:1"), "--no-cache"]);
     assert_eq!(
         again["pushed"]["digest"], report["pushed"]["digest"],
         "{again}"
     );
 
-    let home = tmp.path().join("home");
-    let missing = tmp.path().join("no-such-tmpdir");
-    let nowhere = format!("docker://{host}/nowhere:1");
-    let mut args = vec![
-        src.as_str(),
-        nowhere.as_str(),
-        "--no-cache",
-        "--memory",
-        "1",
-    ];
-    args.extend(NO_TLS);
+    let home = s.path("home");
+    let missing = s.path("no-such-tmpdir");
+    let nowhere = s.image("nowhere:1");
+    let args = no_tls(&[&s.src, &nowhere, "--no-cache", "--memory", "1"]);
     let out = convert_with_tmpdir(&home, &missing, &args);
     assert_exit(&out, 1);
     let err = stderr_of(&out);
     assert!(err.contains(&*missing.to_string_lossy()), "{err}");
-    assert_eq!(uploads(&server, "nowhere", 0), 0);
+    assert_eq!(uploads(&s.server, "nowhere", 0), 0);
     assert!(!missing.exists());
 }
 
@@ -832,39 +784,16 @@ fn registry_to_registry_beyond_memory_spools_to_tmpdir_and_cleans_up() {
 /// download) and kept as they are, annotated again.
 #[test]
 fn estargz_layers_without_annotations_in_a_registry_are_kept() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = registry_with_source(tmp.path(), false) else {
+    let Some(s) = Setup::start(false) else {
         return;
     };
-    let host = server.host();
-    let (src, dst) = src_and_dst(&host);
-    let scratch = tmp.path().join("scratch");
-    let out = convert(&scratch, &[&src, &dst, NO_TLS[0], NO_TLS[1], "--no-cache"]);
+    let out = convert(&s.scratch, &no_tls(&[&s.src, &s.dst, "--no-cache"]));
     assert_exit(&out, 0);
-    let docker = format!("docker://{host}/docker-esgz:1");
-    skopeo_ok(&[
-        "copy",
-        "--all",
-        "--format",
-        "v2s2",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        &dst,
-        &docker,
-    ]);
-    let again = format!("docker://{host}/again:1");
-    let args = [
-        &docker,
-        &again,
-        NO_TLS[0],
-        NO_TLS[1],
-        "--no-cache",
-        "--json",
-    ];
-    let out = convert(&scratch, &args);
-    assert_exit(&out, 0);
-    assert_empty_dir(&scratch);
-    let report = json_value(&out.stdout);
+    let docker = s.image("docker-esgz:1");
+    copy_as_docker_schema_2(&s.dst, &docker);
+    let again = s.image("again:1");
+    let report = s.convert_json(&[&docker, &again, "--no-cache"]);
+    assert_empty_dir(&s.scratch);
     let layers = report["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 3, "{report}");
     for layer in layers {
@@ -876,52 +805,38 @@ fn estargz_layers_without_annotations_in_a_registry_are_kept() {
         assert_eq!(layer["digest"], layer["source_digest"], "{layer}");
         assert!(layer["toc_digest"].is_string(), "{layer}");
     }
-    let probes = log_lines(&server, 3, |l| {
+    let probes = log_lines(&s.server, 3, |l| {
         l.contains("\"GET /v2/docker-esgz/blobs/") && l.contains(" 206 ")
     });
-    assert!(probes >= 3, "a range request per layer:\n{}", server.log());
-    let copied = tmp.path().join("copied");
-    let oci_out = format!("oci:{}", copied.display());
-    skopeo_ok(&["copy", "--all", "--src-tls-verify=false", &again, &oci_out]);
-    assert_eq!(verify_layout(&copied), 4);
+    assert!(
+        probes >= 3,
+        "a range request per layer:\n{}",
+        s.server.log()
+    );
+    assert_eq!(pull_and_verify(&s.path("copied"), &again, &[]), 4);
 }
 
 #[test]
 fn a_docker_schema_2_source_converts() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = registry_with_source(tmp.path(), false) else {
+    let Some(s) = Setup::start(false) else {
         return;
     };
-    let host = server.host();
-    let (src, docker) = (
-        format!("docker://{host}/src:1"),
-        format!("docker://{host}/docker:1"),
-    );
-    skopeo_ok(&[
-        "copy",
-        "--all",
-        "--format",
-        "v2s2",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        &src,
-        &docker,
-    ]);
-    let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &docker]);
+    let docker = s.image("docker:1");
+    copy_as_docker_schema_2(&s.src, &docker);
+    let raw = inspect_raw(&docker);
     assert!(
         raw.contains("application/vnd.docker.distribution.manifest.list.v2+json"),
         "{raw}"
     );
 
-    let scratch = tmp.path().join("scratch");
-    let out_dir = tmp.path().join("out");
+    let out_dir = s.path("out");
     let out = convert(
-        &scratch,
+        &s.scratch,
         &[&docker, out_dir.to_str().unwrap(), "--src-tls-verify=false"],
     );
     assert_exit(&out, 0);
     assert_eq!(verify_layout(&out_dir), 4);
-    assert_empty_dir(&scratch);
+    assert_empty_dir(&s.scratch);
 }
 
 /// One access-log request of `server` from `client` (an IP address):
@@ -955,16 +870,12 @@ fn upload_session(target: &str) -> Option<&str> {
     Some(rest.split('?').next().unwrap_or(rest)).filter(|s| !s.is_empty())
 }
 
-/// Every blob (configs and layers) of the image `reference` in `host`,
-/// through skopeo.
+/// Every blob (configs and layers) of the image `reference` in
+/// `docker://HOST/dst`, through skopeo.
 fn image_blobs(host: &str, reference: &str) -> std::collections::BTreeSet<String> {
-    let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", reference]);
-    let index: Value = serde_json::from_str(&raw).unwrap();
+    let index: Value = serde_json::from_str(&inspect_raw(reference)).unwrap();
     let mut blobs = std::collections::BTreeSet::new();
-    for child in index["manifests"].as_array().unwrap() {
-        let by_digest = format!("docker://{host}/dst@{}", child["digest"].as_str().unwrap());
-        let raw = skopeo_ok(&["inspect", "--raw", "--tls-verify=false", &by_digest]);
-        let manifest: Value = serde_json::from_str(&raw).unwrap();
+    for manifest in platform_manifests(host, "dst", &index) {
         let layers = manifest["layers"].as_array().unwrap();
         for desc in layers.iter().chain([&manifest["config"]]) {
             blobs.insert(desc["digest"].as_str().unwrap().to_string());
@@ -983,39 +894,29 @@ fn image_blobs(host: &str, reference: &str) -> std::collections::BTreeSet<String
 fn an_interrupted_push_is_resumed_by_a_rerun() {
     use crate::common::fault_proxy::{FaultProxy, PROXY_SOURCE};
     const PASSED: usize = 2;
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(source) = registry_with_source(tmp.path(), false) else {
+    let Some(source) = Setup::start(false) else {
         return;
     };
     let Some(dest) = RegistryServer::start() else {
         return;
     };
     let proxy = FaultProxy::start(&dest.host(), PASSED);
-    let src = format!("docker://{}/src:1", source.host());
     let via_proxy = format!("docker://{}/dst:1", proxy.host());
     let direct = format!("docker://{}/dst:1", dest.host());
-    let scratch = tmp.path().join("scratch");
 
-    let out = convert(&scratch, &[&src, &via_proxy, NO_TLS[0], NO_TLS[1]]);
-    assert_exit(&out, 1);
-    let err = stderr_of(&out);
+    let err = source.convert_fails(&[&source.src, &via_proxy]);
     assert!(
         err.contains(&proxy.host()) && err.contains("/dst") && !err.contains("panicked"),
         "{err}"
     );
     assert!(proxy.tripped(), "the run ended before the cut: {err}");
     assert_eq!(proxy.uploads_passed(), PASSED);
-    assert_empty_dir(&scratch);
-    let inspect = skopeo_run(&["inspect", "--raw", "--tls-verify=false", &direct]);
-    assert!(!inspect.status.success(), "the tag must not exist");
+    assert_empty_dir(&source.scratch);
+    assert!(!exists(&direct), "the tag must not exist");
     drop(proxy);
 
-    let mut args = vec![src.as_str(), direct.as_str(), "--json"];
-    args.extend(NO_TLS);
-    let out = convert(&scratch, &args);
-    assert_exit(&out, 0);
-    assert_empty_dir(&scratch);
-    let report = json_value(&out.stdout);
+    let report = source.convert_json(&[&source.src, &direct]);
+    assert_empty_dir(&source.scratch);
     let all = image_blobs(&dest.host(), &direct);
     assert_eq!(all.len(), 5, "2 configs, 3 layers: {all:?}");
 
@@ -1112,8 +1013,5 @@ fn an_interrupted_push_is_resumed_by_a_rerun() {
             .any(|(m, t, _)| m == "PUT" && t.contains("/manifests/")),
         "{first_run:#?}"
     );
-    let copied = tmp.path().join("copied");
-    let oci_out = format!("oci:{}", copied.display());
-    skopeo_ok(&["copy", "--all", "--src-tls-verify=false", &direct, &oci_out]);
-    assert_eq!(verify_layout(&copied), 4);
+    assert_eq!(pull_and_verify(&source.path("copied"), &direct, &[]), 4);
 }

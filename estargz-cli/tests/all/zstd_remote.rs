@@ -17,6 +17,7 @@ use common::*;
 use estargz_core::{Blob, EntryType, OpenOptions, TocInfo};
 use estargz_remote::{HttpBlob, HttpOptions};
 use serde_json::json;
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
@@ -42,12 +43,7 @@ fn source_tar() -> Vec<u8> {
         ("data/motd", b"welcome\n".to_vec()),
     ];
     for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        tar.append_data(&mut h, name, &data[..]).unwrap();
+        append_file(&mut tar, name, &data);
     }
     tar.into_inner().unwrap()
 }
@@ -90,16 +86,11 @@ fn ours(dir: &Path, tar: &Path, name: &'static str, extra: &[&str]) -> Variant {
 
 fn reference(dir: &Path, tar: &Path, mode: &str, name: &'static str) -> Variant {
     let out_path = dir.join(name);
-    let out = Command::new(reference_driver())
-        .args([mode, "-zstd", "-chunk", CHUNK])
-        .arg(tar)
-        .arg(&out_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "estargz-ref {mode}: {}",
-        stderr_of(&out)
+    reference_ok(
+        [mode, "-zstd", "-chunk", CHUNK]
+            .map(OsStr::new)
+            .into_iter()
+            .chain([tar.as_os_str(), out_path.as_os_str()]),
     );
     Variant {
         name,
@@ -134,14 +125,13 @@ fn skopeo(dir: &Path, tar: &[u8]) -> Variant {
         "application/vnd.oci.image.manifest.v1+json",
     );
     write_layout_index(&src, manifest);
-    let out = Command::new("skopeo")
-        .args(["copy", "-q", "--dest-compress-format", "zstd:chunked"])
-        .arg(format!("oci:{}", src.display()))
-        .arg(format!("oci:{}:latest", dst.display()))
-        .env("REGISTRY_AUTH_FILE", dir.join("no-auth.json"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "skopeo copy: {}", stderr_of(&out));
+    output_ok(
+        Command::new("skopeo")
+            .args(["copy", "-q", "--dest-compress-format", "zstd:chunked"])
+            .arg(format!("oci:{}", src.display()))
+            .arg(format!("oci:{}:latest", dst.display()))
+            .env("REGISTRY_AUTH_FILE", dir.join("no-auth.json")),
+    );
     let index: serde_json::Value = serde_json::from_slice(&read(dst.join("index.json"))).unwrap();
     let manifest: serde_json::Value = serde_json::from_slice(&read(layout_blob_path(
         &dst,

@@ -77,6 +77,49 @@ pub fn assert_exit_for(out: &Output, code: i32, what: impl Display) {
     );
 }
 
+/// Runs `cmd`, asserting that it exits 0 (its stderr in the message).
+#[track_caller]
+pub fn output_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `estargz-ref ARGS`, asserted to succeed.
+#[track_caller]
+pub fn reference_ok<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    output_ok(Command::new(reference_driver()).args(args))
+}
+
+/// Asserts that `estargz verify --toc-digest TOC_DIGEST BLOB` accepts the
+/// blob at `path`.
+#[track_caller]
+pub fn assert_verifies(path: &Path, toc_digest: &str) {
+    let out = run([
+        OsStr::new("verify"),
+        OsStr::new("--toc-digest"),
+        OsStr::new(toc_digest),
+        path.as_os_str(),
+    ]);
+    assert_exit(&out, 0);
+}
+
+/// Whether an executable file `name` is in a directory of `PATH`.
+pub fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
+}
+
 pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
     let path = path.as_ref();
     std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
@@ -185,6 +228,17 @@ pub fn lcg_tar(files: &[(&str, usize)], text_like: bool) -> Vec<u8> {
         tar.append_data(&mut h, name, &data[..]).unwrap();
     }
     tar.into_inner().unwrap()
+}
+
+/// Appends a regular file `name` holding `data` to `tar`: ustar, mode
+/// 0644, a fixed mtime (the same arguments give the same bytes).
+pub fn append_file(tar: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(1_700_000_000);
+    h.set_cksum();
+    tar.append_data(&mut h, name, data).unwrap();
 }
 
 /// Starts an OCI layout at `dir`: the blobs directory and `oci-layout`.
