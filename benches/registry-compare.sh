@@ -110,45 +110,19 @@ commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit + uncommitted changes"; fi
 
 # ---------------------------------------------------------------- registry
-# distribution cannot listen on port 0: a port is picked by binding port 0,
-# and the registry started again on another one when it loses the port. It
-# is ready when /v2/ answers with a header unique to this instance.
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/lib/registry.sh
+. "$root/benches/lib/registry.sh"
 token="rc-$$-$(date +%s%N)"
 mkdir -p "$work/registry"
 reg_log=$work/registry/registry.log
+mapfile -t unset_reg < <(registry_env)
 ready=0
 for _ in 1 2 3 4 5 6 7 8; do
   port=$(free_port)
-  cat >"$work/registry/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  formatter: text
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $work/registry/storage
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-  secret: $token
-  headers:
-    X-Registry-Compare: ["$token"]
-EOF
-  # It reads REGISTRY_* variables as configuration.
-  unset_reg=()
-  while IFS= read -r v; do unset_reg+=(-u "$v"); done < <(env | sed -n 's/^\(REGISTRY_[^=]*\)=.*/\1/p')
+  registry_config "$work/registry" "$port" X-Registry-Compare "$token" delete
   env "${unset_reg[@]}" docker-registry serve "$work/registry/config.yml" >"$reg_log" 2>&1 </dev/null &
   reg_pid=$!
-  for _ in $(seq 300); do
-    kill -0 "$reg_pid" 2>/dev/null || break
-    if curl -sf -D - -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null | grep -qi "X-Registry-Compare: $token"; then ready=1; break; fi
-    sleep 0.1
-  done
-  [ "$ready" = 1 ] && break
+  if registry_ready "$reg_pid" "$port" X-Registry-Compare "$token" 300; then ready=1; break; fi
   stop "$reg_pid"; reg_pid=""
   grep -q "address already in use" "$reg_log" || die "docker-registry did not start: $(cat "$reg_log")"
 done

@@ -248,40 +248,19 @@ all_files=$(python3 -c 'import json,sys; es=json.load(open(sys.argv[1])); print(
 log "== layer: $blob_size bytes, $entries TOC entries, prefetch end ${prefetch_end:-none}; small file $small ($small_size B); big $big ($big_size B, $big_chunks chunks, span $span)"
 
 # ---------------------------------------------------------------- registry
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/lib/registry.sh
+. "$root/benches/lib/registry.sh"
 token="sc-$$-$(date +%s%N)"
 mkdir -p "$work/registry"
 reg_log=$work/registry/registry.log
+mapfile -t unset_reg < <(registry_env)
+ready=0
 for _ in 1 2 3 4 5 6 7 8; do
   port=$(free_port)
-  cat >"$work/registry/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  formatter: text
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $work/registry/storage
-http:
-  addr: 127.0.0.1:$port
-  secret: $token
-  headers:
-    X-Snapshotter-Compare: ["$token"]
-EOF
-  # It reads REGISTRY_* variables as configuration.
-  unset_reg=()
-  while IFS= read -r v; do unset_reg+=(-u "$v"); done < <(env | sed -n 's/^\(REGISTRY_[^=]*\)=.*/\1/p')
+  registry_config "$work/registry" "$port" X-Snapshotter-Compare "$token"
   start docker-registry "$reg_log" env "${unset_reg[@]}" docker-registry serve "$work/registry/config.yml"
   reg_pid=$last_pid
-  ready=0
-  for i in $(seq 100); do
-    kill -0 "$reg_pid" 2>/dev/null || break
-    if curl -sf -D - -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null | grep -qi "X-Snapshotter-Compare: $token"; then ready=1; break; fi
-    sleep 0.1
-  done
-  [ "$ready" = 1 ] && break
+  if registry_ready "$reg_pid" "$port" X-Snapshotter-Compare "$token" 100; then ready=1; break; fi
   stop_started "$reg_pid"
   grep -q "address already in use" "$reg_log" || die "docker-registry did not start: $(cat "$reg_log")"
 done
