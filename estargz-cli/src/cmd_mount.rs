@@ -2,10 +2,11 @@
 //! lazily; this is the adapter that logs, counts and handles signals
 //! around `estargz-fuse`.
 
+use crate::cmd_convert::parse_size;
 use crate::input::{open_remote_blob_with, BlobArgs};
 use crate::UsageError;
 use anyhow::{Context, Result};
-use estargz_core::{Blob, Digest, LruChunkCache, ReadAt};
+use estargz_core::{Blob, ChunkCache, Digest, DiskChunkCache, LruChunkCache, ReadAt};
 use estargz_fuse::{
     mount, prefetch_region, CountedSource, Event, Fetch, FetchReport, LayerFs, MountOptions,
     Stopped, Whiteouts, BACKGROUND_WINDOW, MAX_WINDOW,
@@ -47,10 +48,19 @@ pub struct Args {
     #[arg(long, value_name = "DIGEST", conflicts_with = "layers")]
     toc_digest: Option<String>,
     /// Bytes of decoded chunks kept in memory.
-    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_size)]
     cache_size: u64,
+    /// Keep checked chunks in DIR too, named by their digest: kept across
+    /// mounts and shared by every layer, image and process using DIR.
+    #[arg(long, value_name = "DIR")]
+    disk_cache: Option<PathBuf>,
+    /// Most bytes of chunks in --disk-cache; those used longest ago go
+    /// first.
+    #[arg(long, value_name = "BYTES", default_value = "10GiB", value_parser = parse_size, requires = "disk_cache")]
+    disk_cache_max: u64,
     /// After the prefetch region, fetch the rest of the layer into the
-    /// cache in the background (until the cache is full).
+    /// cache in the background (until the cache, on disk with
+    /// --disk-cache, is full).
     #[arg(long)]
     background_fetch: bool,
     /// Do not prefetch the region the layer's landmark marks.
@@ -81,8 +91,55 @@ enum WhiteoutArg {
 struct Served {
     blob: Arc<Blob<CountedSource<Box<dyn ReadAt>>>>,
     http: Option<Arc<HttpBlob>>,
-    cache: Arc<LruChunkCache>,
-    budget: u64,
+}
+
+/// The chunk cache of a mount, shared by all its layers: in memory, or on
+/// disk with a memory cache in front.
+#[derive(Clone)]
+enum MountCache {
+    Memory(Arc<LruChunkCache>),
+    Disk(Arc<DiskChunkCache>),
+}
+
+impl MountCache {
+    fn open(args: &Args) -> Result<MountCache> {
+        Ok(match &args.disk_cache {
+            None => MountCache::Memory(Arc::new(LruChunkCache::new(args.cache_size))),
+            Some(dir) => MountCache::Disk(Arc::new(
+                DiskChunkCache::open(dir, args.disk_cache_max, args.cache_size)
+                    .context("cannot open the disk cache")?,
+            )),
+        })
+    }
+
+    fn shared(&self) -> Arc<dyn ChunkCache> {
+        match self {
+            MountCache::Memory(c) => c.clone(),
+            MountCache::Disk(c) => c.clone(),
+        }
+    }
+
+    /// What the cache holds, and for a disk cache what it did.
+    fn report(&self) -> String {
+        let memory = |c: &LruChunkCache| format!("cache {} of {} bytes", c.used(), c.budget());
+        match self {
+            MountCache::Memory(c) => memory(c),
+            MountCache::Disk(c) => {
+                let s = c.stats();
+                format!(
+                    "{}; disk cache {} bytes: {} hits, {} chunks ({} bytes) written, \
+                     {} bad entries dropped, {} writes failed",
+                    memory(c.memory()),
+                    s.used,
+                    s.hits,
+                    s.writes,
+                    s.bytes_written,
+                    s.dropped,
+                    s.failures
+                )
+            }
+        }
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -97,7 +154,8 @@ pub fn run(args: Args) -> Result<()> {
         return Err(UsageError(format!("{} is not a directory", args.dir.display())).into());
     }
     log_to_stderr(args.debug);
-    let served = open(&args, expected)?;
+    let cache = MountCache::open(&args)?;
+    let served = open(&args, expected, &cache)?;
     let whiteouts = match args.whiteouts {
         WhiteoutArg::Overlay => Whiteouts::Overlay,
         WhiteoutArg::Stored => Whiteouts::AsStored,
@@ -113,10 +171,10 @@ pub fn run(args: Args) -> Result<()> {
     let cancel = Arc::new(AtomicBool::new(false));
     spawn_fetch(&served, &cancel, !args.no_prefetch, args.background_fetch);
     let unmounter = mounted.unmounter();
-    let reported = served.clone();
+    let (reported, cached) = (served.clone(), cache.clone());
     spawn_signal_handler(
         signals()?,
-        move || report(&reported),
+        move || format!("{}; {}", report(&reported), cached.report()),
         move |detach| match detach {
             true => unmounter.detach(),
             false => unmounter.unmount(),
@@ -130,14 +188,15 @@ pub fn run(args: Args) -> Result<()> {
     let served_result = mounted.run();
     cancel.store(true, Ordering::Relaxed);
     eprintln!(
-        "estargz: unmounted {}: {}",
+        "estargz: unmounted {}: {}; {}",
         args.dir.display(),
-        report(&served)
+        report(&served),
+        cache.report()
     );
     Ok(served_result?)
 }
 
-fn open(args: &Args, expected: Option<Digest>) -> Result<Served> {
+fn open(args: &Args, expected: Option<Digest>, cache: &MountCache) -> Result<Served> {
     let mut opts = args.source.toc.open_options()?;
     opts.expected_toc_digest = expected;
     let name = &args.source.blob;
@@ -149,15 +208,12 @@ fn open(args: &Args, expected: Option<Digest>) -> Result<Served> {
             }
             None => (args.source.source()?, None),
         };
-    let cache = Arc::new(LruChunkCache::new(args.cache_size));
     let blob = Blob::open(CountedSource::new(source), &opts)
         .with_context(|| format!("opening {name}"))?
-        .with_cache(cache.clone());
+        .with_cache(cache.shared());
     Ok(Served {
         blob: Arc::new(blob),
         http,
-        cache,
-        budget: args.cache_size,
     })
 }
 
@@ -182,8 +238,6 @@ fn spawn_fetch(served: &Arc<Served>, cancel: &Arc<AtomicBool>, prefetch: bool, r
         let mut fetch = Fetch {
             window: MAX_WINDOW,
             cancel: &cancel,
-            budget: Some(&served.cache),
-            budget_bytes: served.budget,
         };
         let region = prefetch_region(blob).filter(|_| prefetch);
         if let Some((start, end)) = region {
@@ -275,14 +329,8 @@ fn report(served: &Served) -> String {
         )
     });
     format!(
-        "{} source reads, {} bytes{http}; {} file reads, {} bytes, {} failed; cache {} of {} bytes",
-        s.source_reads,
-        s.source_bytes,
-        s.file_reads,
-        s.file_bytes,
-        s.failed_reads,
-        served.cache.used(),
-        served.budget
+        "{} source reads, {} bytes{http}; {} file reads, {} bytes, {} failed",
+        s.source_reads, s.source_bytes, s.file_reads, s.file_bytes, s.failed_reads,
     )
 }
 

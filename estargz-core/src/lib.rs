@@ -162,10 +162,10 @@ pub use digest::{Digest, ParseDigestError};
 pub use error::{Error, ErrorKind, Result, TarErrorKind};
 pub use footer::{Footer, FooterKind};
 pub use read::{
-    Blob, CachedChunk, Chunk, ChunkCache, ChunkKey, FileReader, Index, IndexLimits, ListedEntry,
-    LruChunkCache, Node, NodeId, OpenOptions, OwnedFile, Prefetch, Prefetched, RangeReader, ReadAt,
-    ReadHint, Stat, StoredDigest, TocInfo, Whiteout, ZstdChunkedInfo, ZstdDialect,
-    DEFAULT_CACHE_BUDGET, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
+    Blob, CachedChunk, Chunk, ChunkCache, ChunkKey, DiskCacheStats, DiskChunkCache, FileReader,
+    Index, IndexLimits, ListedEntry, LruChunkCache, Node, NodeId, OpenOptions, OwnedFile, Prefetch,
+    Prefetched, RangeReader, ReadAt, ReadHint, Stat, StoredDigest, TocInfo, Whiteout,
+    ZstdChunkedInfo, ZstdDialect, DEFAULT_CACHE_BUDGET, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK,
 };
 pub use tar::{NamePolicy, ScanLimits, WithoutEstargzEntries};
 pub use toc::{EntryType, Toc, TocEntry, TOC_NAME};

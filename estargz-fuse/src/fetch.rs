@@ -3,7 +3,7 @@
 //! large reads, every chunk checked against its digest as it is decoded.
 
 use crate::source::CountedSource;
-use estargz_core::{Blob, ChunkKey, LruChunkCache, ReadAt};
+use estargz_core::{Blob, ChunkKey, ReadAt};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Largest read a fetch makes at once: the compressed bytes of one window
@@ -62,10 +62,7 @@ fn plan<S: ReadAt>(blob: &Blob<S>, start: u64, end: u64) -> Vec<Planned> {
                 path: node.name().to_string(),
                 file_offset: c.chunk_offset(),
                 size: c.size(),
-                key: ChunkKey {
-                    member: c.offset(),
-                    inner_offset: c.inner_offset(),
-                },
+                key: blob.chunk_key(c),
                 end: c.next_offset(),
             })
         })
@@ -75,8 +72,9 @@ fn plan<S: ReadAt>(blob: &Blob<S>, start: u64, end: u64) -> Vec<Planned> {
     out
 }
 
-/// What one fetch run is allowed: where to stop, how large a read, and
-/// the cache whose budget it must not overrun.
+/// What one fetch run is allowed: how large a read, and when to stop. It
+/// also stops when the blob's cache has no [`room`](estargz_core::ChunkCache::room)
+/// left: fetching more would evict what readers use.
 ///
 /// ```
 /// use estargz_core::{Blob, Converter, LruChunkCache, OpenOptions};
@@ -98,7 +96,7 @@ fn plan<S: ReadAt>(blob: &Blob<S>, start: u64, end: u64) -> Vec<Planned> {
 /// let blob = Blob::open(CountedSource::new(bytes), &OpenOptions::default())?
 ///     .with_cache(cache.clone());
 /// let cancel = AtomicBool::new(false);
-/// let fetch = Fetch { window: MAX_WINDOW, cancel: &cancel, budget: Some(&cache), budget_bytes: 64 << 20 };
+/// let fetch = Fetch { window: MAX_WINDOW, cancel: &cancel };
 /// let report = fetch.run(&blob, 0, blob.payload_end());
 /// assert_eq!((report.reads, report.chunks), (1, 1));
 /// let reads = blob.source().counters().stats().source_reads;
@@ -111,10 +109,6 @@ pub struct Fetch<'a> {
     pub window: u64,
     /// Set to stop between chunks.
     pub cancel: &'a AtomicBool,
-    /// The blob's cache, when its budget should end the fetch.
-    pub budget: Option<&'a LruChunkCache>,
-    /// The budget of that cache.
-    pub budget_bytes: u64,
 }
 
 impl Fetch<'_> {
@@ -130,7 +124,7 @@ impl Fetch<'_> {
         let cache = blob.cache();
         let todo: Vec<Planned> = plan(blob, start, end)
             .into_iter()
-            .filter(|p| cache.get(&p.key).is_none())
+            .filter(|p| !cache.contains_verified(&p.key))
             .collect();
         let mut report = FetchReport::default();
         let mut rest = &todo[..];
@@ -139,9 +133,7 @@ impl Fetch<'_> {
                 report.stopped = Some(Stopped::Cancelled);
                 break;
             }
-            let room = self
-                .budget
-                .map_or(u64::MAX, |c| self.budget_bytes.saturating_sub(c.used()));
+            let room = cache.room().unwrap_or(u64::MAX);
             let (n, window_end) = self.window_of(rest, room);
             if n == 0 {
                 report.stopped = Some(Stopped::CacheFull);

@@ -3,13 +3,13 @@
 //! mounts and unmounts them in order.
 
 use super::{
-    log_event, log_to_stderr, report, signals, spawn_fetch, spawn_signal_handler, Args, Served,
-    WhiteoutArg,
+    log_event, log_to_stderr, report, signals, spawn_fetch, spawn_signal_handler, Args, MountCache,
+    Served, WhiteoutArg,
 };
 use crate::input::{open_remote_blob_with, registry_client};
 use crate::UsageError;
 use anyhow::{bail, Context, Result};
-use estargz_core::{Blob, Digest, LruChunkCache, ReadAt};
+use estargz_core::{Blob, Digest, ReadAt};
 use estargz_fuse::{CountedSource, LayerFs, StackBuilder, StackOptions, Whiteouts};
 use estargz_image::oci::{self, Descriptor, ImageIndex, Kind, Manifest};
 use estargz_image::Source;
@@ -61,7 +61,7 @@ pub(super) fn run(args: Args) -> Result<()> {
     // Caught from here on: a Ctrl-C while layers mount waits for the
     // stack, which then comes down in order.
     let signals = signals()?;
-    let cache = Arc::new(LruChunkCache::new(args.cache_size));
+    let cache = MountCache::open(&args)?;
     let mut opts = StackOptions::default();
     opts.layer.allow_other = args.allow_other;
     let mut stack = StackBuilder::new(&opts)?;
@@ -82,10 +82,10 @@ pub(super) fn run(args: Args) -> Result<()> {
         spawn_fetch(one, &cancel, !args.no_prefetch, args.background_fetch);
     }
     let unmounter = stack.unmounter();
-    let reported = served.clone();
+    let (reported, cached) = (served.clone(), cache.clone());
     spawn_signal_handler(
         signals,
-        move || reports(&reported),
+        move || format!("{}; {}", reports(&reported), cached.report()),
         move |detach| match detach {
             true => unmounter.detach(),
             false => unmounter.unmount(),
@@ -96,7 +96,11 @@ pub(super) fn run(args: Args) -> Result<()> {
     eprintln!("estargz: {name} ({n} layers) mounted on {dir} (Ctrl-C to unmount)");
     let result = stack.run();
     cancel.store(true, Ordering::Relaxed);
-    eprintln!("estargz: unmounted {dir}: {}", reports(&served));
+    eprintln!(
+        "estargz: unmounted {dir}: {}; {}",
+        reports(&served),
+        cache.report()
+    );
     Ok(result?)
 }
 
@@ -253,7 +257,7 @@ impl Image {
 
     /// The layer's blob opened through its TOC, which must have the
     /// digest the manifest gives.
-    fn open_layer(&self, args: &Args, layer: &Layer, cache: &Arc<LruChunkCache>) -> Result<Served> {
+    fn open_layer(&self, args: &Args, layer: &Layer, cache: &MountCache) -> Result<Served> {
         let mut opts = estargz_core::OpenOptions::default();
         opts.expected_toc_digest = Some(layer.toc);
         let (source, http): (Box<dyn ReadAt>, _) = match self {
@@ -278,12 +282,10 @@ impl Image {
                 )
             }
         };
-        let blob = Blob::open(CountedSource::new(source), &opts)?.with_cache(cache.clone());
+        let blob = Blob::open(CountedSource::new(source), &opts)?.with_cache(cache.shared());
         Ok(Served {
             blob: Arc::new(blob),
             http,
-            cache: cache.clone(),
-            budget: args.cache_size,
         })
     }
 }

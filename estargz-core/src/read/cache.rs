@@ -5,20 +5,32 @@
 //! cache keeps decoded chunks under a byte budget, and concurrent readers
 //! of one missing chunk wait for a single decode instead of each doing it.
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-/// Where a decoded chunk sits in its blob: the offset of the compressed
-/// member (or frame) holding it and the chunk's offset inside the member's
-/// decoded bytes. Unique within one blob.
+/// Which decoded chunk: the blob (by its TOC digest), the offset of the
+/// compressed member (or frame) holding the chunk, the chunk's offset
+/// inside the member's decoded bytes, and its `chunkDigest` when the TOC
+/// gives one. [`Blob::chunk_key`](crate::Blob::chunk_key) makes them.
+///
+/// Offsets alone are not enough once a cache serves several blobs: the
+/// first file of two layers sits at the same offsets of both. Blobs with
+/// one TOC digest have one TOC, so their chunks where they are valid are
+/// the same bytes. The content digest lets a cache share a chunk between
+/// any blobs that hold it ([`DiskChunkCache`](crate::DiskChunkCache)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChunkKey {
+    /// SHA-256 of the blob's TOC JSON.
+    pub toc_digest: Digest,
     /// Blob offset of the member holding the chunk.
     pub member: u64,
     /// The chunk's offset in the member's decoded bytes.
     pub inner_offset: u64,
+    /// SHA-256 of the chunk's bytes, when the TOC gives it.
+    pub digest: Option<Digest>,
 }
 
 /// A decoded chunk, and whether it was checked against its `chunkDigest`.
@@ -41,16 +53,28 @@ pub trait ChunkCache: Send + Sync {
     /// Stores `chunk` under `key`; the cache may drop entries, this one
     /// included, to stay within its budget.
     fn insert(&self, key: ChunkKey, chunk: CachedChunk);
+    /// Whether a verified chunk is stored under `key`, without counting
+    /// as a use (a fetch planning what to read asks this of every chunk).
+    fn contains_verified(&self, key: &ChunkKey) -> bool {
+        self.get(key).is_some_and(|c| c.verified)
+    }
+    /// Bytes that can still be stored without dropping anything, when
+    /// the cache has a budget: a background fetch stops there rather than
+    /// evict what readers use.
+    fn room(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The default cache: at most `budget` bytes of chunks, the least recently
 /// used dropped first.
 ///
 /// ```
-/// use estargz_core::{CachedChunk, ChunkCache, ChunkKey, LruChunkCache};
+/// use estargz_core::{CachedChunk, ChunkCache, ChunkKey, Digest, LruChunkCache};
 ///
 /// let cache = LruChunkCache::new(10);
-/// let key = |member| ChunkKey { member, inner_offset: 0 };
+/// let toc_digest = Digest::of(b"a TOC");
+/// let key = |member| ChunkKey { toc_digest, member, inner_offset: 0, digest: None };
 /// let chunk = |n: usize| CachedChunk { data: vec![0u8; n].into(), verified: false };
 /// cache.insert(key(0), chunk(6));
 /// cache.insert(key(1), chunk(4));
@@ -85,6 +109,11 @@ impl LruChunkCache {
         }
     }
 
+    /// Most bytes of chunks held.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
     /// Bytes of chunks held.
     pub fn used(&self) -> u64 {
         self.lock().used
@@ -109,6 +138,14 @@ impl std::fmt::Debug for LruChunkCache {
 impl ChunkCache for LruChunkCache {
     fn get(&self, key: &ChunkKey) -> Option<CachedChunk> {
         self.lock().chunks.get(key).cloned()
+    }
+
+    fn contains_verified(&self, key: &ChunkKey) -> bool {
+        self.lock().chunks.peek(key).is_some_and(|c| c.verified)
+    }
+
+    fn room(&self) -> Option<u64> {
+        Some(self.budget.saturating_sub(self.used()))
     }
 
     fn insert(&self, key: ChunkKey, chunk: CachedChunk) {
@@ -342,8 +379,10 @@ mod tests {
     }
 
     const KEY: ChunkKey = ChunkKey {
+        toc_digest: Digest([0; 32]),
         member: 100,
         inner_offset: 0,
+        digest: None,
     };
 
     #[test]

@@ -22,6 +22,7 @@
 //! ```
 
 mod cache;
+mod disk_cache;
 mod file;
 mod handle;
 mod index;
@@ -36,6 +37,7 @@ mod zstd;
 mod zstd_payload;
 
 pub use cache::{CachedChunk, ChunkCache, ChunkKey, LruChunkCache, DEFAULT_CACHE_BUDGET};
+pub use disk_cache::{DiskCacheStats, DiskChunkCache};
 pub(crate) use file::decode_chunk;
 pub use file::FileReader;
 pub use handle::OwnedFile;
@@ -185,10 +187,7 @@ impl<S: ReadAt> Blob<S> {
     /// naming the file's bytes and its region, so that the source reads
     /// ahead no further than a reader of that file needs.
     pub(crate) fn chunk_data(&self, node: &Node, chunk: &Chunk, verify: bool) -> Result<Arc<[u8]>> {
-        let key = ChunkKey {
-            member: chunk.offset,
-            inner_offset: chunk.inner_offset,
-        };
+        let key = self.chunk_key(chunk);
         let zstd = self.kind().is_zstd_chunked();
         let name = node.name();
         let decode = || {
@@ -201,12 +200,22 @@ impl<S: ReadAt> Blob<S> {
                 verified: verify,
             })
         })?;
-        // A cache shared across blobs could answer for another blob's
-        // chunk at the same offsets; the length at least must agree.
+        // A cache of the caller's may not keep its keys apart; a chunk of
+        // the wrong length is one it got wrong.
         if loaded.data.len() as u64 != chunk.size {
             return Ok(decode()?.into());
         }
         Ok(loaded.data)
+    }
+
+    /// The key `chunk` of this blob is cached under.
+    pub fn chunk_key(&self, chunk: &Chunk) -> ChunkKey {
+        ChunkKey {
+            toc_digest: self.toc_digest,
+            member: chunk.offset,
+            inner_offset: chunk.inner_offset,
+            digest: chunk.digest.sha256(),
+        }
     }
 
     /// What a reader of `node` reading `chunk` needs: the file's member

@@ -3,7 +3,7 @@
 
 use super::file::decode_chunk;
 use super::node::Chunk;
-use super::{Blob, ChunkKey, ReadAt};
+use super::{Blob, ReadAt};
 use crate::error::{Error, Result};
 use std::io;
 use std::ops::Range;
@@ -124,10 +124,7 @@ impl<S: ReadAt> Blob<S> {
                 start: chunk.offset(),
                 data: &data[at],
             };
-            let key = ChunkKey {
-                member: chunk.offset(),
-                inner_offset: chunk.inner_offset(),
-            };
+            let key = self.chunk_key(chunk);
             let loaded = self.in_flight.load(&*self.cache.0, key, true, || {
                 Ok(super::CachedChunk {
                     data: decode_chunk(&held, name, chunk, true, zstd, None)?.into(),

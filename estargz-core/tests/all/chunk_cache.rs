@@ -7,9 +7,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A blob in memory that counts the reads it serves.
-struct Counting {
-    blob: Vec<u8>,
-    reads: AtomicUsize,
+pub struct Counting {
+    pub blob: Vec<u8>,
+    pub reads: AtomicUsize,
+}
+
+impl Counting {
+    pub fn new(blob: Vec<u8>) -> Arc<Counting> {
+        Arc::new(Counting {
+            blob,
+            reads: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
 }
 
 impl ReadAt for Counting {
@@ -35,10 +48,7 @@ fn opened() -> (Blob<Arc<Counting>>, Arc<Counting>, Vec<u8>) {
     Converter::new()
         .convert(&tar.into_inner().unwrap(), &mut blob)
         .unwrap();
-    let source = Arc::new(Counting {
-        blob,
-        reads: AtomicUsize::new(0),
-    });
+    let source = Counting::new(blob);
     let opened = Blob::open(source.clone(), &OpenOptions::default()).unwrap();
     (opened, source, data)
 }
@@ -103,4 +113,42 @@ fn a_verifying_reader_checks_a_chunk_an_unverified_read_cached() {
     verifying.read_at(200, &mut buf).unwrap();
     // Decoded (and checked) once more, then served from the cache.
     assert_eq!(source.reads.load(Ordering::SeqCst) - before, 1);
+}
+
+/// A tar of `files` (regular, mode 644), in that order.
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, *data).unwrap();
+    }
+    tar.into_inner().unwrap()
+}
+
+/// An eStargz blob of [`tar_of`] `files`.
+pub fn blob_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut blob = Vec::new();
+    Converter::new().convert(&tar_of(files), &mut blob).unwrap();
+    blob
+}
+
+#[test]
+fn blobs_sharing_a_cache_never_read_each_others_chunks() {
+    // Same name, same size: the chunks sit at the same offsets of both
+    // blobs, so only the blob's identity tells them apart.
+    let cache = Arc::new(LruChunkCache::new(64 << 20));
+    let open = |data: &[u8]| {
+        Blob::open(blob_of(&[("f", data)]), &OpenOptions::default())
+            .unwrap()
+            .with_cache(cache.clone())
+    };
+    let (a, b) = (open(b"hello"), open(b"world"));
+    assert_eq!(a.read_file("f").unwrap(), b"hello");
+    assert_eq!(b.read_file("f").unwrap(), b"world");
+    let mut buf = [0u8; 5];
+    b.open_file("f").unwrap().read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"world");
 }

@@ -10,6 +10,7 @@ static ALLOC: common::heap::Counting = common::heap::Counting;
 mod blob_corpus;
 mod chunk_cache;
 mod conformance;
+mod disk_cache;
 mod fixtures;
 mod fuzz_regressions;
 mod in_memory;

@@ -3,21 +3,18 @@
 
 use crate::{open, tar_of, TestBlob};
 use estargz_core::prioritize::{reorder, PrioritizeOptions};
-use estargz_core::ChunkKey;
 use estargz_fuse::{prefetch_region, Fetch, FetchReport, Stopped, BACKGROUND_WINDOW, MAX_WINDOW};
 use estargz_test_support::noise::noise;
 use std::io::Read;
 use std::sync::atomic::AtomicBool;
 
-/// A fetch of the whole payload in the largest windows with no cache
-/// budget, `cancelled` from the start or not.
-fn fetch_all_unbudgeted(blob: &TestBlob, cancelled: bool) -> FetchReport {
+/// A fetch of the whole payload in the largest windows, `cancelled`
+/// from the start or not.
+fn fetch_all(blob: &TestBlob, cancelled: bool) -> FetchReport {
     let cancel = AtomicBool::new(cancelled);
     let fetch = Fetch {
         window: MAX_WINDOW,
         cancel: &cancel,
-        budget: None,
-        budget_bytes: 0,
     };
     fetch.run(blob, 0, blob.payload_end())
 }
@@ -40,24 +37,18 @@ fn prioritized_layer() -> Vec<u8> {
 
 fn cached(blob: &crate::TestBlob, path: &str) -> bool {
     let node = blob.index().lookup(path).unwrap();
-    node.chunks().iter().all(|c| {
-        let key = ChunkKey {
-            member: c.offset(),
-            inner_offset: c.inner_offset(),
-        };
-        blob.cache().get(&key).is_some_and(|c| c.verified)
-    })
+    node.chunks()
+        .iter()
+        .all(|c| blob.cache().contains_verified(&blob.chunk_key(c)))
 }
 
 #[test]
 fn the_prefetch_region_is_one_read_and_its_files_then_cost_none() {
-    let (blob, cache) = open(&prioritized_layer(), 256 << 10, 64 << 20);
+    let (blob, _) = open(&prioritized_layer(), 256 << 10, 64 << 20);
     let cancel = AtomicBool::new(false);
     let fetch = Fetch {
         window: MAX_WINDOW,
         cancel: &cancel,
-        budget: Some(&cache),
-        budget_bytes: 64 << 20,
     };
     let (start, end) = prefetch_region(&*blob).expect("a landmark");
     let before = blob.source().counters().stats();
@@ -95,8 +86,6 @@ fn a_fetch_stops_when_the_cache_is_full_or_when_cancelled() {
     let fetch = Fetch {
         window: 512 << 10,
         cancel: &cancel,
-        budget: Some(&cache),
-        budget_bytes: 1 << 20,
     };
     let report = fetch.run(&blob, 0, blob.payload_end());
     assert_eq!(report.stopped, Some(Stopped::CacheFull), "{report:?}");
@@ -109,7 +98,7 @@ fn a_fetch_stops_when_the_cache_is_full_or_when_cancelled() {
     );
 
     let (blob, _) = open(&prioritized_layer(), 256 << 10, 64 << 20);
-    let report = fetch_all_unbudgeted(&blob, true);
+    let report = fetch_all(&blob, true);
     assert_eq!(
         (report.stopped, report.reads),
         (Some(Stopped::Cancelled), 0)
@@ -130,7 +119,7 @@ fn a_corrupt_window_stops_the_fetch_and_caches_nothing_bad() {
     )
     .unwrap()
     .with_cache(cache.clone());
-    let report = fetch_all_unbudgeted(&blob, false);
+    let report = fetch_all(&blob, false);
     assert!(
         matches!(report.stopped, Some(Stopped::Failed(ref why)) if why.contains("b/big")),
         "{report:?}"

@@ -450,3 +450,23 @@ fn an_index_is_resolved_by_platform() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("no image for linux/s390x"), "{stderr}");
 }
+
+#[test]
+fn layers_with_chunks_at_the_same_offsets_each_read_their_own() {
+    if !fuse_available() {
+        return;
+    }
+    // One file each, of one length: their chunks sit at the same offsets
+    // of both blobs, and the layers share one chunk cache.
+    let tars = [tar_of(&[("a", b"lower\n")]), tar_of(&[("b", b"upper\n")])];
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, out) = (tmp.path().join("src"), tmp.path().join("out"));
+    build_layout(&src, &tars);
+    let convert = ["convert-image".as_ref(), src.as_os_str(), out.as_os_str()];
+    assert_exit(&run(convert), 0);
+    let mount = Mount::start(&format!("oci:{}", out.display()), &["--layers"]);
+    assert_eq!(fs::read(mount.path("a")).unwrap(), b"lower\n");
+    assert_eq!(fs::read(mount.path("b")).unwrap(), b"upper\n");
+    let (status, stderr) = mount.stop();
+    assert!(status.success(), "{stderr}");
+}

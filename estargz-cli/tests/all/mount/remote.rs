@@ -259,3 +259,35 @@ fn reading_the_prefetch_region_on_demand_fetches_nothing_past_its_end() {
     let (status, stderr) = mount.stop();
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn a_disk_cache_serves_later_mounts_and_other_layers_without_requests() {
+    let Some(server) = serving_the_layer() else {
+        return;
+    };
+    // The same tree as zstd:chunked: other bytes, the same chunks.
+    let args = ["--chunk-size", "524288", "--compression", "zstd:chunked"];
+    convert(&server.www(), "layer.zst", &layer_tar(), &args);
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let with_cache = ["--disk-cache", cache_dir, "--background-fetch"];
+
+    let mut first = Mount::start(&server.url("layer.esgz"), &with_cache);
+    let stderr = first.wait_for_stderr("background fetch:");
+    assert!(stderr.contains("background fetch: done"), "{stderr}");
+    let (status, stderr) = first.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains(" 0 hits, "), "{stderr}");
+    assert!(!stderr.contains(" 0 chunks ("), "{stderr}");
+
+    for blob in ["layer.esgz", "layer.zst"] {
+        let mut mount = Mount::start(&server.url(blob), &with_cache);
+        mount.wait_for_stderr("background fetch: done; 0 chunks");
+        let (_, reads) = server.requests_during(|| compare_tree(mount.dir(), &layer_tar(), true));
+        assert_eq!(reads, vec![], "{blob}: reads with every chunk on disk");
+        let (status, stderr) = mount.stop();
+        assert!(status.success(), "{stderr}");
+        assert!(stderr.contains(" 0 chunks (0 bytes) written"), "{stderr}");
+        assert!(stderr.contains(" 0 bad entries dropped"), "{stderr}");
+    }
+}

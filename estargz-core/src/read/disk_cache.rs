@@ -1,0 +1,306 @@
+//! Decoded chunks kept on disk by content digest, shared by every blob and
+//! every process that uses the directory.
+//!
+//! The memory cache dies with the process and keys by blob. A layer read
+//! again after a restart, or another layer or image holding the same
+//! files, finds its chunks here without fetching them. Each entry is one
+//! chunk named by its SHA-256 and checked against it when read, so a torn,
+//! corrupted or planted file is removed, never served; that check is also
+//! why writes need no fsync. Writes go to a temporary file renamed into
+//! place, so a reader, in this process or another, sees an entry whole or
+//! not at all.
+
+use super::cache::{CachedChunk, ChunkCache, ChunkKey, LruChunkCache};
+use crate::convert::MAX_CHUNK_SIZE;
+use crate::digest::Digest;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// Temporary files older than this are a crashed writer's: removed at open.
+const STALE_TEMP: Duration = Duration::from_secs(3600);
+
+/// A [`ChunkCache`] on disk under a byte budget, with an in-memory
+/// [`LruChunkCache`] in front.
+///
+/// Only chunks checked against their `chunkDigest` are written, under that
+/// digest (`DIR/sha256/xx/<hex>`): identical chunks of any blob share one
+/// entry. When the directory grows past its budget, the entries used
+/// longest ago (by modification time, refreshed on every hit, so across
+/// processes too) are removed until a tenth of the budget is free.
+/// Failures to write are counted, not returned: a cache that cannot store
+/// only costs fetches.
+///
+/// ```
+/// use estargz_core::{Blob, Converter, DiskChunkCache, OpenOptions};
+/// use std::sync::Arc;
+/// # let tar = {
+/// # let mut b = tar::Builder::new(Vec::new());
+/// # let mut h = tar::Header::new_ustar();
+/// # h.set_size(5);
+/// # h.set_mode(0o644);
+/// # h.set_cksum();
+/// # b.append_data(&mut h, "greeting", &b"hello"[..]).unwrap();
+/// # b.into_inner().unwrap()
+/// # };
+/// let dir = tempfile::tempdir()?;
+/// let mut bytes = Vec::new();
+/// Converter::new().convert(&tar, &mut bytes)?;
+///
+/// let cache = Arc::new(DiskChunkCache::open(dir.path(), 1 << 30, 64 << 20)?);
+/// let blob = Blob::open(bytes.clone(), &OpenOptions::default())?.with_cache(cache.clone());
+/// assert_eq!(blob.read_file("greeting")?, b"hello");
+/// assert_eq!(cache.stats().writes, 1);
+///
+/// // Another process, or this one later: the chunk comes from disk.
+/// let cache = Arc::new(DiskChunkCache::open(dir.path(), 1 << 30, 64 << 20)?);
+/// let blob = Blob::open(bytes, &OpenOptions::default())?.with_cache(cache.clone());
+/// assert_eq!(blob.read_file("greeting")?, b"hello");
+/// assert_eq!(cache.stats().hits, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct DiskChunkCache {
+    root: PathBuf,
+    max_bytes: u64,
+    memory: LruChunkCache,
+    /// Bytes of entries on disk as this process knows them: recounted
+    /// from the directory whenever it is trimmed.
+    used: AtomicU64,
+    trimming: Mutex<()>,
+    hits: AtomicU64,
+    writes: AtomicU64,
+    bytes_written: AtomicU64,
+    dropped: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// What a [`DiskChunkCache`] did since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiskCacheStats {
+    /// Chunks read from disk (after a miss in memory).
+    pub hits: u64,
+    /// Entries written.
+    pub writes: u64,
+    /// Bytes of the entries written.
+    pub bytes_written: u64,
+    /// Entries that did not match their digest, removed unserved.
+    pub dropped: u64,
+    /// Entries that could not be written.
+    pub failures: u64,
+    /// Bytes of entries on disk, as last counted.
+    pub used: u64,
+}
+
+impl DiskChunkCache {
+    /// Opens (creating it if need be) the cache directory `dir`, at most
+    /// `max_bytes` of entries, with `memory_budget` bytes of chunks kept in
+    /// memory in front of it. Counts the entries there and removes the
+    /// temporary files a crashed writer left.
+    pub fn open(dir: &Path, max_bytes: u64, memory_budget: u64) -> io::Result<DiskChunkCache> {
+        let named = |what: &Path, e: io::Error| {
+            io::Error::new(e.kind(), format!("{}: {e}", what.display()))
+        };
+        for sub in ["sha256", "tmp"] {
+            let path = dir.join(sub);
+            fs::create_dir_all(&path).map_err(|e| named(&path, e))?;
+        }
+        let cache = DiskChunkCache {
+            root: dir.to_path_buf(),
+            max_bytes,
+            memory: LruChunkCache::new(memory_budget),
+            used: AtomicU64::new(0),
+            trimming: Mutex::new(()),
+            hits: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        };
+        let entries = cache.entries().map_err(|e| named(dir, e))?;
+        let used = entries.iter().map(|e| e.len).sum();
+        cache.used.store(used, Ordering::Relaxed);
+        cache.remove_stale_temps();
+        Ok(cache)
+    }
+
+    /// The cache in memory in front of the directory.
+    pub fn memory(&self) -> &LruChunkCache {
+        &self.memory
+    }
+
+    /// What the cache did since it was opened.
+    pub fn stats(&self) -> DiskCacheStats {
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        DiskCacheStats {
+            hits: load(&self.hits),
+            writes: load(&self.writes),
+            bytes_written: load(&self.bytes_written),
+            dropped: load(&self.dropped),
+            failures: load(&self.failures),
+            used: load(&self.used),
+        }
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("sha256").join(&hex[..2]).join(hex)
+    }
+
+    /// The entry for `digest`, if it is there and holds those bytes.
+    fn read(&self, digest: &Digest) -> Option<Vec<u8>> {
+        let path = self.path(digest);
+        let file = fs::File::open(&path).ok()?;
+        let mut data = Vec::new();
+        // An entry longer than any chunk is not one: it fails the digest.
+        file.take(MAX_CHUNK_SIZE + 1).read_to_end(&mut data).ok()?;
+        if Digest::of(&data) != *digest {
+            // Another process may have just renamed a good entry over it;
+            // removing that too only costs a fetch.
+            let _ = fs::remove_file(&path);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        // The modification time orders entries for trimming.
+        if let Ok(f) = fs::File::options().write(true).open(&path) {
+            let _ = f.set_modified(SystemTime::now());
+        }
+        Some(data)
+    }
+
+    fn write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix("chunk-")
+            .tempfile_in(self.root.join("tmp"))?;
+        tmp.write_all(data)?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Removes the entries used longest ago until a tenth of the budget
+    /// is free; one thread at a time, the others go on.
+    fn trim(&self) {
+        let Ok(_one) = self.trimming.try_lock() else {
+            return;
+        };
+        let Ok(mut entries) = self.entries() else {
+            return;
+        };
+        let mut total: u64 = entries.iter().map(|e| e.len).sum();
+        let target = self.max_bytes - self.max_bytes / 10;
+        entries.sort_by(|a, b| (a.modified, &a.path).cmp(&(b.modified, &b.path)));
+        for entry in entries {
+            if total <= target {
+                break;
+            }
+            if fs::remove_file(&entry.path).is_ok() {
+                total -= entry.len;
+            }
+        }
+        self.used.store(total, Ordering::Relaxed);
+    }
+
+    /// Every entry in the directory.
+    fn entries(&self) -> io::Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        for fan in fs::read_dir(self.root.join("sha256"))? {
+            let Ok(files) = fs::read_dir(fan?.path()) else {
+                continue;
+            };
+            // Entries vanish under concurrent trims: skip what is gone.
+            for file in files.flatten() {
+                let Ok(meta) = file.metadata() else { continue };
+                out.push(Entry {
+                    path: file.path(),
+                    len: meta.len(),
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove_stale_temps(&self) {
+        let Ok(temps) = fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for temp in temps.flatten() {
+            let stale = temp
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > STALE_TEMP);
+            if stale {
+                let _ = fs::remove_file(temp.path());
+            }
+        }
+    }
+}
+
+/// An entry found in the directory.
+struct Entry {
+    path: PathBuf,
+    len: u64,
+    modified: SystemTime,
+}
+
+impl ChunkCache for DiskChunkCache {
+    fn get(&self, key: &ChunkKey) -> Option<CachedChunk> {
+        if let Some(hit) = self.memory.get(key) {
+            return Some(hit);
+        }
+        let data = self.read(key.digest.as_ref()?)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        let chunk = CachedChunk {
+            data: data.into(),
+            verified: true,
+        };
+        self.memory.insert(*key, chunk.clone());
+        Some(chunk)
+    }
+
+    fn insert(&self, key: ChunkKey, chunk: CachedChunk) {
+        self.memory.insert(key, chunk.clone());
+        // Only checked bytes go to disk, where any blob may find them.
+        let (Some(digest), true) = (key.digest, chunk.verified) else {
+            return;
+        };
+        let len = chunk.data.len() as u64;
+        let path = self.path(&digest);
+        if len > self.max_bytes || path.exists() {
+            return;
+        }
+        match self.write(&path, &chunk.data) {
+            Ok(()) => {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+                self.bytes_written.fetch_add(len, Ordering::Relaxed);
+                if self.used.fetch_add(len, Ordering::Relaxed) + len > self.max_bytes {
+                    self.trim();
+                }
+            }
+            Err(_) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// In memory, or an entry on disk (whose bytes are checked only when
+    /// read: a bad one is then dropped and the chunk fetched after all).
+    fn contains_verified(&self, key: &ChunkKey) -> bool {
+        self.memory.contains_verified(key) || key.digest.is_some_and(|d| self.path(&d).exists())
+    }
+
+    fn room(&self) -> Option<u64> {
+        Some(
+            self.max_bytes
+                .saturating_sub(self.used.load(Ordering::Relaxed)),
+        )
+    }
+}
