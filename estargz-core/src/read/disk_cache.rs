@@ -31,8 +31,9 @@ const STALE_TEMP: Duration = Duration::from_secs(3600);
 /// entry. When the directory grows past its budget, the entries used
 /// longest ago (by modification time, refreshed on every hit, so across
 /// processes too) are removed until a tenth of the budget is free.
-/// Failures to write are counted, not returned: a cache that cannot store
-/// only costs fetches.
+/// Anything at an entry's name that is not a regular file (a symbolic
+/// link, a FIFO) is removed unread. Failures to write are counted, not
+/// returned: a cache that cannot store only costs fetches.
 ///
 /// ```
 /// use estargz_core::{Blob, Converter, DiskChunkCache, OpenOptions};
@@ -154,22 +155,31 @@ impl DiskChunkCache {
     /// The entry for `digest`, if it is there and holds those bytes.
     fn read(&self, digest: &Digest) -> Option<Vec<u8>> {
         let path = self.path(digest);
-        let file = fs::File::open(&path).ok()?;
+        let file = match open_entry(&path) {
+            Ok(Some(file)) => file,
+            Ok(None) => return self.drop_entry(&path),
+            Err(_) => return None,
+        };
         let mut data = Vec::new();
         // An entry longer than any chunk is not one: it fails the digest.
-        file.take(MAX_CHUNK_SIZE + 1).read_to_end(&mut data).ok()?;
+        (&file)
+            .take(MAX_CHUNK_SIZE + 1)
+            .read_to_end(&mut data)
+            .ok()?;
         if Digest::of(&data) != *digest {
-            // Another process may have just renamed a good entry over it;
-            // removing that too only costs a fetch.
-            let _ = fs::remove_file(&path);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return None;
+            return self.drop_entry(&path);
         }
         // The modification time orders entries for trimming.
-        if let Ok(f) = fs::File::options().write(true).open(&path) {
-            let _ = f.set_modified(SystemTime::now());
-        }
+        let _ = file.set_modified(SystemTime::now());
         Some(data)
+    }
+
+    /// Removes a bad entry. Another process may have just renamed a good
+    /// one over it; removing that too only costs a fetch.
+    fn drop_entry(&self, path: &Path) -> Option<Vec<u8>> {
+        let _ = fs::remove_file(path);
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        None
     }
 
     fn write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
@@ -242,6 +252,30 @@ impl DiskChunkCache {
             }
         }
     }
+}
+
+/// Opens the entry at `path`; `None` when it is not a regular file. A
+/// symbolic link is not followed and a FIFO does not block the open: the
+/// directory may be shared with less trusted writers.
+fn open_entry(path: &Path) -> io::Result<Option<fs::File>> {
+    let mut opts = fs::File::options();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32);
+    }
+    let file = match opts.open(path) {
+        Ok(file) => file,
+        // O_NOFOLLOW's answer to a symbolic link.
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(file.metadata()?.is_file().then_some(file))
 }
 
 /// An entry found in the directory.

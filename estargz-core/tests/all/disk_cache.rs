@@ -97,6 +97,39 @@ fn a_bad_entry_is_dropped_never_served_and_written_again() {
 }
 
 #[test]
+fn a_planted_fifo_or_symlink_is_dropped_without_blocking_or_following() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("outside");
+    let (a, b) = (noise(3, 70_000), noise(4, 70_000));
+    std::fs::write(&target, &a).unwrap();
+    let bytes = blob_of(&[("a", &a), ("b", &b)]);
+    let cache = open_cache(dir.path(), 1 << 30);
+    let (entry_a, entry_b) = (entry_of(dir.path(), &a), entry_of(dir.path(), &b));
+    std::fs::create_dir_all(entry_a.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(entry_b.parent().unwrap()).unwrap();
+    // A symbolic link to the right bytes, and a FIFO no one writes to.
+    std::os::unix::fs::symlink(&target, &entry_a).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &entry_b,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let (blob, source) = open_blob(&bytes, &cache);
+    let before = source.reads();
+    assert_eq!(blob.read_file("a").unwrap(), a);
+    assert_eq!(blob.read_file("b").unwrap(), b);
+    assert_eq!(source.reads(), before + 2, "both decoded from the blob");
+    assert_eq!(cache.stats().dropped, 2);
+    for entry in [&entry_a, &entry_b] {
+        assert!(entry.symlink_metadata().unwrap().is_file(), "{entry:?}");
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), a, "the link's target");
+}
+
+#[test]
 fn unverified_reads_are_not_written_to_disk() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open_cache(dir.path(), 1 << 30);
