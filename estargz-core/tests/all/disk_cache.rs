@@ -141,10 +141,11 @@ fn unverified_reads_are_not_written_to_disk() {
     assert!(entries(dir.path()).is_empty());
 }
 
-/// Eight 64 KiB files, each one chunk, and their blob.
-fn eight_files() -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
-    let files: Vec<(String, Vec<u8>)> = (0..8)
-        .map(|i| (format!("f{i}"), noise(10 + i, 64 << 10)))
+/// `n` files `f0`, `f1`, … of `size` bytes of noise from `seed` on, each
+/// one chunk, and their blob.
+fn files_and_blob(n: u64, seed: u64, size: usize) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
+    let files: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| (format!("f{i}"), noise(seed + i, size)))
         .collect();
     let named: Vec<(&str, &[u8])> = files
         .iter()
@@ -152,6 +153,11 @@ fn eight_files() -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
         .collect();
     let bytes = blob_of(&named);
     (files, bytes)
+}
+
+/// Eight 64 KiB files and their blob.
+fn eight_files() -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
+    files_and_blob(8, 10, 64 << 10)
 }
 
 fn entry_of(dir: &Path, data: &[u8]) -> PathBuf {
@@ -219,14 +225,7 @@ fn a_trim_drops_the_entries_used_longest_ago() {
 #[test]
 fn two_caches_on_one_directory_read_and_write_concurrently() {
     let dir = tempfile::tempdir().unwrap();
-    let files: Vec<(String, Vec<u8>)> = (0..16)
-        .map(|i| (format!("f{i}"), noise(40 + i, 50_000)))
-        .collect();
-    let named: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    let bytes = blob_of(&named);
+    let (files, bytes) = files_and_blob(16, 40, 50_000);
     let caches = [
         open_cache(dir.path(), 1 << 30),
         open_cache(dir.path(), 1 << 30),
