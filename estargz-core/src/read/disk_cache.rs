@@ -286,11 +286,15 @@ struct Entry {
 }
 
 impl ChunkCache for DiskChunkCache {
+    /// From memory; else, or when memory holds it unchecked, from disk.
     fn get(&self, key: &ChunkKey) -> Option<CachedChunk> {
-        if let Some(hit) = self.memory.get(key) {
-            return Some(hit);
+        let in_memory = self.memory.get(key);
+        if in_memory.as_ref().is_some_and(|c| c.verified) {
+            return in_memory;
         }
-        let data = self.read(key.digest.as_ref()?)?;
+        let Some(data) = key.digest.and_then(|d| self.read(&d)) else {
+            return in_memory;
+        };
         self.hits.fetch_add(1, Ordering::Relaxed);
         let chunk = CachedChunk {
             data: data.into(),

@@ -130,15 +130,26 @@ fn a_planted_fifo_or_symlink_is_dropped_without_blocking_or_following() {
 }
 
 #[test]
-fn unverified_reads_are_not_written_to_disk() {
+fn unchecked_reads_are_not_written_and_a_checked_one_finds_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open_cache(dir.path(), 1 << 30);
-    let (blob, _) = open_blob(&blob_of(&[("f", b"unchecked")]), &cache);
+    let (blob, source) = open_blob(&blob_of(&[("f", b"unchecked")]), &cache);
     let mut buf = [0u8; 9];
     blob.open_file("f").unwrap().read_at(0, &mut buf).unwrap();
     assert_eq!(&buf, b"unchecked");
     assert_eq!(cache.stats().writes, 0);
     assert!(entries(dir.path()).is_empty());
+
+    // Another process checks and writes the chunk; a checked read here
+    // then takes it from disk rather than decode the unchecked copy again.
+    let other = open_cache(dir.path(), 1 << 30);
+    let (elsewhere, _) = open_blob(&blob_of(&[("f", b"unchecked")]), &other);
+    assert_eq!(elsewhere.read_file("f").unwrap(), b"unchecked");
+    assert_eq!(other.stats().writes, 1);
+    let before = source.reads();
+    assert_eq!(blob.read_file("f").unwrap(), b"unchecked");
+    assert_eq!(source.reads(), before);
+    assert_eq!(cache.stats().hits, 1);
 }
 
 /// `n` files `f0`, `f1`, … of `size` bytes of noise from `seed` on, each
