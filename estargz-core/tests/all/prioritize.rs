@@ -176,44 +176,59 @@ fn case(
     }
 }
 
+/// Every TestSort case, S1–S17 in order.
 fn sort_cases() -> Vec<Case> {
-    let n120 = Box::leak("x".repeat(120).into_boxed_str()) as &'static str;
-    let bar_n150 = Box::leak(format!("bar/{}", "y".repeat(150)).into_boxed_str()) as &'static str;
-    let landmarked = || {
-        vec![
-            file("baa.txt", "baa"),
-            file("bar.txt", "bar"),
-            file("baz.txt", "baz"),
-            landmark_entry(L),
-            file("foo.txt", "foo"),
-        ]
-    };
-    let no_landmarked = || {
-        vec![
-            landmark_entry(NL),
-            file("baa.txt", "baa"),
-            file("bar.txt", "bar"),
-            file("baz.txt", "baz"),
-            file("foo.txt", "foo"),
-        ]
-    };
-    let four = || {
-        vec![
-            file("foo.txt", "foo"),
-            file("baz.txt", "baz"),
-            file("bar.txt", "bar"),
-            file("baa.txt", "baa"),
-        ]
-    };
-    let rooted = |root: &str| {
-        vec![
-            dir(root),
-            file(&format!("{root}foo.txt"), "foo"),
-            file(&format!("{root}baz.txt"), "baz"),
-            file(&format!("{root}baa.txt"), "baa"),
-            hardlink(&format!("{root}bazlink"), &format!("{root}baz.txt")),
-        ]
-    };
+    let mut cases = shuffle_cases();
+    cases.extend(name_and_type_cases());
+    cases.extend(existing_landmark_cases());
+    cases.extend(missing_duplicate_and_link_cases());
+    cases
+}
+
+fn four_files() -> Vec<TestEntry> {
+    vec![
+        file("foo.txt", "foo"),
+        file("baz.txt", "baz"),
+        file("bar.txt", "bar"),
+        file("baa.txt", "baa"),
+    ]
+}
+
+/// Input that already holds a `.prefetch.landmark`.
+fn landmarked() -> Vec<TestEntry> {
+    vec![
+        file("baa.txt", "baa"),
+        file("bar.txt", "bar"),
+        file("baz.txt", "baz"),
+        landmark_entry(L),
+        file("foo.txt", "foo"),
+    ]
+}
+
+/// Input that already holds a `.no.prefetch.landmark`.
+fn no_landmarked() -> Vec<TestEntry> {
+    vec![
+        landmark_entry(NL),
+        file("baa.txt", "baa"),
+        file("bar.txt", "bar"),
+        file("baz.txt", "baz"),
+        file("foo.txt", "foo"),
+    ]
+}
+
+/// Entries under `root` (`./` or `/`), the root itself included.
+fn rooted(root: &str) -> Vec<TestEntry> {
+    vec![
+        dir(root),
+        file(&format!("{root}foo.txt"), "foo"),
+        file(&format!("{root}baz.txt"), "baz"),
+        file(&format!("{root}baa.txt"), "baa"),
+        hardlink(&format!("{root}bazlink"), &format!("{root}baz.txt")),
+    ]
+}
+
+/// S1–S5: no list, and lists that reorder files, directories and links.
+fn shuffle_cases() -> Vec<Case> {
     vec![
         case(
             "S1 nolog",
@@ -247,7 +262,7 @@ fn sort_cases() -> Vec<Case> {
         ),
         case(
             "S3 shuffle_reg",
-            four(),
+            four_files(),
             Some(vec!["baa.txt", "bar.txt", "baz.txt"]),
             Some(vec!["baa.txt", "bar.txt", "baz.txt", L, "foo.txt"]),
         ),
@@ -291,6 +306,14 @@ fn sort_cases() -> Vec<Case> {
             Some(vec!["baz.txt"]),
             Some(vec!["baz.txt", L, "foo.txt", "bar.txt", "baa.txt"]),
         ),
+    ]
+}
+
+/// S6–S7: long names and non-regular entry types.
+fn name_and_type_cases() -> Vec<Case> {
+    let n120 = Box::leak("x".repeat(120).into_boxed_str()) as &'static str;
+    let bar_n150 = Box::leak(format!("bar/{}", "y".repeat(150)).into_boxed_str()) as &'static str;
+    vec![
         case(
             "S6 longname",
             vec![
@@ -324,6 +347,12 @@ fn sort_cases() -> Vec<Case> {
             Some(vec!["fifoo", "foo2", "foo.txt", "fooblock"]),
             Some(vec!["fifoo", "foo2", "foo.txt", "fooblock", L, "foochar"]),
         ),
+    ]
+}
+
+/// S8–S11: inputs that already hold a landmark, with and without a list.
+fn existing_landmark_cases() -> Vec<Case> {
+    vec![
         case(
             "S8 existing_landmark",
             landmarked(),
@@ -348,11 +377,18 @@ fn sort_cases() -> Vec<Case> {
             None,
             Some(vec![NL, "baa.txt", "bar.txt", "baz.txt", "foo.txt"]),
         ),
+    ]
+}
+
+/// S12–S17: listed names missing from the tar, duplicates, hardlinks and
+/// rooted names.
+fn missing_duplicate_and_link_cases() -> Vec<Case> {
+    vec![
         Case {
             missed: vec!["dummy"],
             ..case(
                 "S12 not_existing_file",
-                four(),
+                four_files(),
                 Some(vec!["baa.txt", "bar.txt", "dummy"]),
                 None,
             )
@@ -362,7 +398,7 @@ fn sort_cases() -> Vec<Case> {
             missed: vec!["dummy1", "dummy2"],
             ..case(
                 "S13 not_existing_file_allow_fail",
-                four(),
+                four_files(),
                 Some(vec!["baa.txt", "dummy1", "bar.txt", "dummy2"]),
                 Some(vec!["baa.txt", "bar.txt", L, "foo.txt", "baz.txt"]),
             )

@@ -226,38 +226,11 @@ fn d1_to_d4_with_min_chunk_size(min: u64) {
                 let tar = build_tar(format, &prefixed(&entries, prefix), 100);
                 let (blob, report) = convert_min(&tar, 3, min);
                 assert!(check(&blob, report.toc_digest).is_valid(), "{name}");
-                let toc = common::read_toc(&blob).0;
-                let data: Vec<(i64, i64)> = toc
-                    .entries
-                    .iter()
-                    .filter(|e| e.size > 0 || e.kind == EntryType::Chunk)
-                    .map(|e| (e.offset, e.inner_offset))
-                    .collect();
-                let members: std::collections::BTreeSet<i64> = data.iter().map(|d| d.0).collect();
-                if min == 0 {
-                    assert!(data.iter().all(|d| d.1 == 0), "{name}: {data:?}");
-                    assert_eq!(members.len(), data.len(), "{name}: a member per chunk");
-                } else {
-                    // These layers are far below 64000 bytes: one member holds every chunk.
-                    assert!(members.len() <= 1, "{name}: {data:?}");
+                check_member_layout(name, &blob, min);
+                check_changed_tar_rejected(name, &entries, format, prefix, min, report.toc_digest);
+                if name == "no-regfile" {
+                    continue;
                 }
-
-                // InvalidStargz: a different tar does not verify against the original TOC digest.
-                let mut changed = entries.clone();
-                match name {
-                    "no-regfile" => changed[0] = dir("test2"),
-                    "with-non-regfiles" => changed[8] = hardlink("test2/bazlink", "foo.txt"),
-                    _ => changed[1] = file("foo.txt", "M"),
-                }
-                let tar2 = build_tar(format, &prefixed(&changed, prefix), 100);
-                let (blob2, _) = convert_min(&tar2, 3, min);
-                let v = check(&blob2, report.toc_digest);
-                assert!(
-                    v.problems.iter().any(|p| p.message.contains("TOC digest")),
-                    "{name}: {:?}",
-                    v.problems
-                );
-
                 let target = format!(
                     "{prefix}{}",
                     if name == "small-files" {
@@ -266,70 +239,121 @@ fn d1_to_d4_with_min_chunk_size(min: u64) {
                         "test/bar.txt"
                     }
                 );
-                if name == "no-regfile" {
-                    continue;
-                }
-                // InvalidTOCEntry (a): the file's chunk digests cleared.
-                let (bad, digest) = tamper(&blob, |_, toc| {
-                    for e in toc.entries.iter_mut().filter(|e| e.name == target) {
-                        e.chunk_digest.clear();
-                    }
-                });
-                let v = check(&bad, digest);
-                assert!(
-                    v.problems
-                        .iter()
-                        .any(|p| p.message.contains("without a chunkDigest")),
-                    "{name}: {:?}",
-                    v.problems
-                );
-                // InvalidTOCEntry (b): the file's data position set to another data entry's.
-                let (bad, digest) = tamper(&blob, |_, toc| {
-                    let at = |e: &estargz_core::TocEntry| (e.offset, e.inner_offset);
-                    let mine = at(toc.entries.iter().find(|e| e.name == target).unwrap());
-                    let other = toc
-                        .entries
-                        .iter()
-                        .find(|e| e.size > 0 && e.name != target && at(e) != mine)
-                        .map(at)
-                        .unwrap();
-                    let e = toc.entries.iter_mut().find(|e| e.name == target).unwrap();
-                    (e.offset, e.inner_offset) = other;
-                });
-                assert!(
-                    !check(&bad, digest).is_valid(),
-                    "{name}: moved offset accepted"
-                );
-                // BrokenContent: first byte of the file's first chunk flipped.
-                let (first_offset, inner) = common::read_toc(&blob)
-                    .0
-                    .entries
-                    .iter()
-                    .find(|e| e.name == target)
-                    .map(|e| (e.offset as u64, e.inner_offset as usize))
-                    .unwrap();
-                let (bad, digest) = tamper(&blob, |members, _| {
-                    let i = common::members(&blob)
-                        .iter()
-                        .position(|m| m.0 == first_offset)
-                        .unwrap();
-                    members[i][inner] ^= 0x55;
-                });
-                let v = check(&bad, digest);
-                assert!(
-                    v.problems.iter().any(|p| p.message.contains("chunkDigest")
-                        && p.entry.as_deref() == Some(&target)),
-                    "{name}: {:?}",
-                    v.problems
-                );
-                let opened = Blob::open(bad, &OpenOptions::default()).unwrap();
-                assert!(
-                    opened.read_file(&target).is_err(),
-                    "{name}: reading a broken chunk with digests checked fails"
-                );
+                check_tampered_toc_rejected(name, &blob, &target);
+                check_broken_content_rejected(name, &blob, &target);
             }
         }
     }
+}
+
+/// Without a minimum chunk size every chunk has its own member; with one,
+/// all of these small layers' chunks share a single member.
+fn check_member_layout(name: &str, blob: &[u8], min: u64) {
+    let toc = common::read_toc(blob).0;
+    let data: Vec<(i64, i64)> = toc
+        .entries
+        .iter()
+        .filter(|e| e.size > 0 || e.kind == EntryType::Chunk)
+        .map(|e| (e.offset, e.inner_offset))
+        .collect();
+    let members: std::collections::BTreeSet<i64> = data.iter().map(|d| d.0).collect();
+    if min == 0 {
+        assert!(data.iter().all(|d| d.1 == 0), "{name}: {data:?}");
+        assert_eq!(members.len(), data.len(), "{name}: a member per chunk");
+    } else {
+        // These layers are far below 64000 bytes: one member holds every chunk.
+        assert!(members.len() <= 1, "{name}: {data:?}");
+    }
+}
+
+/// InvalidStargz: a different tar does not verify against the original TOC digest.
+fn check_changed_tar_rejected(
+    name: &str,
+    entries: &[TestEntry],
+    format: Format,
+    prefix: &str,
+    min: u64,
+    toc_digest: Digest,
+) {
+    let mut changed = entries.to_vec();
+    match name {
+        "no-regfile" => changed[0] = dir("test2"),
+        "with-non-regfiles" => changed[8] = hardlink("test2/bazlink", "foo.txt"),
+        _ => changed[1] = file("foo.txt", "M"),
+    }
+    let tar2 = build_tar(format, &prefixed(&changed, prefix), 100);
+    let (blob2, _) = convert_min(&tar2, 3, min);
+    let v = check(&blob2, toc_digest);
+    assert!(
+        v.problems.iter().any(|p| p.message.contains("TOC digest")),
+        "{name}: {:?}",
+        v.problems
+    );
+}
+
+/// InvalidTOCEntry: `target`'s chunk digests cleared, or its data position
+/// moved to another data entry's.
+fn check_tampered_toc_rejected(name: &str, blob: &[u8], target: &str) {
+    let (bad, digest) = tamper(blob, |_, toc| {
+        for e in toc.entries.iter_mut().filter(|e| e.name == target) {
+            e.chunk_digest.clear();
+        }
+    });
+    let v = check(&bad, digest);
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.message.contains("without a chunkDigest")),
+        "{name}: {:?}",
+        v.problems
+    );
+    let (bad, digest) = tamper(blob, |_, toc| {
+        let at = |e: &estargz_core::TocEntry| (e.offset, e.inner_offset);
+        let mine = at(toc.entries.iter().find(|e| e.name == target).unwrap());
+        let other = toc
+            .entries
+            .iter()
+            .find(|e| e.size > 0 && e.name != target && at(e) != mine)
+            .map(at)
+            .unwrap();
+        let e = toc.entries.iter_mut().find(|e| e.name == target).unwrap();
+        (e.offset, e.inner_offset) = other;
+    });
+    assert!(
+        !check(&bad, digest).is_valid(),
+        "{name}: moved offset accepted"
+    );
+}
+
+/// BrokenContent: first byte of `target`'s first chunk flipped.
+fn check_broken_content_rejected(name: &str, blob: &[u8], target: &str) {
+    let (first_offset, inner) = common::read_toc(blob)
+        .0
+        .entries
+        .iter()
+        .find(|e| e.name == target)
+        .map(|e| (e.offset as u64, e.inner_offset as usize))
+        .unwrap();
+    let (bad, digest) = tamper(blob, |members, _| {
+        let i = common::members(blob)
+            .iter()
+            .position(|m| m.0 == first_offset)
+            .unwrap();
+        members[i][inner] ^= 0x55;
+    });
+    let v = check(&bad, digest);
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.message.contains("chunkDigest") && p.entry.as_deref() == Some(target)),
+        "{name}: {:?}",
+        v.problems
+    );
+    let opened = Blob::open(bad, &OpenOptions::default()).unwrap();
+    assert!(
+        opened.read_file(target).is_err(),
+        "{name}: reading a broken chunk with digests checked fails"
+    );
 }
 
 /// Reading a small file touches the footer, the TOC and that file's member.
@@ -382,13 +406,35 @@ fn malformed_blobs_are_errors_not_panics() {
         0,
     );
     let (blob, report) = convert_with(&tar, 4);
+    let mut cases = truncated_and_bad_footer_blobs(&blob);
+    for (what, edit) in malformed_toc_edits() {
+        cases.push((what, tamper(&blob, |_, toc| edit(toc)).0));
+    }
+    for (what, bad) in cases {
+        let v = check(&bad, report.toc_digest);
+        assert!(!v.is_valid(), "{what}: verify accepted it");
+        for p in &v.problems {
+            assert!(!p.message.is_empty());
+        }
+        // Opening, reading every file and unpacking must not panic, whatever they return.
+        if let Ok(opened) = Blob::open(bad.clone(), &OpenOptions::default()) {
+            for f in opened.index().files() {
+                let _ = opened.read_file(f.name());
+            }
+        }
+        let _ = unpack_tar(&bad[..], Vec::new());
+    }
+}
+
+/// `blob` cut short, or with its footer's TOC offset or extra field broken.
+fn truncated_and_bad_footer_blobs(blob: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let footer_at = blob.len() - 51;
     let with_offset = |text: &str| {
-        let mut b = blob.clone();
+        let mut b = blob.to_vec();
         b[footer_at + 16..footer_at + 32].copy_from_slice(text.as_bytes());
         b
     };
-    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+    vec![
         ("empty", vec![]),
         ("3 bytes", blob[..3].to_vec()),
         ("truncated by one", blob[..blob.len() - 1].to_vec()),
@@ -405,59 +451,46 @@ fn malformed_blobs_are_errors_not_panics() {
         ),
         ("offset at file data", with_offset(&format!("{:016x}", 1))),
         ("short extra", {
-            let mut b = blob.clone();
+            let mut b = blob.to_vec();
             b[footer_at + 10] = 2;
             b
         }),
-    ];
-    type TocEdit = Box<dyn Fn(&mut estargz_core::Toc)>;
-    let edits: Vec<(&str, TocEdit)> = vec![
+    ]
+}
+
+type TocEdit = Box<dyn Fn(&mut estargz_core::Toc)>;
+
+fn entry_named<'t>(t: &'t mut estargz_core::Toc, name: &str) -> &'t mut estargz_core::TocEntry {
+    t.entries.iter_mut().find(|e| e.name == name).unwrap()
+}
+
+fn first_chunk(t: &mut estargz_core::Toc) -> &mut estargz_core::TocEntry {
+    t.entries
+        .iter_mut()
+        .find(|e| e.kind == EntryType::Chunk)
+        .unwrap()
+}
+
+/// TOC edits, made to the blob of [`malformed_blobs_are_errors_not_panics`],
+/// that break the TOC's own rules.
+fn malformed_toc_edits() -> Vec<(&'static str, TocEdit)> {
+    vec![
         (
             "hardlink cycle",
-            Box::new(|t| {
-                let h = t.entries.iter_mut().find(|e| e.name == "h").unwrap();
-                h.link_name = "h".into();
-            }),
+            Box::new(|t| entry_named(t, "h").link_name = "h".into()),
         ),
         (
             "hardlink missing",
-            Box::new(|t| {
-                t.entries
-                    .iter_mut()
-                    .find(|e| e.name == "h")
-                    .unwrap()
-                    .link_name = "nope".into()
-            }),
+            Box::new(|t| entry_named(t, "h").link_name = "nope".into()),
         ),
         (
             "hardlink to dir",
-            Box::new(|t| {
-                t.entries
-                    .iter_mut()
-                    .find(|e| e.name == "h")
-                    .unwrap()
-                    .link_name = "d/".into()
-            }),
+            Box::new(|t| entry_named(t, "h").link_name = "d/".into()),
         ),
-        (
-            "chunk gap",
-            Box::new(|t| {
-                t.entries
-                    .iter_mut()
-                    .find(|e| e.kind == EntryType::Chunk)
-                    .unwrap()
-                    .chunk_offset += 1
-            }),
-        ),
+        ("chunk gap", Box::new(|t| first_chunk(t).chunk_offset += 1)),
         (
             "chunk overlap",
-            Box::new(|t| {
-                t.entries
-                    .iter_mut()
-                    .find(|e| e.kind == EntryType::Chunk)
-                    .unwrap()
-                    .chunk_offset -= 1
-            }),
+            Box::new(|t| first_chunk(t).chunk_offset -= 1),
         ),
         (
             "offsets decreasing",
@@ -475,54 +508,28 @@ fn malformed_blobs_are_errors_not_panics() {
                 t.entries[b].offset = tmp;
             }),
         ),
-        (
-            "negative size",
-            Box::new(|t| t.entries.iter_mut().find(|e| e.name == "b").unwrap().size = -1),
-        ),
+        ("negative size", Box::new(|t| entry_named(t, "b").size = -1)),
         (
             "unknown type",
             Box::new(|t| t.entries[0].kind = EntryType::Other("weird".into())),
         ),
         (
             "bad digest",
-            Box::new(|t| {
-                t.entries
-                    .iter_mut()
-                    .find(|e| e.name == "b")
-                    .unwrap()
-                    .chunk_digest = "sha256:xyz".into()
-            }),
+            Box::new(|t| entry_named(t, "b").chunk_digest = "sha256:xyz".into()),
         ),
         (
             "child of a file",
             Box::new(|t| {
-                let mut child = t.entries.iter().find(|e| e.name == "b").unwrap().clone();
+                let mut child = entry_named(t, "b").clone();
                 child.name = "b/x".into();
                 t.entries.push(child);
             }),
         ),
         (
             "offset past the TOC",
-            Box::new(|t| t.entries.iter_mut().find(|e| e.name == "b").unwrap().offset = 1 << 40),
+            Box::new(|t| entry_named(t, "b").offset = 1 << 40),
         ),
-    ];
-    for (what, edit) in &edits {
-        cases.push((what, tamper(&blob, |_, toc| edit(toc)).0));
-    }
-    for (what, bad) in cases {
-        let v = check(&bad, report.toc_digest);
-        assert!(!v.is_valid(), "{what}: verify accepted it");
-        for p in &v.problems {
-            assert!(!p.message.is_empty());
-        }
-        // Opening, reading every file and unpacking must not panic, whatever they return.
-        if let Ok(opened) = Blob::open(bad.clone(), &OpenOptions::default()) {
-            for f in opened.index().files() {
-                let _ = opened.read_file(f.name());
-            }
-        }
-        let _ = unpack_tar(&bad[..], Vec::new());
-    }
+    ]
 }
 
 /// TOC members that are not what they claim.

@@ -121,116 +121,11 @@ pub fn read_toc(blob: &[u8]) -> (Toc, Vec<u8>, u64) {
 /// Checks every invariant of a lossless blob made from `tar` and returns its TOC.
 pub fn check_lossless(tar: &[u8], blob: &[u8], report: &ConvertReport, chunk_size: u64) -> Toc {
     let (toc, json, toc_offset) = read_toc(blob);
-    let all = gunzip(blob);
-    assert!(
-        all.len() >= tar.len() && &all[..tar.len()] == tar,
-        "decompressed blob does not start with the input tar"
-    );
-    assert_eq!(
-        &all[tar.len()..],
-        &estargz_core::internals::tar_bytes(&json)[..],
-        "TOC tar follows the input"
-    );
-    assert_eq!(report.blob.digest, Digest::of(blob));
-    assert_eq!(report.blob.size, blob.len() as u64);
-    assert_eq!(report.blob.diff_id, Digest::of(&all));
-    assert_eq!(report.blob.uncompressed_size, all.len() as u64);
-    assert_eq!(report.toc_digest, Digest::of(&json));
-    assert_eq!(report.toc_offset, toc_offset);
-    assert_eq!(report.tar_size, tar.len() as u64);
+    check_stream_and_report(tar, blob, report, &json, toc_offset);
     assert_eq!(toc.version, 1);
     assert_eq!(toc.to_json(), json, "TOC re-encodes to the same bytes");
-
-    let members = members(blob);
-    let starts: Vec<u64> = members.iter().map(|m| m.0).collect();
-    assert_eq!(
-        members.last().unwrap().1.len(),
-        0,
-        "footer is an empty member"
-    );
-    assert_eq!(members[members.len() - 2].0, toc_offset);
-    // Members tile the input: each member is a contiguous piece of the tar.
-    let payload: Vec<u8> = members[..members.len() - 2]
-        .iter()
-        .flat_map(|m| m.1.clone())
-        .collect();
-    assert_eq!(payload, tar);
-
-    // Every data entry starts a member that begins with its chunk.
-    let mut file: Option<(TocEntry, Vec<u8>)> = None;
-    let finish = |f: Option<(TocEntry, Vec<u8>)>| {
-        if let Some((reg, data)) = f {
-            assert_eq!(
-                data.len() as i64,
-                reg.size,
-                "{}: chunks cover the file",
-                reg.name
-            );
-            assert_eq!(
-                reg.digest,
-                Digest::of(&data).to_string(),
-                "{}: digest",
-                reg.name
-            );
-        }
-    };
-    for e in &toc.entries {
-        match e.kind {
-            EntryType::Reg | EntryType::Chunk => {
-                if e.kind == EntryType::Reg {
-                    finish(file.take());
-                    assert!(!e.digest.is_empty(), "{}: reg has a digest", e.name);
-                    file = Some((e.clone(), Vec::new()));
-                }
-                let (reg, data) = file.as_mut().expect("chunk after reg");
-                assert_eq!(e.name, reg.name);
-                if reg.size == 0 {
-                    assert_eq!(
-                        (e.offset, e.chunk_digest.as_str()),
-                        (0, ""),
-                        "{}: empty file",
-                        e.name
-                    );
-                    continue;
-                }
-                assert_eq!(
-                    e.chunk_offset,
-                    data.len() as i64,
-                    "{}: chunks contiguous",
-                    e.name
-                );
-                let remaining = reg.size - e.chunk_offset;
-                let want_size = if remaining >= chunk_size as i64 {
-                    chunk_size as i64
-                } else {
-                    0
-                };
-                assert_eq!(e.chunk_size, want_size, "{}: chunkSize rule", e.name);
-                let len = remaining.min(chunk_size as i64) as usize;
-                let idx = starts
-                    .binary_search(&(e.offset as u64))
-                    .unwrap_or_else(|_| {
-                        panic!("{}: offset {} is not a member start", e.name, e.offset)
-                    });
-                let chunk = &members[idx].1[..len];
-                assert_eq!(
-                    e.chunk_digest,
-                    Digest::of(chunk).to_string(),
-                    "{}: chunkDigest",
-                    e.name
-                );
-                data.extend_from_slice(chunk);
-            }
-            _ => {
-                assert!(
-                    e.digest.is_empty() && e.chunk_digest.is_empty() && e.offset == 0,
-                    "{}: no data fields",
-                    e.name
-                );
-            }
-        }
-    }
-    finish(file.take());
+    let members = check_members_tile(tar, blob, toc_offset);
+    check_data_entries(&toc, &members, chunk_size);
 
     // Member starts: 0 (the leading headers) and every data offset (§7.3's
     // count, which assumes the first entry has offset 0, generalised).
@@ -245,6 +140,142 @@ pub fn check_lossless(tar: &[u8], blob: &[u8], report: &ConvertReport, chunk_siz
     expected.dedup();
     assert_eq!(members.len(), expected.len() + 2, "member count");
     toc
+}
+
+/// The decompressed stream is the input tar then the TOC tar, and the
+/// report describes exactly this blob.
+fn check_stream_and_report(
+    tar: &[u8],
+    blob: &[u8],
+    report: &ConvertReport,
+    json: &[u8],
+    toc_offset: u64,
+) {
+    let all = gunzip(blob);
+    assert!(
+        all.len() >= tar.len() && &all[..tar.len()] == tar,
+        "decompressed blob does not start with the input tar"
+    );
+    assert_eq!(
+        &all[tar.len()..],
+        &estargz_core::internals::tar_bytes(json)[..],
+        "TOC tar follows the input"
+    );
+    assert_eq!(report.blob.digest, Digest::of(blob));
+    assert_eq!(report.blob.size, blob.len() as u64);
+    assert_eq!(report.blob.diff_id, Digest::of(&all));
+    assert_eq!(report.blob.uncompressed_size, all.len() as u64);
+    assert_eq!(report.toc_digest, Digest::of(json));
+    assert_eq!(report.toc_offset, toc_offset);
+    assert_eq!(report.tar_size, tar.len() as u64);
+}
+
+/// The blob's members: payload members that tile `tar`, the TOC member at
+/// `toc_offset`, then an empty footer member.
+fn check_members_tile(tar: &[u8], blob: &[u8], toc_offset: u64) -> Vec<(u64, Vec<u8>)> {
+    let members = members(blob);
+    assert_eq!(
+        members.last().unwrap().1.len(),
+        0,
+        "footer is an empty member"
+    );
+    assert_eq!(members[members.len() - 2].0, toc_offset);
+    // Members tile the input: each member is a contiguous piece of the tar.
+    let payload: Vec<u8> = members[..members.len() - 2]
+        .iter()
+        .flat_map(|m| m.1.clone())
+        .collect();
+    assert_eq!(payload, tar);
+    members
+}
+
+/// Every data entry starts a member that begins with its chunk; chunks
+/// follow the chunkSize rule and together give each file's size and digest.
+fn check_data_entries(toc: &Toc, members: &[(u64, Vec<u8>)], chunk_size: u64) {
+    let starts: Vec<u64> = members.iter().map(|m| m.0).collect();
+    let mut file: Option<(TocEntry, Vec<u8>)> = None;
+    for e in &toc.entries {
+        match e.kind {
+            EntryType::Reg | EntryType::Chunk => {
+                if e.kind == EntryType::Reg {
+                    check_file_complete(file.take());
+                    assert!(!e.digest.is_empty(), "{}: reg has a digest", e.name);
+                    file = Some((e.clone(), Vec::new()));
+                }
+                let (reg, data) = file.as_mut().expect("chunk after reg");
+                assert_eq!(e.name, reg.name);
+                if reg.size == 0 {
+                    assert_eq!(
+                        (e.offset, e.chunk_digest.as_str()),
+                        (0, ""),
+                        "{}: empty file",
+                        e.name
+                    );
+                    continue;
+                }
+                let chunk = check_chunk(e, reg, data.len(), members, &starts, chunk_size);
+                data.extend_from_slice(chunk);
+            }
+            _ => {
+                assert!(
+                    e.digest.is_empty() && e.chunk_digest.is_empty() && e.offset == 0,
+                    "{}: no data fields",
+                    e.name
+                );
+            }
+        }
+    }
+    check_file_complete(file.take());
+}
+
+/// Checks one chunk entry of `reg`, of which `done` bytes are already
+/// covered, and returns the chunk's bytes from the member it starts.
+fn check_chunk<'m>(
+    e: &TocEntry,
+    reg: &TocEntry,
+    done: usize,
+    members: &'m [(u64, Vec<u8>)],
+    starts: &[u64],
+    chunk_size: u64,
+) -> &'m [u8] {
+    assert_eq!(e.chunk_offset, done as i64, "{}: chunks contiguous", e.name);
+    let remaining = reg.size - e.chunk_offset;
+    let want_size = if remaining >= chunk_size as i64 {
+        chunk_size as i64
+    } else {
+        0
+    };
+    assert_eq!(e.chunk_size, want_size, "{}: chunkSize rule", e.name);
+    let len = remaining.min(chunk_size as i64) as usize;
+    let idx = starts
+        .binary_search(&(e.offset as u64))
+        .unwrap_or_else(|_| panic!("{}: offset {} is not a member start", e.name, e.offset));
+    let chunk = &members[idx].1[..len];
+    assert_eq!(
+        e.chunk_digest,
+        Digest::of(chunk).to_string(),
+        "{}: chunkDigest",
+        e.name
+    );
+    chunk
+}
+
+/// A file's collected chunks cover its size and match its digest.
+fn check_file_complete(file: Option<(TocEntry, Vec<u8>)>) {
+    if let Some((reg, data)) = file {
+        assert_eq!(
+            data.len() as i64,
+            reg.size,
+            "{}: chunks cover the file",
+            reg.name
+        );
+        assert_eq!(
+            reg.digest,
+            Digest::of(&data).to_string(),
+            "{}: digest",
+            reg.name
+        );
+    }
 }
 
 /// The non-chunk entries of a TOC.

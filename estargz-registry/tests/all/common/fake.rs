@@ -128,24 +128,23 @@ fn respond(
     stream.flush()
 }
 
+/// Answers with `body`, announcing its true length.
+fn respond_whole(
+    stream: &mut TcpStream,
+    status: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    respond(stream, status, headers, body, body.len())
+}
+
 fn error_json(code: &str) -> Vec<u8> {
     format!(r#"{{"errors":[{{"code":"{code}","message":"{code} here","detail":null}}]}}"#)
         .into_bytes()
 }
 
-fn serve(
-    mut stream: TcpStream,
-    port: u16,
-    state: &Mutex<State>,
-    uses: &Mutex<u32>,
-    anonymous_tokens: bool,
-) -> std::io::Result<()> {
-    // A TLS handshake (the client's https probe): hang up, as a plain
-    // HTTP server that answers garbage at once would.
-    let mut first = [0u8; 1];
-    if stream.peek(&mut first)? == 0 || first[0] == 0x16 {
-        return Ok(());
-    }
+/// The request line and the `Authorization` header; the rest is skipped.
+fn read_request(stream: &TcpStream) -> std::io::Result<Seen> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -164,60 +163,88 @@ fn serve(
             }
         }
     }
-    let mut st = state.lock().unwrap();
-    st.seen.push(Seen {
-        method: method.clone(),
-        target: target.clone(),
-        authorization: authorization.clone(),
-    });
-    if target.starts_with("/token") {
-        let basic = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!(
-                "{}:{}",
-                super::registry::USER,
-                super::registry::PASSWORD
-            ))
-        );
-        let allowed = authorization.as_deref() == Some(basic.as_str())
-            || (anonymous_tokens && authorization.is_none());
-        if !allowed {
-            drop(st);
-            let body = error_json("UNAUTHORIZED");
-            return respond(&mut stream, "401 Unauthorized", &[], &body, body.len());
-        }
-        st.issued += 1;
-        let token = format!("tok-{}", st.issued);
-        let n = *uses.lock().unwrap();
-        st.tokens.insert(token.clone(), n);
-        drop(st);
-        let body = format!(r#"{{"token":"{token}","expires_in":300}}"#).into_bytes();
-        return respond(&mut stream, "200 OK", &[], &body, body.len());
+    Ok(Seen {
+        method,
+        target,
+        authorization,
+    })
+}
+
+/// A new token if `authorization` earns one, registered with its uses.
+fn issue_token(
+    st: &mut State,
+    uses: &Mutex<u32>,
+    authorization: Option<&str>,
+    anonymous_tokens: bool,
+) -> Option<String> {
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            super::registry::USER,
+            super::registry::PASSWORD
+        ))
+    );
+    let allowed =
+        authorization == Some(basic.as_str()) || (anonymous_tokens && authorization.is_none());
+    if !allowed {
+        return None;
     }
-    let token = authorization
-        .as_deref()
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let valid = match token.and_then(|t| st.tokens.get_mut(&t)) {
+    st.issued += 1;
+    let token = format!("tok-{}", st.issued);
+    let n = *uses.lock().unwrap();
+    st.tokens.insert(token.clone(), n);
+    Some(token)
+}
+
+/// Whether `authorization` carries a token with uses left; spends one.
+fn spend_token(st: &mut State, authorization: Option<&str>) -> bool {
+    let token = authorization.and_then(|a| a.strip_prefix("Bearer "));
+    match token.and_then(|t| st.tokens.get_mut(t)) {
         Some(left) if *left > 0 => {
             *left -= 1;
             true
         }
         _ => false,
-    };
-    if !valid {
+    }
+}
+
+fn serve(
+    mut stream: TcpStream,
+    port: u16,
+    state: &Mutex<State>,
+    uses: &Mutex<u32>,
+    anonymous_tokens: bool,
+) -> std::io::Result<()> {
+    // A TLS handshake (the client's https probe): hang up, as a plain
+    // HTTP server that answers garbage at once would.
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first)? == 0 || first[0] == 0x16 {
+        return Ok(());
+    }
+    let request = read_request(&stream)?;
+    let target = request.target.clone();
+    let authorization = request.authorization.clone();
+    let mut st = state.lock().unwrap();
+    st.seen.push(request);
+    if target.starts_with("/token") {
+        let token = issue_token(&mut st, uses, authorization.as_deref(), anonymous_tokens);
+        drop(st);
+        let Some(token) = token else {
+            let body = error_json("UNAUTHORIZED");
+            return respond_whole(&mut stream, "401 Unauthorized", &[], &body);
+        };
+        let body = format!(r#"{{"token":"{token}","expires_in":300}}"#).into_bytes();
+        return respond_whole(&mut stream, "200 OK", &[], &body);
+    }
+    if !spend_token(&mut st, authorization.as_deref()) {
         drop(st);
         let challenge = format!(
             r#"Bearer realm="http://127.0.0.1:{port}/token",service="fake registry",scope="repository:x:pull""#
         );
         let body = error_json("UNAUTHORIZED");
-        return respond(
-            &mut stream,
-            "401 Unauthorized",
-            &[("WWW-Authenticate", challenge)],
-            &body,
-            body.len(),
-        );
+        let headers = [("WWW-Authenticate", challenge)];
+        return respond_whole(&mut stream, "401 Unauthorized", &headers, &body);
     }
     if let Some((status, left)) = st.failures.get_mut(&target).filter(|(_, n)| *n > 0) {
         *left -= 1;
@@ -232,11 +259,11 @@ fn serve(
         Some((body, announced)) => respond(&mut stream, "200 OK", &[], &body, announced),
         None if target.contains("/manifests/") => {
             let body = error_json("MANIFEST_UNKNOWN");
-            respond(&mut stream, "404 Not Found", &[], &body, body.len())
+            respond_whole(&mut stream, "404 Not Found", &[], &body)
         }
         None => {
             let body = error_json("BLOB_UNKNOWN");
-            respond(&mut stream, "404 Not Found", &[], &body, body.len())
+            respond_whole(&mut stream, "404 Not Found", &[], &body)
         }
     }
 }
