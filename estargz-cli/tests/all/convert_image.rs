@@ -154,6 +154,37 @@ struct Fixture {
     unchanged: Vec<String>,
 }
 
+/// A buildx-style attestation manifest: one in-toto statement layer.
+fn attestation_manifest(l: &Layout) -> Value {
+    let statement = br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#;
+    l.json(
+        &json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": l.json(&json!({"architecture":"unknown","os":"unknown","rootfs":{"type":"layers","diff_ids":[sha256_digest(statement)]}}), OCI_CONFIG),
+            "layers": [l.blob(statement, "application/vnd.in-toto+json")],
+        }),
+        OCI_MANIFEST,
+    )
+}
+
+/// A signature-like artifact manifest, one of whose layers is `sample_gz`.
+fn signature_artifact(l: &Layout, sample_gz: &[u8]) -> Value {
+    l.json(
+        &json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.signature",
+            "config": l.json(&json!({}), "application/vnd.oci.empty.v1+json"),
+            // An artifact's layers are not the image's, even when one is the
+            // same gzip tar as an image layer: both must stay as they are.
+            "layers": [
+                l.blob(b"signature bytes", "application/vnd.example.signature.payload"),
+                l.blob(sample_gz, OCI_GZIP),
+            ],
+        }),
+        OCI_MANIFEST,
+    )
+}
+
 fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
@@ -182,15 +213,7 @@ fn fixture() -> Fixture {
         OCI_MANIFEST,
         OCI_CONFIG,
     );
-    let statement = br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#;
-    let attestation = l.json(
-        &json!({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": l.json(&json!({"architecture":"unknown","os":"unknown","rootfs":{"type":"layers","diff_ids":[sha256_digest(statement)]}}), OCI_CONFIG),
-            "layers": [l.blob(statement, "application/vnd.in-toto+json")],
-        }),
-        OCI_MANIFEST,
-    );
+    let attestation = attestation_manifest(&l);
     let attestation_digest = attestation["digest"].as_str().unwrap().to_string();
     let multi = l.json(
         &json!({
@@ -222,20 +245,7 @@ fn fixture() -> Fixture {
         "application/vnd.docker.distribution.manifest.v2+json",
         "application/vnd.docker.container.image.v1+json",
     );
-    let sig = l.json(
-        &json!({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "artifactType": "application/vnd.example.signature",
-            "config": l.json(&json!({}), "application/vnd.oci.empty.v1+json"),
-            // An artifact's layers are not the image's, even when one is the
-            // same gzip tar as an image layer: both must stay as they are.
-            "layers": [
-                l.blob(b"signature bytes", "application/vnd.example.signature.payload"),
-                l.blob(&sample_gz, OCI_GZIP),
-            ],
-        }),
-        OCI_MANIFEST,
-    );
+    let sig = signature_artifact(&l, &sample_gz);
     let sig_digest = sig["digest"].as_str().unwrap().to_string();
     let refname = |d: Value, name: &str| {
         with(
@@ -675,43 +685,52 @@ fn converting_the_output_again_changes_nothing() {
     assert_eq!(dir_listing(&once), dir_listing(&twice));
 }
 
-#[test]
-fn nested_indexes_foreign_and_estargz_layers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
+/// `estargz convert --json` of testdata's `name` to `out`: the report, the
+/// blob and the tar inside it.
+fn convert_layer(name: &str, out: &Path) -> (Value, Vec<u8>, Vec<u8>) {
+    let done = run([
+        "convert".as_ref(),
+        Path::new(TESTDATA).join(name).as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert_exit(&done, 0);
+    let blob = read(out);
+    let tar = gunzip(&blob);
+    (json_value(&done.stdout), blob, tar)
+}
+
+/// The path of the blob `desc` names in the layout at `dir`.
+fn blob_of(dir: &Path, desc: &Value) -> PathBuf {
+    blob_path(dir, desc["digest"].as_str().unwrap())
+}
+
+/// `root/src` for [`nested_indexes_foreign_and_estargz_layers`]: "nested",
+/// an index of an index of one image whose layers are a plain tar, an
+/// annotated eStargz layer, a non-distributable layer not shipped (urls
+/// only), and an eStargz layer under a Docker media type.
+struct Nested {
+    src: PathBuf,
+    /// The image manifest's layer descriptors as written.
+    src_layers: Value,
+    /// The tar inside the annotated eStargz layer.
+    pre_tar: Vec<u8>,
+    /// `estargz convert --json` of the Docker-typed layer.
+    bare_report: Value,
+}
+
+fn nested_source(root: &Path) -> Nested {
+    let src = root.join("src");
     let l = Layout::new(&src);
     let sample = tar_fixture("sample-layer.tar");
     // A layer that already is eStargz, converted by the CLI with its annotations.
-    let pre = tmp.path().join("pre.esgz");
-    let out = run([
-        "convert".as_ref(),
-        Path::new(TESTDATA)
-            .join("tars/valid/python-pax.tar")
-            .as_os_str(),
-        "-o".as_ref(),
-        pre.as_os_str(),
-        "--json".as_ref(),
-    ]);
-    assert_exit(&out, 0);
-    let pre_report = json_value(&out.stdout);
-    let pre_blob = read(&pre);
-    let pre_tar = gunzip(&pre_blob);
+    let (pre_report, pre_blob, pre_tar) =
+        convert_layer("tars/valid/python-pax.tar", &root.join("pre.esgz"));
     let foreign_tar = b"not shipped".to_vec();
     // Another eStargz layer, under a Docker media type and so without annotations.
-    let bare = tmp.path().join("bare.esgz");
-    let out = run([
-        "convert".as_ref(),
-        Path::new(TESTDATA)
-            .join("tars/valid/gnu-ustar.tar")
-            .as_os_str(),
-        "-o".as_ref(),
-        bare.as_os_str(),
-        "--json".as_ref(),
-    ]);
-    assert_exit(&out, 0);
-    let bare_report = json_value(&out.stdout);
-    let bare_blob = read(&bare);
-    let bare_tar = gunzip(&bare_blob);
+    let (bare_report, bare_blob, bare_tar) =
+        convert_layer("tars/valid/gnu-ustar.tar", &root.join("bare.esgz"));
     let image = l.image(
         &[
             (&sample, OCI_TAR, &sample),
@@ -731,15 +750,11 @@ fn nested_indexes_foreign_and_estargz_layers() {
         OCI_CONFIG,
     );
     // Annotate the eStargz layer; leave the foreign blob out, with urls.
-    let manifest_path = blob_path(&src, image["digest"].as_str().unwrap());
+    let manifest_path = blob_of(&src, &image);
     let mut manifest = read_json(&manifest_path);
     manifest["layers"][1]["annotations"] = pre_report["annotations"].clone();
     manifest["layers"][2]["urls"] = json!(["https://example.invalid/foreign"]);
-    std::fs::remove_file(blob_path(
-        &src,
-        manifest["layers"][2]["digest"].as_str().unwrap(),
-    ))
-    .unwrap();
+    std::fs::remove_file(blob_of(&src, &manifest["layers"][2])).unwrap();
     std::fs::remove_file(&manifest_path).unwrap();
     let src_layers = manifest["layers"].clone();
     let image = l.json(&manifest, OCI_MANIFEST);
@@ -753,6 +768,23 @@ fn nested_indexes_foreign_and_estargz_layers() {
         "annotations",
         json!({"org.opencontainers.image.ref.name": "nested"}),
     )]);
+    Nested {
+        src,
+        src_layers,
+        pre_tar,
+        bare_report,
+    }
+}
+
+#[test]
+fn nested_indexes_foreign_and_estargz_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Nested {
+        src,
+        src_layers,
+        pre_tar,
+        bare_report,
+    } = nested_source(tmp.path());
 
     let dst = tmp.path().join("dst");
     let out = convert_image(&src, &dst, &["--json"]);
@@ -762,18 +794,9 @@ fn nested_indexes_foreign_and_estargz_layers() {
         "{}",
         stderr_of(&out)
     );
-    let outer = read_json(blob_path(
-        &dst,
-        ref_names(&dst)[0].1["digest"].as_str().unwrap(),
-    ));
-    let inner = read_json(blob_path(
-        &dst,
-        outer["manifests"][0]["digest"].as_str().unwrap(),
-    ));
-    let manifest = read_json(blob_path(
-        &dst,
-        inner["manifests"][0]["digest"].as_str().unwrap(),
-    ));
+    let outer = read_json(blob_of(&dst, &ref_names(&dst)[0].1));
+    let inner = read_json(blob_of(&dst, &outer["manifests"][0]));
+    let manifest = read_json(blob_of(&dst, &inner["manifests"][0]));
     assert_eq!(manifest["layers"][0]["mediaType"], OCI_GZIP);
     assert_eq!(
         manifest["layers"][1], src_layers[1],
@@ -783,7 +806,7 @@ fn nested_indexes_foreign_and_estargz_layers() {
         manifest["layers"][2]["urls"][0],
         "https://example.invalid/foreign"
     );
-    assert!(!blob_path(&dst, manifest["layers"][2]["digest"].as_str().unwrap()).exists());
+    assert!(!blob_of(&dst, &manifest["layers"][2]).exists());
     // The unannotated eStargz layer: same blob, annotated now.
     assert_eq!(manifest["layers"][3]["digest"], bare_report["digest"]);
     assert_eq!(manifest["layers"][3]["mediaType"], OCI_GZIP);
@@ -791,17 +814,11 @@ fn nested_indexes_foreign_and_estargz_layers() {
         manifest["layers"][3]["annotations"],
         bare_report["annotations"]
     );
-    let config = read_json(blob_path(
-        &dst,
-        manifest["config"]["digest"].as_str().unwrap(),
-    ));
-    let blob0 = read(blob_path(
-        &dst,
-        manifest["layers"][0]["digest"].as_str().unwrap(),
-    ));
+    let config = read_json(blob_of(&dst, &manifest["config"]));
+    let blob0 = blob_of(&dst, &manifest["layers"][0]);
     assert_eq!(
         config["rootfs"]["diff_ids"][0].as_str().unwrap(),
-        sha256_digest(&gunzip(&blob0))
+        sha256_digest(&gunzip(&read(&blob0)))
     );
     assert_eq!(
         config["rootfs"]["diff_ids"][1].as_str().unwrap(),
@@ -811,17 +828,7 @@ fn nested_indexes_foreign_and_estargz_layers() {
         let toc = manifest["layers"][0]["annotations"][TOC_DIGEST_ANNOTATION]
             .as_str()
             .unwrap();
-        run_tool(
-            &r,
-            &[
-                "verify",
-                "-toc-digest",
-                toc,
-                blob_path(&dst, manifest["layers"][0]["digest"].as_str().unwrap())
-                    .to_str()
-                    .unwrap(),
-            ],
-        );
+        run_tool(&r, &["verify", "-toc-digest", toc, blob0.to_str().unwrap()]);
     }
     if let Some(skopeo) = tool("skopeo", None) {
         run_tool(
@@ -929,33 +936,61 @@ fn existing_destination_needs_force_and_failures_leave_nothing() {
     assert_only(&f.root, &["src", "dst"]);
 }
 
+fn write_index(src: &Path, index: &Value) {
+    std::fs::write(src.join("index.json"), serde_json::to_vec(index).unwrap()).unwrap();
+}
+
+/// Stores `bytes` as a blob and points the index's manifest `i` at it,
+/// digest and size, so that its name still matches (else this is a digest
+/// mismatch). Returns the blob's path.
+fn replace_manifest(src: &Path, index: &Value, i: usize, bytes: &[u8]) -> PathBuf {
+    let new = sha256_digest(bytes);
+    std::fs::write(blob_path(src, &new), bytes).unwrap();
+    let mut index = index.clone();
+    index["manifests"][i]["digest"] = json!(new);
+    index["manifests"][i]["size"] = json!(bytes.len());
+    write_index(src, &index);
+    blob_path(src, &new)
+}
+
+/// Damages a fresh [`fixture`] (given its index) and returns the file the
+/// error must name.
+type Damage = fn(&Path, &Value) -> String;
+
+/// `damage` makes the conversion exit 1, with an error that names the file
+/// and says `message`, and no output left behind.
+fn assert_damage_is_an_error(what: &str, damage: Damage, message: &str) {
+    let f = fixture();
+    let index = read_json(f.src.join("index.json"));
+    let file = damage(&f.src, &index);
+    let dst = f.root.join("dst");
+    let out = convert_image(&f.src, &dst, &["-q"]);
+    assert_exit_for(&out, 1, what);
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&file) && err.contains(message),
+        "{what}: expected {file:?} and {message:?} in {err}"
+    );
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert_only(&f.root, &["src"]);
+}
+
 /// Each malformed input: exit 1, an error naming the file and the problem.
 #[test]
 fn malformed_inputs_are_errors_naming_the_file() {
-    type Damage = fn(&Path, &Value) -> String;
     let cases: Vec<(&str, Damage, &str)> = vec![
         (
             "bad JSON in a manifest",
             |src, index| {
-                let p = blob_path(src, index["manifests"][1]["digest"].as_str().unwrap());
-                let bytes = b"{not json".to_vec();
-                // The blob's name must still match, or this is a digest mismatch.
-                let new = sha256_digest(&bytes);
-                std::fs::write(blob_path(src, &new), &bytes).unwrap();
-                let mut index = index.clone();
-                index["manifests"][1]["digest"] = json!(new);
-                index["manifests"][1]["size"] = json!(bytes.len());
-                std::fs::write(src.join("index.json"), serde_json::to_vec(&index).unwrap())
-                    .unwrap();
-                let _ = p;
-                blob_path(src, &new).display().to_string()
+                let p = replace_manifest(src, index, 1, b"{not json");
+                p.display().to_string()
             },
             "invalid JSON",
         ),
         (
             "missing blob",
             |src, index| {
-                let p = blob_path(src, index["manifests"][2]["digest"].as_str().unwrap());
+                let p = blob_of(src, &index["manifests"][2]);
                 std::fs::remove_file(&p).unwrap();
                 p.display().to_string()
             },
@@ -966,8 +1001,7 @@ fn malformed_inputs_are_errors_naming_the_file() {
             |src, index| {
                 let mut index = index.clone();
                 index["manifests"][0]["digest"] = json!("sha256:../../etc/passwd");
-                std::fs::write(src.join("index.json"), serde_json::to_vec(&index).unwrap())
-                    .unwrap();
+                write_index(src, &index);
                 src.join("index.json").display().to_string()
             },
             "invalid digest",
@@ -977,8 +1011,7 @@ fn malformed_inputs_are_errors_naming_the_file() {
             |src, index| {
                 let mut index = index.clone();
                 index["manifests"][0]["digest"] = json!("md5:d41d8cd98f00b204e9800998ecf8427e");
-                std::fs::write(src.join("index.json"), serde_json::to_vec(&index).unwrap())
-                    .unwrap();
+                write_index(src, &index);
                 src.join("index.json").display().to_string()
             },
             "unknown algorithm",
@@ -996,31 +1029,18 @@ fn malformed_inputs_are_errors_naming_the_file() {
             |src, index| {
                 let mut index = index.clone();
                 index["manifests"][2]["size"] = json!(1);
-                std::fs::write(src.join("index.json"), serde_json::to_vec(&index).unwrap())
-                    .unwrap();
-                blob_path(src, index["manifests"][2]["digest"].as_str().unwrap())
-                    .display()
-                    .to_string()
+                write_index(src, &index);
+                blob_of(src, &index["manifests"][2]).display().to_string()
             },
             "size mismatch",
         ),
         (
             "gzip layer labelled zstd",
             |src, index| {
-                let mut index = index.clone();
-                let p = blob_path(src, index["manifests"][1]["digest"].as_str().unwrap());
-                let mut m = read_json(&p);
+                let mut m = read_json(blob_of(src, &index["manifests"][1]));
                 m["layers"][1]["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar+zstd");
-                let bytes = serde_json::to_vec(&m).unwrap();
-                let new = sha256_digest(&bytes);
-                std::fs::write(blob_path(src, &new), &bytes).unwrap();
-                index["manifests"][1]["digest"] = json!(new);
-                index["manifests"][1]["size"] = json!(bytes.len());
-                std::fs::write(src.join("index.json"), serde_json::to_vec(&index).unwrap())
-                    .unwrap();
-                blob_path(src, m["layers"][1]["digest"].as_str().unwrap())
-                    .display()
-                    .to_string()
+                replace_manifest(src, index, 1, &serde_json::to_vec(&m).unwrap());
+                blob_of(src, &m["layers"][1]).display().to_string()
             },
             "converting the layer failed",
         ),
@@ -1034,19 +1054,7 @@ fn malformed_inputs_are_errors_naming_the_file() {
         ),
     ];
     for (what, damage, message) in cases {
-        let f = fixture();
-        let index = read_json(f.src.join("index.json"));
-        let file = damage(&f.src, &index);
-        let dst = f.root.join("dst");
-        let out = convert_image(&f.src, &dst, &["-q"]);
-        assert_exit_for(&out, 1, what);
-        let err = stderr_of(&out);
-        assert!(
-            err.contains(&file) && err.contains(message),
-            "{what}: expected {file:?} and {message:?} in {err}"
-        );
-        assert!(!err.contains("panicked"), "{what}: {err}");
-        assert_only(&f.root, &["src"]);
+        assert_damage_is_an_error(what, damage, message);
     }
 }
 

@@ -9,6 +9,7 @@
 use crate::common::registry::{require, RegistryServer, PASSWORD, USER};
 use crate::common::*;
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -872,9 +873,9 @@ fn upload_session(target: &str) -> Option<&str> {
 
 /// Every blob (configs and layers) of the image `reference` in
 /// `docker://HOST/dst`, through skopeo.
-fn image_blobs(host: &str, reference: &str) -> std::collections::BTreeSet<String> {
+fn image_blobs(host: &str, reference: &str) -> BTreeSet<String> {
     let index: Value = serde_json::from_str(&inspect_raw(reference)).unwrap();
-    let mut blobs = std::collections::BTreeSet::new();
+    let mut blobs = BTreeSet::new();
     for manifest in platform_manifests(host, "dst", &index) {
         let layers = manifest["layers"].as_array().unwrap();
         for desc in layers.iter().chain([&manifest["config"]]) {
@@ -882,6 +883,67 @@ fn image_blobs(host: &str, reference: &str) -> std::collections::BTreeSet<String
         }
     }
     blobs
+}
+
+/// The blobs of `dst` that `requests` HEADed: (found, not found).
+fn blob_heads(requests: &[(String, String, u16)]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut present = BTreeSet::new();
+    let mut missing = BTreeSet::new();
+    for (method, target, status) in requests {
+        if let Some(digest) = target.strip_prefix("/v2/dst/blobs/") {
+            if method == "HEAD" && status == &200 {
+                present.insert(digest.to_string());
+            } else if method == "HEAD" && status == &404 {
+                missing.insert(digest.to_string());
+            }
+        }
+    }
+    (present, missing)
+}
+
+/// The direct run's uploads to `dest`: one session per blob of `missing`
+/// (a POST, no cross-repository mount, a PUT of its digest) and no more.
+fn assert_uploads_exactly(dest: &RegistryServer, missing: &BTreeSet<String>) {
+    let direct_ip = "127.0.0.1 - ";
+    let upload = |l: &str| l.starts_with(direct_ip) && l.contains(" /v2/dst/blobs/uploads/");
+    // Once every expected line is in, wait for one more that must not come.
+    let expected = 2 * missing.len();
+    assert_eq!(
+        log_lines(dest, expected + 1, upload),
+        expected,
+        "{}",
+        dest.log()
+    );
+    let requests = requests_from(dest, "127.0.0.1");
+    let uploads: Vec<_> = requests
+        .iter()
+        .filter(|(_, t, _)| t.starts_with("/v2/dst/blobs/uploads/"))
+        .collect();
+    let committed: BTreeMap<&str, &str> = uploads
+        .iter()
+        .filter(|(m, _, s)| m == "PUT" && *s == 201)
+        .filter_map(|(_, t, _)| Some((upload_session(t)?, digest_param(t)?)))
+        .collect();
+    assert_eq!(
+        committed
+            .values()
+            .map(|d| d.to_string())
+            .collect::<BTreeSet<_>>(),
+        *missing,
+        "uploads of exactly the missing blobs: {uploads:#?}"
+    );
+    for (method, target, _) in &uploads {
+        match method.as_str() {
+            "POST" => assert!(!target.contains("mount="), "{target}"),
+            "PATCH" | "PUT" => {
+                let session = upload_session(target).unwrap_or_default();
+                assert!(committed.contains_key(session), "{method} {target}");
+            }
+            _ => panic!("{method} {target}"),
+        }
+    }
+    let posts = uploads.iter().filter(|(m, _, _)| m == "POST").count();
+    assert_eq!(posts, missing.len(), "{uploads:#?}");
 }
 
 /// A push cut off after two blob uploads (by a proxy in front of the
@@ -926,23 +988,10 @@ fn an_interrupted_push_is_resumed_by_a_rerun() {
         |l: &str| l.starts_with(direct_ip) && l.contains("\"HEAD /v2/dst/blobs/sha256:");
     log_lines(&dest, all.len(), blob_head);
     let requests = requests_from(&dest, "127.0.0.1");
-    let mut present = std::collections::BTreeSet::new();
-    let mut missing = std::collections::BTreeSet::new();
-    for (method, target, status) in &requests {
-        if let Some(digest) = target.strip_prefix("/v2/dst/blobs/") {
-            if method == "HEAD" && status == &200 {
-                present.insert(digest.to_string());
-            } else if method == "HEAD" && status == &404 {
-                missing.insert(digest.to_string());
-            }
-        }
-    }
+    let (present, missing) = blob_heads(&requests);
     assert!(present.is_disjoint(&missing), "{requests:#?}");
     assert_eq!(
-        present
-            .union(&missing)
-            .cloned()
-            .collect::<std::collections::BTreeSet<_>>(),
+        present.union(&missing).cloned().collect::<BTreeSet<_>>(),
         all,
         "a HEAD of every blob: {requests:#?}"
     );
@@ -957,45 +1006,7 @@ fn an_interrupted_push_is_resumed_by_a_rerun() {
         "{report}"
     );
 
-    let upload = |l: &str| l.starts_with(direct_ip) && l.contains(" /v2/dst/blobs/uploads/");
-    // Once every expected line is in, wait for one more that must not come.
-    let expected = 2 * missing.len();
-    assert_eq!(
-        log_lines(&dest, expected + 1, upload),
-        expected,
-        "{}",
-        dest.log()
-    );
-    let requests = requests_from(&dest, "127.0.0.1");
-    let uploads: Vec<_> = requests
-        .iter()
-        .filter(|(_, t, _)| t.starts_with("/v2/dst/blobs/uploads/"))
-        .collect();
-    let committed: std::collections::BTreeMap<&str, &str> = uploads
-        .iter()
-        .filter(|(m, _, s)| m == "PUT" && *s == 201)
-        .filter_map(|(_, t, _)| Some((upload_session(t)?, digest_param(t)?)))
-        .collect();
-    assert_eq!(
-        committed
-            .values()
-            .map(|d| d.to_string())
-            .collect::<std::collections::BTreeSet<_>>(),
-        missing,
-        "uploads of exactly the missing blobs: {uploads:#?}"
-    );
-    for (method, target, _) in &uploads {
-        match method.as_str() {
-            "POST" => assert!(!target.contains("mount="), "{target}"),
-            "PATCH" | "PUT" => {
-                let session = upload_session(target).unwrap_or_default();
-                assert!(committed.contains_key(session), "{method} {target}");
-            }
-            _ => panic!("{method} {target}"),
-        }
-    }
-    let posts = uploads.iter().filter(|(m, _, _)| m == "POST").count();
-    assert_eq!(posts, missing.len(), "{uploads:#?}");
+    assert_uploads_exactly(&dest, &missing);
 
     // The first run's uploads came through the proxy; it pushed no
     // manifest.

@@ -803,6 +803,19 @@ podman "$@" image unmount "$ref" >/dev/null"#;
     (pull_log, copy)
 }
 
+/// The registry answered every GET of each of `image`'s layers with 206:
+/// only ranges were read.
+fn assert_ranges_only(server: &RegistryServer, image: &Converted) {
+    for layer in &image.layers {
+        let statuses = blob_get_statuses(server, &image.repo, layer);
+        assert!(
+            !statuses.is_empty() && statuses.iter().all(|s| s == "206"),
+            "{}: GETs of {layer} answered {statuses:?}",
+            image.reference
+        );
+    }
+}
+
 /// [`podman_pull`] of `image`: every layer is "Retrieved partial blob" (no
 /// fallback to a full pull) and the registry answered every GET of a layer
 /// with 206 (range requests only). The image's tree is the source's, but
@@ -825,13 +838,8 @@ fn podman_pulls_partially(
             "{}: no partial pull of {layer}:\n{pull_log}",
             image.reference
         );
-        let statuses = blob_get_statuses(server, &image.repo, layer);
-        assert!(
-            !statuses.is_empty() && statuses.iter().all(|s| s == "206"),
-            "{}: GETs of {layer} answered {statuses:?}",
-            image.reference
-        );
     }
+    assert_ranges_only(server, image);
     // podman 4.3's partial pull (containers/storage 1.43) makes no FIFO
     // from a TOC's `fifo` entry; so with the reference's own
     // `estargz-ref lossless` blob (see docs/convert-image.md).
@@ -935,19 +943,13 @@ fn podman_pulls_the_containers_dialect_without_its_old_annotations_in_full() {
 // ---------------------------------------------------------------------------
 
 /// `ctr-remote images rpull --plain-http` of `image` through the stargz
-/// snapshotter: every layer is mounted remotely (its snapshot logged as
-/// "verified" against the TOC digest and "prepared remote snapshot"),
-/// nothing is unpacked, and the tree read through the lazy mounts (an
-/// overlay of them, in a private mount namespace) is the source's. The
-/// registry answers every GET of a layer with 206: only ranges are read.
-fn snapshotter_mounts_lazily(
+/// snapshotter, which must log each layer's snapshot as "verified" and
+/// prepared remotely. Returns the layers' chain IDs.
+fn rpull_lazily(
     ctd: &Containerd,
     snapshotter: &StargzSnapshotter,
-    server: &RegistryServer,
     image: &Converted,
-    tmp: &Path,
-    want: &(Tree, Vec<(String, String)>),
-) {
+) -> Vec<String> {
     let ns = image.repo.as_str();
     let out = Command::new("ctr-remote")
         .arg("--address")
@@ -985,6 +987,12 @@ fn snapshotter_mounts_lazily(
             image.reference
         );
     }
+    chain
+}
+
+/// The mount options (comma-separated) of a stargz `view` snapshot of
+/// `top`: an overlay of the lazy mounts.
+fn lazy_view_options(ctd: &Containerd, ns: &str, top: &str) -> String {
     let view = format!("{ns}-view");
     let out = ctd.ctr_run(
         ns,
@@ -995,7 +1003,7 @@ fn snapshotter_mounts_lazily(
             "view",
             "--mounts",
             &view,
-            &chain[2],
+            top,
         ],
     );
     assert!(out.status.success(), "view: {}", stderr_of(&out));
@@ -1008,6 +1016,26 @@ fn snapshotter_mounts_lazily(
         .iter()
         .map(|o| o.as_str().unwrap())
         .collect();
+    options.join(",")
+}
+
+/// `ctr-remote images rpull --plain-http` of `image` through the stargz
+/// snapshotter: every layer is mounted remotely (its snapshot logged as
+/// "verified" against the TOC digest and "prepared remote snapshot"),
+/// nothing is unpacked, and the tree read through the lazy mounts (an
+/// overlay of them, in a private mount namespace) is the source's. The
+/// registry answers every GET of a layer with 206: only ranges are read.
+fn snapshotter_mounts_lazily(
+    ctd: &Containerd,
+    snapshotter: &StargzSnapshotter,
+    server: &RegistryServer,
+    image: &Converted,
+    tmp: &Path,
+    want: &(Tree, Vec<(String, String)>),
+) {
+    let ns = image.repo.as_str();
+    let chain = rpull_lazily(ctd, snapshotter, image);
+    let options = lazy_view_options(ctd, ns, &chain[2]);
     let (mnt, copy) = (
         tmp.join(format!("{ns}-lazy")),
         tmp.join(format!("{ns}-lazy-tree")),
@@ -1024,25 +1052,14 @@ tar --numeric-owner -xpf "$3.tar" -C "$3" 2>/dev/null
 umount "$2""#;
     let out = in_private_mounts(
         script,
-        &[
-            &options.join(","),
-            mnt.to_str().unwrap(),
-            copy.to_str().unwrap(),
-        ],
+        &[&options, mnt.to_str().unwrap(), copy.to_str().unwrap()],
     );
     assert!(
         out.status.success(),
         "overlay of the lazy mounts: {}",
         stderr_of(&out)
     );
-    for layer in &image.layers {
-        let statuses = blob_get_statuses(server, &image.repo, layer);
-        assert!(
-            !statuses.is_empty() && statuses.iter().all(|s| s == "206"),
-            "{}: GETs of {layer} answered {statuses:?}",
-            image.reference
-        );
-    }
+    assert_ranges_only(server, image);
     assert_same_tree(
         want,
         &copy,
