@@ -880,16 +880,22 @@ fn podman_pulls_in_full(
     assert_same_tree(want, &copy, true, &format!("podman, {}", image.reference));
 }
 
-#[test]
-fn podman_pulls_converted_images_partially() {
+/// Where podman can run: a directory, a registry holding the source
+/// image, and the tree that image should give.
+fn podman_setup() -> Option<(tempfile::TempDir, RegistryServer, (Tree, Vec<(String, String)>))> {
     let tmp = tempfile::tempdir().unwrap();
     if !can_mount() || !require("podman", tool_found("podman")) {
-        return;
+        return None;
     }
-    let Some(server) = registry_with_source(tmp.path()) else {
+    let server = registry_with_source(tmp.path())?;
+    Some((tmp, server, expected_tree(&source_layers())))
+}
+
+#[test]
+fn podman_pulls_converted_images_partially() {
+    let Some((tmp, server, want)) = podman_setup() else {
         return;
     };
-    let want = expected_tree(&source_layers());
     let esgz = convert(&server, tmp.path(), "esgz", &[], OCI_GZIP);
     podman_pulls_partially(&server, &esgz, &tmp.path().join("podman-esgz"), &want);
     let zstd = convert(
@@ -911,14 +917,9 @@ fn podman_pulls_converted_images_partially() {
 /// not know: it pulls the layers whole (spec §6, C), and gets the same tree.
 #[test]
 fn podman_pulls_the_containers_dialect_without_its_old_annotations_in_full() {
-    let tmp = tempfile::tempdir().unwrap();
-    if !can_mount() || !require("podman", tool_found("podman")) {
-        return;
-    }
-    let Some(server) = registry_with_source(tmp.path()) else {
+    let Some((tmp, server, want)) = podman_setup() else {
         return;
     };
-    let want = expected_tree(&source_layers());
     let c64 = convert(&server, tmp.path(), "c64", &CONTAINERS_DIALECT, OCI_ZSTD);
     let github_only = push_edited(&server, tmp.path(), &c64, "github-only", |manifest, _| {
         for layer in manifest["layers"].as_array_mut().unwrap() {

@@ -27,6 +27,21 @@ fn read_at_once(blob: &HttpBlob, offset: u64, len: usize) -> Vec<std::io::Result
     })
 }
 
+/// 2 MiB of noise from `seed` served by nginx at 256 KiB/s, opened with
+/// nothing kept between reads (so a second request would be seen).
+fn slow_blob(seed: u64) -> Option<(Nginx, Vec<u8>, HttpBlob)> {
+    let server = Nginx::start()?;
+    let bytes = noise(seed, 2 << 20);
+    server.serve("blob", &bytes);
+    let opts = HttpOptions {
+        tail_size: 4096,
+        cache_size: 0,
+        ..HttpOptions::default()
+    };
+    let blob = HttpBlob::open(&server.url("slow/blob"), &opts).unwrap();
+    Some((server, bytes, blob))
+}
+
 fn of_range<'a>(logged: &'a [Request], range: &str) -> Vec<&'a Request> {
     logged
         .iter()
@@ -36,17 +51,10 @@ fn of_range<'a>(logged: &'a [Request], range: &str) -> Vec<&'a Request> {
 
 #[test]
 fn readers_missing_the_same_range_at_once_wait_for_one_request() {
-    let Some(server) = Nginx::start() else { return };
-    let bytes = noise(60, 2 << 20);
-    server.serve("blob", &bytes);
-    // Nothing kept between reads, and 512 KiB at 256 KiB/s: the readers
-    // find the request under way, or nothing at all.
-    let opts = HttpOptions {
-        tail_size: 4096,
-        cache_size: 0,
-        ..HttpOptions::default()
+    // 512 KiB at 256 KiB/s: the readers find the request under way.
+    let Some((server, bytes, blob)) = slow_blob(60) else {
+        return;
     };
-    let blob = HttpBlob::open(&server.url("slow/blob"), &opts).unwrap();
     let (results, logged) = server.requests_during(|| read_at_once(&blob, 1000, 512 << 10));
     for r in results {
         assert!(r.unwrap() == bytes[1000..][..512 << 10]);
@@ -100,15 +108,9 @@ fn a_failed_request_reaches_every_reader_waiting_for_it() {
 
 #[test]
 fn readers_of_other_bytes_do_not_wait_and_error_of_finds_a_shared_failure() {
-    let Some(server) = Nginx::start() else { return };
-    let bytes = noise(62, 2 << 20);
-    server.serve("blob", &bytes);
-    let opts = HttpOptions {
-        tail_size: 4096,
-        cache_size: 0,
-        ..HttpOptions::default()
+    let Some((server, bytes, blob)) = slow_blob(62) else {
+        return;
     };
-    let blob = HttpBlob::open(&server.url("slow/blob"), &opts).unwrap();
     // Two readers of disjoint ranges: two requests.
     let (_, logged) = server.requests_during(|| {
         std::thread::scope(|s| {
