@@ -98,14 +98,9 @@ for l in "${layers_wanted[@]}"; do
   fi
 done
 mkdir -p "$work/bin" "$work/tmp"
-if [ -n "${ESTARGZ:-}" ]; then
-  cp "$ESTARGZ" "$work/bin/estargz"
-else
-  log "== build"
-  nice cargo build --release -q -p estargz-cli >&2
-  cp target/release/estargz "$work/bin/estargz" # the shared target/ may be rebuilt meanwhile
-fi
-estargz=$work/bin/estargz
+# shellcheck source=benches/lib/estargz.sh
+. "$root/benches/lib/estargz.sh"
+estargz=$(estargz_binary "$work/bin")
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit + uncommitted changes"; fi
 

@@ -143,14 +143,9 @@ if [[ " $SIDES " == *" snapshotter "* ]]; then
   for t in stargz-grpc containerd ctr ctr-remote; do command -v "$t" >/dev/null || die "$t not found"; done
 fi
 mkdir -p "$work/bin"
-if [ -n "${ESTARGZ:-}" ]; then
-  cp "$ESTARGZ" "$work/bin/estargz"
-else
-  log "== build"
-  nice cargo build --release -q -p estargz-cli >&2
-  cp target/release/estargz "$work/bin/estargz" # the shared target/ may be rebuilt meanwhile
-fi
-estargz=$work/bin/estargz
+# shellcheck source=benches/lib/estargz.sh
+. "$root/benches/lib/estargz.sh"
+estargz=$(estargz_binary "$work/bin")
 cat >"$work/rd.c" <<'EOF'
 /* rd all [-d]: reads every file named on stdin (NUL-separated) to its end in
  * 128 KiB reads; prints "files bytes seconds".

@@ -321,9 +321,12 @@ struct Node {
 
 type Tree = BTreeMap<String, Node>;
 
+/// A tree and the hard links it holds (link, target).
+type Expected = (Tree, Vec<(String, String)>);
+
 /// The tree the layers give when applied in order, with OCI whiteouts,
 /// and the hard links it holds (link, target).
-fn expected_tree(layers: &[Vec<u8>]) -> (Tree, Vec<(String, String)>) {
+fn expected_tree(layers: &[Vec<u8>]) -> Expected {
     let mut tree = Tree::new();
     let mut hardlinks = Vec::new();
     for layer in layers {
@@ -431,7 +434,7 @@ fn walk(root: &Path) -> Tree {
 /// and time are not compared (Linux gives them 0777, and a copy may not
 /// keep their time).
 #[track_caller]
-fn assert_same_tree(want: &(Tree, Vec<(String, String)>), root: &Path, exact: bool, what: &str) {
+fn assert_same_tree(want: &Expected, root: &Path, exact: bool, what: &str) {
     let got = walk(root);
     let strip = |tree: &Tree| -> Tree {
         tree.iter()
@@ -525,13 +528,7 @@ fn chain_ids(diff_ids: &[String]) -> Vec<String> {
 /// config's diffIDs (containerd checked each layer's uncompressed digest
 /// against them). Then the image's tree, read through `ctr images mount`
 /// in a private mount namespace, is the source's.
-fn containerd_pulls(
-    ctd: &Containerd,
-    image: &Converted,
-    ns: &str,
-    want: &(Tree, Vec<(String, String)>),
-    tmp: &Path,
-) {
+fn containerd_pulls(ctd: &Containerd, image: &Converted, ns: &str, want: &Expected, tmp: &Path) {
     let out = ctd.ctr_run(ns, &["images", "pull", "--plain-http", &image.reference]);
     assert!(
         out.status.success(),
@@ -821,12 +818,7 @@ fn assert_ranges_only(server: &RegistryServer, image: &Converted) {
 /// with 206 (range requests only). The image's tree is the source's, but
 /// for owners and file times, which podman 4.3's partial pull does not
 /// keep (zstd-chunked spec §8 #7), and FIFOs, which it does not make.
-fn podman_pulls_partially(
-    server: &RegistryServer,
-    image: &Converted,
-    dir: &Path,
-    want: &(Tree, Vec<(String, String)>),
-) {
+fn podman_pulls_partially(server: &RegistryServer, image: &Converted, dir: &Path, want: &Expected) {
     let (pull_log, copy) = podman_pull(server, image, dir);
     assert!(
         !pull_log.contains("Failed to retrieve partial blob"),
@@ -855,7 +847,7 @@ fn podman_pulls_in_full(
     server: &RegistryServer,
     image: &Converted,
     dir: &Path,
-    want: &(Tree, Vec<(String, String)>),
+    want: &Expected,
     why: &str,
 ) {
     let (pull_log, copy) = podman_pull(server, image, dir);
@@ -882,7 +874,7 @@ fn podman_pulls_in_full(
 
 /// Where podman can run: a directory, a registry holding the source
 /// image, and the tree that image should give.
-fn podman_setup() -> Option<(tempfile::TempDir, RegistryServer, (Tree, Vec<(String, String)>))> {
+fn podman_setup() -> Option<(tempfile::TempDir, RegistryServer, Expected)> {
     let tmp = tempfile::tempdir().unwrap();
     if !can_mount() || !require("podman", tool_found("podman")) {
         return None;
@@ -1032,7 +1024,7 @@ fn snapshotter_mounts_lazily(
     server: &RegistryServer,
     image: &Converted,
     tmp: &Path,
-    want: &(Tree, Vec<(String, String)>),
+    want: &Expected,
 ) {
     let ns = image.repo.as_str();
     let chain = rpull_lazily(ctd, snapshotter, image);
