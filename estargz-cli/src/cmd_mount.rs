@@ -119,6 +119,14 @@ impl MountCache {
         }
     }
 
+    /// Waits for the disk cache's writes: the process may exit next, and
+    /// a fetch thread holding the cache would keep it from being dropped.
+    fn flush(&self) {
+        if let MountCache::Disk(c) = self {
+            c.flush();
+        }
+    }
+
     /// What the cache holds, and for a disk cache what it did.
     fn report(&self) -> String {
         let memory = |c: &LruChunkCache| format!("cache {} of {} bytes", c.used(), c.budget());
@@ -187,6 +195,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     let served_result = mounted.run();
     cancel.store(true, Ordering::Relaxed);
+    cache.flush();
     eprintln!(
         "estargz: unmounted {}: {}; {}",
         args.dir.display(),

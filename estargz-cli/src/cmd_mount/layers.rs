@@ -96,6 +96,7 @@ pub(super) fn run(args: Args) -> Result<()> {
     eprintln!("estargz: {name} ({n} layers) mounted on {dir} (Ctrl-C to unmount)");
     let result = stack.run();
     cancel.store(true, Ordering::Relaxed);
+    cache.flush();
     eprintln!(
         "estargz: unmounted {dir}: {}; {}",
         reports(&served),

@@ -17,7 +17,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 /// Temporary files older than this are a crashed writer's: removed at open.
@@ -28,7 +28,8 @@ const STALE_TEMP: Duration = Duration::from_secs(3600);
 ///
 /// Only chunks checked against their `chunkDigest` are written, under that
 /// digest (`DIR/sha256/xx/<hex>`): identical chunks of any blob share one
-/// entry. When the directory grows past its budget, the entries used
+/// entry. A thread of the cache's writes them, so that reads do not wait
+/// for the disk (unless 64 MiB of chunks are already waiting for it). When the directory grows past its budget, the entries used
 /// longest ago (by modification time, refreshed on every hit, so across
 /// processes too) are removed until a tenth of the budget is free.
 /// Anything at an entry's name that is not a regular file (a symbolic
@@ -54,6 +55,7 @@ const STALE_TEMP: Duration = Duration::from_secs(3600);
 /// let cache = Arc::new(DiskChunkCache::open(dir.path(), 1 << 30, 64 << 20)?);
 /// let blob = Blob::open(bytes.clone(), &OpenOptions::default())?.with_cache(cache.clone());
 /// assert_eq!(blob.read_file("greeting")?, b"hello");
+/// cache.flush(); // written in the background
 /// assert_eq!(cache.stats().writes, 1);
 ///
 /// // Another process, or this one later: the chunk comes from disk.
@@ -65,18 +67,44 @@ const STALE_TEMP: Duration = Duration::from_secs(3600);
 /// ```
 #[derive(Debug)]
 pub struct DiskChunkCache {
+    store: Arc<Store>,
+    memory: LruChunkCache,
+    writer: Writer,
+}
+
+/// The directory, and what was done with it.
+#[derive(Debug)]
+struct Store {
     root: PathBuf,
     max_bytes: u64,
-    memory: LruChunkCache,
     /// Bytes of entries on disk as this process knows them: recounted
     /// from the directory whenever it is trimmed.
     used: AtomicU64,
-    trimming: Mutex<()>,
     hits: AtomicU64,
     writes: AtomicU64,
     bytes_written: AtomicU64,
     dropped: AtomicU64,
     failures: AtomicU64,
+}
+
+/// Most bytes of chunks waiting for the writer thread; an insert beyond
+/// it waits (a background fetch then goes no faster than the disk).
+const MAX_PENDING: u64 = 64 << 20;
+
+/// Writes entries on a thread of its own, so that a read which decoded a
+/// chunk does not also wait for the disk.
+#[derive(Debug)]
+struct Writer {
+    queue: Option<mpsc::Sender<(Digest, Arc<[u8]>)>>,
+    pending: Arc<Pending>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Chunks handed to the writer and not written yet.
+#[derive(Debug, Default)]
+struct Pending {
+    counts: Mutex<(u64, u64)>,
+    changed: Condvar,
 }
 
 /// What a [`DiskChunkCache`] did since it was opened.
@@ -110,23 +138,25 @@ impl DiskChunkCache {
             let path = dir.join(sub);
             fs::create_dir_all(&path).map_err(|e| named(&path, e))?;
         }
-        let cache = DiskChunkCache {
+        let store = Arc::new(Store {
             root: dir.to_path_buf(),
             max_bytes,
-            memory: LruChunkCache::new(memory_budget),
             used: AtomicU64::new(0),
-            trimming: Mutex::new(()),
             hits: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-        };
-        let entries = cache.entries().map_err(|e| named(dir, e))?;
+        });
+        let entries = store.entries().map_err(|e| named(dir, e))?;
         let used = entries.iter().map(|e| e.len).sum();
-        cache.used.store(used, Ordering::Relaxed);
-        cache.remove_stale_temps();
-        Ok(cache)
+        store.used.store(used, Ordering::Relaxed);
+        store.remove_stale_temps();
+        Ok(DiskChunkCache {
+            writer: Writer::start(store.clone())?,
+            store,
+            memory: LruChunkCache::new(memory_budget),
+        })
     }
 
     /// The cache in memory in front of the directory.
@@ -136,17 +166,27 @@ impl DiskChunkCache {
 
     /// What the cache did since it was opened.
     pub fn stats(&self) -> DiskCacheStats {
+        let store = &self.store;
         let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
         DiskCacheStats {
-            hits: load(&self.hits),
-            writes: load(&self.writes),
-            bytes_written: load(&self.bytes_written),
-            dropped: load(&self.dropped),
-            failures: load(&self.failures),
-            used: load(&self.used),
+            hits: load(&store.hits),
+            writes: load(&store.writes),
+            bytes_written: load(&store.bytes_written),
+            dropped: load(&store.dropped),
+            failures: load(&store.failures),
+            used: load(&store.used),
         }
     }
 
+    /// Waits until every chunk stored so far is written to disk (or
+    /// failed to be). Writes go on in the background; dropping the cache
+    /// waits for them too.
+    pub fn flush(&self) {
+        self.writer.pending.wait_until(|count, _| count == 0);
+    }
+}
+
+impl Store {
     fn path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
         self.root.join("sha256").join(&hex[..2]).join(hex)
@@ -194,12 +234,27 @@ impl DiskChunkCache {
         Ok(())
     }
 
-    /// Removes the entries used longest ago until a tenth of the budget
-    /// is free; one thread at a time, the others go on.
-    fn trim(&self) {
-        let Ok(_one) = self.trimming.try_lock() else {
+    /// Writes the entry for `digest` unless it is there already (another
+    /// blob or process wrote it); trims the directory when over budget.
+    fn store(&self, digest: &Digest, data: &[u8]) {
+        let (path, len) = (self.path(digest), data.len() as u64);
+        if len > self.max_bytes || path.exists() {
             return;
-        };
+        }
+        if self.write(&path, data).is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.bytes_written.fetch_add(len, Ordering::Relaxed);
+        if self.used.fetch_add(len, Ordering::Relaxed) + len > self.max_bytes {
+            self.trim();
+        }
+    }
+
+    /// Removes the entries used longest ago until a tenth of the budget
+    /// is free (only the writer thread trims).
+    fn trim(&self) {
         let Ok(mut entries) = self.entries() else {
             return;
         };
@@ -285,6 +340,74 @@ struct Entry {
     modified: SystemTime,
 }
 
+impl Writer {
+    fn start(store: Arc<Store>) -> io::Result<Writer> {
+        let (queue, jobs) = mpsc::channel::<(Digest, Arc<[u8]>)>();
+        let pending = Arc::new(Pending::default());
+        let done = pending.clone();
+        let thread = std::thread::Builder::new()
+            .name("estargz-disk-cache".into())
+            .spawn(move || {
+                for (digest, data) in jobs {
+                    store.store(&digest, &data);
+                    done.update(|counts| (counts.0 - 1, counts.1 - data.len() as u64));
+                }
+            })?;
+        Ok(Writer {
+            queue: Some(queue),
+            pending,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands `data` to the writer thread, first waiting while too much is
+    /// pending.
+    fn send(&self, digest: Digest, data: Arc<[u8]>) {
+        let len = data.len() as u64;
+        self.pending
+            .wait_until(|count, bytes| count == 0 || bytes + len <= MAX_PENDING);
+        let Some(queue) = &self.queue else { return };
+        self.pending.update(|counts| (counts.0 + 1, counts.1 + len));
+        if queue.send((digest, data)).is_err() {
+            // The thread is gone (it panicked): nothing will be written.
+            self.pending.update(|counts| (counts.0 - 1, counts.1 - len));
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has written the rest.
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Pending {
+    fn bytes(&self) -> u64 {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner).1
+    }
+
+    fn update(&self, change: impl FnOnce((u64, u64)) -> (u64, u64)) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        *counts = change(*counts);
+        self.changed.notify_all();
+    }
+
+    /// Waits until `ready(count, bytes)` holds of the chunks pending.
+    fn wait_until(&self, ready: impl Fn(u64, u64) -> bool) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        while !ready(counts.0, counts.1) {
+            counts = self
+                .changed
+                .wait(counts)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
 impl ChunkCache for DiskChunkCache {
     /// From memory; else, or when memory holds it unchecked, from disk.
     fn get(&self, key: &ChunkKey) -> Option<CachedChunk> {
@@ -292,10 +415,10 @@ impl ChunkCache for DiskChunkCache {
         if in_memory.as_ref().is_some_and(|c| c.verified) {
             return in_memory;
         }
-        let Some(data) = key.digest.and_then(|d| self.read(&d)) else {
+        let Some(data) = key.digest.and_then(|d| self.store.read(&d)) else {
             return in_memory;
         };
-        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.store.hits.fetch_add(1, Ordering::Relaxed);
         let chunk = CachedChunk {
             data: data.into(),
             verified: true,
@@ -304,41 +427,26 @@ impl ChunkCache for DiskChunkCache {
         Some(chunk)
     }
 
+    /// Into memory, and, when checked, to the writer thread for the disk.
     fn insert(&self, key: ChunkKey, chunk: CachedChunk) {
         self.memory.insert(key, chunk.clone());
         // Only checked bytes go to disk, where any blob may find them.
-        let (Some(digest), true) = (key.digest, chunk.verified) else {
-            return;
-        };
-        let len = chunk.data.len() as u64;
-        let path = self.path(&digest);
-        if len > self.max_bytes || path.exists() {
-            return;
-        }
-        match self.write(&path, &chunk.data) {
-            Ok(()) => {
-                self.writes.fetch_add(1, Ordering::Relaxed);
-                self.bytes_written.fetch_add(len, Ordering::Relaxed);
-                if self.used.fetch_add(len, Ordering::Relaxed) + len > self.max_bytes {
-                    self.trim();
-                }
-            }
-            Err(_) => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-            }
+        if let (Some(digest), true) = (key.digest, chunk.verified) {
+            self.writer.send(digest, chunk.data);
         }
     }
 
     /// In memory, or an entry on disk (whose bytes are checked only when
     /// read: a bad one is then dropped and the chunk fetched after all).
     fn contains_verified(&self, key: &ChunkKey) -> bool {
-        self.memory.contains_verified(key) || key.digest.is_some_and(|d| self.path(&d).exists())
+        self.memory.contains_verified(key)
+            || key.digest.is_some_and(|d| self.store.path(&d).exists())
     }
 
+    /// What the budget leaves, counting the chunks waiting to be written.
     fn room(&self) -> Option<u64> {
-        Some(
-            self.max_bytes
-                .saturating_sub(self.used.load(Ordering::Relaxed)),
-        )
+        let used = self.store.used.load(Ordering::Relaxed);
+        let pending = self.writer.pending.bytes();
+        Some(self.store.max_bytes.saturating_sub(used + pending))
     }
 }

@@ -51,6 +51,7 @@ fn a_chunk_cached_by_one_blob_serves_another_blob_and_a_later_run() {
     let cache = open_cache(dir.path(), 1 << 30);
     let (a, _) = open_blob(&blob_of(&[("lib/shared", &shared)]), &cache);
     assert_eq!(a.read_file("lib/shared").unwrap(), shared);
+    cache.flush();
     assert_eq!(cache.stats().writes, 1);
     assert_eq!(entries(dir.path()).len(), 1);
 
@@ -75,6 +76,7 @@ fn a_bad_entry_is_dropped_never_served_and_written_again() {
     let bytes = blob_of(&[("f", &data)]);
     let cache = open_cache(dir.path(), 1 << 30);
     open_blob(&bytes, &cache).0.read_file("f").unwrap();
+    cache.flush();
     let [entry] = &entries(dir.path())[..] else {
         panic!("one entry")
     };
@@ -87,6 +89,7 @@ fn a_bad_entry_is_dropped_never_served_and_written_again() {
     let before = source.reads();
     assert_eq!(blob.read_file("f").unwrap(), data);
     assert_eq!(source.reads(), before + 1, "decoded from the blob");
+    cache.flush();
     let stats = cache.stats();
     assert_eq!((stats.dropped, stats.hits, stats.writes), (1, 0, 1));
     assert_eq!(std::fs::read(entry).unwrap(), data, "rewritten whole");
@@ -122,6 +125,7 @@ fn a_planted_fifo_or_symlink_is_dropped_without_blocking_or_following() {
     assert_eq!(blob.read_file("a").unwrap(), a);
     assert_eq!(blob.read_file("b").unwrap(), b);
     assert_eq!(source.reads(), before + 2, "both decoded from the blob");
+    cache.flush();
     assert_eq!(cache.stats().dropped, 2);
     for entry in [&entry_a, &entry_b] {
         assert!(entry.symlink_metadata().unwrap().is_file(), "{entry:?}");
@@ -137,6 +141,7 @@ fn unchecked_reads_are_not_written_and_a_checked_one_finds_the_disk() {
     let mut buf = [0u8; 9];
     blob.open_file("f").unwrap().read_at(0, &mut buf).unwrap();
     assert_eq!(&buf, b"unchecked");
+    cache.flush();
     assert_eq!(cache.stats().writes, 0);
     assert!(entries(dir.path()).is_empty());
 
@@ -145,6 +150,7 @@ fn unchecked_reads_are_not_written_and_a_checked_one_finds_the_disk() {
     let other = open_cache(dir.path(), 1 << 30);
     let (elsewhere, _) = open_blob(&blob_of(&[("f", b"unchecked")]), &other);
     assert_eq!(elsewhere.read_file("f").unwrap(), b"unchecked");
+    other.flush();
     assert_eq!(other.stats().writes, 1);
     let before = source.reads();
     assert_eq!(blob.read_file("f").unwrap(), b"unchecked");
@@ -186,6 +192,7 @@ fn the_directory_stays_within_its_budget() {
     for (name, data) in &files {
         assert_eq!(&blob.read_file(name).unwrap(), data);
     }
+    cache.flush();
     let on_disk: u64 = entries(dir.path())
         .iter()
         .map(|p| p.metadata().unwrap().len())
@@ -204,6 +211,7 @@ fn a_trim_drops_the_entries_used_longest_ago() {
     for (name, _) in &files[..5] {
         blob.read_file(name).unwrap();
     }
+    cache.flush();
     // Written in turn, a second apart (file times can be coarser than the
     // time the writes took).
     let now = SystemTime::now();
@@ -223,6 +231,7 @@ fn a_trim_drops_the_entries_used_longest_ago() {
     assert_eq!(cache.stats().hits, 1);
     // The sixth entry goes over: the two used longest ago, f1 and f2, go.
     blob.read_file("f5").unwrap();
+    cache.flush();
     let kept: Vec<bool> = files[..6]
         .iter()
         .map(|(_, data)| entry_of(dir.path(), data).exists())
@@ -253,6 +262,9 @@ fn two_caches_on_one_directory_read_and_write_concurrently() {
             });
         }
     });
+    for cache in &caches {
+        cache.flush();
+    }
     assert_eq!(entries(dir.path()).len(), files.len());
     for cache in &caches {
         assert_eq!(cache.stats().dropped, 0);
