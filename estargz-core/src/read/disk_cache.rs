@@ -103,8 +103,17 @@ struct Writer {
 /// Chunks handed to the writer and not written yet.
 #[derive(Debug, Default)]
 struct Pending {
-    counts: Mutex<(u64, u64)>,
+    state: Mutex<PendingState>,
     changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct PendingState {
+    count: u64,
+    bytes: u64,
+    /// The writer thread has ended: nothing pending will be written, and
+    /// no one should wait for it.
+    closed: bool,
 }
 
 /// What a [`DiskChunkCache`] did since it was opened.
@@ -182,7 +191,7 @@ impl DiskChunkCache {
     /// failed to be). Writes go on in the background; dropping the cache
     /// waits for them too.
     pub fn flush(&self) {
-        self.writer.pending.wait_until(|count, _| count == 0);
+        self.writer.pending.wait_until(|p| p.count == 0);
     }
 }
 
@@ -348,9 +357,14 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("estargz-disk-cache".into())
             .spawn(move || {
+                // Whatever ends the thread, no one waits for it any more.
+                let _closing = Closing(&done);
                 for (digest, data) in jobs {
                     store.store(&digest, &data);
-                    done.update(|counts| (counts.0 - 1, counts.1 - data.len() as u64));
+                    done.update(|p| {
+                        p.count -= 1;
+                        p.bytes -= data.len() as u64;
+                    });
                 }
             })?;
         Ok(Writer {
@@ -364,13 +378,15 @@ impl Writer {
     /// pending.
     fn send(&self, digest: Digest, data: Arc<[u8]>) {
         let len = data.len() as u64;
-        self.pending
-            .wait_until(|count, bytes| count == 0 || bytes + len <= MAX_PENDING);
-        let Some(queue) = &self.queue else { return };
-        self.pending.update(|counts| (counts.0 + 1, counts.1 + len));
-        if queue.send((digest, data)).is_err() {
-            // The thread is gone (it panicked): nothing will be written.
-            self.pending.update(|counts| (counts.0 - 1, counts.1 - len));
+        if !self.pending.reserve(len) {
+            return;
+        }
+        let sent = self.queue.as_ref().map(|q| q.send((digest, data)));
+        if !matches!(sent, Some(Ok(()))) {
+            self.pending.update(|p| {
+                p.count -= 1;
+                p.bytes -= len;
+            });
         }
     }
 }
@@ -385,25 +401,49 @@ impl Drop for Writer {
     }
 }
 
+/// Marks the pending chunks closed when the writer thread ends.
+struct Closing<'a>(&'a Pending);
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        self.0.update(|p| p.closed = true);
+    }
+}
+
 impl Pending {
-    fn bytes(&self) -> u64 {
-        self.counts.lock().unwrap_or_else(PoisonError::into_inner).1
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn update(&self, change: impl FnOnce((u64, u64)) -> (u64, u64)) {
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        *counts = change(*counts);
+    fn bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
+    fn update(&self, change: impl FnOnce(&mut PendingState)) {
+        change(&mut self.lock());
         self.changed.notify_all();
     }
 
-    /// Waits until `ready(count, bytes)` holds of the chunks pending.
-    fn wait_until(&self, ready: impl Fn(u64, u64) -> bool) {
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        while !ready(counts.0, counts.1) {
-            counts = self
-                .changed
-                .wait(counts)
-                .unwrap_or_else(PoisonError::into_inner);
+    /// Counts `len` bytes in once fewer than [`MAX_PENDING`] are pending
+    /// (or none at all); false when the writer has ended.
+    fn reserve(&self, len: u64) -> bool {
+        let mut p = self.lock();
+        while !p.closed && p.count > 0 && p.bytes + len > MAX_PENDING {
+            p = self.changed.wait(p).unwrap_or_else(PoisonError::into_inner);
+        }
+        if p.closed {
+            return false;
+        }
+        p.count += 1;
+        p.bytes += len;
+        true
+    }
+
+    /// Waits until `ready` holds of what is pending, or the writer ended.
+    fn wait_until(&self, ready: impl Fn(&PendingState) -> bool) {
+        let mut p = self.lock();
+        while !p.closed && !ready(&p) {
+            p = self.changed.wait(p).unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
