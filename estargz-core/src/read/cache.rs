@@ -13,8 +13,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 /// Which decoded chunk: the blob (by its TOC digest), the offset of the
 /// compressed member (or frame) holding the chunk, the chunk's offset
-/// inside the member's decoded bytes, and its `chunkDigest` when the TOC
-/// gives one. [`Blob::chunk_key`](crate::Blob::chunk_key) makes them.
+/// inside the member's decoded bytes, its length, and its `chunkDigest`
+/// when the TOC gives one. [`Blob::chunk_key`](crate::Blob::chunk_key) makes them.
 ///
 /// Offsets alone are not enough once a cache serves several blobs: the
 /// first file of two layers sits at the same offsets of both. Blobs with
@@ -29,6 +29,8 @@ pub struct ChunkKey {
     pub member: u64,
     /// The chunk's offset in the member's decoded bytes.
     pub inner_offset: u64,
+    /// The chunk's length.
+    pub size: u64,
     /// SHA-256 of the chunk's bytes, when the TOC gives it.
     pub digest: Option<Digest>,
 }
@@ -74,7 +76,7 @@ pub trait ChunkCache: Send + Sync {
 ///
 /// let cache = LruChunkCache::new(10);
 /// let toc_digest = Digest::of(b"a TOC");
-/// let key = |member| ChunkKey { toc_digest, member, inner_offset: 0, digest: None };
+/// let key = |member| ChunkKey { toc_digest, member, inner_offset: 0, size: 4, digest: None };
 /// let chunk = |n: usize| CachedChunk { data: vec![0u8; n].into(), verified: false };
 /// cache.insert(key(0), chunk(6));
 /// cache.insert(key(1), chunk(4));
@@ -382,6 +384,7 @@ mod tests {
         toc_digest: Digest([0; 32]),
         member: 100,
         inner_offset: 0,
+        size: 7,
         digest: None,
     };
 

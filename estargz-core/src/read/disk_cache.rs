@@ -201,21 +201,23 @@ impl Store {
         self.root.join("sha256").join(&hex[..2]).join(hex)
     }
 
-    /// The entry for `digest`, if it is there and holds those bytes.
-    fn read(&self, digest: &Digest) -> Option<Vec<u8>> {
+    /// The entry for `digest`, if it is there and holds those `size`
+    /// bytes.
+    fn read(&self, digest: &Digest, size: u64) -> Option<Vec<u8>> {
         let path = self.path(digest);
         let file = match open_entry(&path) {
             Ok(Some(file)) => file,
             Ok(None) => return self.drop_entry(&path),
             Err(_) => return None,
         };
-        let mut data = Vec::new();
-        // An entry longer than any chunk is not one: it fails the digest.
+        // Never more than the chunk holds: a longer entry is not it.
+        let cap = usize::try_from(size.min(MAX_CHUNK_SIZE)).unwrap_or(0);
+        let mut data = Vec::with_capacity(cap);
         (&file)
-            .take(MAX_CHUNK_SIZE + 1)
+            .take(size.saturating_add(1))
             .read_to_end(&mut data)
             .ok()?;
-        if Digest::of(&data) != *digest {
+        if data.len() as u64 != size || Digest::of(&data) != *digest {
             return self.drop_entry(&path);
         }
         // The modification time orders entries for trimming.
@@ -455,7 +457,7 @@ impl ChunkCache for DiskChunkCache {
         if in_memory.as_ref().is_some_and(|c| c.verified) {
             return in_memory;
         }
-        let Some(data) = key.digest.and_then(|d| self.store.read(&d)) else {
+        let Some(data) = key.digest.and_then(|d| self.store.read(&d, key.size)) else {
             return in_memory;
         };
         self.store.hits.fetch_add(1, Ordering::Relaxed);

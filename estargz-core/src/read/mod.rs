@@ -214,6 +214,7 @@ impl<S: ReadAt> Blob<S> {
             toc_digest: self.toc_digest,
             member: chunk.offset,
             inner_offset: chunk.inner_offset,
+            size: chunk.size,
             digest: chunk.digest.sha256(),
         }
     }

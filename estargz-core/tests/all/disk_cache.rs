@@ -80,19 +80,25 @@ fn a_bad_entry_is_dropped_never_served_and_written_again() {
     let [entry] = &entries(dir.path())[..] else {
         panic!("one entry")
     };
-    let mut planted = std::fs::read(entry).unwrap();
-    planted[500] ^= 1;
-    std::fs::write(entry, &planted).unwrap();
-
-    let cache = open_cache(dir.path(), 1 << 30);
-    let (blob, source) = open_blob(&bytes, &cache);
-    let before = source.reads();
-    assert_eq!(blob.read_file("f").unwrap(), data);
-    assert_eq!(source.reads(), before + 1, "decoded from the blob");
-    cache.flush();
-    let stats = cache.stats();
-    assert_eq!((stats.dropped, stats.hits, stats.writes), (1, 0, 1));
-    assert_eq!(std::fs::read(entry).unwrap(), data, "rewritten whole");
+    // A flipped bit, then the right bytes with more after them.
+    let flipped = {
+        let mut d = data.clone();
+        d[500] ^= 1;
+        d
+    };
+    let longer = [&data[..], b"more"].concat();
+    for planted in [flipped, longer] {
+        std::fs::write(entry, &planted).unwrap();
+        let cache = open_cache(dir.path(), 1 << 30);
+        let (blob, source) = open_blob(&bytes, &cache);
+        let before = source.reads();
+        assert_eq!(blob.read_file("f").unwrap(), data);
+        assert_eq!(source.reads(), before + 1, "decoded from the blob");
+        cache.flush();
+        let stats = cache.stats();
+        assert_eq!((stats.dropped, stats.hits, stats.writes), (1, 0, 1));
+        assert_eq!(std::fs::read(entry).unwrap(), data, "rewritten whole");
+    }
     assert!(std::fs::read_dir(dir.path().join("tmp"))
         .unwrap()
         .next()
