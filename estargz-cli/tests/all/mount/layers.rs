@@ -464,9 +464,15 @@ fn layers_with_chunks_at_the_same_offsets_each_read_their_own() {
     build_layout(&src, &tars);
     let convert = ["convert-image".as_ref(), src.as_os_str(), out.as_os_str()];
     assert_exit(&run(convert), 0);
-    let mount = Mount::start(&format!("oci:{}", out.display()), &["--layers"]);
-    assert_eq!(fs::read(mount.path("a")).unwrap(), b"lower\n");
-    assert_eq!(fs::read(mount.path("b")).unwrap(), b"upper\n");
-    let (status, stderr) = mount.stop();
-    assert!(status.success(), "{stderr}");
+    // In memory, and on disk (keyed by content, which differs).
+    let disk = tmp.path().join("chunks");
+    let disk = ["--disk-cache", disk.to_str().unwrap()];
+    for cache in [&[][..], &disk[..]] {
+        let args = [&["--layers"][..], cache].concat();
+        let mount = Mount::start(&format!("oci:{}", out.display()), &args);
+        assert_eq!(fs::read(mount.path("a")).unwrap(), b"lower\n");
+        assert_eq!(fs::read(mount.path("b")).unwrap(), b"upper\n");
+        let (status, stderr) = mount.stop();
+        assert!(status.success(), "{stderr}");
+    }
 }
