@@ -16,7 +16,7 @@ use crate::zstd_chunked::footer::{FooterVersion, ZstdFooter};
 use crate::zstd_chunked::frame::{ExactReader, FrameDecoder};
 use crate::zstd_chunked::toc::{
     decode_toc_frame, map_entry, parse_toc, stream_mentions_containers_keys, ContainersEntry,
-    ContainersExtras, EntryExtra, MetadataFrame,
+    MetadataFrame,
 };
 use crate::zstd_chunked::{Limits, ZstdError, READ_MAX_WINDOW_LOG};
 use std::cell::RefCell;
@@ -43,7 +43,6 @@ pub struct ZstdChunkedInfo {
     /// The containers TOC's `tarSplitDigest`.
     pub tar_split_digest: Option<String>,
     pub(crate) footer: ZstdFooter,
-    pub(crate) containers: Option<ContainersExtras>,
 }
 
 impl ZstdChunkedInfo {
@@ -136,7 +135,7 @@ pub(crate) fn read_toc<S: ReadAt + ?Sized>(
         footer,
         parsed.dialect,
         decoded.manifest_checksum,
-        parsed.containers,
+        parsed.containers.and_then(|c| c.tar_split_digest),
     );
     Ok(ZstdToc {
         toc: parsed.toc,
@@ -152,7 +151,7 @@ impl ZstdChunkedInfo {
         footer: &ZstdFooter,
         dialect: ZstdDialect,
         manifest_checksum: Digest,
-        containers: Option<ContainersExtras>,
+        tar_split_digest: Option<String>,
     ) -> ZstdChunkedInfo {
         ZstdChunkedInfo {
             dialect,
@@ -162,9 +161,8 @@ impl ZstdChunkedInfo {
                 .tar_split
                 .as_ref()
                 .map(annotations::tar_split_position),
-            tar_split_digest: containers.as_ref().and_then(|c| c.tar_split_digest.clone()),
+            tar_split_digest,
             footer: footer.clone(),
-            containers,
         }
     }
 }
@@ -226,7 +224,7 @@ pub(crate) fn open_toc<S: ReadAt + ?Sized>(
         }
         _ => true,
     };
-    let (opened, extras) = stream.build(&mut decoder, containers, payload_end, opts)?;
+    let (opened, tar_split_digest) = stream.build(&mut decoder, containers, payload_end, opts)?;
     let dialect = match containers {
         true => ZstdDialect::Containers,
         false => ZstdDialect::Stargz,
@@ -237,7 +235,7 @@ pub(crate) fn open_toc<S: ReadAt + ?Sized>(
             slack: slack(footer, blob_size),
             ..opened
         },
-        info: ZstdChunkedInfo::new(footer, dialect, manifest_checksum, extras),
+        info: ZstdChunkedInfo::new(footer, dialect, manifest_checksum, tar_split_digest),
         frame: bytes,
     })
 }
@@ -288,16 +286,18 @@ impl TocFrameStream<'_> {
         }
     }
 
-    /// The index, built as the TOC decodes; the containers dialect's
-    /// entries are mapped onto the eStargz model on the way, what the model
-    /// has no field for kept beside.
+    /// The index, built as the TOC decodes, and the containers TOC's
+    /// `tarSplitDigest`; the containers dialect's entries are mapped onto
+    /// the eStargz model on the way. What the model has no field for (the
+    /// times as stored, `endOffset`, ...) is not kept: nothing reading
+    /// through the index needs it, and it cost 150 bytes an entry.
     fn build(
         &self,
         decoder: &mut FrameDecoder,
         containers: bool,
         payload_end: u64,
         opts: &OpenOptions,
-    ) -> Result<(OpenedToc, Option<ContainersExtras>)> {
+    ) -> Result<(OpenedToc, Option<String>)> {
         let len = self.frame.uncompressed;
         let mut src = self.open(decoder)?;
         let mut json = HashedJson::new(&mut src, len);
@@ -327,18 +327,17 @@ impl TocFrameStream<'_> {
             json_len: len,
             slack: 0,
         };
-        let extras = containers.then(|| ContainersExtras {
-            entries: mapped.extras,
-            tar_split_digest: (!head.tar_split_digest.is_empty()).then_some(head.tar_split_digest),
-        });
-        Ok((opened, extras))
+        let tar_split_digest =
+            (containers && !head.tar_split_digest.is_empty()).then_some(head.tar_split_digest);
+        Ok((opened, tar_split_digest))
     }
 }
 
 /// Containers entries mapped onto the eStargz model as they stream in.
 #[derive(Default)]
 struct Mapped {
-    extras: Vec<EntryExtra>,
+    /// Entries mapped so far.
+    count: usize,
     /// The first entry that does not map; the rest are still parsed, as a
     /// JSON error after it comes first.
     error: Option<String>,
@@ -350,14 +349,13 @@ impl Mapped {
             return;
         }
         match map_entry(c) {
-            Ok((entry, extra)) => {
-                self.extras.push(extra);
+            Ok((entry, _)) => {
+                self.count += 1;
                 sink.add(&entry);
             }
             Err(r) => {
-                let i = self.extras.len();
+                let i = self.count;
                 self.error = Some(format!("entry {i} ({:?}): {r}", c.name));
-                self.extras = Vec::new();
             }
         }
     }
