@@ -15,8 +15,7 @@ use crate::zstd_chunked::annotations;
 use crate::zstd_chunked::footer::{FooterVersion, ZstdFooter};
 use crate::zstd_chunked::frame::{ExactReader, FrameDecoder};
 use crate::zstd_chunked::toc::{
-    decode_toc_frame, map_entry, parse_toc, stream_mentions_containers_keys, ContainersEntry,
-    MetadataFrame,
+    decode_toc_frame, map_entry, parse_toc, ContainersEntry, KeyScan, MetadataFrame,
 };
 use crate::zstd_chunked::{Limits, ZstdError, READ_MAX_WINDOW_LOG};
 use std::cell::RefCell;
@@ -193,11 +192,14 @@ pub(crate) struct OpenedZstdToc {
 }
 
 /// [`read_toc`] for `Blob::open`: the index built while the TOC frame
-/// decodes, the TOC never held whole. The TOC of a 40-byte footer is read
-/// twice: its dialect shows only in its keys, and one only the containers
-/// dialect writes may come last (`tarSplitDigest`, after the entries), when
-/// every entry is built; the first pass also checks the digest before
-/// anything is parsed. The other footers are the containers dialect's.
+/// decodes, the TOC never held whole. A 40-byte footer does not say which
+/// dialect wrote the TOC; only keys that one of them writes do, and one of
+/// those may come last (`tarSplitDigest`, after the entries). So its TOC is
+/// built as the stargz dialect while the JSON is scanned for those keys,
+/// and built again as the containers dialect when one shows up: one pass
+/// for ours, two for skopeo's. As for gzip, nothing built is returned
+/// unless the digest matches. The other footers are the containers
+/// dialect's.
 pub(crate) fn open_toc<S: ReadAt + ?Sized>(
     source: &S,
     footer: &ZstdFooter,
@@ -216,15 +218,28 @@ pub(crate) fn open_toc<S: ReadAt + ?Sized>(
         manifest_checksum: Digest::of(body),
     };
     let mut decoder = FrameDecoder::new(limits.max_window_log).map_err(|e| zstd_error(e, at))?;
-    let containers = match footer.version {
+    let stargz = match footer.version {
         FooterVersion::V40 => {
-            let (digest, containers) = stream.prescan(&mut decoder)?;
-            super::check_toc_digest(opts, at, digest, Some(stream.manifest_checksum))?;
-            containers
+            let mut containers = false;
+            let built = stream.build(
+                &mut decoder,
+                false,
+                Some(&mut containers),
+                payload_end,
+                opts,
+            );
+            (!containers).then_some(built)
         }
-        _ => true,
+        _ => None,
     };
-    let (opened, tar_split_digest) = stream.build(&mut decoder, containers, payload_end, opts)?;
+    let (containers, built) = match stargz {
+        Some(built) => (false, built),
+        None => (
+            true,
+            stream.build(&mut decoder, true, None, payload_end, opts),
+        ),
+    };
+    let (opened, tar_split_digest) = built?;
     let dialect = match containers {
         true => ZstdDialect::Containers,
         false => ZstdDialect::Stargz,
@@ -272,35 +287,25 @@ impl TocFrameStream<'_> {
         zstd_error(ZstdError::Toc { offset: at, reason }, at)
     }
 
-    /// Pass 1 (40-byte footers): the TOC digest, and whether the JSON has a
-    /// key only the containers dialect writes.
-    fn prescan(&self, decoder: &mut FrameDecoder) -> Result<(Digest, bool)> {
-        let mut src = self.open(decoder)?;
-        let mut json = HashedJson::new(&mut src, self.frame.uncompressed);
-        let containers = stream_mentions_containers_keys(&mut json);
-        let (digest, _) = json.finish();
-        src.drain();
-        match src.take_failure() {
-            Some(e) => Err(self.frame_error(e.to_string())),
-            None => Ok((digest, containers)),
-        }
-    }
-
     /// The index, built as the TOC decodes, and the containers TOC's
     /// `tarSplitDigest`; the containers dialect's entries are mapped onto
     /// the eStargz model on the way. What the model has no field for (the
     /// times as stored, `endOffset`, ...) is not kept: nothing reading
     /// through the index needs it, and it cost 150 bytes an entry.
+    /// With `scan`, also whether the JSON holds a key only the containers
+    /// dialect writes, told whatever the build's outcome.
     fn build(
         &self,
         decoder: &mut FrameDecoder,
         containers: bool,
+        scan: Option<&mut bool>,
         payload_end: u64,
         opts: &OpenOptions,
     ) -> Result<(OpenedToc, Option<String>)> {
         let len = self.frame.uncompressed;
         let mut src = self.open(decoder)?;
-        let mut json = HashedJson::new(&mut src, len);
+        let mut scanned = KeyScan::new(&mut src, scan.is_some());
+        let mut json = HashedJson::new(&mut scanned, len);
         let mut sink = IndexSink::new(payload_end, &opts.index, expected_entries(len));
         let mut mapped = Mapped::default();
         let parsed = if containers {
@@ -311,6 +316,9 @@ impl TocFrameStream<'_> {
             parse_entries(&mut json, false, slot, |e| sink.add(e))
         };
         let (digest, _) = json.finish();
+        if let Some(found) = scan {
+            *found = scanned.found();
+        }
         src.drain();
         if let Some(e) = src.take_failure() {
             return Err(self.frame_error(e.to_string()));

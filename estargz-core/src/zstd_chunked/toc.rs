@@ -249,35 +249,54 @@ const CONTAINERS_KEYS: [&[u8]; 5] = [
     b"\"tarSplitDigest\":",
 ];
 
-/// [`mentions_containers_keys`] over JSON read from `json` to its end (or
-/// first failure), a window at a time: a key split between two reads is
-/// found, as the window keeps the bytes a key could still start in.
-pub(crate) fn stream_mentions_containers_keys(mut json: impl std::io::Read) -> bool {
-    const WINDOW: usize = 64 << 10;
-    let longest = CONTAINERS_KEYS.iter().map(|k| k.len()).max().unwrap_or(0);
-    let mut buf = vec![0u8; WINDOW + longest];
-    let (mut kept, mut found) = (0, false);
-    loop {
-        // A failure ends the scan; the caller reports it.
-        let n = json.read(&mut buf[kept..]).unwrap_or_default();
-        let filled = kept + n;
-        // At the end every position is decided; before it, only those a
-        // whole key fits after.
-        let decided = if n == 0 {
-            filled
-        } else {
-            filled.saturating_sub(longest - 1)
-        };
-        let window = &buf[..filled];
-        found = found
-            || (0..decided)
-                .filter(|&i| window[i] == b'"')
-                .any(|i| CONTAINERS_KEYS.iter().any(|k| window[i..].starts_with(k)));
-        if n == 0 {
-            return found;
+/// A reader that passes JSON through and notes whether it holds a key
+/// only the containers dialect writes ([`mentions_containers_keys`] over
+/// everything read so far): a key split between two reads is found, as
+/// the bytes a key could still start in are kept for the next.
+pub(crate) struct KeyScan<'a, R> {
+    inner: &'a mut R,
+    /// The last bytes read, shorter than the longest key.
+    tail: Vec<u8>,
+    found: bool,
+    enabled: bool,
+}
+
+impl<'a, R> KeyScan<'a, R> {
+    /// Scans what passes through when `enabled`; otherwise only passes it.
+    pub(crate) fn new(inner: &'a mut R, enabled: bool) -> Self {
+        KeyScan {
+            inner,
+            tail: Vec::new(),
+            found: false,
+            enabled,
         }
-        buf.copy_within(decided..filled, 0);
-        kept = filled - decided;
+    }
+
+    /// Whether a containers-only key went by.
+    pub(crate) fn found(&self) -> bool {
+        self.found
+    }
+
+    fn scan(&mut self, data: &[u8]) {
+        let keep = CONTAINERS_KEYS.iter().map(|k| k.len()).max().unwrap_or(1) - 1;
+        // Keys starting in the tail are whole in it plus data's first bytes.
+        let mut edge = std::mem::take(&mut self.tail);
+        edge.extend_from_slice(&data[..data.len().min(keep)]);
+        self.found = mentions_containers_keys(&edge) || mentions_containers_keys(data);
+        self.tail = match data.len() >= keep {
+            true => data[data.len() - keep..].to_vec(),
+            false => edge[edge.len().saturating_sub(keep)..].to_vec(),
+        };
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for KeyScan<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.enabled && !self.found {
+            self.scan(&buf[..n]);
+        }
+        Ok(n)
     }
 }
 
@@ -606,6 +625,41 @@ pub fn format_rfc3339_nano(secs: i64, nanos: u32) -> Result<String, String> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    /// Whether [`KeyScan`] finds a containers key in `json` read `step`
+    /// bytes at a time.
+    fn scanned(json: &[u8], step: usize) -> bool {
+        struct Steps<'a>(&'a [u8], usize);
+        impl std::io::Read for Steps<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut steps = Steps(json, step);
+        let mut scan = KeyScan::new(&mut steps, true);
+        std::io::copy(&mut scan, &mut std::io::sink()).unwrap();
+        scan.found()
+    }
+
+    #[test]
+    fn a_key_scan_finds_a_containers_key_wherever_the_reads_split_it() {
+        let stargz = br#"{"version":1,"entries":[{"name":"a","type":"reg","modtime":"x","note":"\"endOffset\": in a value"}]}"#;
+        let last =
+            br#"{"version":1,"entries":[{"name":"a","type":"reg"}],"tarSplitDigest":"sha256:00"}"#;
+        let first = br#"{"entries":[{"accesstime":"x","name":"a"}]}"#;
+        for step in [1, 2, 3, 7, 16, 17, 1000] {
+            assert!(!scanned(stargz, step), "step {step}");
+            assert!(scanned(last, step), "step {step}");
+            assert!(scanned(first, step), "step {step}");
+        }
+        let mut bytes = &first[..];
+        let mut off = KeyScan::new(&mut bytes, false);
+        std::io::copy(&mut off, &mut std::io::sink()).unwrap();
+        assert!(!off.found());
+    }
 
     pub fn small_c64_toc() -> ContainersToc {
         let mut dir = ContainersEntry {
