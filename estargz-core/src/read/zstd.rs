@@ -15,7 +15,7 @@ use crate::zstd_chunked::annotations;
 use crate::zstd_chunked::footer::{FooterVersion, ZstdFooter};
 use crate::zstd_chunked::frame::{ExactReader, FrameDecoder};
 use crate::zstd_chunked::toc::{
-    decode_toc_frame, map_entry, parse_toc, ContainersEntry, KeyScan, MetadataFrame,
+    decode_toc_frame, mapped_entry, parse_toc, ContainersEntry, KeyScan, MetadataFrame,
 };
 use crate::zstd_chunked::{Limits, ZstdError, READ_MAX_WINDOW_LOG};
 use std::cell::RefCell;
@@ -356,8 +356,8 @@ impl Mapped {
         if self.error.is_some() {
             return;
         }
-        match map_entry(c) {
-            Ok((entry, _)) => {
+        match mapped_entry(c) {
+            Ok(entry) => {
                 self.count += 1;
                 sink.add(&entry);
             }

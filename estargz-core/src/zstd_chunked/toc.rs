@@ -482,6 +482,23 @@ impl ContainersToc {
 }
 
 pub(crate) fn map_entry(c: &ContainersEntry) -> Result<(TocEntry, EntryExtra), String> {
+    let e = mapped_entry(c)?;
+    let extra = EntryExtra {
+        end_offset: u64::try_from(c.end_offset).ok().filter(|&o| o > 0),
+        chunk_type: chunk_type_of(c)?,
+        modtime: c.modtime.clone(),
+        accesstime: c.accesstime.clone(),
+        changetime: c.changetime.clone(),
+        // The mapping changes these two only when it fills them in.
+        digest_synthesized: e.digest != c.digest,
+        chunk_digest_from_digest: e.chunk_digest != c.chunk_digest,
+    };
+    Ok((e, extra))
+}
+
+/// [`map_entry`]'s entry alone, for readers that keep nothing else (the
+/// index, as the TOC streams).
+pub(crate) fn mapped_entry(c: &ContainersEntry) -> Result<TocEntry, String> {
     let kind = EntryType::parse(&c.kind);
     let mut e = TocEntry::new(c.name.clone(), kind.clone());
     e.size = c.size;
@@ -505,29 +522,24 @@ pub(crate) fn map_entry(c: &ContainersEntry) -> Result<(TocEntry, EntryExtra), S
     e.chunk_offset = c.chunk_offset;
     e.chunk_size = c.chunk_size;
     e.chunk_digest.clone_from(&c.chunk_digest);
-    let mut extra = EntryExtra {
-        end_offset: u64::try_from(c.end_offset).ok().filter(|&o| o > 0),
-        chunk_type: match c.chunk_type.as_str() {
-            "" => ChunkType::Data,
-            "zeros" => ChunkType::Zeros,
-            other => return Err(format!("unknown chunkType {other:?}")),
-        },
-        modtime: c.modtime.clone(),
-        accesstime: c.accesstime.clone(),
-        changetime: c.changetime.clone(),
-        ..EntryExtra::default()
-    };
+    chunk_type_of(c)?;
     if kind == EntryType::Reg {
         if c.size == 0 && e.digest.is_empty() {
             e.digest = Digest::of(b"").to_string();
-            extra.digest_synthesized = true;
         }
         if c.size > 0 && c.chunk_size == 0 && e.chunk_digest.is_empty() && !e.digest.is_empty() {
             e.chunk_digest.clone_from(&e.digest);
-            extra.chunk_digest_from_digest = true;
         }
     }
-    Ok((e, extra))
+    Ok(e)
+}
+
+fn chunk_type_of(c: &ContainersEntry) -> Result<ChunkType, String> {
+    match c.chunk_type.as_str() {
+        "" => Ok(ChunkType::Data),
+        "zeros" => Ok(ChunkType::Zeros),
+        other => Err(format!("unknown chunkType {other:?}")),
+    }
 }
 
 impl ContainersEntry {
