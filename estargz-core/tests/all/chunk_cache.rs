@@ -2,6 +2,7 @@
 //! pieces, or by several threads at once, decodes each chunk once.
 
 use estargz_core::{Blob, Converter, LruChunkCache, OpenOptions, ReadAt};
+pub use estargz_test_support::tar_of;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -113,19 +114,6 @@ fn a_verifying_reader_checks_a_chunk_an_unverified_read_cached() {
     verifying.read_at(200, &mut buf).unwrap();
     // Decoded (and checked) once more, then served from the cache.
     assert_eq!(source.reads.load(Ordering::SeqCst) - before, 1);
-}
-
-/// A tar of `files` (regular, mode 644), in that order.
-pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut tar = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, name, *data).unwrap();
-    }
-    tar.into_inner().unwrap()
 }
 
 /// An eStargz blob of [`tar_of`] `files`.

@@ -4,7 +4,10 @@
 //! token, prefetch, and errors that say whether the blob or the network
 //! is at fault.
 
-use estargz_core::{Blob, Converter, ErrorKind, LruChunkCache, OpenOptions, ProblemKind, ReadAt};
+use crate::layer;
+use estargz_core::{
+    Blob, ErrorKind, LruChunkCache, OpenOptions, ProblemKind, ReadAt, DEFAULT_CHUNK_SIZE,
+};
 use estargz_remote::{Challenge, Error, HttpBlob, HttpOptions, UnauthorizedHook};
 use estargz_test_support::nginx::{Nginx, TOKEN};
 use estargz_test_support::noise::noise;
@@ -15,23 +18,6 @@ fn tail(tail_size: u64) -> HttpOptions {
         tail_size,
         ..HttpOptions::default()
     }
-}
-
-/// An eStargz layer of these files, in this order.
-fn layer(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut tar = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append_data(&mut h, name, &data[..]).unwrap();
-    }
-    let mut blob = Vec::new();
-    Converter::new()
-        .convert(&tar.into_inner().unwrap(), &mut blob)
-        .unwrap();
-    blob
 }
 
 #[test]
@@ -104,7 +90,10 @@ fn readers_taking_turns_on_adjacent_regions_fetch_each_byte_once() {
 fn a_file_read_in_turns_through_blob_without_a_chunk_cache_fetches_each_chunk_once() {
     let Some(server) = Nginx::start() else { return };
     let data = noise(32, 8 << 20);
-    server.serve("layer", &layer(&[("big", data.clone())]));
+    server.serve(
+        "layer",
+        &layer(&[("big", data.clone())], DEFAULT_CHUNK_SIZE),
+    );
     let source = HttpBlob::open(&server.url("layer"), &tail(64 << 10)).unwrap();
     let blob = Blob::open(source, &OpenOptions::default())
         .unwrap()
@@ -131,7 +120,7 @@ fn verify_over_http_still_reads_ahead_in_few_large_requests() {
         ("b", b"small".to_vec()),
         ("c", noise(34, 7 << 20)),
     ];
-    let bytes = layer(&files);
+    let bytes = layer(&files, DEFAULT_CHUNK_SIZE);
     server.serve("layer", &bytes);
     let source = HttpBlob::open(&server.url("layer"), &tail(64 << 10)).unwrap();
     let report = estargz_core::verify(&source, &Default::default());
@@ -208,7 +197,7 @@ fn prefetch_is_one_request_and_prefetched_files_read_nothing_more() {
         (".prefetch.landmark", vec![0x0f]),
         ("usr/share/doc", noise(38, 200_000)),
     ];
-    server.serve("layer", &layer(&files));
+    server.serve("layer", &layer(&files, DEFAULT_CHUNK_SIZE));
     let source = HttpBlob::open(&server.url("layer"), &tail(4096)).unwrap();
     let blob = Blob::open(source, &OpenOptions::default()).unwrap();
     let (done, logged) = server.requests_during(|| blob.prefetch().unwrap());
@@ -253,7 +242,7 @@ fn a_server_gone_is_an_io_error_and_a_damaged_chunk_is_corruption() {
     let Some(server) = Nginx::start() else { return };
     let files: Vec<(&str, Vec<u8>)> =
         vec![("one", noise(39, 100_000)), ("two", noise(40, 100_000))];
-    let bytes = layer(&files);
+    let bytes = layer(&files, DEFAULT_CHUNK_SIZE);
     server.serve("layer", &bytes);
     let opts = HttpOptions {
         max_retries: 0,
@@ -334,7 +323,7 @@ fn verify_with_the_server_stopped_mid_payload_reports_the_blob_unreadable() {
         ("two", noise(42, 300_000)),
         ("three", noise(43, 300_000)),
     ];
-    let bytes = layer(&files);
+    let bytes = layer(&files, DEFAULT_CHUNK_SIZE);
     server.serve("layer", &bytes);
     let opts = HttpOptions {
         max_retries: 0,

@@ -3,29 +3,11 @@
 //! its access log: never past the prefetch region of a reader walking
 //! it, never past the file of a reader reading one file.
 
-use estargz_core::{Blob, Converter, OpenOptions};
+use crate::layer;
+use estargz_core::{Blob, OpenOptions};
 use estargz_remote::{HttpBlob, HttpOptions};
 use estargz_test_support::nginx::{Nginx, Request};
 use estargz_test_support::noise::noise;
-
-/// An eStargz layer of these files, in this order, in chunks of at most
-/// `chunk_size` bytes.
-fn layer(files: &[(String, Vec<u8>)], chunk_size: u64) -> Vec<u8> {
-    let mut tar = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append_data(&mut h, name, &data[..]).unwrap();
-    }
-    let converter = Converter::builder().chunk_size(chunk_size).build().unwrap();
-    let mut blob = Vec::new();
-    converter
-        .convert(&tar.into_inner().unwrap(), &mut blob)
-        .unwrap();
-    blob
-}
 
 /// `[first, last]` of a logged `Range: bytes=FIRST-LAST`.
 fn span(r: &Request) -> (u64, u64) {
